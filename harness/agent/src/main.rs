@@ -1,0 +1,153 @@
+//! repro-agent: runs the churn workload and the probe, and streams results.
+//!
+//! In a guest it is PID 1 of an initramfs that repro writes: it mounts the
+//! pseudo filesystems, reads its job from the initramfs, streams JSON lines
+//! on a dedicated serial port and powers the machine off. On the host
+//! (`repro run --backend host`) it reads the job from `--job FILE`, streams on
+//! stdout and exits.
+//!
+//! The agent forks a child per iteration, so it stays single-threaded.
+
+mod workload;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
+
+use nix::sys::termios;
+use repro_proto::{AgentMode, Job, Message, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY};
+
+/// Where messages go: the protocol serial port or stdout.
+pub struct Channel {
+    out: Box<dyn Write>,
+}
+
+impl Channel {
+    pub fn send(&mut self, msg: &Message) {
+        // A failed write cannot be reported anywhere else; the host sees the
+        // missing lines and a guest that stopped answering.
+        if let Ok(line) = serde_json::to_string(msg) {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+fn main() {
+    let guest = std::process::id() == 1;
+    let args: Vec<String> = std::env::args().collect();
+    let result = if guest {
+        guest_main()
+    } else {
+        match args.iter().position(|a| a == "--job").and_then(|i| args.get(i + 1)) {
+            Some(path) => host_main(path),
+            None => {
+                eprintln!("usage: repro-agent --job JOB.json   (repro starts this; see `repro run --help`)");
+                std::process::exit(2);
+            }
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("repro-agent: {e}");
+        if guest {
+            power_off();
+        }
+        std::process::exit(1);
+    }
+}
+
+fn host_main(job_path: &str) -> io::Result<()> {
+    let job = read_job(job_path)?;
+    let mut ch = Channel {
+        out: Box::new(BufWriter::new(io::stdout())),
+    };
+    run_job(&job, &mut ch, AgentMode::Host);
+    Ok(())
+}
+
+fn guest_main() -> io::Result<()> {
+    mount_pseudo_filesystems();
+    let tty = open_proto_tty()?;
+    let mut ch = Channel {
+        out: Box::new(BufWriter::new(tty)),
+    };
+    match read_job(GUEST_JOB_PATH) {
+        Ok(job) => run_job(&job, &mut ch, AgentMode::Guest),
+        Err(e) => ch.send(&Message::Error {
+            message: format!("reading {GUEST_JOB_PATH}: {e}"),
+        }),
+    }
+    power_off()
+}
+
+fn read_job(path: &str) -> io::Result<Job> {
+    let text = std::fs::read_to_string(path)?;
+    let job: Job = serde_json::from_str(&text).map_err(io::Error::other)?;
+    if job.format_version != FORMAT_VERSION {
+        return Err(io::Error::other(format!(
+            "job format {} but this agent speaks {FORMAT_VERSION}: rebuild the workspace",
+            job.format_version
+        )));
+    }
+    Ok(job)
+}
+
+fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
+    let uts = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
+    };
+    ch.send(&Message::Hello {
+        format_version: FORMAT_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        release: field(|u| u.release()),
+        kernel_version: field(|u| u.version()),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        mem_total_kib: workload::mem_total_kib().unwrap_or(0),
+    });
+    if job.mode != mode {
+        ch.send(&Message::Error {
+            message: format!("job is for mode {:?} but the agent runs as {mode:?}", job.mode),
+        });
+        return;
+    }
+    if let Err(message) = workload::run(job, ch) {
+        ch.send(&Message::Error { message });
+    }
+}
+
+fn mount_pseudo_filesystems() {
+    use nix::mount::{mount, MsFlags};
+    for (src, target, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
+        let _ = std::fs::create_dir_all(target);
+        if let Err(e) = mount(Some(src), target, Some(fstype), MsFlags::empty(), None::<&str>) {
+            // Visible on the console; a missing /proc fails loudly later.
+            eprintln!("repro-agent: mount {target}: {e}");
+        }
+    }
+}
+
+fn open_proto_tty() -> io::Result<File> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(GUEST_PROTO_TTY)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {GUEST_PROTO_TTY}: {e}")))?;
+    // Raw mode: no "\n" -> "\r\n" translation, no echo, no line discipline.
+    if let Ok(mut t) = termios::tcgetattr(tty.as_fd()) {
+        termios::cfmakeraw(&mut t);
+        let _ = termios::tcsetattr(tty.as_fd(), termios::SetArg::TCSANOW, &t);
+    }
+    Ok(tty)
+}
+
+fn power_off() -> ! {
+    use nix::sys::reboot::{reboot, RebootMode};
+    nix::unistd::sync();
+    let _ = reboot(RebootMode::RB_POWER_OFF);
+    // Without ACPI power-off, a restart ends QEMU too (it runs with -no-reboot).
+    let _ = reboot(RebootMode::RB_AUTOBOOT);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,262 @@
+//! Types shared by the host CLI (`repro`) and the guest agent (`repro-agent`):
+//! the job the host hands to the agent, the messages the agent streams back,
+//! the run summary written to disk, and the process exit codes.
+//!
+//! Everything that crosses a process or a file boundary carries
+//! [`FORMAT_VERSION`]; bump it whenever a field changes meaning or is removed.
+
+pub mod exit_codes;
+mod stats;
+
+pub use stats::{percentile_nearest_rank, ProbeStats};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the job, message and summary formats.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where the agent reads its job inside the initramfs.
+pub const GUEST_JOB_PATH: &str = "/repro/job.json";
+/// The serial device the agent streams messages on (the console is ttyS0).
+pub const GUEST_PROTO_TTY: &str = "/dev/ttyS1";
+
+/// A workload: what each churned namespace touches, what the probe opens from
+/// the initial namespace, and how the settle phase decides cleanup is over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Files under /proc/sys opened and read inside every new namespace,
+    /// as absolute paths.
+    pub touch: Vec<String>,
+    pub probes: Vec<ProbePath>,
+    pub probe: ProbeSettings,
+    pub settle: SettleSettings,
+}
+
+/// One path the probe times from the initial namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbePath {
+    /// Short label used in results (`ipv6`, `ipv4`).
+    pub name: String,
+    /// Absolute path, e.g. /proc/sys/net/ipv6/neigh/lo/retrans_time_ms.
+    pub path: String,
+    /// A control path: expected to stay flat whatever the kernel.
+    #[serde(default)]
+    pub control: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    /// Timed opens per path per window.
+    pub samples: u32,
+    /// Time the probe may spend per path per window; once spent, the window
+    /// keeps the samples taken so far (at least `min_samples`).
+    pub budget_ms: u64,
+    pub min_samples: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleSettings {
+    pub poll_ms: u64,
+    /// Consecutive polls without a new minimum of nr_dentry that end the phase.
+    pub stable_polls: u32,
+    /// Upper bound on the settle phase.
+    pub max_ms: u64,
+}
+
+/// Where the agent runs, which decides how it talks and how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// PID 1 in a QEMU guest: mounts, streams on ttyS1, powers off.
+    Guest,
+    /// A process on the host's running kernel: streams on stdout, exits.
+    Host,
+}
+
+/// What the host asks the agent to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub format_version: u32,
+    pub mode: AgentMode,
+    pub scenario: Scenario,
+    pub iterations: u64,
+    pub workers: u32,
+    /// Iterations per window: the probe runs each time this many more
+    /// namespaces have been churned.
+    pub window: u64,
+    pub progress_interval_ms: u64,
+}
+
+/// One line the agent streams to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// First message: the guest is up and speaking our format.
+    Hello {
+        format_version: u32,
+        agent_version: String,
+        /// `uname -r` of the kernel the agent runs on.
+        release: String,
+        /// `uname -v`.
+        kernel_version: String,
+        cpus: u32,
+        mem_total_kib: u64,
+    },
+    /// The baseline, taken after a warm-up probe and before any churn.
+    Started { baseline: DentryState },
+    /// Heartbeat between windows.
+    Progress {
+        iteration: u64,
+        elapsed_s: f64,
+        churn_errors: u64,
+    },
+    Window(Window),
+    /// After the churn: cleanup has settled; the probe ran once more.
+    Settled(Settled),
+    Done {
+        iterations_done: u64,
+        elapsed_s: f64,
+    },
+    /// The agent could not go on; it powers off (guest) or exits after this.
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DentryState {
+    pub nr_dentry: u64,
+    pub nr_unused: u64,
+}
+
+/// One probe window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Namespaces churned so far (completed iterations).
+    pub iteration: u64,
+    /// Seconds since the churn started.
+    pub elapsed_s: f64,
+    /// Iterations per second since the previous window.
+    pub churn_rate: f64,
+    /// Iterations whose child failed (unshare or open), so far.
+    pub churn_errors: u64,
+    pub nr_dentry: u64,
+    pub nr_unused: u64,
+    pub probes: Vec<ProbeStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settled {
+    /// How long the settle phase waited.
+    pub settle_s: f64,
+    /// Whether nr_dentry stopped falling before the bound.
+    pub stable: bool,
+    pub window: Window,
+}
+
+/// What remains after settling, per churned namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Residual {
+    pub nr_dentry_before: u64,
+    pub nr_dentry_after: u64,
+    pub per_iteration: f64,
+}
+
+impl Residual {
+    pub fn compute(before: u64, after: u64, iterations: u64) -> Option<Residual> {
+        (iterations > 0).then(|| Residual {
+            nr_dentry_before: before,
+            nr_dentry_after: after,
+            per_iteration: (after as f64 - before as f64) / iterations as f64,
+        })
+    }
+}
+
+/// The kernel a run booted, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    /// What the user asked for: a catalog name or a path.
+    pub name: String,
+    /// `uname -r` reported by the agent (None if the guest never spoke).
+    pub release: Option<String>,
+    pub image: Option<String>,
+    pub image_sha256: Option<String>,
+    /// e.g. `debian:linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb`.
+    pub source: String,
+}
+
+/// Where the numbers were measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub repro_version: String,
+    /// RFC 3339, UTC.
+    pub date: String,
+    pub host_cpu: String,
+    pub host_kernel: String,
+    pub qemu_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    /// Stable machine-readable kind, e.g. `guest_panic`.
+    pub kind: String,
+    pub message: String,
+    pub exit_code: i32,
+}
+
+/// Everything a run produced, as written to `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub format_version: u32,
+    pub provenance: Provenance,
+    pub kernel: KernelInfo,
+    /// `qemu` or `host`.
+    pub backend: String,
+    /// `kvm` or `tcg` for QEMU runs, None on the host backend.
+    pub accel: Option<String>,
+    /// Why `--accel auto` did not end on KVM (None when it did, or when the
+    /// accelerator was chosen explicitly).
+    pub accel_fallback_reason: Option<String>,
+    pub guest_cpus: Option<u32>,
+    pub guest_memory_mib: Option<u64>,
+    pub scenario: String,
+    pub scenario_definition: Scenario,
+    pub iterations_requested: u64,
+    pub iterations_done: u64,
+    pub workers: u32,
+    pub window: u64,
+    pub complete: bool,
+    pub error: Option<RunError>,
+    pub baseline: Option<DentryState>,
+    pub windows: Vec<Window>,
+    pub settled: Option<Settled>,
+    pub residual: Option<Residual>,
+    pub duration_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_tagged_json_lines() {
+        let m = Message::Progress {
+            iteration: 10,
+            elapsed_s: 1.5,
+            churn_errors: 0,
+        };
+        let line = serde_json::to_string(&m).unwrap();
+        assert!(line.starts_with(r#"{"type":"progress""#), "{line}");
+        assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), m);
+    }
+
+    #[test]
+    fn residual_is_signed_per_iteration_growth() {
+        let r = Residual::compute(3_901, 30_901, 4_500).unwrap();
+        assert!((r.per_iteration - 6.0).abs() < 1e-9);
+        let shrunk = Residual::compute(1_000, 900, 100).unwrap();
+        assert!(shrunk.per_iteration < 0.0);
+        assert!(Residual::compute(1, 2, 0).is_none());
+    }
+}

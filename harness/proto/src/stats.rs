@@ -1,0 +1,68 @@
+use serde::{Deserialize, Serialize};
+
+/// Latency of one probe path in one window, in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStats {
+    pub name: String,
+    pub count: u32,
+    /// Opens that failed (the path did not exist, say).
+    pub errors: u32,
+    pub min_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl ProbeStats {
+    /// Exact order statistics of one window's samples (nanoseconds).
+    ///
+    /// A window holds at most a few hundred samples, so sorting them gives
+    /// exact percentiles for less than a histogram's bucketing would cost.
+    pub fn from_samples_ns(name: &str, samples_ns: &mut [u64], errors: u32) -> ProbeStats {
+        samples_ns.sort_unstable();
+        let us = |p: f64| percentile_nearest_rank(samples_ns, p).map_or(0.0, |ns| ns as f64 / 1e3);
+        ProbeStats {
+            name: name.to_string(),
+            count: samples_ns.len() as u32,
+            errors,
+            min_us: us(0.0),
+            p50_us: us(50.0),
+            p90_us: us(90.0),
+            p99_us: us(99.0),
+            max_us: us(100.0),
+        }
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice; `p` in 0..=100.
+pub fn percentile_nearest_rank(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile_nearest_rank(&v, 0.0), Some(1));
+        assert_eq!(percentile_nearest_rank(&v, 50.0), Some(50));
+        assert_eq!(percentile_nearest_rank(&v, 99.0), Some(99));
+        assert_eq!(percentile_nearest_rank(&v, 100.0), Some(100));
+        assert_eq!(percentile_nearest_rank(&[], 50.0), None);
+    }
+
+    #[test]
+    fn stats_sort_and_convert_to_microseconds() {
+        let mut s = vec![3_000, 1_000, 2_000];
+        let st = ProbeStats::from_samples_ns("ipv6", &mut s, 1);
+        assert_eq!((st.count, st.errors), (3, 1));
+        assert_eq!((st.min_us, st.p50_us, st.max_us), (1.0, 2.0, 3.0));
+    }
+}

@@ -1,0 +1,278 @@
+//! Fetching Debian packages with the machine's own apt configuration.
+//!
+//! A catalog entry names Debian suites (say bullseye) that the machine's
+//! sources may not carry. repro never edits the system's apt configuration:
+//! it writes a private one in its cache, with the mirrors taken from the
+//! system's sources (the entry carrying `-security` suites for security
+//! suites, the main Debian entry for the rest), and runs apt-get/apt-cache
+//! with `-o Dir::...` options pointing at it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use crate::error::{fail, Kind};
+
+const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Package lists younger than this are not refreshed.
+const LISTS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+const DEBIAN_CODENAMES: &[&str] = &[
+    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "stable", "oldstable", "testing", "unstable",
+];
+
+/// One `deb` source from the system's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEntry {
+    pub uri: String,
+    pub suites: Vec<String>,
+    pub signed_by: Option<String>,
+}
+
+/// Parse deb822 `.sources` text.
+pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+        };
+        let types = field("Types").unwrap_or_default();
+        let enabled = field("Enabled").is_none_or(|v| v != "no");
+        if !enabled || !types.split_whitespace().any(|t| t == "deb") {
+            continue;
+        }
+        let suites: Vec<String> = field("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
+        let signed_by = field("Signed-By").filter(|s| s.starts_with('/'));
+        for uri in field("URIs").unwrap_or_default().split_whitespace() {
+            out.push(SourceEntry {
+                uri: uri.to_string(),
+                suites: suites.clone(),
+                signed_by: signed_by.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Parse one-line-style `sources.list` text.
+pub fn parse_one_line(text: &str) -> Vec<SourceEntry> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let mut rest = rest.trim();
+        let mut signed_by = None;
+        if rest.starts_with('[') {
+            let end = rest.find(']').unwrap_or(rest.len() - 1);
+            for opt in rest[1..end].split_whitespace() {
+                if let Some(v) = opt.strip_prefix("signed-by=") {
+                    signed_by = Some(v.to_string());
+                }
+            }
+            rest = rest[end + 1..].trim();
+        }
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            out.push(SourceEntry {
+                uri: uri.to_string(),
+                suites: vec![suite.to_string()],
+                signed_by,
+            });
+        }
+    }
+    out
+}
+
+/// The system's `deb` sources, from /etc/apt/sources.list and sources.list.d.
+pub fn system_sources() -> Vec<SourceEntry> {
+    let mut out = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/etc/apt/sources.list") {
+        out.extend(parse_one_line(&t));
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let Ok(t) = std::fs::read_to_string(&f) else { continue };
+            match f.extension().and_then(|e| e.to_str()) {
+                Some("sources") => out.extend(parse_deb822(&t)),
+                Some("list") => out.extend(parse_one_line(&t)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn is_debian_suite(suite: &str) -> bool {
+    DEBIAN_CODENAMES.contains(&suite.split('-').next().unwrap_or(""))
+}
+
+/// The `sources.list` lines for `suites`, with mirrors taken from `system`.
+pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<String> {
+    let debian: Vec<&SourceEntry> = system.iter().filter(|e| e.suites.iter().any(|s| is_debian_suite(s))).collect();
+    let main = debian.iter().find(|e| e.suites.iter().any(|s| !s.ends_with("-security")));
+    let security = debian.iter().find(|e| e.suites.iter().any(|s| s.ends_with("-security")));
+    let mut lines = String::new();
+    for suite in suites {
+        let entry = if suite.ends_with("-security") { security } else { main };
+        let Some(entry) = entry else {
+            bail!(
+                "no Debian {} mirror in this machine's apt configuration (/etc/apt/sources.list{{,.d}}) to fetch suite {suite} from; \
+                 add one, or pass a kernel image with --kernel PATH",
+                if suite.ends_with("-security") { "security" } else { "archive" }
+            );
+        };
+        let keyring = entry.signed_by.as_deref().unwrap_or(DEFAULT_KEYRING);
+        lines.push_str(&format!("deb [signed-by={keyring}] {} {suite} main\n", entry.uri));
+    }
+    Ok(lines)
+}
+
+/// A private apt state directory for one set of suites.
+pub struct AptRoot {
+    dir: PathBuf,
+}
+
+impl AptRoot {
+    pub fn create(dir: &Path, sources_list: &str) -> Result<AptRoot> {
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+            std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        }
+        let path = dir.join("sources.list");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(sources_list) {
+            std::fs::write(&path, sources_list).with_context(|| format!("writing {}", path.display()))?;
+            // New sources: the lists are stale whatever their age.
+            let _ = std::fs::remove_file(dir.join("updated"));
+        }
+        Ok(AptRoot { dir: dir.to_path_buf() })
+    }
+
+    fn options(&self) -> Vec<String> {
+        let d = self.dir.display();
+        vec![
+            format!("-oDir::Etc::SourceList={d}/sources.list"),
+            format!("-oDir::Etc::SourceParts={d}/sources.list.d"),
+            format!("-oDir::Etc::PreferencesParts={d}/preferences.d"),
+            format!("-oDir::State::Lists={d}/lists"),
+            format!("-oDir::Cache={d}/cache"),
+            "-oAPT::Get::List-Cleanup=false".into(),
+            "-oAcquire::Languages=none".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
+            "-q".into(),
+        ]
+    }
+
+    fn apt(&self, tool: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
+        let mut cmd = Command::new(tool);
+        cmd.args(self.options()).args(args);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        tracing::debug!(?cmd, "apt");
+        let out = cmd.output().map_err(|e| {
+            fail(
+                Kind::KernelUnavailable,
+                format!("cannot run {tool}: {e}; fetching Debian kernels needs apt (Debian/Ubuntu), or pass --kernel PATH"),
+            )
+        })?;
+        if !out.status.success() {
+            bail!(
+                "`{tool} {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Refresh the package lists unless they are recent.
+    pub fn update(&self, force: bool) -> Result<()> {
+        let stamp = self.dir.join("updated");
+        let fresh = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age < LISTS_MAX_AGE);
+        if fresh && !force {
+            return Ok(());
+        }
+        tracing::info!("refreshing package lists ({})", self.dir.display());
+        self.apt("apt-get", &["update"], None)?;
+        std::fs::write(&stamp, b"")?;
+        Ok(())
+    }
+
+    /// Follow a metapackage to the `linux-image-*` package it depends on.
+    pub fn resolve_image_package(&self, package: &str) -> Result<String> {
+        let out = self.apt("apt-cache", &["depends", "--no-recommends", "--no-suggests", package], None)?;
+        let dep = out.lines().filter_map(|l| l.trim().strip_prefix("Depends: ")).find(|d| d.starts_with("linux-image-"));
+        Ok(dep.map_or_else(|| package.to_string(), |d| d.trim().to_string()))
+    }
+
+    /// The candidate version of `package`.
+    pub fn candidate_version(&self, package: &str) -> Result<String> {
+        let out = self.apt("apt-cache", &["policy", package], None)?;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            .filter(|v| *v != "(none)")
+            .map(str::to_string)
+            .with_context(|| format!("apt knows no candidate for {package}"))
+    }
+
+    /// `apt-get download` into `dir`; returns the .deb's path.
+    pub fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        self.apt("apt-get", &["download", &format!("{package}={version}")], Some(dir))?;
+        let prefix = format!("{package}_");
+        std::fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                n.starts_with(&prefix) && n.ends_with(".deb")
+            })
+            .with_context(|| format!("apt-get download left no {package}_*.deb in {}", dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEB822: &str = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\nComponents: main\n";
+
+    #[test]
+    fn deb822_and_one_line_sources_parse() {
+        let e = parse_deb822(DEB822);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].suites, ["bookworm", "bookworm-updates"]);
+        let l = parse_one_line("# c\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bullseye main\ndeb-src http://x y z\n");
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].uri.as_str(), l[0].signed_by.as_deref()), ("http://m.example/debian", Some("/k.gpg")));
+    }
+
+    #[test]
+    fn derived_sources_reuse_the_machines_mirrors_per_role() {
+        let sys = parse_deb822(DEB822);
+        let s = derive_sources(&sys, &["bullseye".into(), "bullseye-security".into(), "bookworm-backports".into()]).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].ends_with("http://mirror.example/debian bullseye main"), "{s}");
+        assert!(lines[1].ends_with("http://mirror.example/debian-security bullseye-security main"), "{s}");
+        assert!(lines[2].contains("http://mirror.example/debian bookworm-backports"), "{s}");
+        assert!(!s.contains("vendor.example"));
+    }
+
+    #[test]
+    fn no_debian_mirror_is_a_clear_error() {
+        let sys = parse_deb822("Types: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\n");
+        let e = derive_sources(&sys, &["bookworm".into()]).unwrap_err().to_string();
+        assert!(e.contains("no Debian archive mirror") && e.contains("--kernel PATH"), "{e}");
+    }
+}

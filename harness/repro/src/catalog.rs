@@ -1,0 +1,119 @@
+//! The kernel catalog (vm-images/catalog.toml), compiled into the binary.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::error::{fail, Kind};
+
+pub const CATALOG_TOML: &str = include_str!("../../../vm-images/catalog.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub kernel: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// Expected verdict per scenario name: "regressed" or "clean".
+    #[serde(default)]
+    pub expect: BTreeMap<String, Expect>,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Regressed,
+    Clean,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// A Debian binary kernel package.
+    Debian { suites: Vec<String>, package: String },
+}
+
+impl Catalog {
+    pub fn builtin() -> Result<Catalog> {
+        Catalog::parse(CATALOG_TOML).context("parsing the built-in vm-images/catalog.toml")
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog> {
+        let c: Catalog = toml::from_str(text)?;
+        let mut seen = std::collections::HashSet::new();
+        for e in &c.kernel {
+            for n in std::iter::once(&e.name).chain(&e.aliases) {
+                anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.kernel.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    pub fn lookup(&self, name: &str) -> Result<&Entry> {
+        self.kernel.iter().find(|e| e.name == name || e.aliases.iter().any(|a| a == name)).ok_or_else(|| {
+            fail(
+                Kind::KernelUnavailable,
+                format!(
+                    "unknown kernel {name:?}: the catalog knows {} (see `repro kernels`); \
+                     to boot any other kernel pass the path of its bzImage, e.g. --kernel arch/x86/boot/bzImage",
+                    self.names().join(", ")
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_resolves_names_and_aliases() {
+        let c = Catalog::builtin().unwrap();
+        assert_eq!(c.lookup("6.1").unwrap().name, "6.1");
+        assert_eq!(c.lookup("bookworm").unwrap().name, "6.1");
+        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source;
+        assert_eq!(suites[0], "bullseye");
+        assert!(package.starts_with("linux-image-"));
+        for e in &c.kernel {
+            assert!(e.expect.contains_key("seed"), "{} has no expectation for seed", e.name);
+        }
+    }
+
+    #[test]
+    fn unknown_kernel_lists_known_ones_and_suggests_a_path() {
+        let c = Catalog::builtin().unwrap();
+        let e = format!("{:#}", c.lookup("2.6.32").unwrap_err());
+        assert!(e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"), "{e}");
+        assert_eq!(crate::error::kind_of(&c.lookup("x").unwrap_err()), Some(Kind::KernelUnavailable));
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let t = r#"
+[[kernel]]
+name = "a"
+description = ""
+source = { kind = "debian", suites = ["x"], package = "p" }
+[[kernel]]
+name = "b"
+aliases = ["a"]
+description = ""
+source = { kind = "debian", suites = ["x"], package = "p" }
+"#;
+        assert!(Catalog::parse(t).is_err());
+    }
+}

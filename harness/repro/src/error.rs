@@ -1,0 +1,129 @@
+//! Failures that end a command with a specific exit code.
+//!
+//! Code deep in the stack raises a [`Fail`] with the one-paragraph message a
+//! user should read; layers above add `.context(...)`. At the top,
+//! [`exit_code_of`] finds the `Fail` in the chain (or a full disk) and maps it
+//! to a code from [`repro_proto::exit_codes`].
+
+use repro_proto::exit_codes as codes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    KernelUnavailable,
+    ImageInvalid,
+    QemuMissing,
+    ScenarioInvalid,
+    GuestPanic,
+    GuestHung,
+    GuestFailed,
+    DiskFull,
+    Permission,
+    Interrupted,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::KernelUnavailable => codes::KERNEL_UNAVAILABLE,
+            Kind::ImageInvalid => codes::IMAGE_INVALID,
+            Kind::QemuMissing => codes::QEMU_MISSING,
+            Kind::ScenarioInvalid => codes::SCENARIO_INVALID,
+            Kind::GuestPanic => codes::GUEST_PANIC,
+            Kind::GuestHung => codes::GUEST_HUNG,
+            Kind::GuestFailed => codes::GUEST_FAILED,
+            Kind::DiskFull => codes::DISK_FULL,
+            Kind::Permission => codes::PERMISSION,
+            Kind::Interrupted => codes::INTERRUPTED,
+        }
+    }
+
+    /// The `error.kind` string written to summary.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::KernelUnavailable => "kernel_unavailable",
+            Kind::ImageInvalid => "image_invalid",
+            Kind::QemuMissing => "qemu_missing",
+            Kind::ScenarioInvalid => "scenario_invalid",
+            Kind::GuestPanic => "guest_panic",
+            Kind::GuestHung => "guest_hung",
+            Kind::GuestFailed => "guest_failed",
+            Kind::DiskFull => "disk_full",
+            Kind::Permission => "permission",
+            Kind::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Fail {
+    pub kind: Kind,
+    pub message: String,
+}
+
+pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
+    Fail {
+        kind,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// The kind of failure an error chain carries, if any.
+pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Fail>() {
+            return Some(f.kind);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(nix::libc::ENOSPC) {
+                return Some(Kind::DiskFull);
+            }
+        }
+    }
+    None
+}
+
+pub fn exit_code_of(err: &anyhow::Error) -> i32 {
+    kind_of(err).map_or(codes::INTERNAL, Kind::exit_code)
+}
+
+/// The message to print: a full disk gets advice of its own.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut msg = format!("{err:#}");
+    if kind_of(err) == Some(Kind::DiskFull) && !msg.contains("free space") {
+        msg.push_str(
+            ": the disk is full; free space (or pass --out on another filesystem) and run again; \
+             the samples recorded so far are kept in the run directory",
+        );
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn kind_survives_context_layers() {
+        let e = Err::<(), _>(fail(Kind::QemuMissing, "no qemu"))
+            .context("booting")
+            .unwrap_err();
+        assert_eq!(exit_code_of(&e), codes::QEMU_MISSING);
+        assert_eq!(format!("{e:#}"), "booting: no qemu");
+    }
+
+    #[test]
+    fn enospc_anywhere_in_the_chain_is_disk_full() {
+        let io = std::io::Error::from_raw_os_error(nix::libc::ENOSPC);
+        let e = anyhow::Error::from(io).context("writing samples.jsonl");
+        assert_eq!(exit_code_of(&e), codes::DISK_FULL);
+        assert!(render(&e).contains("free space"));
+    }
+
+    #[test]
+    fn other_errors_are_internal() {
+        assert_eq!(exit_code_of(&anyhow::anyhow!("boom")), codes::INTERNAL);
+    }
+}

@@ -1,0 +1,266 @@
+//! `--kernel`: a catalog name (fetched and cached) or the path of a bzImage.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::apt::{self, AptRoot};
+use crate::catalog::{Catalog, Source};
+use crate::error::{fail, Kind};
+
+/// A kernel image ready to boot.
+#[derive(Debug, Clone)]
+pub struct KernelImage {
+    /// What the user asked for.
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    /// Where it came from, e.g. `debian:linux-image-..._6.1.192-2_amd64.deb`.
+    pub source: String,
+}
+
+/// What the cache records beside each fetched image.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedImage {
+    package: String,
+    version: String,
+    deb: String,
+    deb_sha256: String,
+    release: String,
+    image_sha256: String,
+}
+
+/// repro's cache: fetched kernels and private apt state. Shared between runs
+/// (and CI jobs): entries are written under a lock and renamed into place.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    /// `--cache-dir`, else $REPRO_CACHE_DIR, else $XDG_CACHE_HOME/repro, else ~/.cache/repro.
+    pub fn new(explicit: Option<PathBuf>) -> Cache {
+        let root = explicit
+            .or_else(|| std::env::var_os("REPRO_CACHE_DIR").map(PathBuf::from))
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("repro")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/repro")))
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/repro-cache"));
+        Cache { root }
+    }
+}
+
+pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache) -> Result<KernelImage> {
+    let as_path = Path::new(arg);
+    if arg.contains('/') || as_path.exists() {
+        check_bzimage(as_path)?;
+        let path = as_path.canonicalize().with_context(|| format!("resolving {arg}"))?;
+        return Ok(KernelImage {
+            name: arg.to_string(),
+            sha256: sha256_file(&path)?,
+            source: format!("path:{}", path.display()),
+            path,
+        });
+    }
+    let entry = catalog.lookup(arg)?;
+    match &entry.source {
+        Source::Debian { suites, package } => fetch_debian(&entry.name, suites, package, cache)
+            .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description)),
+    }
+}
+
+fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
+    let kdir = cache.root.join("kernels").join(name);
+    std::fs::create_dir_all(&kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
+    let lock_file = File::create(kdir.join(".lock"))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+
+    let unavailable = |e: anyhow::Error| {
+        fail(
+            Kind::KernelUnavailable,
+            format!(
+                "cannot fetch the Debian package {package} from {}: {e:#}. Check the network and apt (`apt-get update`), \
+                 or pass a kernel image with --kernel PATH",
+                suites.join(", ")
+            ),
+        )
+    };
+    let sources = apt::derive_sources(&apt::system_sources(), suites).map_err(unavailable)?;
+    let root = AptRoot::create(&cache.root.join("apt").join(name), &sources)?;
+    let resolved = root.update(false).and_then(|()| {
+        let pkg = root.resolve_image_package(package)?;
+        let ver = root.candidate_version(&pkg)?;
+        Ok((pkg, ver))
+    });
+    let (pkg, ver) = match resolved {
+        Ok(pv) => pv,
+        Err(e) => {
+            // Offline: the newest image fetched before still boots.
+            if let Some(img) = newest_cached(&kdir, name)? {
+                tracing::warn!("apt failed ({e:#}); using the cached {}", img.source);
+                return Ok(img);
+            }
+            return Err(unavailable(e));
+        }
+    };
+    let dir = kdir.join(format!("{pkg}_{}", ver.replace([':', '/'], "_")));
+    if let Some(img) = load_cached(&dir, name)? {
+        return Ok(img);
+    }
+
+    tracing::info!("fetching {pkg} {ver} with apt-get download");
+    let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
+    let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
+    let image_tmp = tmp.path().join("vmlinuz");
+    let release = {
+        let mut out = File::create(&image_tmp)?;
+        let r = crate::deb::extract_vmlinuz(&deb, &mut out)?;
+        out.sync_all()?;
+        r
+    };
+    check_bzimage(&image_tmp)?;
+    let meta = CachedImage {
+        package: pkg,
+        version: ver,
+        deb: deb.file_name().unwrap().to_string_lossy().into_owned(),
+        deb_sha256: sha256_file(&deb)?,
+        release,
+        image_sha256: sha256_file(&image_tmp)?,
+    };
+    std::fs::remove_file(&deb)?;
+    std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
+    // An interrupted fetch leaves only a .fetch-* directory, never a half entry.
+    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the fetched image into {}", dir.display()))?;
+    load_cached(&dir, name)?.context("the image just cached cannot be read back")
+}
+
+fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("source.json")) else {
+        return Ok(None);
+    };
+    let meta: CachedImage = serde_json::from_str(&text).with_context(|| format!("reading {}/source.json", dir.display()))?;
+    let path = dir.join("vmlinuz");
+    let sha = sha256_file(&path).unwrap_or_default();
+    if sha != meta.image_sha256 {
+        tracing::warn!("cached image {} is corrupt (sha256 mismatch); fetching it again", path.display());
+        std::fs::remove_dir_all(dir)?;
+        return Ok(None);
+    }
+    Ok(Some(KernelImage {
+        name: name.to_string(),
+        path,
+        sha256: sha,
+        source: format!("debian:{}", meta.deb),
+    }))
+}
+
+fn newest_cached(kdir: &Path, name: &str) -> Result<Option<KernelImage>> {
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(kdir)?
+        .flatten()
+        .filter(|e| e.path().join("source.json").exists())
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort();
+    match dirs.pop() {
+        Some((_, d)) => load_cached(&d, name),
+        None => Ok(None),
+    }
+}
+
+/// Refuse anything QEMU's `-kernel` cannot boot as an x86 bzImage.
+pub fn check_bzimage(path: &Path) -> Result<()> {
+    let mut head = [0u8; 0x210];
+    let mut f = File::open(path).map_err(|e| {
+        fail(
+            Kind::ImageInvalid,
+            format!("cannot open kernel image {}: {e}; pass an existing bzImage or a catalog name (see `repro kernels`)", path.display()),
+        )
+    })?;
+    let n = read_up_to(&mut f, &mut head)?;
+    if head[..n].starts_with(b"\x7fELF") {
+        return Err(fail(
+            Kind::ImageInvalid,
+            format!(
+                "{} is an ELF file (vmlinux?), not a bzImage: pass arch/x86/boot/bzImage from the build tree",
+                path.display()
+            ),
+        ));
+    }
+    if n < 0x206 || &head[0x202..0x206] != b"HdrS" {
+        return Err(fail(
+            Kind::ImageInvalid,
+            format!(
+                "{} is not an x86 bzImage (no \"HdrS\" boot header at 0x202; {n} bytes read): the file is truncated or not a kernel. \
+                 Rebuild it, or for a catalog kernel delete its cache entry and run again",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut HashWriter(&mut h))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+impl Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn bzimage_header_is_required() {
+        let d = tempfile::tempdir().unwrap();
+        let mut ok = vec![0u8; 0x400];
+        ok[0x202..0x206].copy_from_slice(b"HdrS");
+        check_bzimage(&write(d.path(), "good", &ok)).unwrap();
+
+        let elf = check_bzimage(&write(d.path(), "vmlinux", b"\x7fELF\x02\x01")).unwrap_err();
+        assert!(format!("{elf:#}").contains("vmlinux"));
+        let short = check_bzimage(&write(d.path(), "short", b"abc")).unwrap_err();
+        assert_eq!(crate::error::kind_of(&short), Some(Kind::ImageInvalid));
+        let missing = check_bzimage(&d.path().join("nope")).unwrap_err();
+        assert_eq!(crate::error::kind_of(&missing), Some(Kind::ImageInvalid));
+    }
+
+    #[test]
+    fn sha256_of_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "f", b"abc");
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,233 @@
+//! repro: reproduce the /proc/sys/net dcache hash-chain regression on any
+//! kernel under QEMU, and record the latency curve.
+//!
+//! `main` only parses; [`run`] dispatches and returns the exit code. See
+//! ARCHITECTURE.md for how data flows from here into the guest and back.
+
+pub mod apt;
+pub mod catalog;
+pub mod deb;
+pub mod error;
+pub mod initramfs;
+pub mod kernel;
+pub mod progress;
+pub mod qemu;
+pub mod record;
+pub mod run_cmd;
+pub mod scenario;
+pub mod session;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repro",
+    version,
+    about = "Reproduce the /proc/sys/net dcache hash-chain regression on any kernel under QEMU",
+    long_about = "Reproduce the /proc/sys/net dcache hash-chain regression on any kernel under QEMU.\n\n\
+On kernels before v4.11, every network namespace that is created and destroyed leaves its \
+/proc/sys/net dentries cached on one dcache hash chain, and each lookup of /proc/sys/net/ipv6 from \
+the host walks that chain under a global lock. repro boots a kernel in QEMU with an initramfs it \
+writes itself, churns namespaces inside it while timing opens from the initial namespace, and records \
+the latency curve and the dentries left behind.",
+    after_help = "Examples:\n  \
+repro run --kernel 6.1 --iterations 1000        Debian 6.1 under QEMU (fetched with apt)\n  \
+repro run --kernel ./bzImage -n 5000 --json     any bzImage you built\n  \
+repro run --backend host -n 500                 this machine's own kernel (as root)\n  \
+repro kernels                                   what --kernel accepts by name"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v debug: includes the full QEMU command line; -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a kernel, churn network namespaces, probe /proc/sys/net opens, record the curve.
+    Run(RunArgs),
+    /// List the kernels --kernel accepts by name.
+    Kernels(KernelsArgs),
+    /// Fetch a catalog kernel into the cache (no boot) and print its path.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if /dev/kvm opens and a guest boots on it within --kvm-timeout; else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// A QEMU guest on the chosen kernel.
+    Qemu,
+    /// This machine's running kernel, no VM (needs root; churns the host's namespaces).
+    Host,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Kernel to boot: a catalog name (see `repro kernels`) or the path of a bzImage.
+    #[arg(short, long, default_value = "6.1", value_name = "NAME|PATH")]
+    pub kernel: String,
+    /// Workload: a built-in scenario name or the path of a scenario file (see scenarios/).
+    #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// Network namespaces to create and destroy.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub iterations: u64,
+    /// Parallel churn loops.
+    #[arg(short, long, default_value_t = 1)]
+    pub workers: u32,
+    /// Iterations between probe windows [default: iterations / 20].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Timed opens per probe path per window [default: from the scenario].
+    #[arg(long)]
+    pub probe_samples: Option<u32>,
+    /// Where to run: a QEMU guest, or this machine's kernel.
+    #[arg(long, value_enum, default_value_t = Backend::Qemu)]
+    pub backend: Backend,
+    /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
+    #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// Give up on the whole run after this long, e.g. 2h (windows so far are kept).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How long the guest may take to boot and say hello under TCG.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub boot_timeout: Duration,
+    /// How long --accel auto waits for a KVM guest before falling back to TCG.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub kvm_timeout: Duration,
+    /// A guest silent for this long is declared hung.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+    /// Run directory [default: results/runs/<date>-<kernel>-<scenario>-<iterations>].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Also print summary.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Extra guest kernel command-line arguments.
+    #[arg(long, default_value = "", value_name = "ARGS")]
+    pub append: String,
+    /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KernelsArgs {
+    /// Print the catalog as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// Catalog name.
+    pub kernel: String,
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes
+/// (optionally followed by "iB" or "B") are binary. Hand-written because
+/// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
+pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let mib = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" | "M" => n,
+        "K" => n / 1024.0,
+        "G" => n * 1024.0,
+        "T" => n * 1024.0 * 1024.0,
+        _ => return Err(format!("bad size unit in {s:?}: use K, M, G or T")),
+    };
+    if mib < 1.0 {
+        return Err(format!("size {s:?} is under 1 MiB"));
+    }
+    Ok(mib.round() as u64)
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run(args) => run_cmd::run(&args, cli.quiet),
+        Command::Kernels(args) => run_cmd::kernels(&args),
+        Command::Fetch(args) => run_cmd::fetch(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error::render(&e));
+            error::exit_code_of(&e)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// The exit code table, reachable from the CLI crate.
+pub use repro_proto::exit_codes as codes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_binary_like_qemu() {
+        assert_eq!(parse_size_mib("2G"), Ok(2048));
+        assert_eq!(parse_size_mib("2GiB"), Ok(2048));
+        assert_eq!(parse_size_mib("1536M"), Ok(1536));
+        assert_eq!(parse_size_mib("512"), Ok(512));
+        assert_eq!(parse_size_mib("1.5g"), Ok(1536));
+        assert!(parse_size_mib("lots").is_err());
+        assert!(parse_size_mib("2X").is_err());
+        assert!(parse_size_mib("10K").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -1,0 +1,80 @@
+//! Progress on long runs: a bar on a terminal, periodic log lines otherwise.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use repro_proto::Window;
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_log: Option<Instant>,
+    /// The probe shown: the first non-control path.
+    probe: String,
+}
+
+impl Progress {
+    pub fn new(total: u64, probe: &str, quiet: bool) -> Progress {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = (tty && !quiet).then(|| {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ns ({per_sec}) {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_message("booting");
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Progress {
+            bar,
+            last_log: None,
+            probe: probe.to_string(),
+        }
+    }
+
+    pub fn status(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(msg.to_string()),
+            None => tracing::info!("{msg}"),
+        }
+    }
+
+    pub fn iteration(&self, i: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(i);
+        }
+    }
+
+    pub fn window(&mut self, w: &Window) {
+        let p50 = w.probes.iter().find(|p| p.name == self.probe).map_or(0.0, |p| p.p50_us);
+        let text = format!("{} p50 {:.0}us, nr_dentry {}", self.probe, p50, w.nr_dentry);
+        match &self.bar {
+            Some(b) => {
+                b.set_position(w.iteration);
+                b.set_message(text);
+            }
+            None => {
+                if self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    tracing::info!("iteration {} ({:.0}/s): {text}", w.iteration, w.churn_rate);
+                    self.last_log = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Run `f` (which prints) without the bar drawing over it.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

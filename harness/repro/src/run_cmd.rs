@@ -1,0 +1,434 @@
+//! `repro run`, `repro kernels`, `repro fetch`: setup on the host, then one
+//! session with the agent, then the summary.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use repro_proto::{exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION};
+
+use crate::catalog::{Catalog, Source};
+use crate::error::{fail, kind_of, Kind};
+use crate::kernel::{self, Cache};
+use crate::progress::Progress;
+use crate::qemu::{self, Accel, VmSpec};
+use crate::record::{Recorder, CONSOLE};
+use crate::session::{self, Interrupt, StartFailure, StreamLimits};
+use crate::{AccelChoice, Backend, FetchArgs, KernelsArgs, RunArgs};
+
+/// Guest memory that holds every stale dentry the run can leave: about six
+/// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
+/// with slack) on a base of 512 MiB. Less, and memory pressure prunes the
+/// dcache, which hides the bug.
+pub fn memory_needed_mib(iterations: u64) -> u64 {
+    let mib = 512 + iterations.saturating_mul(8) / 1024;
+    mib.max(1024).div_ceil(256) * 256
+}
+
+pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
+    if args.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    if args.workers == 0 || args.cpus == 0 {
+        bail!("--workers and --cpus must be at least 1");
+    }
+    let mut scenario = crate::scenario::load(&args.scenario)?;
+    if let Some(n) = args.probe_samples {
+        scenario.probe.samples = n.max(1);
+        scenario.probe.min_samples = scenario.probe.min_samples.min(scenario.probe.samples);
+    }
+    let window = args.window.unwrap_or(args.iterations / 20).max(1);
+    let job = Job {
+        format_version: FORMAT_VERSION,
+        mode: match args.backend {
+            Backend::Qemu => AgentMode::Guest,
+            Backend::Host => AgentMode::Host,
+        },
+        scenario: scenario.clone(),
+        iterations: args.iterations,
+        workers: args.workers,
+        window,
+        progress_interval_ms: 1000,
+    };
+    let agent = agent_path()?;
+
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let summary = Summary {
+        format_version: FORMAT_VERSION,
+        provenance: Provenance {
+            repro_version: env!("CARGO_PKG_VERSION").to_string(),
+            date: date.clone(),
+            host_cpu: host_cpu(),
+            host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            qemu_version: None,
+        },
+        kernel: KernelInfo {
+            name: args.kernel.clone(),
+            release: None,
+            image: None,
+            image_sha256: None,
+            source: String::new(),
+        },
+        backend: String::new(),
+        accel: None,
+        accel_fallback_reason: None,
+        guest_cpus: None,
+        guest_memory_mib: None,
+        scenario: scenario.name.clone(),
+        scenario_definition: scenario,
+        iterations_requested: args.iterations,
+        iterations_done: 0,
+        workers: args.workers,
+        window,
+        complete: false,
+        error: None,
+        baseline: None,
+        windows: Vec::new(),
+        settled: None,
+        residual: None,
+        duration_s: 0.0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match args.backend {
+        Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
+        Backend::Qemu => run_qemu(args, quiet, summary, job, &agent, &date, &rt),
+    }
+}
+
+fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+    let catalog = Catalog::builtin()?;
+    let cache = Cache::new(args.cache_dir.clone());
+    let image = kernel::resolve(&args.kernel, &catalog, &cache)?;
+    let qemu_bin = qemu::find(args.qemu.as_deref())?;
+    let needed = memory_needed_mib(args.iterations);
+    let memory = match args.memory {
+        Some(m) if m < needed => {
+            tracing::warn!(
+                "--memory {m}M may be too small for {} iterations: the stale dentries of a buggy kernel need about {needed}M; \
+                 memory pressure would prune them and hide the bug",
+                args.iterations
+            );
+            m
+        }
+        Some(m) => m,
+        None => needed,
+    };
+    summary.provenance.qemu_version = qemu::version(&qemu_bin);
+    summary.backend = "qemu".into();
+    summary.kernel.image = Some(image.path.display().to_string());
+    summary.kernel.image_sha256 = Some(image.sha256.clone());
+    summary.kernel.source = image.source.clone();
+    summary.guest_cpus = Some(args.cpus);
+    summary.guest_memory_mib = Some(memory);
+
+    let run_dir = run_dir(args, date)?;
+    let mut rec = Recorder::create(&run_dir, summary)?;
+    tracing::info!("run directory {}", run_dir.display());
+
+    // The socket path must stay short (108 bytes), so it lives in /tmp.
+    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let initrd = work.path().join("initramfs.cpio");
+    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    let entries = crate::initramfs::entries(agent_bytes, serde_json::to_vec(&job)?);
+    let f = std::fs::File::create(&initrd)?;
+    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+
+    let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
+    let (accels, mut fallback_reason) = session::kvm_plan(args.accel);
+    let outcome: Result<()> = rt.block_on(async {
+        let mut interrupt = Interrupt::new()?;
+        let mut started = None;
+        for (i, accel) in accels.iter().enumerate() {
+            let is_probe = args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
+            let console = if is_probe { run_dir.join("console-kvm-probe.log") } else { run_dir.join(CONSOLE) };
+            let spec = VmSpec {
+                qemu: qemu_bin.clone(),
+                accel: *accel,
+                cpus: args.cpus,
+                memory_mib: memory,
+                kernel: image.path.clone(),
+                initrd: initrd.clone(),
+                cmdline: qemu::kernel_cmdline(&args.append),
+                console_log: console,
+                proto_socket: work.path().join("proto.sock"),
+            };
+            let deadline = if is_probe { args.kvm_timeout } else { args.boot_timeout };
+            progress.status(&format!("booting {} under {}", image.name, accel.as_str()));
+            match session::start_qemu(&spec, &run_dir, deadline, &mut interrupt).await {
+                Ok(s) => {
+                    rec.summary.accel = Some(accel.as_str().into());
+                    started = Some(s);
+                    break;
+                }
+                Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet")),
+                Err(f) if is_probe && i + 1 < accels.len() => {
+                    let why = format!("KVM did not work: {}", first_line(&f.describe()));
+                    tracing::warn!("{why}; falling back to TCG");
+                    fallback_reason = Some(why);
+                }
+                Err(f) => return Err(boot_failure(f, accel.as_str())),
+            }
+        }
+        rec.summary.accel_fallback_reason = fallback_reason.clone();
+        let mut started = started.context("no accelerator to try")?;
+        rec.record(&started.hello)?;
+        log_hello(&started.hello, rec.summary.accel.as_deref().unwrap_or("?"), &progress);
+        let limits = StreamLimits {
+            stall: args.stall_timeout,
+            overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
+        };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        if r.is_ok() {
+            // The agent powers the guest off after Done.
+            if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
+                tracing::warn!("the guest did not power off within 30s; QEMU was killed");
+            }
+        }
+        r
+    });
+    progress.finish();
+    finish(&mut rec, outcome, args.json)
+}
+
+fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(fail(
+            Kind::Permission,
+            "--backend host needs root: unshare(CLONE_NEWNET) requires CAP_SYS_ADMIN. Run it with sudo, or use the default QEMU backend",
+        ));
+    }
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    tracing::warn!(
+        "--backend host churns {} network namespaces on this machine's running kernel ({release}); \
+         on a kernel before 4.11 their dentries stay cached until memory pressure or `echo 2 > /proc/sys/vm/drop_caches`",
+        args.iterations
+    );
+    summary.backend = "host".into();
+    summary.kernel.source = "host".into();
+    let run_dir = run_dir(args, date)?;
+    let job_path = run_dir.join("job.json");
+    let mut rec = Recorder::create(&run_dir, summary)?;
+    std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
+    tracing::info!("run directory {}", run_dir.display());
+    let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
+    let outcome: Result<()> = rt.block_on(async {
+        let mut interrupt = Interrupt::new()?;
+        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30), &mut interrupt).await {
+            Ok(s) => s,
+            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
+            Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
+        };
+        rec.record(&started.hello)?;
+        log_hello(&started.hello, "host", &progress);
+        let limits = StreamLimits {
+            stall: args.stall_timeout,
+            overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
+        };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+        r
+    });
+    progress.finish();
+    finish(&mut rec, outcome, args.json)
+}
+
+/// Record how the run ended, print the result, and pick the exit code.
+fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<i32> {
+    let error = outcome.as_ref().err().map(|e| {
+        let kind = kind_of(e);
+        RunError {
+            kind: kind.map_or("internal", Kind::as_str).into(),
+            message: crate::error::render(e),
+            exit_code: crate::error::exit_code_of(e),
+        }
+    });
+    let saved = rec.finish(error);
+    let s = &rec.summary;
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    }
+    print_report(s, &rec.dir, json);
+    saved?;
+    outcome?;
+    Ok(exit_codes::OK)
+}
+
+fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
+    let mut text = String::new();
+    let release = s.kernel.release.as_deref().unwrap_or("?");
+    let accel = s.accel.as_deref().unwrap_or(&s.backend);
+    text.push_str(&format!(
+        "{} on {release} ({accel}): {} of {} iterations, {} windows{}\n",
+        s.scenario,
+        s.iterations_done,
+        s.iterations_requested,
+        s.windows.len(),
+        if s.complete { "" } else { ", INCOMPLETE" }
+    ));
+    if let (Some(first), Some(last)) = (s.windows.first(), s.windows.last()) {
+        for p in &first.probes {
+            if let Some(l) = last.probes.iter().find(|q| q.name == p.name) {
+                text.push_str(&format!("  {:<6} open() p50 {:>10.1}us -> {:>10.1}us  (p99 {:.1}us)\n", p.name, p.p50_us, l.p50_us, l.p99_us));
+            }
+        }
+        text.push_str(&format!("  nr_dentry {} -> {}, churn {:.0}/s at the end\n", first.nr_dentry, last.nr_dentry, last.churn_rate));
+    }
+    if let Some(r) = &s.residual {
+        text.push_str(&format!(
+            "  after settling: nr_dentry {} -> {}, residual {:.2} dentries per iteration\n",
+            r.nr_dentry_before, r.nr_dentry_after, r.per_iteration
+        ));
+    }
+    text.push_str(&format!("  results: {}\n", dir.display()));
+    if to_stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
+    if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
+        progress.status(&format!("guest up: {release}, {cpus} cpus, {} MiB ({accel})", mem_total_kib / 1024));
+        tracing::debug!("guest up: {release} ({accel})");
+    }
+}
+
+fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
+    match f {
+        StartFailure::Exited(msg) if msg.contains("Kernel panic") => fail(Kind::GuestPanic, format!("the guest kernel panicked while booting under {accel}: {msg}")),
+        StartFailure::Exited(msg) => fail(
+            Kind::GuestFailed,
+            format!("the guest did not come up under {accel}: {msg}\nIf the image is not an x86-64 kernel with serial console, initramfs and NET_NS support, it cannot run repro's agent"),
+        ),
+        StartFailure::Deadline(msg) => fail(
+            Kind::GuestHung,
+            format!("the guest did not come up under {accel}: {msg}; raise --boot-timeout if this machine is slow, or look at console.log in the run directory"),
+        ),
+        StartFailure::Interrupted => fail(Kind::Interrupted, "interrupted"),
+        StartFailure::Other(e) => e,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn first_probe(job: &Job) -> &str {
+    let p = &job.scenario.probes;
+    p.iter().find(|p| !p.control).or(p.first()).map_or("probe", |p| p.name.as_str())
+}
+
+fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
+    if let Some(out) = &args.out {
+        return Ok(out.clone());
+    }
+    let kernel: String = args
+        .kernel
+        .rsplit('/')
+        .next()
+        .unwrap_or("kernel")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let backend = match args.backend {
+        Backend::Host => "host".to_string(),
+        Backend::Qemu => kernel,
+    };
+    let scenario = Path::new(&args.scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let base = PathBuf::from("results/runs").join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
+    // Two runs in one second get distinct directories.
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    Ok(dir)
+}
+
+/// The static agent, beside this executable (one `cargo build` puts it there).
+pub fn agent_path() -> Result<PathBuf> {
+    let path = match std::env::var_os("REPRO_AGENT") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .context("locating the repro executable")?
+            .parent()
+            .context("the repro executable has no directory")?
+            .join("repro-agent"),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "the guest agent is missing at {} ({e}): build the whole workspace with `cargo build --workspace` \
+             (it puts repro-agent beside repro), or set REPRO_AGENT",
+            path.display()
+        )
+    })?;
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!("{} is not an ELF executable", path.display());
+    }
+    if bytes.windows(14).take(8192).any(|w| w == b"/lib64/ld-linu") {
+        bail!(
+            "{} is dynamically linked, so it cannot be /init of an initramfs: build it with the workspace's .cargo/config.toml \
+             (static glibc, --target x86_64-unknown-linux-gnu)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn host_cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn kernels(args: &KernelsArgs) -> Result<i32> {
+    let catalog = Catalog::builtin()?;
+    if args.json {
+        let v: Vec<serde_json::Value> = catalog
+            .kernel
+            .iter()
+            .map(|e| {
+                let Source::Debian { suites, package } = &e.source;
+                serde_json::json!({
+                    "name": e.name, "aliases": e.aliases, "description": e.description, "expect": e.expect,
+                    "source": { "kind": "debian", "suites": suites, "package": package },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(exit_codes::OK);
+    }
+    println!("{:<8} {:<20} {:<10} DESCRIPTION", "NAME", "ALIASES", "SEED");
+    for e in &catalog.kernel {
+        let seed = e.expect.get("seed").map_or("?", |x| match x {
+            crate::catalog::Expect::Regressed => "regressed",
+            crate::catalog::Expect::Clean => "clean",
+        });
+        println!("{:<8} {:<20} {:<10} {}", e.name, e.aliases.join(","), seed, e.description);
+    }
+    println!("\nAny other kernel: --kernel PATH/TO/bzImage");
+    Ok(exit_codes::OK)
+}
+
+pub fn fetch(args: &FetchArgs) -> Result<i32> {
+    let catalog = Catalog::builtin()?;
+    let img = kernel::resolve(&args.kernel, &catalog, &Cache::new(args.cache_dir.clone()))?;
+    println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
+    Ok(exit_codes::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_default_grows_with_iterations() {
+        assert_eq!(memory_needed_mib(1_000), 1024);
+        let big = memory_needed_mib(800_000);
+        assert!(big >= 6_500 && big % 256 == 0, "{big}");
+    }
+}

@@ -1,0 +1,218 @@
+//! Scenario files (TOML, in scenarios/): parsing, validation with file:line
+//! errors, and the built-in set compiled into the binary.
+
+use std::path::Path;
+
+use anyhow::Result;
+use repro_proto::{ProbePath, ProbeSettings, Scenario, SettleSettings};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{fail, Kind};
+
+/// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
+pub const BUILTIN: &[(&str, &str)] = &[("seed", include_str!("../../../scenarios/seed.toml"))];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    churn: RawChurn,
+    probe: RawProbe,
+    settle: RawSettle,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChurn {
+    touch: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    samples: Spanned<u32>,
+    budget: Spanned<String>,
+    min_samples: Spanned<u32>,
+    paths: Spanned<Vec<RawProbePath>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbePath {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    control: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettle {
+    poll: Spanned<String>,
+    stable_polls: u32,
+    max: Spanned<String>,
+}
+
+/// Resolve `--scenario`: a built-in name, or a path to a TOML file.
+pub fn load(arg: &str) -> Result<Scenario> {
+    if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == arg) {
+        return parse(&format!("scenarios/{arg}.toml (built in)"), text);
+    }
+    let looks_like_path = arg.contains('/') || arg.ends_with(".toml") || Path::new(arg).exists();
+    if !looks_like_path {
+        let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        return Err(fail(
+            Kind::ScenarioInvalid,
+            format!(
+                "unknown scenario {arg:?}: built-in scenarios are {}; or pass the path of a scenario file (see scenarios/seed.toml for the format)",
+                names.join(", ")
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(arg).map_err(|e| fail(Kind::ScenarioInvalid, format!("cannot read scenario file {arg}: {e}")))?;
+    parse(arg, &text)
+}
+
+/// Parse and validate one scenario file; errors name `origin:line:column`.
+pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        let (line, col) = line_col(text, span.start);
+        fail(Kind::ScenarioInvalid, format!("{origin}:{line}:{col}: {msg}"))
+    };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_string();
+        match e.span() {
+            Some(span) => at(span, msg),
+            None => fail(Kind::ScenarioInvalid, format!("{origin}: {msg}")),
+        }
+    })?;
+
+    if raw.name.get_ref().trim().is_empty() {
+        return Err(at(raw.name.span(), "name must not be empty".into()));
+    }
+    if raw.churn.touch.get_ref().is_empty() {
+        return Err(at(raw.churn.touch.span(), "churn.touch needs at least one path".into()));
+    }
+    let sysctl_path = |p: &Spanned<String>| -> Result<String> { sysctl_path(p.get_ref()).map_err(|m| at(p.span(), m)) };
+    let duration_ms = |d: &Spanned<String>| -> Result<u64> {
+        humantime::parse_duration(d.get_ref())
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
+    };
+    let touch = raw.churn.touch.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?;
+
+    if raw.probe.paths.get_ref().is_empty() {
+        return Err(at(raw.probe.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
+    }
+    let mut probes = Vec::new();
+    for p in raw.probe.paths.get_ref() {
+        let name = p.name.get_ref().trim().to_string();
+        if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
+            return Err(at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
+        }
+        probes.push(ProbePath {
+            name,
+            path: sysctl_path(&p.path)?,
+            control: p.control,
+        });
+    }
+    let samples = *raw.probe.samples.get_ref();
+    if samples == 0 {
+        return Err(at(raw.probe.samples.span(), "probe.samples must be at least 1".into()));
+    }
+    let min_samples = *raw.probe.min_samples.get_ref();
+    if min_samples == 0 || min_samples > samples {
+        return Err(at(raw.probe.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
+    }
+    Ok(Scenario {
+        name: raw.name.into_inner(),
+        description: raw.description,
+        touch,
+        probes,
+        probe: ProbeSettings {
+            samples,
+            budget_ms: duration_ms(&raw.probe.budget)?,
+            min_samples,
+        },
+        settle: SettleSettings {
+            poll_ms: duration_ms(&raw.settle.poll)?.max(10),
+            stable_polls: raw.settle.stable_polls,
+            max_ms: duration_ms(&raw.settle.max)?,
+        },
+    })
+}
+
+/// A path relative to /proc/sys, made absolute.
+fn sysctl_path(rel: &str) -> Result<String, String> {
+    if rel.starts_with('/') {
+        return Err(format!("{rel:?}: paths are relative to /proc/sys (write \"net/core/somaxconn\")"));
+    }
+    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!("{rel:?} is not a plain path below /proc/sys"));
+    }
+    Ok(format!("/proc/sys/{rel}"))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_text() -> &'static str {
+        BUILTIN[0].1
+    }
+
+    #[test]
+    fn seed_scenario_parses_to_absolute_paths() {
+        let s = load("seed").unwrap();
+        assert_eq!(s.name, "seed");
+        assert_eq!(s.touch, ["/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/core/somaxconn"]);
+        assert_eq!(s.probes[0].path, "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms");
+        assert!(!s.probes[0].control && s.probes[1].control);
+        assert_eq!(s.probe.budget_ms, 2000);
+        assert_eq!(s.settle.max_ms, 120_000);
+    }
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", parse("x.toml", text).unwrap_err())
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let broken = seed_text().replace("samples = 100", "samples = = 100");
+        let line = seed_text().lines().position(|l| l.starts_with("samples = 100")).unwrap() + 1;
+        let e = err_of(&broken);
+        assert!(e.starts_with(&format!("x.toml:{line}:")), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let e = err_of(&seed_text().replace("[settle]", "[settle]\nbogus = 1"));
+        assert!(e.contains("bogus") && e.starts_with("x.toml:"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_absolute_paths_are_located() {
+        let e = err_of(&seed_text().replace("budget = \"2s\"", "budget = \"2 parsecs\""));
+        assert!(e.contains("bad duration") && e.starts_with("x.toml:"), "{e}");
+        let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"/proc/sys/net/core/somaxconn\""));
+        assert!(e.contains("relative to /proc/sys"), "{e}");
+        let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"net/../../etc/passwd\""));
+        assert!(e.contains("not a plain path"), "{e}");
+    }
+
+    #[test]
+    fn unknown_scenario_names_list_the_builtins() {
+        let e = format!("{:#}", load("nope").unwrap_err());
+        assert!(e.contains("seed"), "{e}");
+    }
+}

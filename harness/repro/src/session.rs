@@ -1,0 +1,397 @@
+//! Driving one agent to the end: start it (QEMU guest or host process), wait
+//! for its hello, stream its messages into the recorder, and turn every way
+//! it can stop into a clear error. Every child is owned by a [`Guard`] that
+//! kills and reaps it.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use repro_proto::Message;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::UnixListener;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::{sleep_until, Instant};
+
+use crate::error::{fail, Kind};
+use crate::progress::Progress;
+use crate::qemu::{self, Accel, VmSpec};
+use crate::record::Recorder;
+
+/// SIGINT and SIGTERM, as one stream.
+pub struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    pub fn new() -> Result<Interrupt> {
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+        }
+    }
+}
+
+/// A child process (QEMU or the host agent) that is killed and reaped when
+/// the guard goes away, however the run ends.
+pub struct Guard {
+    child: Child,
+    what: &'static str,
+    /// Where its stderr goes.
+    stderr_log: PathBuf,
+    /// The guest console, for QEMU.
+    console_log: Option<PathBuf>,
+}
+
+impl Guard {
+    /// Kill (if still running) and reap.
+    pub async fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.start_kill();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    /// Let it exit by itself for up to `grace`, then kill it.
+    pub async fn wait_or_kill(&mut self, grace: Duration) -> Option<ExitStatus> {
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(s)) => Some(s),
+            _ => {
+                self.stop().await;
+                None
+            }
+        }
+    }
+
+    /// Its stderr and the last console lines, for error messages.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        let stderr = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        if !stderr.trim().is_empty() {
+            out.push_str(&format!("\n--- {} stderr ({}) ---\n{}", self.what, self.stderr_log.display(), tail(&stderr, 15)));
+        }
+        if let Some(c) = &self.console_log {
+            let console = read_lossy(c);
+            out.push_str(&format!("\n--- last console lines ({}) ---\n{}", c.display(), tail(&console, 25)));
+        }
+        out
+    }
+
+    fn console_panicked(&self) -> bool {
+        self.console_log.as_deref().is_some_and(|c| {
+            let text = read_lossy(c);
+            text.contains("Kernel panic") || text.contains("end Kernel panic")
+        })
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // The async paths stop it properly; this covers early returns.
+        let _ = self.child.start_kill();
+        let _ = self.child.try_wait();
+    }
+}
+
+fn read_lossy(p: &Path) -> String {
+    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A running agent whose messages can be read.
+pub struct Agent {
+    pub guard: Guard,
+    reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    buf: Vec<u8>,
+}
+
+/// Why a start did not reach the agent's hello.
+pub enum StartFailure {
+    Exited(String),
+    Deadline(String),
+    Interrupted,
+    Other(anyhow::Error),
+}
+
+impl StartFailure {
+    pub fn describe(&self) -> String {
+        match self {
+            StartFailure::Exited(s) | StartFailure::Deadline(s) => s.clone(),
+            StartFailure::Interrupted => "interrupted".into(),
+            StartFailure::Other(e) => format!("{e:#}"),
+        }
+    }
+}
+
+/// The hello's release, and the agent ready to stream.
+pub struct Started {
+    pub agent: Agent,
+    pub hello: Message,
+}
+
+/// Boot QEMU and wait for the agent's hello within `deadline`.
+pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+    let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
+    let stderr = std::fs::File::create(&stderr_log)
+        .with_context(|| format!("creating {}", stderr_log.display()))
+        .map_err(StartFailure::Other)?;
+    let _ = std::fs::remove_file(&spec.proto_socket);
+    let listener = UnixListener::bind(&spec.proto_socket)
+        .with_context(|| format!("listening on {}", spec.proto_socket.display()))
+        .map_err(StartFailure::Other)?;
+    let args = qemu::command_args(spec);
+    tracing::debug!("qemu command: {} {}", spec.qemu.display(), shell_words(&args));
+    let child = Command::new(&spec.qemu)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        // Its own process group: a terminal's Ctrl-C reaches repro only,
+        // which then records what it has and stops QEMU itself.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
+    let mut guard = Guard {
+        child,
+        what: "qemu",
+        stderr_log,
+        console_log: Some(spec.console_log.clone()),
+    };
+    let until = Instant::now() + deadline;
+    let accel = spec.accel.as_str();
+    let stream = tokio::select! {
+        r = listener.accept() => r.map(|(s, _)| s).context("accepting QEMU's serial connection").map_err(StartFailure::Other),
+        st = guard.child.wait() => Err(exited_before_hello(&guard, st.ok(), accel)),
+        _ = sleep_until(until) => Err(StartFailure::Deadline(format!("QEMU ({accel}) did not connect its serial port within {deadline:?}"))),
+        _ = interrupt.recv() => Err(StartFailure::Interrupted),
+    };
+    let stream = match stream {
+        Ok(s) => s,
+        Err(f) => {
+            guard.stop().await;
+            return Err(f);
+        }
+    };
+    let agent = Agent {
+        guard,
+        reader: BufReader::new(Box::new(stream)),
+        buf: Vec::new(),
+    };
+    await_hello(agent, until, deadline, accel, interrupt).await
+}
+
+/// Start the agent on the host's own kernel.
+pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+    let stderr_log = run_dir.join("agent.stderr.log");
+    let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
+    let mut child = Command::new(agent_bin)
+        .arg("--job")
+        .arg(job_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let agent = Agent {
+        guard: Guard {
+            child,
+            what: "repro-agent",
+            stderr_log,
+            console_log: None,
+        },
+        reader: BufReader::new(Box::new(stdout)),
+        buf: Vec::new(),
+    };
+    await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await
+}
+
+fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -> StartFailure {
+    let st = status.map_or("unknown status".into(), |s| s.to_string());
+    StartFailure::Exited(format!("{} ({accel}) exited ({st}) before the agent said hello{}", guard.what, guard.diagnostics()))
+}
+
+async fn await_hello(mut agent: Agent, until: Instant, deadline: Duration, accel: &str, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+    loop {
+        let line = tokio::select! {
+            l = agent.next_line() => l,
+            _ = sleep_until(until) => {
+                agent.guard.stop().await;
+                return Err(StartFailure::Deadline(format!("no hello from the agent within {deadline:?} ({accel})")));
+            }
+            _ = interrupt.recv() => {
+                agent.guard.stop().await;
+                return Err(StartFailure::Interrupted);
+            }
+        };
+        match line {
+            Ok(Some(text)) => match serde_json::from_str::<Message>(&text) {
+                Ok(hello @ Message::Hello { .. }) => return Ok(Started { agent, hello }),
+                // Noise on the line before the agent speaks is harmless.
+                _ => tracing::debug!("ignoring before hello: {text:?}"),
+            },
+            Ok(None) => {
+                let status = agent.guard.child.wait().await.ok();
+                return Err(exited_before_hello(&agent.guard, status, accel));
+            }
+            Err(e) => {
+                agent.guard.stop().await;
+                return Err(StartFailure::Other(e.context("reading the agent's messages")));
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// One line, lossily decoded (a serial line may carry stray bytes).
+    async fn next_line(&mut self) -> Result<Option<String>> {
+        self.buf.clear();
+        let n = self.reader.read_until(b'\n', &mut self.buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(String::from_utf8_lossy(&self.buf).trim().to_string()))
+    }
+}
+
+pub struct StreamLimits {
+    /// No message for this long: the guest is hung.
+    pub stall: Duration,
+    /// The whole run's deadline (--timeout).
+    pub overall: Option<Instant>,
+}
+
+/// Stream messages into the recorder until the agent says Done. Every other
+/// ending is an error of the matching kind; the recorder has kept all that
+/// arrived before it.
+pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits, interrupt: &mut Interrupt) -> Result<()> {
+    let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+    let overall = limits.overall.unwrap_or(far);
+    loop {
+        let stall_at = Instant::now() + limits.stall;
+        let line = tokio::select! {
+            l = agent.next_line() => l,
+            _ = sleep_until(stall_at) => {
+                agent.guard.stop().await;
+                return Err(fail(Kind::GuestHung, format!(
+                    "the guest stopped answering: no message for {:?} (last at iteration {}); it is stuck or far slower than expected. \
+                     Raise --stall-timeout if the kernel is known to be this slow{}",
+                    limits.stall, rec.summary.iterations_done, agent.guard.diagnostics())));
+            }
+            _ = sleep_until(overall) => {
+                agent.guard.stop().await;
+                return Err(fail(Kind::GuestHung, format!(
+                    "the run exceeded --timeout at iteration {} of {}; the windows so far are kept. Raise --timeout or lower --iterations",
+                    rec.summary.iterations_done, rec.summary.iterations_requested)));
+            }
+            _ = interrupt.recv() => {
+                agent.guard.stop().await;
+                return Err(fail(Kind::Interrupted, format!(
+                    "interrupted at iteration {} of {}; the windows recorded so far are kept",
+                    rec.summary.iterations_done, rec.summary.iterations_requested)));
+            }
+        };
+        let text = match line.context("reading the agent's messages")? {
+            Some(t) if t.is_empty() => continue,
+            Some(t) => t,
+            None => return Err(ended_early(agent, rec).await),
+        };
+        let msg: Message = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("ignoring a garbled line from the agent ({e}): {text:?}");
+                continue;
+            }
+        };
+        rec.record(&msg)?;
+        match &msg {
+            Message::Progress { iteration, .. } => progress.iteration(*iteration),
+            Message::Window(w) => progress.window(w),
+            Message::Started { baseline } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
+            Message::Settled(s) => progress.status(&format!("settled after {:.1}s", s.settle_s)),
+            Message::Done { .. } => return Ok(()),
+            Message::Error { message } => {
+                agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+                return Err(fail(Kind::GuestFailed, format!("the agent failed: {message}{}", agent.guard.diagnostics())));
+            }
+            Message::Hello { .. } => {}
+        }
+    }
+}
+
+/// The message stream ended without Done: a panic, or an unexpected exit.
+async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
+    let status = agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+    let at = format!("at iteration {} of {}", rec.summary.iterations_done, rec.summary.iterations_requested);
+    if agent.guard.console_panicked() {
+        return fail(
+            Kind::GuestPanic,
+            format!("the guest kernel panicked {at}; the windows so far are kept. Console:{}", agent.guard.diagnostics()),
+        );
+    }
+    let st = status.map_or("still running, killed".into(), |s| s.to_string());
+    fail(
+        Kind::GuestFailed,
+        format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()),
+    )
+}
+
+/// Quote a command line for logs, so it can be pasted into a shell.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Which accelerator to use, and why not KVM.
+pub fn kvm_plan(choice: crate::AccelChoice) -> (Vec<Accel>, Option<String>) {
+    match choice {
+        crate::AccelChoice::Kvm => (vec![Accel::Kvm], None),
+        crate::AccelChoice::Tcg => (vec![Accel::Tcg], None),
+        crate::AccelChoice::Auto => match qemu::kvm_device_usable() {
+            Ok(()) => (vec![Accel::Kvm, Accel::Tcg], None),
+            Err(why) => (vec![Accel::Tcg], Some(why)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_quotes_only_what_needs_it() {
+        let a = vec!["-append".to_string(), "console=ttyS0 panic=-1".to_string(), "it's".to_string()];
+        assert_eq!(shell_words(&a), r"-append 'console=ttyS0 panic=-1' 'it'\''s'");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("", 5), "");
+    }
+}
