@@ -260,3 +260,6 @@ mod tests {
         assert!(Residual::compute(1, 2, 0).is_none());
     }
 }
+
+/// The JSON schema every `summary.json` satisfies.
+pub const SUMMARY_SCHEMA: &str = include_str!("../schema/summary.schema.json");

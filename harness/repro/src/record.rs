@@ -92,6 +92,10 @@ impl Recorder {
             f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
-        write().with_context(|| format!("writing {}", path.display()))
+        write().map_err(|e| {
+            // A full disk must not also lose the previous, complete summary.
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::Error::from(e).context(format!("writing {}", path.display()))
+        })
     }
 }

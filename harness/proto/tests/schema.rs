@@ -1,0 +1,83 @@
+//! summary.json against its schema: a summary built from the types must
+//! validate, and the schema must reject what breaks the format.
+
+use repro_proto::*;
+
+fn sample_summary() -> Summary {
+    let window = Window {
+        iteration: 100,
+        elapsed_s: 1.0,
+        churn_rate: 90.0,
+        churn_errors: 0,
+        nr_dentry: 11_000,
+        nr_unused: 200,
+        probes: vec![ProbeStats::from_samples_ns("ipv6", &mut [40_000, 50_000], 0)],
+    };
+    Summary {
+        format_version: FORMAT_VERSION,
+        provenance: Provenance {
+            repro_version: "0.1.0".into(),
+            date: "2026-11-26T12:00:00Z".into(),
+            host_cpu: "AMD EPYC".into(),
+            host_kernel: "6.18".into(),
+            qemu_version: Some("QEMU emulator version 7.2".into()),
+        },
+        kernel: KernelInfo {
+            name: "6.1".into(),
+            release: Some("6.1.0-56-cloud-amd64".into()),
+            image: Some("/cache/vmlinuz".into()),
+            image_sha256: Some("a".repeat(64)),
+            source: "debian:x.deb".into(),
+        },
+        backend: "qemu".into(),
+        accel: Some("tcg".into()),
+        accel_fallback_reason: Some("KVM did not work".into()),
+        guest_cpus: Some(2),
+        guest_memory_mib: Some(1024),
+        scenario: "seed".into(),
+        scenario_definition: Scenario {
+            name: "seed".into(),
+            description: String::new(),
+            touch: vec!["/proc/sys/net/core/somaxconn".into()],
+            probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
+            probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
+            settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000 },
+        },
+        iterations_requested: 100,
+        iterations_done: 100,
+        workers: 1,
+        window: 100,
+        complete: true,
+        error: None,
+        baseline: Some(DentryState { nr_dentry: 10_000, nr_unused: 100 }),
+        windows: vec![window.clone()],
+        settled: Some(Settled { settle_s: 2.0, stable: true, window }),
+        residual: Residual::compute(10_000, 10_050, 100),
+        duration_s: 12.0,
+    }
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(SUMMARY_SCHEMA).unwrap();
+    jsonschema::validator_for(&schema).expect("the schema itself is valid")
+}
+
+#[test]
+fn summary_from_the_types_satisfies_the_schema() {
+    let v = serde_json::to_value(sample_summary()).unwrap();
+    let errors: Vec<String> = validator().iter_errors(&v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn schema_rejects_missing_provenance_and_bad_hashes() {
+    let mut v = serde_json::to_value(sample_summary()).unwrap();
+    v["provenance"].as_object_mut().unwrap().remove("qemu_version");
+    assert!(!validator().is_valid(&v));
+    let mut v = serde_json::to_value(sample_summary()).unwrap();
+    v["kernel"]["image_sha256"] = "not-a-hash".into();
+    assert!(!validator().is_valid(&v));
+    let mut v = serde_json::to_value(sample_summary()).unwrap();
+    v["format_version"] = 2.into();
+    assert!(!validator().is_valid(&v));
+}

@@ -1,0 +1,121 @@
+//! Bad input is refused before anything boots, with a message that says what
+//! to do and a distinct exit code.
+
+use predicates::prelude::*;
+use repro_proto::exit_codes;
+
+use crate::helpers::*;
+
+#[test]
+fn unknown_kernel_lists_the_catalog_and_exits_kernel_unavailable() {
+    repro()
+        .args(["run", "--kernel", "2.6.32", "-n", "10"])
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("unknown kernel \"2.6.32\"").and(predicate::str::contains("6.1")).and(predicate::str::contains("bzImage")));
+}
+
+#[test]
+fn missing_image_path_is_image_invalid() {
+    repro()
+        .args(["run", "--kernel", "/nonexistent/bzImage", "-n", "10"])
+        .assert()
+        .code(exit_codes::IMAGE_INVALID)
+        .stderr(predicate::str::contains("cannot open kernel image"));
+}
+
+#[test]
+fn garbage_image_is_rejected_before_booting() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("vmlinux");
+    std::fs::write(&p, b"\x7fELF\x02\x01\x01 not a bzImage").unwrap();
+    repro()
+        .args(["run", "-n", "10", "--out"])
+        .arg(d.path().join("run"))
+        .arg("--kernel")
+        .arg(&p)
+        .assert()
+        .code(exit_codes::IMAGE_INVALID)
+        .stderr(predicate::str::contains("not a bzImage"));
+    assert!(!d.path().join("run").exists(), "no run directory for a run that never started");
+}
+
+#[test]
+fn missing_qemu_says_how_to_install_it() {
+    let d = tempfile::tempdir().unwrap();
+    let img = fake_bzimage(d.path());
+    repro()
+        .args(["run", "-n", "10", "--kernel"])
+        .arg(&img)
+        .env("PATH", d.path())
+        .env_remove("REPRO_QEMU")
+        .assert()
+        .code(exit_codes::QEMU_MISSING)
+        .stderr(predicate::str::contains("apt-get install -y qemu-system-x86"));
+    repro()
+        .args(["run", "-n", "10", "--qemu", "/nonexistent/qemu", "--kernel"])
+        .arg(&img)
+        .assert()
+        .code(exit_codes::QEMU_MISSING);
+}
+
+#[test]
+fn scenario_syntax_error_names_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("broken.toml");
+    std::fs::write(&p, "name = \"broken\"\n\n[churn]\ntouch = [\"net/core/somaxconn\"\n").unwrap();
+    repro()
+        .args(["run", "-n", "10", "--scenario"])
+        .arg(&p)
+        .assert()
+        .code(exit_codes::SCENARIO_INVALID)
+        .stderr(predicate::str::contains(format!("{}:", p.display())).and(predicate::str::is_match(r"broken\.toml:\d+:\d+: ").unwrap()));
+}
+
+#[test]
+fn unknown_scenario_lists_the_builtins() {
+    repro()
+        .args(["run", "-n", "10", "--scenario", "nosuch"])
+        .assert()
+        .code(exit_codes::SCENARIO_INVALID)
+        .stderr(predicate::str::contains("built-in scenarios are seed"));
+}
+
+#[test]
+fn missing_agent_is_explained() {
+    repro()
+        .args(["run", "-n", "10"])
+        .env("REPRO_AGENT", "/nonexistent/repro-agent")
+        .assert()
+        .code(exit_codes::INTERNAL)
+        .stderr(predicate::str::contains("cargo build --workspace"));
+}
+
+#[test]
+fn bad_sizes_and_durations_are_usage_errors() {
+    repro().args(["run", "--memory", "lots"]).assert().code(exit_codes::USAGE);
+    repro().args(["run", "--timeout", "soon"]).assert().code(exit_codes::USAGE);
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    repro()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("repro run --kernel 6.1").and(predicate::str::contains("--backend host")));
+    repro()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--accel").and(predicate::str::contains("--stall-timeout")).and(predicate::str::contains("catalog name")));
+}
+
+#[test]
+fn kernels_lists_the_catalog_as_text_and_json() {
+    repro().arg("kernels").assert().success().stdout(predicate::str::contains("6.1").and(predicate::str::contains("5.10")));
+    let out = repro().args(["kernels", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"6.1") && names.contains(&"6.12"), "{names:?}");
+}

@@ -1,0 +1,123 @@
+//! Faults during a real run: each ends with a clear message and its own exit
+//! code, and the windows already received stay on disk.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use repro_proto::exit_codes;
+
+use crate::helpers::*;
+
+#[test]
+fn guest_panic_is_reported_with_console_lines() {
+    let img = debian_6_1();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    // No /init to run: the kernel falls back to a root fs it cannot mount and panics.
+    let o = repro()
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "10", "--append", "rdinit=/nonexistent"])
+        .arg("--kernel")
+        .arg(img)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::GUEST_PANIC), "{err}");
+    assert!(err.contains("panicked") && err.contains("last console lines") && err.contains("Kernel panic"), "{err}");
+    let s = read_summary(&out);
+    assert_schema_valid(&s);
+    assert_eq!(s["complete"], false);
+    assert_eq!(s["error"]["kind"], "guest_panic");
+    assert_eq!(s["error"]["exit_code"], exit_codes::GUEST_PANIC);
+}
+
+/// Start a long run and wait until it has recorded `windows` windows.
+fn start_long_run(out: &std::path::Path, extra: &[&str], windows: usize) -> std::process::Child {
+    let img = debian_6_1();
+    let child = std_repro()
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "1000000", "--window", "10"])
+        .args(extra)
+        .arg("--kernel")
+        .arg(img)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("windows in samples.jsonl", Duration::from_secs(120), || sample_lines(out, "window") >= windows);
+    child
+}
+
+#[test]
+fn ctrl_c_stops_the_guest_and_keeps_the_windows() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let child = start_long_run(&out, &[], 3);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::INTERRUPTED), "{err}");
+    assert!(err.contains("interrupted at iteration"), "{err}");
+    let s = read_summary(&out);
+    assert_schema_valid(&s);
+    assert_eq!((s["complete"].as_bool(), s["error"]["kind"].as_str()), (Some(false), Some("interrupted")));
+    assert!(s["windows"].as_array().unwrap().len() >= 3);
+    assert!(sample_lines(&out, "window") >= 3);
+}
+
+#[test]
+fn hung_guest_is_declared_after_the_stall_timeout() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let child = start_long_run(&out, &["--stall-timeout", "5s"], 2);
+    // Freeze QEMU: the guest stops answering mid-run, as a wedged kernel would.
+    let qemu = children_of(child.id());
+    assert_eq!(qemu.len(), 1, "expected one QEMU child, got {qemu:?}");
+    kill(Pid::from_raw(qemu[0] as i32), Signal::SIGSTOP).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::GUEST_HUNG), "{err}");
+    assert!(err.contains("stopped answering") && err.contains("--stall-timeout"), "{err}");
+    assert!(!std::path::Path::new(&format!("/proc/{}", qemu[0])).exists(), "QEMU was left behind");
+    let s = read_summary(&out);
+    assert_eq!(s["error"]["kind"], "guest_hung");
+    assert!(s["windows"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn full_disk_keeps_the_samples_and_says_to_free_space() {
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(status.success(), "mounting a small tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let out = mnt.join("run");
+    let o = repro()
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "5000", "--window", "5", "--probe-samples", "5"])
+        .arg("--kernel")
+        .arg(debian_6_1())
+        .arg("--out")
+        .arg(&out)
+        .timeout(Duration::from_secs(600))
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::DISK_FULL), "{err}");
+    assert!(err.contains("free space"), "{err}");
+    // The last summary that fitted is intact and holds the windows so far.
+    let s = read_summary(&out);
+    assert_eq!(s["complete"], false);
+    assert!(!s["windows"].as_array().unwrap().is_empty());
+    assert!(sample_lines(&out, "window") > 0);
+}

@@ -1,0 +1,10 @@
+//! repro's integration tests: one binary, a helper module, tests named after
+//! what they guard. The e2e and fault tests boot real kernels under QEMU
+//! (TCG); they need qemu-system-x86_64 and apt access to Debian's kernels,
+//! which `ci/setup.sh` provides.
+
+mod helpers;
+
+mod cli;
+mod e2e;
+mod faults;
