@@ -111,9 +111,44 @@ fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
         });
         return;
     }
-    if let Err(message) = workload::run(job, ch) {
+    let result = match &job.exec {
+        Some(argv) => exec(argv, ch),
+        None => workload::run(job, ch),
+    };
+    if let Err(message) = result {
         ch.send(&Message::Error { message });
     }
+}
+
+/// `repro exec`: run one command, forward its output line by line.
+fn exec(argv: &[String], ch: &mut Channel) -> Result<(), String> {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let (program, args) = argv.split_first().ok_or("exec needs a command")?;
+    let (reader, writer) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let t0 = std::time::Instant::now();
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .env("PATH", "/bin:/sbin:/usr/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().map_err(|e| format!("pipe: {e}"))?)
+        .stderr(writer)
+        .spawn()
+        .map_err(|e| format!("cannot run {program} in the guest: {e}"))?;
+    for line in io::BufReader::new(reader).lines() {
+        match line {
+            Ok(line) => ch.send(&Message::Output { line }),
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for {program}: {e}"))?;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    ch.send(&Message::Exited { code });
+    ch.send(&Message::Done {
+        iterations_done: 0,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    });
+    Ok(())
 }
 
 fn mount_pseudo_filesystems() {

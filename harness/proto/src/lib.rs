@@ -88,6 +88,10 @@ pub struct Job {
     /// namespaces have been churned.
     pub window: u64,
     pub progress_interval_ms: u64,
+    /// Instead of the churn: run this command in the guest and stream its
+    /// output (`repro exec`). argv[0] is a path inside the guest.
+    #[serde(default)]
+    pub exec: Option<Vec<String>>,
 }
 
 /// One line the agent streams to the host.
@@ -116,6 +120,10 @@ pub enum Message {
     Window(Window),
     /// After the churn: cleanup has settled; the probe ran once more.
     Settled(Settled),
+    /// A line the command of `repro exec` printed (stdout and stderr merged).
+    Output { line: String },
+    /// The command of `repro exec` ended with this exit code (128 + signal).
+    Exited { code: i32 },
     Done {
         iterations_done: u64,
         elapsed_s: f64,

@@ -56,6 +56,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the kernels --kernel accepts by name.
     Kernels(KernelsArgs),
+    /// Boot a kernel and run one command in it (e.g. a static benchmark), printing its output.
+    Exec(ExecArgs),
     /// Fetch a catalog kernel into the cache (no boot) and print its path.
     Fetch(FetchArgs),
 }
@@ -76,11 +78,42 @@ pub enum Backend {
     Host,
 }
 
+/// How to boot the guest: shared by `run` and `exec`.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct VmArgs {
     /// Kernel to boot: a catalog name (see `repro kernels`) or the path of a bzImage.
     #[arg(short, long, default_value = "6.1", value_name = "NAME|PATH")]
     pub kernel: String,
+    /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
+    #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// How long the guest may take to boot and say hello under TCG.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub boot_timeout: Duration,
+    /// How long --accel auto waits for a KVM guest before falling back to TCG.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub kvm_timeout: Duration,
+    /// Extra guest kernel command-line arguments.
+    #[arg(long, default_value = "", value_name = "ARGS")]
+    pub append: String,
+    /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
     /// Workload: a built-in scenario name or the path of a scenario file (see scenarios/).
     #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
     pub scenario: String,
@@ -99,24 +132,9 @@ pub struct RunArgs {
     /// Where to run: a QEMU guest, or this machine's kernel.
     #[arg(long, value_enum, default_value_t = Backend::Qemu)]
     pub backend: Backend,
-    /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
-    #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
-    pub memory: Option<u64>,
     /// Give up on the whole run after this long, e.g. 2h (windows so far are kept).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    /// How long the guest may take to boot and say hello under TCG.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-    pub boot_timeout: Duration,
-    /// How long --accel auto waits for a KVM guest before falling back to TCG.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub kvm_timeout: Duration,
     /// A guest silent for this long is declared hung.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub stall_timeout: Duration,
@@ -126,15 +144,26 @@ pub struct RunArgs {
     /// Also print summary.json on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Extra guest kernel command-line arguments.
-    #[arg(long, default_value = "", value_name = "ARGS")]
-    pub append: String,
-    /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
-    #[arg(long, value_name = "PATH")]
-    pub qemu: Option<PathBuf>,
-    /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
+repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000")]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Copy a static executable or file into the guest's /bin (HOST[:GUEST_PATH]); repeatable.
+    #[arg(long, value_name = "HOST[:GUEST]")]
+    pub include: Vec<String>,
+    /// Give up after this long.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Keep the console log and messages here [default: a temporary directory].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// The command to run in the guest, after `--`; its exit code becomes repro's.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +209,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(&args, cli.quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
+        Command::Exec(args) => run_cmd::exec(&args, cli.quiet),
         Command::Fetch(args) => run_cmd::fetch(&args),
     };
     match result {

@@ -20,6 +20,8 @@ pub struct Recorder {
     pub summary: Summary,
     started: std::time::Instant,
     done: bool,
+    /// The exit code of `repro exec`'s command.
+    pub exec_exit: Option<i32>,
 }
 
 impl Recorder {
@@ -33,6 +35,7 @@ impl Recorder {
             summary,
             started: std::time::Instant::now(),
             done: false,
+            exec_exit: None,
         };
         r.write_summary()?;
         Ok(r)
@@ -69,7 +72,8 @@ impl Recorder {
                 s.iterations_done = *iterations_done;
                 self.done = true;
             }
-            Message::Error { .. } => {}
+            Message::Exited { code } => self.exec_exit = Some(*code),
+            Message::Error { .. } | Message::Output { .. } => {}
         }
         Ok(())
     }

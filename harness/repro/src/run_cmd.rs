@@ -14,7 +14,7 @@ use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::{Recorder, CONSOLE};
 use crate::session::{self, Interrupt, StartFailure, StreamLimits};
-use crate::{AccelChoice, Backend, FetchArgs, KernelsArgs, RunArgs};
+use crate::{AccelChoice, Backend, ExecArgs, FetchArgs, KernelsArgs, RunArgs, VmArgs};
 
 /// Guest memory that holds every stale dentry the run can leave: about six
 /// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
@@ -29,7 +29,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
     if args.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
-    if args.workers == 0 || args.cpus == 0 {
+    if args.workers == 0 || args.vm.cpus == 0 {
         bail!("--workers and --cpus must be at least 1");
     }
     let mut scenario = crate::scenario::load(&args.scenario)?;
@@ -49,45 +49,12 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
         workers: args.workers,
         window,
         progress_interval_ms: 1000,
+        exec: None,
     };
     let agent = agent_path()?;
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let summary = Summary {
-        format_version: FORMAT_VERSION,
-        provenance: Provenance {
-            repro_version: env!("CARGO_PKG_VERSION").to_string(),
-            date: date.clone(),
-            host_cpu: host_cpu(),
-            host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
-            qemu_version: None,
-        },
-        kernel: KernelInfo {
-            name: args.kernel.clone(),
-            release: None,
-            image: None,
-            image_sha256: None,
-            source: String::new(),
-        },
-        backend: String::new(),
-        accel: None,
-        accel_fallback_reason: None,
-        guest_cpus: None,
-        guest_memory_mib: None,
-        scenario: scenario.name.clone(),
-        scenario_definition: scenario,
-        iterations_requested: args.iterations,
-        iterations_done: 0,
-        workers: args.workers,
-        window,
-        complete: false,
-        error: None,
-        baseline: None,
-        windows: Vec::new(),
-        settled: None,
-        residual: None,
-        duration_s: 0.0,
-    };
+    let summary = new_summary(&date, &args.vm.kernel, scenario, args.iterations, args.workers, window);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
         Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
@@ -95,18 +62,24 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
     }
 }
 
-fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+/// A kernel, a QEMU and a memory size, checked before anything boots.
+struct Vm {
+    image: kernel::KernelImage,
+    qemu: PathBuf,
+    memory_mib: u64,
+}
+
+/// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
+fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
-    let cache = Cache::new(args.cache_dir.clone());
-    let image = kernel::resolve(&args.kernel, &catalog, &cache)?;
-    let qemu_bin = qemu::find(args.qemu.as_deref())?;
-    let needed = memory_needed_mib(args.iterations);
-    let memory = match args.memory {
+    let image = kernel::resolve(&vm.kernel, &catalog, &Cache::new(vm.cache_dir.clone()))?;
+    let qemu_bin = qemu::find(vm.qemu.as_deref())?;
+    let needed = memory_needed_mib(iterations);
+    let memory_mib = match vm.memory {
         Some(m) if m < needed => {
             tracing::warn!(
-                "--memory {m}M may be too small for {} iterations: the stale dentries of a buggy kernel need about {needed}M; \
-                 memory pressure would prune them and hide the bug",
-                args.iterations
+                "--memory {m}M may be too small for {iterations} iterations: the stale dentries of a buggy kernel need about {needed}M; \
+                 memory pressure would prune them and hide the bug"
             );
             m
         }
@@ -118,61 +91,75 @@ fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
     summary.kernel.image = Some(image.path.display().to_string());
     summary.kernel.image_sha256 = Some(image.sha256.clone());
     summary.kernel.source = image.source.clone();
-    summary.guest_cpus = Some(args.cpus);
-    summary.guest_memory_mib = Some(memory);
+    summary.guest_cpus = Some(vm.cpus);
+    summary.guest_memory_mib = Some(memory_mib);
+    Ok(Vm { image, qemu: qemu_bin, memory_mib })
+}
 
+/// Write the initramfs (agent as /init, the job, extra files) into `work`.
+fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::initramfs::Entry>) -> Result<PathBuf> {
+    let initrd = work.join("initramfs.cpio");
+    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    let mut entries = crate::initramfs::entries(agent_bytes, serde_json::to_vec(job)?);
+    entries.extend(extra);
+    let f = std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
+    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(initrd)
+}
+
+/// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
+/// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
+async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut Recorder, progress: &Progress, interrupt: &mut Interrupt) -> Result<session::Started> {
+    let (accels, mut fallback_reason) = session::kvm_plan(vm_args.accel);
+    for (i, accel) in accels.iter().enumerate() {
+        let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
+        let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
+        let spec = VmSpec {
+            qemu: vm.qemu.clone(),
+            accel: *accel,
+            cpus: vm_args.cpus,
+            memory_mib: vm.memory_mib,
+            kernel: vm.image.path.clone(),
+            initrd: initrd.to_path_buf(),
+            cmdline: qemu::kernel_cmdline(&vm_args.append),
+            console_log: console,
+            proto_socket: work.join("proto.sock"),
+        };
+        let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
+        progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
+        match session::start_qemu(&spec, &rec.dir, deadline, interrupt).await {
+            Ok(started) => {
+                rec.summary.accel = Some(accel.as_str().into());
+                rec.summary.accel_fallback_reason = fallback_reason;
+                rec.record(&started.hello)?;
+                log_hello(&started.hello, accel.as_str(), progress);
+                return Ok(started);
+            }
+            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet")),
+            Err(f) if is_probe && i + 1 < accels.len() => {
+                let why = format!("KVM did not work: {}", first_line(&f.describe()));
+                tracing::warn!("{why}; falling back to TCG");
+                fallback_reason = Some(why);
+            }
+            Err(f) => return Err(boot_failure(f, accel.as_str())),
+        }
+    }
+    bail!("no accelerator to try")
+}
+
+fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+    let vm = prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let run_dir = run_dir(args, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
     tracing::info!("run directory {}", run_dir.display());
-
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
-    let initrd = work.path().join("initramfs.cpio");
-    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
-    let entries = crate::initramfs::entries(agent_bytes, serde_json::to_vec(&job)?);
-    let f = std::fs::File::create(&initrd)?;
-    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let initrd = write_initramfs(work.path(), agent, &job, Vec::new())?;
 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
-    let (accels, mut fallback_reason) = session::kvm_plan(args.accel);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = None;
-        for (i, accel) in accels.iter().enumerate() {
-            let is_probe = args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
-            let console = if is_probe { run_dir.join("console-kvm-probe.log") } else { run_dir.join(CONSOLE) };
-            let spec = VmSpec {
-                qemu: qemu_bin.clone(),
-                accel: *accel,
-                cpus: args.cpus,
-                memory_mib: memory,
-                kernel: image.path.clone(),
-                initrd: initrd.clone(),
-                cmdline: qemu::kernel_cmdline(&args.append),
-                console_log: console,
-                proto_socket: work.path().join("proto.sock"),
-            };
-            let deadline = if is_probe { args.kvm_timeout } else { args.boot_timeout };
-            progress.status(&format!("booting {} under {}", image.name, accel.as_str()));
-            match session::start_qemu(&spec, &run_dir, deadline, &mut interrupt).await {
-                Ok(s) => {
-                    rec.summary.accel = Some(accel.as_str().into());
-                    started = Some(s);
-                    break;
-                }
-                Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet")),
-                Err(f) if is_probe && i + 1 < accels.len() => {
-                    let why = format!("KVM did not work: {}", first_line(&f.describe()));
-                    tracing::warn!("{why}; falling back to TCG");
-                    fallback_reason = Some(why);
-                }
-                Err(f) => return Err(boot_failure(f, accel.as_str())),
-            }
-        }
-        rec.summary.accel_fallback_reason = fallback_reason.clone();
-        let mut started = started.context("no accelerator to try")?;
-        rec.record(&started.hello)?;
-        log_hello(&started.hello, rec.summary.accel.as_deref().unwrap_or("?"), &progress);
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
         let limits = StreamLimits {
             stall: args.stall_timeout,
             overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
@@ -188,6 +175,101 @@ fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
     });
     progress.finish();
     finish(&mut rec, outcome, args.json)
+}
+
+pub fn exec(args: &ExecArgs, quiet: bool) -> Result<i32> {
+    let agent = agent_path()?;
+    let mut extra = vec![crate::initramfs::Entry::Dir { path: "bin".into() }];
+    for inc in &args.include {
+        let (host, guest) = match inc.split_once(':') {
+            Some((h, g)) => (h.to_string(), g.trim_start_matches('/').to_string()),
+            None => (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned()))),
+        };
+        let data = std::fs::read(&host).with_context(|| format!("reading --include {host}"))?;
+        extra.push(crate::initramfs::Entry::File { path: guest, mode: 0o755, data });
+    }
+    let scenario = repro_proto::Scenario {
+        name: "exec".into(),
+        description: args.command.join(" "),
+        touch: Vec::new(),
+        probes: Vec::new(),
+        probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
+        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0 },
+    };
+    let job = Job {
+        format_version: FORMAT_VERSION,
+        mode: AgentMode::Guest,
+        scenario: scenario.clone(),
+        iterations: 0,
+        workers: 1,
+        window: 1,
+        progress_interval_ms: 1000,
+        exec: Some(args.command.clone()),
+    };
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let mut summary = new_summary(&date, &args.vm.kernel, scenario, 0, 1, 1);
+    let vm = prepare_vm(&args.vm, 0, &mut summary)?;
+    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));
+    let mut rec = Recorder::create(&out, summary)?;
+    let initrd = write_initramfs(work.path(), &agent, &job, extra)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut progress = Progress::new(0, "", true);
+    let outcome: Result<()> = rt.block_on(async {
+        let mut interrupt = Interrupt::new()?;
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let limits = StreamLimits { stall: args.timeout, overall: Some(tokio::time::Instant::now() + args.timeout) };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        started.agent.guard.wait_or_kill(Duration::from_secs(30)).await;
+        r
+    });
+    let _ = quiet;
+    rec.finish(outcome.as_ref().err().map(|e| RunError {
+        kind: kind_of(e).map_or("internal", Kind::as_str).into(),
+        message: crate::error::render(e),
+        exit_code: crate::error::exit_code_of(e),
+    }))?;
+    outcome?;
+    tracing::debug!("guest ran on {} ({})", rec.summary.kernel.release.as_deref().unwrap_or("?"), rec.summary.accel.as_deref().unwrap_or("?"));
+    rec.exec_exit.context("the guest command ended without an exit code")
+}
+
+fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterations: u64, workers: u32, window: u64) -> Summary {
+    Summary {
+        format_version: FORMAT_VERSION,
+        provenance: Provenance {
+            repro_version: env!("CARGO_PKG_VERSION").to_string(),
+            date: date.to_string(),
+            host_cpu: host_cpu(),
+            host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            qemu_version: None,
+        },
+        kernel: KernelInfo {
+            name: kernel.to_string(),
+            release: None,
+            image: None,
+            image_sha256: None,
+            source: String::new(),
+        },
+        backend: String::new(),
+        accel: None,
+        accel_fallback_reason: None,
+        guest_cpus: None,
+        guest_memory_mib: None,
+        scenario: scenario.name.clone(),
+        scenario_definition: scenario,
+        iterations_requested: iterations,
+        iterations_done: 0,
+        workers,
+        window,
+        complete: false,
+        error: None,
+        baseline: None,
+        windows: Vec::new(),
+        settled: None,
+        residual: None,
+        duration_s: 0.0,
+    }
 }
 
 fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
@@ -324,6 +406,7 @@ fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
         return Ok(out.clone());
     }
     let kernel: String = args
+        .vm
         .kernel
         .rsplit('/')
         .next()

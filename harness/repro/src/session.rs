@@ -331,7 +331,8 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;
                 return Err(fail(Kind::GuestFailed, format!("the agent failed: {message}{}", agent.guard.diagnostics())));
             }
-            Message::Hello { .. } => {}
+            Message::Output { line } => progress.suspend(|| println!("{line}")),
+            Message::Hello { .. } | Message::Exited { .. } => {}
         }
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what repro needs on a fresh Debian/Ubuntu machine and build it.
+# Idempotent: a second run only checks. Needs root (or sudo) for apt.
+#
+#   ci/setup.sh            install QEMU and build tools, then `cargo build --workspace`
+#   PROFILE=release ci/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v apt-get >/dev/null || { echo "setup: apt-get not found: repro's setup supports Debian and Ubuntu" >&2; exit 1; }
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install a Rust toolchain >= 1.80 with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+# No musl here: the agent is static glibc for this explicit target (see .cargo/config.toml).
+rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu || rustup target add x86_64-unknown-linux-gnu 2>/dev/null || true
+
+profile=${PROFILE:-debug}
+flags=()
+[ "$profile" = release ] && flags+=(--release)
+cargo build --workspace --locked "${flags[@]}" >&2
+echo "setup: built target/x86_64-unknown-linux-gnu/$profile/{repro,repro-agent}" >&2
