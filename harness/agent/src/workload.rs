@@ -18,7 +18,7 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{close, fork, read, ForkResult};
-use repro_proto::{DentryState, Job, Message, ProbeStats, Settled, Window};
+use repro_proto::{DentryState, Job, Message, ProbeStats, SettlePoint, Settled, Window};
 
 use crate::Channel;
 
@@ -114,7 +114,7 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         return Err(format!("every one of {iterations_done} churn iterations failed (unshare or open in the new namespace)"));
     }
 
-    let settled = settle(job, &probe_paths, iterations_done, churn_s, errors)?;
+    let settled = settle(job, ch, &probe_paths, baseline.nr_dentry, iterations_done, churn_s, errors)?;
     ch.send(&Message::Settled(settled));
     ch.send(&Message::Done {
         iterations_done,
@@ -242,15 +242,18 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
         .collect()
 }
 
-/// Wait until namespace cleanup has finished (nr_dentry stops reaching new
-/// lows), within a bound, then probe once more.
-fn settle(job: &Job, probe_paths: &[CString], iterations: u64, churn_s: f64, errors: u64) -> Result<Settled, String> {
+/// Wait until namespace cleanup has finished (nr_dentry back near the
+/// baseline, or no longer reaching new lows), within a bound, then probe
+/// once more.
+fn settle(job: &Job, ch: &mut Channel, probe_paths: &[CString], baseline: u64, iterations: u64, churn_s: f64, errors: u64) -> Result<Settled, String> {
     let s = &job.scenario.settle;
     let t0 = Instant::now();
+    let back_at = baseline + (s.baseline_tolerance * iterations as f64) as u64;
     let mut low = dentry_state()?.nr_dentry;
+    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: low }];
     let mut stable_for = 0;
     let stable = loop {
-        if stable_for >= s.stable_polls {
+        if low <= back_at || stable_for >= s.stable_polls {
             break true;
         }
         if t0.elapsed() >= Duration::from_millis(s.max_ms) {
@@ -258,6 +261,16 @@ fn settle(job: &Job, probe_paths: &[CString], iterations: u64, churn_s: f64, err
         }
         std::thread::sleep(Duration::from_millis(s.poll_ms));
         let now = dentry_state()?.nr_dentry;
+        trace.push(SettlePoint {
+            t_s: t0.elapsed().as_secs_f64(),
+            nr_dentry: now,
+        });
+        // A heartbeat, so a long settle is not taken for a hung guest.
+        ch.send(&Message::Progress {
+            iteration: iterations,
+            elapsed_s: churn_s + t0.elapsed().as_secs_f64(),
+            churn_errors: errors,
+        });
         if now < low {
             low = now;
             stable_for = 0;
@@ -267,7 +280,12 @@ fn settle(job: &Job, probe_paths: &[CString], iterations: u64, churn_s: f64, err
     };
     let settle_s = t0.elapsed().as_secs_f64();
     let window = window_now(job, probe_paths, iterations, churn_s + settle_s, 0.0, errors)?;
-    Ok(Settled { settle_s, stable, window })
+    Ok(Settled {
+        settle_s,
+        stable,
+        trace,
+        window,
+    })
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {

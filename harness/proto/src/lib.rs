@@ -64,6 +64,9 @@ pub struct SettleSettings {
     pub stable_polls: u32,
     /// Upper bound on the settle phase.
     pub max_ms: u64,
+    /// Cleanup is over as soon as nr_dentry is within this many dentries per
+    /// churned namespace of the baseline (a fixed kernel gets back there).
+    pub baseline_tolerance: f64,
 }
 
 /// Where the agent runs, which decides how it talks and how it ends.
@@ -160,7 +163,17 @@ pub struct Settled {
     pub settle_s: f64,
     /// Whether nr_dentry stopped falling before the bound.
     pub stable: bool,
+    /// nr_dentry at every poll of the settle phase.
+    #[serde(default)]
+    pub trace: Vec<SettlePoint>,
     pub window: Window,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SettlePoint {
+    /// Seconds since the settle phase began.
+    pub t_s: f64,
+    pub nr_dentry: u64,
 }
 
 /// What remains after settling, per churned namespace.

@@ -41,7 +41,7 @@ fn sample_summary() -> Summary {
             touch: vec!["/proc/sys/net/core/somaxconn".into()],
             probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
             probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
-            settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000 },
+            settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000, baseline_tolerance: 0.1 },
         },
         iterations_requested: 100,
         iterations_done: 100,
@@ -51,7 +51,7 @@ fn sample_summary() -> Summary {
         error: None,
         baseline: Some(DentryState { nr_dentry: 10_000, nr_unused: 100 }),
         windows: vec![window.clone()],
-        settled: Some(Settled { settle_s: 2.0, stable: true, window }),
+        settled: Some(Settled { settle_s: 2.0, stable: true, trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }], window }),
         residual: Residual::compute(10_000, 10_050, 100),
         duration_s: 12.0,
     }

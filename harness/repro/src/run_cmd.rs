@@ -194,7 +194,7 @@ pub fn exec(args: &ExecArgs, quiet: bool) -> Result<i32> {
         touch: Vec::new(),
         probes: Vec::new(),
         probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
-        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0 },
+        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
     };
     let job = Job {
         format_version: FORMAT_VERSION,

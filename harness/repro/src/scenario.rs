@@ -54,6 +54,7 @@ struct RawSettle {
     poll: Spanned<String>,
     stable_polls: u32,
     max: Spanned<String>,
+    baseline_tolerance: Spanned<f64>,
 }
 
 /// Resolve `--scenario`: a built-in name, or a path to a TOML file.
@@ -141,6 +142,13 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
             poll_ms: duration_ms(&raw.settle.poll)?.max(10),
             stable_polls: raw.settle.stable_polls,
             max_ms: duration_ms(&raw.settle.max)?,
+            baseline_tolerance: {
+                let t = *raw.settle.baseline_tolerance.get_ref();
+                if !(0.0..=100.0).contains(&t) {
+                    return Err(at(raw.settle.baseline_tolerance.span(), format!("settle.baseline_tolerance must be between 0 and 100, got {t}")));
+                }
+                t
+            },
         },
     })
 }
@@ -180,6 +188,7 @@ mod tests {
         assert!(!s.probes[0].control && s.probes[1].control);
         assert_eq!(s.probe.budget_ms, 2000);
         assert_eq!(s.settle.max_ms, 120_000);
+        assert_eq!(s.settle.baseline_tolerance, 0.1);
     }
 
     fn err_of(text: &str) -> String {

@@ -49,6 +49,10 @@ fn debian_6_1_under_tcg_records_a_full_curve() {
     assert_eq!((s["backend"].as_str(), s["accel"].as_str()), (Some("qemu"), Some("tcg")));
     assert!(s["accel_fallback_reason"].is_null(), "tcg was asked for, nothing fell back");
     assert!(s["provenance"]["qemu_version"].as_str().unwrap().starts_with("QEMU emulator version"));
+    // 6.1 has the fix: once cleanup has settled, nothing per namespace remains.
+    let residual = s["residual"]["per_iteration"].as_f64().unwrap();
+    assert!(residual.abs() < 0.5, "fixed kernel left {residual} dentries per iteration: {:#}", s["settled"]["trace"]);
+    assert_eq!(s["settled"]["stable"], true);
     // Every window is on disk as a line too, and the guest's console was kept.
     assert_eq!(sample_lines(&out, "window"), s["windows"].as_array().unwrap().len());
     assert!(std::fs::read_to_string(out.join("console.log")).unwrap().contains("Linux version 6.1"));
@@ -94,4 +98,12 @@ fn two_workers_churn_in_parallel() {
     let s = run_json(&["--kernel", "6.1", "--accel", "tcg", "-n", "100", "--workers", "2"], &d.path().join("run"));
     assert_complete_curve(&s, 10);
     assert_eq!(s["workers"], 2);
+}
+
+#[test]
+fn exec_forwards_output_and_exit_code_of_a_guest_command() {
+    // /init is the agent; run as a plain command it prints its usage and exits 2.
+    let o = repro().args(["exec", "--kernel", "6.1", "--accel", "tcg", "--cpus", "1", "--", "/init"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("usage: repro-agent"), "{o:?}");
 }
