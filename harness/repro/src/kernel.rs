@@ -78,6 +78,7 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
     std::fs::create_dir_all(&kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
     let lock_file = File::create(kdir.join(".lock"))?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    sweep_interrupted_fetches(&kdir);
 
     let unavailable = |e: anyhow::Error| {
         fail(
@@ -136,6 +137,18 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
     // An interrupted fetch leaves only a .fetch-* directory, never a half entry.
     std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the fetched image into {}", dir.display()))?;
     load_cached(&dir, name)?.context("the image just cached cannot be read back")
+}
+
+/// Remove what interrupted fetches left (killed before their temporary
+/// directory was renamed into place). Only called with the lock held, so no
+/// fetch is under way.
+fn sweep_interrupted_fetches(kdir: &Path) {
+    for e in std::fs::read_dir(kdir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".fetch-") {
+            tracing::debug!("removing {} left by an interrupted fetch", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
@@ -255,6 +268,49 @@ mod tests {
         assert_eq!(crate::error::kind_of(&short), Some(Kind::ImageInvalid));
         let missing = check_bzimage(&d.path().join("nope")).unwrap_err();
         assert_eq!(crate::error::kind_of(&missing), Some(Kind::ImageInvalid));
+    }
+
+    fn cached_entry(kdir: &Path, image: &[u8], recorded_sha: &str) -> PathBuf {
+        let dir = kdir.join("linux-image-x_1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vmlinuz"), image).unwrap();
+        let meta = CachedImage {
+            package: "linux-image-x".into(),
+            version: "1".into(),
+            deb: "linux-image-x_1_amd64.deb".into(),
+            deb_sha256: "0".repeat(64),
+            release: "x".into(),
+            image_sha256: recorded_sha.into(),
+        };
+        std::fs::write(dir.join("source.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn cached_image_is_reused_when_its_hash_matches() {
+        let d = tempfile::tempdir().unwrap();
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let dir = cached_entry(d.path(), b"abc", sha);
+        let img = load_cached(&dir, "6.1").unwrap().expect("cache hit");
+        assert_eq!((img.sha256.as_str(), img.source.as_str()), (sha, "debian:linux-image-x_1_amd64.deb"));
+        assert_eq!(newest_cached(d.path(), "6.1").unwrap().unwrap().path, dir.join("vmlinuz"));
+    }
+
+    #[test]
+    fn corrupt_cached_image_is_dropped_for_a_fresh_fetch() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = cached_entry(d.path(), b"truncated", &"f".repeat(64));
+        assert!(load_cached(&dir, "6.1").unwrap().is_none());
+        assert!(!dir.exists(), "the corrupt entry must be removed");
+    }
+
+    #[test]
+    fn interrupted_fetches_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(".fetch-abc/x")).unwrap();
+        let kept = cached_entry(d.path(), b"abc", "0");
+        sweep_interrupted_fetches(d.path());
+        assert!(!d.path().join(".fetch-abc").exists() && kept.exists());
     }
 
     #[test]

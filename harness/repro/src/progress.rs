@@ -20,7 +20,7 @@ impl Progress {
         let bar = (tty && !quiet).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ns ({per_sec}) {msg}")
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ns {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.set_message("booting");
@@ -49,7 +49,7 @@ impl Progress {
 
     pub fn window(&mut self, w: &Window) {
         let p50 = w.probes.iter().find(|p| p.name == self.probe).map_or(0.0, |p| p.p50_us);
-        let text = format!("{} p50 {:.0}us, nr_dentry {}", self.probe, p50, w.nr_dentry);
+        let text = format!("{:.0}/s, {} p50 {:.0}us, nr_dentry {}", w.churn_rate, self.probe, p50, w.nr_dentry);
         match &self.bar {
             Some(b) => {
                 b.set_position(w.iteration);
@@ -57,7 +57,7 @@ impl Progress {
             }
             None => {
                 if self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                    tracing::info!("iteration {} ({:.0}/s): {text}", w.iteration, w.churn_rate);
+                    tracing::info!("iteration {}: {text}", w.iteration);
                     self.last_log = Some(Instant::now());
                 }
             }
