@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/setup.sh
+if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; fi
+if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets --locked -q -- -D warnings; fi
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --locked --no-fail-fast "$@"
 else

@@ -39,7 +39,11 @@ fn main() {
     let result = if guest {
         guest_main()
     } else {
-        match args.iter().position(|a| a == "--job").and_then(|i| args.get(i + 1)) {
+        match args
+            .iter()
+            .position(|a| a == "--job")
+            .and_then(|i| args.get(i + 1))
+        {
             Some(path) => host_main(path),
             None => {
                 eprintln!("usage: repro-agent --job JOB.json   (repro starts this; see `repro run --help`)");
@@ -95,7 +99,9 @@ fn read_job(path: &str) -> io::Result<Job> {
 fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-        uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
+        uts.as_ref()
+            .map(|u| f(u).to_string_lossy().into_owned())
+            .unwrap_or_default()
     };
     ch.send(&Message::Hello {
         format_version: FORMAT_VERSION,
@@ -107,7 +113,10 @@ fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
     });
     if job.mode != mode {
         ch.send(&Message::Error {
-            message: format!("job is for mode {:?} but the agent runs as {mode:?}", job.mode),
+            message: format!(
+                "job is for mode {:?} but the agent runs as {mode:?}",
+                job.mode
+            ),
         });
         return;
     }
@@ -141,8 +150,12 @@ fn exec(argv: &[String], ch: &mut Channel) -> Result<(), String> {
             Err(_) => break,
         }
     }
-    let status = child.wait().map_err(|e| format!("waiting for {program}: {e}"))?;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     ch.send(&Message::Exited { code });
     ch.send(&Message::Done {
         iterations_done: 0,
@@ -153,9 +166,19 @@ fn exec(argv: &[String], ch: &mut Channel) -> Result<(), String> {
 
 fn mount_pseudo_filesystems() {
     use nix::mount::{mount, MsFlags};
-    for (src, target, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
+    for (src, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
         let _ = std::fs::create_dir_all(target);
-        if let Err(e) = mount(Some(src), target, Some(fstype), MsFlags::empty(), None::<&str>) {
+        if let Err(e) = mount(
+            Some(src),
+            target,
+            Some(fstype),
+            MsFlags::empty(),
+            None::<&str>,
+        ) {
             // Visible on the console; a missing /proc fails loudly later.
             eprintln!("repro-agent: mount {target}: {e}");
         }

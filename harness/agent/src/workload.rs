@@ -34,8 +34,13 @@ fn shared_counters() -> Result<&'static Shared, String> {
     // SAFETY: a fresh anonymous shared mapping, zero-filled, which is a valid
     // `Shared` (three zero atomics); it lives until the process exits.
     unsafe {
-        let p = mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
-            .map_err(|e| format!("mmap of the shared counters: {e}"))?;
+        let p = mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+        .map_err(|e| format!("mmap of the shared counters: {e}"))?;
         Ok(&*(p.as_ptr() as *const Shared))
     }
 }
@@ -43,7 +48,9 @@ fn shared_counters() -> Result<&'static Shared, String> {
 fn cpaths(paths: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Vec<CString>, String> {
     paths
         .into_iter()
-        .map(|p| CString::new(p.as_ref()).map_err(|_| format!("path with a NUL byte: {:?}", p.as_ref())))
+        .map(|p| {
+            CString::new(p.as_ref()).map_err(|_| format!("path with a NUL byte: {:?}", p.as_ref()))
+        })
         .collect()
 }
 
@@ -87,7 +94,14 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         if done >= next_window || (finished && done > last_iter) {
             let elapsed = start.elapsed().as_secs_f64();
             let rate = (done - last_iter) as f64 / (elapsed - last_t).max(1e-9);
-            let w = window_now(job, &probe_paths, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
+            let w = window_now(
+                job,
+                &probe_paths,
+                done,
+                elapsed,
+                rate,
+                shared.errors.load(Ordering::Relaxed),
+            )?;
             ch.send(&Message::Window(w));
             (last_iter, last_t) = (done, elapsed);
             next_window = (done / window + 1) * window;
@@ -114,7 +128,15 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         return Err(format!("every one of {iterations_done} churn iterations failed (unshare or open in the new namespace)"));
     }
 
-    let settled = settle(job, ch, &probe_paths, baseline.nr_dentry, iterations_done, churn_s, errors)?;
+    let settled = settle(
+        job,
+        ch,
+        &probe_paths,
+        baseline.nr_dentry,
+        iterations_done,
+        churn_s,
+        errors,
+    )?;
     ch.send(&Message::Settled(settled));
     ch.send(&Message::Done {
         iterations_done,
@@ -134,7 +156,9 @@ fn worker_loop(shared: &Shared, total: u64, touch: &[CString]) {
                 let code = churn_child(touch, &mut buf);
                 unsafe { nix::libc::_exit(code) }
             }
-            Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
+            Ok(ForkResult::Parent { child }) => {
+                matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+            }
             Err(_) => false,
         };
         if !ok {
@@ -151,7 +175,11 @@ fn churn_child(touch: &[CString], buf: &mut [u8]) -> i32 {
     }
     let mut code = 0;
     for path in touch {
-        match open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        match open(
+            path.as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => {
                 let _ = read(fd, buf);
                 let _ = close(fd);
@@ -192,7 +220,14 @@ fn check_namespaces_work(touch: &[CString]) -> Result<(), String> {
     }
 }
 
-fn window_now(job: &Job, probe_paths: &[CString], iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
+fn window_now(
+    job: &Job,
+    probe_paths: &[CString],
+    iteration: u64,
+    elapsed_s: f64,
+    churn_rate: f64,
+    churn_errors: u64,
+) -> Result<Window, String> {
     let probes = probe(job, probe_paths);
     let ds = dentry_state()?;
     Ok(Window {
@@ -211,7 +246,8 @@ fn window_now(job: &Job, probe_paths: &[CString], iteration: u64, elapsed_s: f64
 fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
     let settings = &job.scenario.probe;
     let budget = Duration::from_millis(settings.budget_ms);
-    let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(settings.samples as usize); paths.len()];
+    let mut samples: Vec<Vec<u64>> =
+        vec![Vec::with_capacity(settings.samples as usize); paths.len()];
     let mut spent = vec![Duration::ZERO; paths.len()];
     let mut errors = vec![0u32; paths.len()];
     for n in 0..settings.samples {
@@ -221,7 +257,11 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
         }
         for (i, path) in paths.iter().enumerate() {
             let t0 = Instant::now();
-            let fd = open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
+            let fd = open(
+                path.as_c_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            );
             let dt = t0.elapsed();
             spent[i] += dt;
             match fd {
@@ -245,12 +285,23 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
 /// Wait until namespace cleanup has finished (nr_dentry back near the
 /// baseline, or no longer reaching new lows), within a bound, then probe
 /// once more.
-fn settle(job: &Job, ch: &mut Channel, probe_paths: &[CString], baseline: u64, iterations: u64, churn_s: f64, errors: u64) -> Result<Settled, String> {
+fn settle(
+    job: &Job,
+    ch: &mut Channel,
+    probe_paths: &[CString],
+    baseline: u64,
+    iterations: u64,
+    churn_s: f64,
+    errors: u64,
+) -> Result<Settled, String> {
     let s = &job.scenario.settle;
     let t0 = Instant::now();
     let back_at = baseline + (s.baseline_tolerance * iterations as f64) as u64;
     let mut low = dentry_state()?.nr_dentry;
-    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: low }];
+    let mut trace = vec![SettlePoint {
+        t_s: 0.0,
+        nr_dentry: low,
+    }];
     let mut stable_for = 0;
     let stable = loop {
         if low <= back_at || stable_for >= s.stable_polls {
@@ -279,7 +330,14 @@ fn settle(job: &Job, ch: &mut Channel, probe_paths: &[CString], baseline: u64, i
         }
     };
     let settle_s = t0.elapsed().as_secs_f64();
-    let window = window_now(job, probe_paths, iterations, churn_s + settle_s, 0.0, errors)?;
+    let window = window_now(
+        job,
+        probe_paths,
+        iterations,
+        churn_s + settle_s,
+        0.0,
+        errors,
+    )?;
     Ok(Settled {
         settle_s,
         stable,
@@ -289,8 +347,10 @@ fn settle(job: &Job, ch: &mut Channel, probe_paths: &[CString], baseline: u64, i
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {
-    let text = std::fs::read_to_string("/proc/sys/fs/dentry-state").map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
-    parse_dentry_state(&text).ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
+    let text = std::fs::read_to_string("/proc/sys/fs/dentry-state")
+        .map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
+    parse_dentry_state(&text)
+        .ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
 }
 
 fn parse_dentry_state(text: &str) -> Option<DentryState> {

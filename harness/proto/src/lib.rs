@@ -113,7 +113,9 @@ pub enum Message {
         mem_total_kib: u64,
     },
     /// The baseline, taken after a warm-up probe and before any churn.
-    Started { baseline: DentryState },
+    Started {
+        baseline: DentryState,
+    },
     /// Heartbeat between windows.
     Progress {
         iteration: u64,
@@ -124,15 +126,21 @@ pub enum Message {
     /// After the churn: cleanup has settled; the probe ran once more.
     Settled(Settled),
     /// A line the command of `repro exec` printed (stdout and stderr merged).
-    Output { line: String },
+    Output {
+        line: String,
+    },
     /// The command of `repro exec` ended with this exit code (128 + signal).
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     Done {
         iterations_done: u64,
         elapsed_s: f64,
     },
     /// The agent could not go on; it powers off (guest) or exits after this.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +264,9 @@ pub struct Summary {
     pub duration_s: f64,
 }
 
+/// The JSON schema every `summary.json` satisfies.
+pub const SUMMARY_SCHEMA: &str = include_str!("../schema/summary.schema.json");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +292,3 @@ mod tests {
         assert!(Residual::compute(1, 2, 0).is_none());
     }
 }
-
-/// The JSON schema every `summary.json` satisfies.
-pub const SUMMARY_SCHEMA: &str = include_str!("../schema/summary.schema.json");

@@ -39,7 +39,10 @@ pub enum Expect {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// A Debian binary kernel package.
-    Debian { suites: Vec<String>, package: String },
+    Debian {
+        suites: Vec<String>,
+        package: String,
+    },
 }
 
 impl Catalog {
@@ -52,7 +55,10 @@ impl Catalog {
         let mut seen = std::collections::HashSet::new();
         for e in &c.kernel {
             for n in std::iter::once(&e.name).chain(&e.aliases) {
-                anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
+                anyhow::ensure!(
+                    seen.insert(n.clone()),
+                    "kernel name {n:?} appears twice in the catalog"
+                );
             }
         }
         Ok(c)
@@ -89,7 +95,11 @@ mod tests {
         assert_eq!(suites[0], "bullseye");
         assert!(package.starts_with("linux-image-"));
         for e in &c.kernel {
-            assert!(e.expect.contains_key("seed"), "{} has no expectation for seed", e.name);
+            assert!(
+                e.expect.contains_key("seed"),
+                "{} has no expectation for seed",
+                e.name
+            );
         }
     }
 
@@ -97,8 +107,14 @@ mod tests {
     fn unknown_kernel_lists_known_ones_and_suggests_a_path() {
         let c = Catalog::builtin().unwrap();
         let e = format!("{:#}", c.lookup("2.6.32").unwrap_err());
-        assert!(e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"), "{e}");
-        assert_eq!(crate::error::kind_of(&c.lookup("x").unwrap_err()), Some(Kind::KernelUnavailable));
+        assert!(
+            e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"),
+            "{e}"
+        );
+        assert_eq!(
+            crate::error::kind_of(&c.lookup("x").unwrap_err()),
+            Some(Kind::KernelUnavailable)
+        );
     }
 
     #[test]

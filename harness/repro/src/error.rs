@@ -75,8 +75,12 @@ pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
         if let Some(f) = cause.downcast_ref::<Fail>() {
             return Some(f.kind);
         }
-        let io_full = cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC));
-        let json_full = cause.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::StorageFull));
+        let io_full = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC));
+        let json_full = cause
+            .downcast_ref::<serde_json::Error>()
+            .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::StorageFull));
         if io_full || json_full {
             return Some(Kind::DiskFull);
         }

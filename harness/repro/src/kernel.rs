@@ -58,7 +58,9 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache) -> Result<KernelImag
     let as_path = Path::new(arg);
     if arg.contains('/') || as_path.exists() {
         check_bzimage(as_path)?;
-        let path = as_path.canonicalize().with_context(|| format!("resolving {arg}"))?;
+        let path = as_path
+            .canonicalize()
+            .with_context(|| format!("resolving {arg}"))?;
         return Ok(KernelImage {
             name: arg.to_string(),
             sha256: sha256_file(&path)?,
@@ -73,11 +75,18 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache) -> Result<KernelImag
     }
 }
 
-fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
+fn fetch_debian(
+    name: &str,
+    suites: &[String],
+    package: &str,
+    cache: &Cache,
+) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
-    std::fs::create_dir_all(&kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
+    std::fs::create_dir_all(&kdir)
+        .with_context(|| format!("creating cache directory {}", kdir.display()))?;
     let lock_file = File::create(kdir.join(".lock"))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
     sweep_interrupted_fetches(&kdir);
 
     let unavailable = |e: anyhow::Error| {
@@ -114,7 +123,9 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
     }
 
     tracing::info!("fetching {pkg} {ver} with apt-get download");
-    let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(&kdir)?;
     let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
     let image_tmp = tmp.path().join("vmlinuz");
     let release = {
@@ -133,9 +144,13 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
         image_sha256: sha256_file(&image_tmp)?,
     };
     std::fs::remove_file(&deb)?;
-    std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::write(
+        tmp.path().join("source.json"),
+        serde_json::to_vec_pretty(&meta)?,
+    )?;
     // An interrupted fetch leaves only a .fetch-* directory, never a half entry.
-    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the fetched image into {}", dir.display()))?;
+    std::fs::rename(tmp.keep(), &dir)
+        .with_context(|| format!("moving the fetched image into {}", dir.display()))?;
     load_cached(&dir, name)?.context("the image just cached cannot be read back")
 }
 
@@ -145,7 +160,10 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
 fn sweep_interrupted_fetches(kdir: &Path) {
     for e in std::fs::read_dir(kdir).into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().starts_with(".fetch-") {
-            tracing::debug!("removing {} left by an interrupted fetch", e.path().display());
+            tracing::debug!(
+                "removing {} left by an interrupted fetch",
+                e.path().display()
+            );
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
@@ -155,11 +173,15 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
     let Ok(text) = std::fs::read_to_string(dir.join("source.json")) else {
         return Ok(None);
     };
-    let meta: CachedImage = serde_json::from_str(&text).with_context(|| format!("reading {}/source.json", dir.display()))?;
+    let meta: CachedImage = serde_json::from_str(&text)
+        .with_context(|| format!("reading {}/source.json", dir.display()))?;
     let path = dir.join("vmlinuz");
     let sha = sha256_file(&path).unwrap_or_default();
     if sha != meta.image_sha256 {
-        tracing::warn!("cached image {} is corrupt (sha256 mismatch); fetching it again", path.display());
+        tracing::warn!(
+            "cached image {} is corrupt (sha256 mismatch); fetching it again",
+            path.display()
+        );
         std::fs::remove_dir_all(dir)?;
         return Ok(None);
     }
@@ -292,8 +314,14 @@ mod tests {
         let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let dir = cached_entry(d.path(), b"abc", sha);
         let img = load_cached(&dir, "6.1").unwrap().expect("cache hit");
-        assert_eq!((img.sha256.as_str(), img.source.as_str()), (sha, "debian:linux-image-x_1_amd64.deb"));
-        assert_eq!(newest_cached(d.path(), "6.1").unwrap().unwrap().path, dir.join("vmlinuz"));
+        assert_eq!(
+            (img.sha256.as_str(), img.source.as_str()),
+            (sha, "debian:linux-image-x_1_amd64.deb")
+        );
+        assert_eq!(
+            newest_cached(d.path(), "6.1").unwrap().unwrap().path,
+            dir.join("vmlinuz")
+        );
     }
 
     #[test]
@@ -317,6 +345,9 @@ mod tests {
     fn sha256_of_a_file() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "f", b"abc");
-        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -147,8 +147,10 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
-repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000")]
+#[command(
+    after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
+repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000"
+)]
 pub struct ExecArgs {
     #[command(flatten)]
     pub vm: VmArgs,
@@ -186,9 +188,13 @@ pub struct FetchArgs {
 /// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
 pub fn parse_size_mib(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
     let unit = unit.trim().to_ascii_uppercase();
     let mib = match unit.trim_end_matches("IB").trim_end_matches('B') {
         "" | "M" => n,
@@ -209,7 +215,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(&args, cli.quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
-        Command::Exec(args) => run_cmd::exec(&args, cli.quiet),
+        Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),
     };
     match result {
@@ -228,7 +234,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use repro_proto::{exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION};
+use repro_proto::{
+    exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION,
+};
 
 use crate::catalog::{Catalog, Source};
 use crate::error::{fail, kind_of, Kind};
@@ -54,8 +56,17 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
     let agent = agent_path()?;
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let summary = new_summary(&date, &args.vm.kernel, scenario, args.iterations, args.workers, window);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let summary = new_summary(
+        &date,
+        &args.vm.kernel,
+        scenario,
+        args.iterations,
+        args.workers,
+        window,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match args.backend {
         Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
         Backend::Qemu => run_qemu(args, quiet, summary, job, &agent, &date, &rt),
@@ -93,27 +104,53 @@ fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm>
     summary.kernel.source = image.source.clone();
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
-    Ok(Vm { image, qemu: qemu_bin, memory_mib })
+    Ok(Vm {
+        image,
+        qemu: qemu_bin,
+        memory_mib,
+    })
 }
 
 /// Write the initramfs (agent as /init, the job, extra files) into `work`.
-fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::initramfs::Entry>) -> Result<PathBuf> {
+fn write_initramfs(
+    work: &Path,
+    agent: &Path,
+    job: &Job,
+    extra: Vec<crate::initramfs::Entry>,
+) -> Result<PathBuf> {
     let initrd = work.join("initramfs.cpio");
-    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    let agent_bytes =
+        std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
     let mut entries = crate::initramfs::entries(agent_bytes, serde_json::to_vec(job)?);
     entries.extend(extra);
-    let f = std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
-    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let f =
+        std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
+    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     Ok(initrd)
 }
 
 /// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
 /// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
-async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut Recorder, progress: &Progress, interrupt: &mut Interrupt) -> Result<session::Started> {
+async fn boot(
+    vm_args: &VmArgs,
+    vm: &Vm,
+    initrd: &Path,
+    work: &Path,
+    rec: &mut Recorder,
+    progress: &Progress,
+    interrupt: &mut Interrupt,
+) -> Result<session::Started> {
     let (accels, mut fallback_reason) = session::kvm_plan(vm_args.accel);
     for (i, accel) in accels.iter().enumerate() {
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
-        let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
+        let console = rec.dir.join(if is_probe {
+            "console-kvm-probe.log"
+        } else {
+            CONSOLE
+        });
         let spec = VmSpec {
             qemu: vm.qemu.clone(),
             accel: *accel,
@@ -125,8 +162,16 @@ async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut R
             console_log: console,
             proto_socket: work.join("proto.sock"),
         };
-        let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
-        progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
+        let deadline = if is_probe {
+            vm_args.kvm_timeout
+        } else {
+            vm_args.boot_timeout
+        };
+        progress.status(&format!(
+            "booting {} under {}",
+            vm.image.name,
+            accel.as_str()
+        ));
         match session::start_qemu(&spec, &rec.dir, deadline, interrupt).await {
             Ok(started) => {
                 rec.summary.accel = Some(accel.as_str().into());
@@ -135,7 +180,12 @@ async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut R
                 log_hello(&started.hello, accel.as_str(), progress);
                 return Ok(started);
             }
-            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet")),
+            Err(StartFailure::Interrupted) => {
+                return Err(fail(
+                    Kind::Interrupted,
+                    "interrupted while booting the guest; nothing was recorded yet",
+                ))
+            }
             Err(f) if is_probe && i + 1 < accels.len() => {
                 let why = format!("KVM did not work: {}", first_line(&f.describe()));
                 tracing::warn!("{why}; falling back to TCG");
@@ -147,27 +197,60 @@ async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut R
     bail!("no accelerator to try")
 }
 
-fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+fn run_qemu(
+    args: &RunArgs,
+    quiet: bool,
+    mut summary: Summary,
+    job: Job,
+    agent: &Path,
+    date: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<i32> {
     let vm = prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let run_dir = run_dir(args, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
     tracing::info!("run directory {}", run_dir.display());
     // The socket path must stay short (108 bytes), so it lives in /tmp.
-    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let work = tempfile::Builder::new()
+        .prefix("repro-")
+        .tempdir()
+        .context("creating a work directory")?;
     let initrd = write_initramfs(work.path(), agent, &job, Vec::new())?;
 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let mut started = boot(
+            &args.vm,
+            &vm,
+            &initrd,
+            work.path(),
+            &mut rec,
+            &progress,
+            &mut interrupt,
+        )
+        .await?;
         let limits = StreamLimits {
             stall: args.stall_timeout,
             overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
         };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        let r = session::stream(
+            &mut started.agent,
+            &mut rec,
+            &mut progress,
+            &limits,
+            &mut interrupt,
+        )
+        .await;
         if r.is_ok() {
             // The agent powers the guest off after Done.
-            if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
+            if started
+                .agent
+                .guard
+                .wait_or_kill(Duration::from_secs(30))
+                .await
+                .is_none()
+            {
                 tracing::warn!("the guest did not power off within 30s; QEMU was killed");
             }
         }
@@ -177,24 +260,45 @@ fn run_qemu(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
     finish(&mut rec, outcome, args.json)
 }
 
-pub fn exec(args: &ExecArgs, quiet: bool) -> Result<i32> {
+pub fn exec(args: &ExecArgs) -> Result<i32> {
     let agent = agent_path()?;
     let mut extra = vec![crate::initramfs::Entry::Dir { path: "bin".into() }];
     for inc in &args.include {
         let (host, guest) = match inc.split_once(':') {
             Some((h, g)) => (h.to_string(), g.trim_start_matches('/').to_string()),
-            None => (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned()))),
+            None => (
+                inc.clone(),
+                format!(
+                    "bin/{}",
+                    Path::new(inc)
+                        .file_name()
+                        .map_or("file".into(), |f| f.to_string_lossy().into_owned())
+                ),
+            ),
         };
         let data = std::fs::read(&host).with_context(|| format!("reading --include {host}"))?;
-        extra.push(crate::initramfs::Entry::File { path: guest, mode: 0o755, data });
+        extra.push(crate::initramfs::Entry::File {
+            path: guest,
+            mode: 0o755,
+            data,
+        });
     }
     let scenario = repro_proto::Scenario {
         name: "exec".into(),
         description: args.command.join(" "),
         touch: Vec::new(),
         probes: Vec::new(),
-        probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
-        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
+        probe: repro_proto::ProbeSettings {
+            samples: 1,
+            budget_ms: 0,
+            min_samples: 1,
+        },
+        settle: repro_proto::SettleSettings {
+            poll_ms: 0,
+            stable_polls: 0,
+            max_ms: 0,
+            baseline_tolerance: 0.0,
+        },
     };
     let job = Job {
         format_version: FORMAT_VERSION,
@@ -209,39 +313,76 @@ pub fn exec(args: &ExecArgs, quiet: bool) -> Result<i32> {
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let mut summary = new_summary(&date, &args.vm.kernel, scenario, 0, 1, 1);
     let vm = prepare_vm(&args.vm, 0, &mut summary)?;
-    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let work = tempfile::Builder::new()
+        .prefix("repro-")
+        .tempdir()
+        .context("creating a work directory")?;
     let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));
     let mut rec = Recorder::create(&out, summary)?;
     let initrd = write_initramfs(work.path(), &agent, &job, extra)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut progress = Progress::new(0, "", true);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
-        let limits = StreamLimits { stall: args.timeout, overall: Some(tokio::time::Instant::now() + args.timeout) };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
-        started.agent.guard.wait_or_kill(Duration::from_secs(30)).await;
+        let mut started = boot(
+            &args.vm,
+            &vm,
+            &initrd,
+            work.path(),
+            &mut rec,
+            &progress,
+            &mut interrupt,
+        )
+        .await?;
+        let limits = StreamLimits {
+            stall: args.timeout,
+            overall: Some(tokio::time::Instant::now() + args.timeout),
+        };
+        let r = session::stream(
+            &mut started.agent,
+            &mut rec,
+            &mut progress,
+            &limits,
+            &mut interrupt,
+        )
+        .await;
+        started
+            .agent
+            .guard
+            .wait_or_kill(Duration::from_secs(30))
+            .await;
         r
     });
-    let _ = quiet;
-    rec.finish(outcome.as_ref().err().map(|e| RunError {
-        kind: kind_of(e).map_or("internal", Kind::as_str).into(),
-        message: crate::error::render(e),
-        exit_code: crate::error::exit_code_of(e),
-    }))?;
+    rec.finish(outcome.as_ref().err().map(run_error))?;
     outcome?;
-    tracing::debug!("guest ran on {} ({})", rec.summary.kernel.release.as_deref().unwrap_or("?"), rec.summary.accel.as_deref().unwrap_or("?"));
-    rec.exec_exit.context("the guest command ended without an exit code")
+    tracing::debug!(
+        "guest ran on {} ({})",
+        rec.summary.kernel.release.as_deref().unwrap_or("?"),
+        rec.summary.accel.as_deref().unwrap_or("?")
+    );
+    rec.exec_exit
+        .context("the guest command ended without an exit code")
 }
 
-fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterations: u64, workers: u32, window: u64) -> Summary {
+fn new_summary(
+    date: &str,
+    kernel: &str,
+    scenario: repro_proto::Scenario,
+    iterations: u64,
+    workers: u32,
+    window: u64,
+) -> Summary {
     Summary {
         format_version: FORMAT_VERSION,
         provenance: Provenance {
             repro_version: env!("CARGO_PKG_VERSION").to_string(),
             date: date.to_string(),
             host_cpu: host_cpu(),
-            host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            host_kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
             qemu_version: None,
         },
         kernel: KernelInfo {
@@ -272,14 +413,24 @@ fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterat
     }
 }
 
-fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: &Path, date: &str, rt: &tokio::runtime::Runtime) -> Result<i32> {
+fn run_host(
+    args: &RunArgs,
+    quiet: bool,
+    mut summary: Summary,
+    job: Job,
+    agent: &Path,
+    date: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
             Kind::Permission,
             "--backend host needs root: unshare(CLONE_NEWNET) requires CAP_SYS_ADMIN. Run it with sudo, or use the default QEMU backend",
         ));
     }
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     tracing::warn!(
         "--backend host churns {} network namespaces on this machine's running kernel ({release}); \
          on a kernel before 4.11 their dentries stay cached until memory pressure or `echo 2 > /proc/sys/vm/drop_caches`",
@@ -295,10 +446,28 @@ fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30), &mut interrupt).await {
+        let mut started = match session::start_host(
+            agent,
+            &job_path,
+            &run_dir,
+            Duration::from_secs(30),
+            &mut interrupt,
+        )
+        .await
+        {
             Ok(s) => s,
-            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
-            Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
+            Err(StartFailure::Interrupted) => {
+                return Err(fail(
+                    Kind::Interrupted,
+                    "interrupted before the agent started",
+                ))
+            }
+            Err(f) => {
+                return Err(fail(
+                    Kind::GuestFailed,
+                    format!("the host agent did not start: {}", f.describe()),
+                ))
+            }
         };
         rec.record(&started.hello)?;
         log_hello(&started.hello, "host", &progress);
@@ -306,8 +475,19 @@ fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
             stall: args.stall_timeout,
             overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
         };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
-        started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+        let r = session::stream(
+            &mut started.agent,
+            &mut rec,
+            &mut progress,
+            &limits,
+            &mut interrupt,
+        )
+        .await;
+        started
+            .agent
+            .guard
+            .wait_or_kill(Duration::from_secs(10))
+            .await;
         r
     });
     progress.finish();
@@ -316,15 +496,7 @@ fn run_host(args: &RunArgs, quiet: bool, mut summary: Summary, job: Job, agent: 
 
 /// Record how the run ended, print the result, and pick the exit code.
 fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<i32> {
-    let error = outcome.as_ref().err().map(|e| {
-        let kind = kind_of(e);
-        RunError {
-            kind: kind.map_or("internal", Kind::as_str).into(),
-            message: crate::error::render(e),
-            exit_code: crate::error::exit_code_of(e),
-        }
-    });
-    let saved = rec.finish(error);
+    let saved = rec.finish(outcome.as_ref().err().map(run_error));
     let s = &rec.summary;
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
@@ -333,6 +505,15 @@ fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<i32> {
     saved?;
     outcome?;
     Ok(exit_codes::OK)
+}
+
+/// How a failed run is described in summary.json.
+fn run_error(e: &anyhow::Error) -> RunError {
+    RunError {
+        kind: kind_of(e).map_or("internal", Kind::as_str).into(),
+        message: crate::error::render(e),
+        exit_code: crate::error::exit_code_of(e),
+    }
 }
 
 fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
@@ -350,10 +531,16 @@ fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
     if let (Some(first), Some(last)) = (s.windows.first(), s.windows.last()) {
         for p in &first.probes {
             if let Some(l) = last.probes.iter().find(|q| q.name == p.name) {
-                text.push_str(&format!("  {:<6} open() p50 {:>10.1}us -> {:>10.1}us  (p99 {:.1}us)\n", p.name, p.p50_us, l.p50_us, l.p99_us));
+                text.push_str(&format!(
+                    "  {:<6} open() p50 {:>10.1}us -> {:>10.1}us  (p99 {:.1}us)\n",
+                    p.name, p.p50_us, l.p50_us, l.p99_us
+                ));
             }
         }
-        text.push_str(&format!("  nr_dentry {} -> {}, churn {:.0}/s at the end\n", first.nr_dentry, last.nr_dentry, last.churn_rate));
+        text.push_str(&format!(
+            "  nr_dentry {} -> {}, churn {:.0}/s at the end\n",
+            first.nr_dentry, last.nr_dentry, last.churn_rate
+        ));
     }
     if let Some(r) = &s.residual {
         text.push_str(&format!(
@@ -370,8 +557,17 @@ fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
 }
 
 fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
-    if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
-        progress.status(&format!("guest up: {release}, {cpus} cpus, {} MiB ({accel})", mem_total_kib / 1024));
+    if let Message::Hello {
+        release,
+        cpus,
+        mem_total_kib,
+        ..
+    } = hello
+    {
+        progress.status(&format!(
+            "guest up: {release}, {cpus} cpus, {} MiB ({accel})",
+            mem_total_kib / 1024
+        ));
         tracing::debug!("guest up: {release} ({accel})");
     }
 }
@@ -398,7 +594,10 @@ fn first_line(s: &str) -> &str {
 
 fn first_probe(job: &Job) -> &str {
     let p = &job.scenario.probes;
-    p.iter().find(|p| !p.control).or(p.first()).map_or("probe", |p| p.name.as_str())
+    p.iter()
+        .find(|p| !p.control)
+        .or(p.first())
+        .map_or("probe", |p| p.name.as_str())
 }
 
 fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
@@ -412,15 +611,24 @@ fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
         .next()
         .unwrap_or("kernel")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let backend = match args.backend {
         Backend::Host => "host".to_string(),
         Backend::Qemu => kernel,
     };
-    let scenario = Path::new(&args.scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let base = PathBuf::from("results/runs").join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
+    let scenario = Path::new(&args.scenario)
+        .file_stem()
+        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let base = PathBuf::from("results/runs")
+        .join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
     // Two runs in one second get distinct directories.
     let mut dir = base.clone();
     let mut n = 1;
@@ -464,7 +672,12 @@ pub fn agent_path() -> Result<PathBuf> {
 fn host_cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -491,7 +704,13 @@ pub fn kernels(args: &KernelsArgs) -> Result<i32> {
             crate::catalog::Expect::Regressed => "regressed",
             crate::catalog::Expect::Clean => "clean",
         });
-        println!("{:<8} {:<20} {:<10} {}", e.name, e.aliases.join(","), seed, e.description);
+        println!(
+            "{:<8} {:<20} {:<10} {}",
+            e.name,
+            e.aliases.join(","),
+            seed,
+            e.description
+        );
     }
     println!("\nAny other kernel: --kernel PATH/TO/bzImage");
     Ok(exit_codes::OK)
@@ -512,6 +731,6 @@ mod tests {
     fn memory_default_grows_with_iterations() {
         assert_eq!(memory_needed_mib(1_000), 1024);
         let big = memory_needed_mib(800_000);
-        assert!(big >= 6_500 && big % 256 == 0, "{big}");
+        assert!(big >= 6_500 && big.is_multiple_of(256), "{big}");
     }
 }

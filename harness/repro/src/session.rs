@@ -78,11 +78,20 @@ impl Guard {
         let mut out = String::new();
         let stderr = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
         if !stderr.trim().is_empty() {
-            out.push_str(&format!("\n--- {} stderr ({}) ---\n{}", self.what, self.stderr_log.display(), tail(&stderr, 15)));
+            out.push_str(&format!(
+                "\n--- {} stderr ({}) ---\n{}",
+                self.what,
+                self.stderr_log.display(),
+                tail(&stderr, 15)
+            ));
         }
         if let Some(c) = &self.console_log {
             let console = read_lossy(c);
-            out.push_str(&format!("\n--- last console lines ({}) ---\n{}", c.display(), tail(&console, 25)));
+            out.push_str(&format!(
+                "\n--- last console lines ({}) ---\n{}",
+                c.display(),
+                tail(&console, 25)
+            ));
         }
         out
     }
@@ -104,7 +113,9 @@ impl Drop for Guard {
 }
 
 fn read_lossy(p: &Path) -> String {
-    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 pub fn tail(text: &str, n: usize) -> String {
@@ -144,7 +155,12 @@ pub struct Started {
 }
 
 /// Boot QEMU and wait for the agent's hello within `deadline`.
-pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+pub async fn start_qemu(
+    spec: &VmSpec,
+    run_dir: &Path,
+    deadline: Duration,
+    interrupt: &mut Interrupt,
+) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
     let stderr = std::fs::File::create(&stderr_log)
         .with_context(|| format!("creating {}", stderr_log.display()))
@@ -154,7 +170,11 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
         .with_context(|| format!("listening on {}", spec.proto_socket.display()))
         .map_err(StartFailure::Other)?;
     let args = qemu::command_args(spec);
-    tracing::debug!("qemu command: {} {}", spec.qemu.display(), shell_words(&args));
+    tracing::debug!(
+        "qemu command: {} {}",
+        spec.qemu.display(),
+        shell_words(&args)
+    );
     let child = Command::new(&spec.qemu)
         .args(&args)
         .stdin(Stdio::null())
@@ -165,7 +185,9 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
+        .map_err(|e| {
+            StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display()))
+        })?;
     let mut guard = Guard {
         child,
         what: "qemu",
@@ -196,7 +218,13 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
 }
 
 /// Start the agent on the host's own kernel.
-pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+pub async fn start_host(
+    agent_bin: &Path,
+    job_path: &Path,
+    run_dir: &Path,
+    deadline: Duration,
+    interrupt: &mut Interrupt,
+) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join("agent.stderr.log");
     let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
     let mut child = Command::new(agent_bin)
@@ -208,7 +236,9 @@ pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadl
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
+        .map_err(|e| {
+            StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display()))
+        })?;
     let stdout = child.stdout.take().expect("piped stdout");
     let agent = Agent {
         guard: Guard {
@@ -220,15 +250,32 @@ pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadl
         reader: BufReader::new(Box::new(stdout)),
         buf: Vec::new(),
     };
-    await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await
+    await_hello(
+        agent,
+        Instant::now() + deadline,
+        deadline,
+        "host",
+        interrupt,
+    )
+    .await
 }
 
 fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -> StartFailure {
     let st = status.map_or("unknown status".into(), |s| s.to_string());
-    StartFailure::Exited(format!("{} ({accel}) exited ({st}) before the agent said hello{}", guard.what, guard.diagnostics()))
+    StartFailure::Exited(format!(
+        "{} ({accel}) exited ({st}) before the agent said hello{}",
+        guard.what,
+        guard.diagnostics()
+    ))
 }
 
-async fn await_hello(mut agent: Agent, until: Instant, deadline: Duration, accel: &str, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+async fn await_hello(
+    mut agent: Agent,
+    until: Instant,
+    deadline: Duration,
+    accel: &str,
+    interrupt: &mut Interrupt,
+) -> Result<Started, StartFailure> {
     loop {
         let line = tokio::select! {
             l = agent.next_line() => l,
@@ -253,7 +300,9 @@ async fn await_hello(mut agent: Agent, until: Instant, deadline: Duration, accel
             }
             Err(e) => {
                 agent.guard.stop().await;
-                return Err(StartFailure::Other(e.context("reading the agent's messages")));
+                return Err(StartFailure::Other(
+                    e.context("reading the agent's messages"),
+                ));
             }
         }
     }
@@ -281,7 +330,13 @@ pub struct StreamLimits {
 /// Stream messages into the recorder until the agent says Done. Every other
 /// ending is an error of the matching kind; the recorder has kept all that
 /// arrived before it.
-pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits, interrupt: &mut Interrupt) -> Result<()> {
+pub async fn stream(
+    agent: &mut Agent,
+    rec: &mut Recorder,
+    progress: &mut Progress,
+    limits: &StreamLimits,
+    interrupt: &mut Interrupt,
+) -> Result<()> {
     let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
     let overall = limits.overall.unwrap_or(far);
     loop {
@@ -324,12 +379,18 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
         match &msg {
             Message::Progress { iteration, .. } => progress.iteration(*iteration),
             Message::Window(w) => progress.window(w),
-            Message::Started { baseline } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
+            Message::Started { baseline } => progress.status(&format!(
+                "churning (baseline nr_dentry {})",
+                baseline.nr_dentry
+            )),
             Message::Settled(s) => progress.status(&format!("settled after {:.1}s", s.settle_s)),
             Message::Done { .. } => return Ok(()),
             Message::Error { message } => {
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-                return Err(fail(Kind::GuestFailed, format!("the agent failed: {message}{}", agent.guard.diagnostics())));
+                return Err(fail(
+                    Kind::GuestFailed,
+                    format!("the agent failed: {message}{}", agent.guard.diagnostics()),
+                ));
             }
             Message::Output { line } => progress.suspend(|| println!("{line}")),
             Message::Hello { .. } | Message::Exited { .. } => {}
@@ -340,17 +401,27 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
 /// The message stream ended without Done: a panic, or an unexpected exit.
 async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
     let status = agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-    let at = format!("at iteration {} of {}", rec.summary.iterations_done, rec.summary.iterations_requested);
+    let at = format!(
+        "at iteration {} of {}",
+        rec.summary.iterations_done, rec.summary.iterations_requested
+    );
     if agent.guard.console_panicked() {
         return fail(
             Kind::GuestPanic,
-            format!("the guest kernel panicked {at}; the windows so far are kept. Console:{}", agent.guard.diagnostics()),
+            format!(
+                "the guest kernel panicked {at}; the windows so far are kept. Console:{}",
+                agent.guard.diagnostics()
+            ),
         );
     }
     let st = status.map_or("still running, killed".into(), |s| s.to_string());
     fail(
         Kind::GuestFailed,
-        format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()),
+        format!(
+            "{} exited ({st}) {at} before the run finished{}",
+            agent.guard.what,
+            agent.guard.diagnostics()
+        ),
     )
 }
 
@@ -358,7 +429,9 @@ async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
 pub fn shell_words(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -386,8 +459,15 @@ mod tests {
 
     #[test]
     fn shell_words_quotes_only_what_needs_it() {
-        let a = vec!["-append".to_string(), "console=ttyS0 panic=-1".to_string(), "it's".to_string()];
-        assert_eq!(shell_words(&a), r"-append 'console=ttyS0 panic=-1' 'it'\''s'");
+        let a = vec![
+            "-append".to_string(),
+            "console=ttyS0 panic=-1".to_string(),
+            "it's".to_string(),
+        ];
+        assert_eq!(
+            shell_words(&a),
+            r"-append 'console=ttyS0 panic=-1' 'it'\''s'"
+        );
     }
 
     #[test]
