@@ -13,9 +13,31 @@ pub const CATALOG_TOML: &str = include_str!("../../../vm-images/catalog.toml");
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     pub kernel: Vec<Entry>,
+    /// Source trees that `build` entries compile.
+    #[serde(default)]
+    pub tree: Vec<Tree>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "source")]
+    pub kind: TreeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TreeKind {
+    /// Debian's linux-source-X package: a tarball under /usr/src.
+    DebianSource {
+        suites: Vec<String>,
+        package: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub name: String,
@@ -35,7 +57,7 @@ pub enum Expect {
     Clean,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// A Debian binary kernel package.
@@ -43,6 +65,19 @@ pub enum Source {
         suites: Vec<String>,
         package: String,
     },
+    /// Built from a `[[tree]]` with patches from vm-images/patches/ and a
+    /// config fragment from vm-images/config/.
+    Build {
+        tree: String,
+        #[serde(default)]
+        patches: Vec<String>,
+        #[serde(default = "default_config")]
+        config: String,
+    },
+}
+
+fn default_config() -> String {
+    "minimal".into()
 }
 
 impl Catalog {
@@ -60,8 +95,22 @@ impl Catalog {
                     "kernel name {n:?} appears twice in the catalog"
                 );
             }
+            if let Source::Build { tree, .. } = &e.source {
+                anyhow::ensure!(
+                    c.tree.iter().any(|t| &t.name == tree),
+                    "kernel {} builds tree {tree:?}, which has no [[tree]] entry",
+                    e.name
+                );
+            }
         }
         Ok(c)
+    }
+
+    pub fn tree(&self, name: &str) -> Result<&Tree> {
+        self.tree
+            .iter()
+            .find(|t| t.name == name)
+            .with_context(|| format!("the catalog has no [[tree]] named {name:?}"))
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -91,9 +140,31 @@ mod tests {
         let c = Catalog::builtin().unwrap();
         assert_eq!(c.lookup("6.1").unwrap().name, "6.1");
         assert_eq!(c.lookup("bookworm").unwrap().name, "6.1");
-        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source;
+        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source else {
+            panic!("5.10 is a Debian package")
+        };
         assert_eq!(suites[0], "bullseye");
         assert!(package.starts_with("linux-image-"));
+        let Source::Build {
+            tree,
+            patches,
+            config,
+        } = &c.lookup("6.1-noprune").unwrap().source
+        else {
+            panic!("6.1-noprune is built")
+        };
+        assert_eq!(
+            (tree.as_str(), patches.as_slice(), config.as_str()),
+            (
+                "debian-6.1",
+                &["6.1-noprune.patch".to_string()][..],
+                "minimal"
+            )
+        );
+        assert_eq!(
+            c.lookup("6.1-noprune").unwrap().expect["seed"],
+            Expect::Regressed
+        );
         for e in &c.kernel {
             assert!(
                 e.expect.contains_key("seed"),
@@ -115,6 +186,12 @@ mod tests {
             crate::error::kind_of(&c.lookup("x").unwrap_err()),
             Some(Kind::KernelUnavailable)
         );
+    }
+
+    #[test]
+    fn build_entries_must_name_a_known_tree() {
+        let t = "[[kernel]]\nname = \"x\"\ndescription = \"\"\nsource = { kind = \"build\", tree = \"nope\" }\n";
+        assert!(format!("{:#}", Catalog::parse(t).unwrap_err()).contains("no [[tree]] entry"));
     }
 
     #[test]

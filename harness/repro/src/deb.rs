@@ -45,6 +45,50 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
     )
 }
 
+/// Unpack the kernel source tarball that a linux-source-X package ships
+/// (`usr/src/linux-source-X.tar.xz` inside its data.tar.xz) into `dest`,
+/// without its top directory. Streams both layers: no temporary tarball.
+pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
+    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
+    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
+    while let Some(member) = ar.next_entry() {
+        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
+        if member.header().identifier() != b"data.tar.xz" {
+            continue;
+        }
+        let mut outer = tar::Archive::new(lzma_rust2::XzReader::new(member, true));
+        for entry in outer.entries()? {
+            let entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            if !(path.contains("usr/src/linux-source") && path.ends_with(".tar.xz")) {
+                continue;
+            }
+            let mut inner = tar::Archive::new(lzma_rust2::XzReader::new(
+                std::io::BufReader::with_capacity(1 << 20, entry),
+                true,
+            ));
+            inner.set_preserve_mtime(true);
+            std::fs::create_dir_all(dest)?;
+            for e in inner.entries()? {
+                let mut e = e?;
+                let p = e.path()?.into_owned();
+                let rel: std::path::PathBuf = p.components().skip(1).collect();
+                if rel.as_os_str().is_empty() {
+                    continue;
+                }
+                e.unpack(dest.join(&rel))
+                    .with_context(|| format!("unpacking {}", rel.display()))?;
+            }
+            return Ok(());
+        }
+        bail!("{}: no usr/src/linux-source-*.tar.xz inside", deb.display());
+    }
+    bail!(
+        "{}: no data.tar.xz member: not a linux-source package",
+        deb.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

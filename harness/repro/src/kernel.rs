@@ -54,7 +54,7 @@ impl Cache {
     }
 }
 
-pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache) -> Result<KernelImage> {
+pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<KernelImage> {
     let as_path = Path::new(arg);
     if arg.contains('/') || as_path.exists() {
         check_bzimage(as_path)?;
@@ -70,9 +70,15 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache) -> Result<KernelImag
     }
     let entry = catalog.lookup(arg)?;
     match &entry.source {
-        Source::Debian { suites, package } => fetch_debian(&entry.name, suites, package, cache)
-            .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description)),
+        Source::Debian { suites, package } => fetch_debian(&entry.name, suites, package, cache),
+        Source::Build {
+            tree,
+            patches,
+            config,
+        } => crate::build::recipe_for(catalog, &entry.name, tree, patches, config, cc)
+            .and_then(|r| crate::build::build(&r, cache)),
     }
+    .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
 }
 
 fn fetch_debian(

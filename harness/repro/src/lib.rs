@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md for how data flows from here into the guest and back.
 
 pub mod apt;
+pub mod build;
 pub mod catalog;
 pub mod deb;
 pub mod error;
@@ -37,6 +38,7 @@ the latency curve and the dentries left behind.",
 repro run --kernel 6.1 --iterations 1000        Debian 6.1 under QEMU (fetched with apt)\n  \
 repro run --kernel ./bzImage -n 5000 --json     any bzImage you built\n  \
 repro run --backend host -n 500                 this machine's own kernel (as root)\n  \
+repro run --kernel 6.1-noprune -n 3000          build a variant with the bug and show it\n  \
 repro kernels                                   what --kernel accepts by name"
 )]
 pub struct Cli {
@@ -58,8 +60,34 @@ pub enum Command {
     Kernels(KernelsArgs),
     /// Boot a kernel and run one command in it (e.g. a static benchmark), printing its output.
     Exec(ExecArgs),
-    /// Fetch a catalog kernel into the cache (no boot) and print its path.
+    /// Fetch (or build) a catalog kernel into the cache, no boot, and print its path.
     Fetch(FetchArgs),
+    /// Kernel images: `repro image build NAME` builds a catalog entry or a --src tree.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a kernel (catalog `build` entry, or --src DIR) into the cache and print its path.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  repro image build 6.1-noprune\n  repro image build --src ~/linux --cc gcc-12"
+)]
+pub struct ImageBuildArgs {
+    /// Catalog name of a `build` entry (see `repro kernels`).
+    #[arg(required_unless_present = "src")]
+    pub kernel: Option<String>,
+    /// A kernel source tree to build instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
+    pub src: Option<PathBuf>,
+    #[arg(long, default_value = "gcc", value_name = "CC")]
+    pub cc: String,
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,6 +136,12 @@ pub struct VmArgs {
     /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Build the kernel from this source tree (minimal config, O= output in the cache) instead of --kernel.
+    #[arg(long, value_name = "DIR")]
+    pub src: Option<PathBuf>,
+    /// C compiler for kernel builds (old kernels need old GCC), e.g. gcc-10.
+    #[arg(long, default_value = "gcc", value_name = "CC")]
+    pub cc: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -181,6 +215,8 @@ pub struct FetchArgs {
     pub kernel: String,
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    #[arg(long, default_value = "gcc", value_name = "CC")]
+    pub cc: String,
 }
 
 /// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes
@@ -217,6 +253,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Kernels(args) => run_cmd::kernels(&args),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),
+        Command::Image(ImageCommand::Build(args)) => run_cmd::image_build(&args),
     };
     match result {
         Ok(code) => code,

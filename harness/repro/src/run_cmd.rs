@@ -9,6 +9,7 @@ use repro_proto::{
     exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION,
 };
 
+use crate::build;
 use crate::catalog::{Catalog, Source};
 use crate::error::{fail, kind_of, Kind};
 use crate::kernel::{self, Cache};
@@ -16,7 +17,9 @@ use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::{Recorder, CONSOLE};
 use crate::session::{self, Interrupt, StartFailure, StreamLimits};
-use crate::{AccelChoice, Backend, ExecArgs, FetchArgs, KernelsArgs, RunArgs, VmArgs};
+use crate::{
+    AccelChoice, Backend, ExecArgs, FetchArgs, ImageBuildArgs, KernelsArgs, RunArgs, VmArgs,
+};
 
 /// Guest memory that holds every stale dentry the run can leave: about six
 /// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
@@ -83,7 +86,14 @@ struct Vm {
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
 fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
-    let image = kernel::resolve(&vm.kernel, &catalog, &Cache::new(vm.cache_dir.clone()))?;
+    let cache = Cache::new(vm.cache_dir.clone());
+    let image = match &vm.src {
+        Some(dir) => {
+            summary.kernel.name = format!("src:{}", dir.display());
+            build::build(&local_recipe(dir, &vm.cc)?, &cache)?
+        }
+        None => kernel::resolve(&vm.kernel, &catalog, &cache, &vm.cc)?,
+    };
     let qemu_bin = qemu::find(vm.qemu.as_deref())?;
     let needed = memory_needed_mib(iterations);
     let memory_mib = match vm.memory {
@@ -684,41 +694,67 @@ fn host_cpu() -> String {
 pub fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.json {
-        let v: Vec<serde_json::Value> = catalog
-            .kernel
-            .iter()
-            .map(|e| {
-                let Source::Debian { suites, package } = &e.source;
-                serde_json::json!({
-                    "name": e.name, "aliases": e.aliases, "description": e.description, "expect": e.expect,
-                    "source": { "kind": "debian", "suites": suites, "package": package },
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&catalog.kernel)?);
         return Ok(exit_codes::OK);
     }
-    println!("{:<8} {:<20} {:<10} DESCRIPTION", "NAME", "ALIASES", "SEED");
+    println!(
+        "{:<18} {:<20} {:<10} DESCRIPTION",
+        "NAME", "ALIASES", "SEED"
+    );
     for e in &catalog.kernel {
         let seed = e.expect.get("seed").map_or("?", |x| match x {
             crate::catalog::Expect::Regressed => "regressed",
             crate::catalog::Expect::Clean => "clean",
         });
         println!(
-            "{:<8} {:<20} {:<10} {}",
+            "{:<18} {:<20} {:<10} {}",
             e.name,
             e.aliases.join(","),
             seed,
             e.description
         );
     }
-    println!("\nAny other kernel: --kernel PATH/TO/bzImage");
+    println!("\nAny other kernel: --kernel PATH/TO/bzImage, or --src DIR to build a source tree");
     Ok(exit_codes::OK)
 }
 
 pub fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
-    let img = kernel::resolve(&args.kernel, &catalog, &Cache::new(args.cache_dir.clone()))?;
+    let img = kernel::resolve(
+        &args.kernel,
+        &catalog,
+        &Cache::new(args.cache_dir.clone()),
+        &args.cc,
+    )?;
+    println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
+    Ok(exit_codes::OK)
+}
+
+fn local_recipe(dir: &Path, cc: &str) -> Result<build::Recipe> {
+    Ok(build::Recipe {
+        name: "local".into(),
+        tree: build::TreeSpec::Local(dir.to_path_buf()),
+        patches: Vec::new(),
+        config: build::config_fragment("minimal")?,
+        cc: cc.to_string(),
+    })
+}
+
+pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
+    let cache = Cache::new(args.cache_dir.clone());
+    let img = match (&args.src, &args.kernel) {
+        (Some(dir), _) => build::build(&local_recipe(dir, &args.cc)?, &cache)?,
+        (None, Some(name)) => {
+            let catalog = Catalog::builtin()?;
+            if !matches!(catalog.lookup(name)?.source, Source::Build { .. }) {
+                bail!(
+                    "{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it"
+                );
+            }
+            kernel::resolve(name, &catalog, &cache, &args.cc)?
+        }
+        (None, None) => bail!("name a catalog build entry or pass --src DIR"),
+    };
     println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
     Ok(exit_codes::OK)
 }
