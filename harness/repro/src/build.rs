@@ -372,7 +372,7 @@ fn ensure_tree(name: &str, kind: &TreeKind, cache: &Cache) -> Result<PathBuf> {
         }
     }
     std::fs::write(tmp.path().join(".repro-tree"), &id)?;
-    let dir = base.join(hex(id.as_bytes())[..16].to_string());
+    let dir = base.join(&hex(id.as_bytes())[..16]);
     std::fs::rename(tmp.keep(), &dir)?;
     Ok(dir.join("linux"))
 }
