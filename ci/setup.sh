@@ -13,6 +13,10 @@ if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# Kernel builds (repro image build, the 6.1 variants).
+for tool in make flex bison bc perl git; do command -v $tool >/dev/null || need+=($tool); done
+[ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+[ -f /usr/include/openssl/opensslv.h ] || need+=(libssl-dev)
 command -v apt-get >/dev/null || { echo "setup: apt-get not found: repro's setup supports Debian and Ubuntu" >&2; exit 1; }
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -190,6 +190,8 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         TreeSpec::Catalog { name, kind } => ensure_tree(name, kind, cache)?,
         TreeSpec::Local(dir) => dir.canonicalize()?,
     };
+    // From here on Ctrl-C/SIGTERM stop make and put the tree back.
+    let _signals = InterruptFlag::install();
     let pristine = build_root.join("pristine");
     restore_pristine(&src, &pristine)?;
     let t0 = Instant::now();
@@ -590,12 +592,30 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         .append(true)
         .open(log)?;
     writeln!(f, "\n### repro: {what}")?;
-    let status = cmd
+    die_with_parent(cmd);
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(f.try_clone()?)
         .stderr(f)
-        .status()
+        .spawn()
         .with_context(|| format!("running {what}"))?;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+            return Err(fail(
+                Kind::Interrupted,
+                format!("interrupted during {what}; the tree was put back and nothing was cached (log: {})", log.display()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     if status.success() {
         return Ok(());
     }
@@ -613,6 +633,68 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         log.display(),
         errors.join("\n")
     )
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// While alive, SIGINT and SIGTERM only raise [`INTERRUPTED`], which the
+/// build's wait loop turns into a clean stop; the previous handlers come
+/// back on drop.
+struct InterruptFlag {
+    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
+
+impl InterruptFlag {
+    fn install() -> InterruptFlag {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        INTERRUPTED.store(false, std::sync::atomic::Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(note_interrupt),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let previous = [Signal::SIGINT, Signal::SIGTERM]
+            .into_iter()
+            // SAFETY: the handler only stores to an atomic.
+            .filter_map(|sig| {
+                unsafe { sigaction(sig, &action) }
+                    .ok()
+                    .map(|old| (sig, old))
+            })
+            .collect();
+        InterruptFlag { previous }
+    }
+}
+
+impl Drop for InterruptFlag {
+    fn drop(&mut self) {
+        for (sig, old) in &self.previous {
+            // SAFETY: restores the handler that was installed before.
+            let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
+        }
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            // The interruption was handled; the process still ends as asked.
+            tracing::debug!("build interrupted");
+        }
+    }
+}
+
+/// A build outlives nothing: if repro dies (Ctrl-C, kill), make gets
+/// SIGTERM, stops and deletes its half-written target, instead of building
+/// on as an orphan.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
 }
 
 /// The build tools and headers a minimal kernel build needs, with the

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod build;
 mod cli;
 mod e2e;
 mod faults;
