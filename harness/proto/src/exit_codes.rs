@@ -28,6 +28,9 @@ pub const DISK_FULL: i32 = 10;
 pub const PERMISSION: i32 = 11;
 /// Any other failure of repro itself.
 pub const INTERNAL: i32 = 12;
+/// A kernel build failed: compile error, a patch that no longer applies, or
+/// a config fragment that did not survive olddefconfig.
+pub const BUILD_FAILED: i32 = 13;
 /// `check`: the run cannot decide (`git bisect run`'s "skip").
 pub const INCONCLUSIVE: i32 = 125;
 /// Interrupted by SIGINT (Ctrl-C) or SIGTERM, 128 + SIGINT by convention.

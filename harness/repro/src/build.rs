@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -452,11 +452,14 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "patch {name} no longer applies to {}: {} (the patch is vm-images/patches/{name}; rebase it on this tree)",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ")
-        );
+        return Err(fail(
+            Kind::BuildFailed,
+            format!(
+                "patch {name} no longer applies to {}: {} (the patch is vm-images/patches/{name}; rebase it on this tree)",
+                src.display(),
+                String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -531,11 +534,14 @@ fn configure(
     let merged = std::fs::read_to_string(out.join(".config"))?;
     let missing = missing_options(&config.1, &merged);
     if !missing.is_empty() {
-        bail!(
-            "the config fragment vm-images/config/{}.config did not survive olddefconfig: {} (unmet dependencies in this tree's Kconfig; adjust the fragment)",
-            config.0,
-            missing.join(", ")
-        );
+        return Err(fail(
+            Kind::BuildFailed,
+            format!(
+                "the config fragment vm-images/config/{}.config did not survive olddefconfig: {} (unmet dependencies in this tree's Kconfig; adjust the fragment)",
+                config.0,
+                missing.join(", ")
+            ),
+        ));
     }
     std::fs::write(&stamp, want)?;
     Ok(())
@@ -628,11 +634,10 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         .take(10)
         .collect();
     let tail = crate::session::tail(section, 15);
-    bail!(
-        "{what} failed ({status}); full log: {}\n--- errors ---\n{}\n--- last lines ---\n{tail}",
-        log.display(),
-        errors.join("\n")
-    )
+    Err(fail(
+        Kind::BuildFailed,
+        format!("{what} failed ({status}); full log: {}\n--- errors ---\n{}\n--- last lines ---\n{tail}", log.display(), errors.join("\n")),
+    ))
 }
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

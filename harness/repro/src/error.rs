@@ -18,6 +18,7 @@ pub enum Kind {
     GuestFailed,
     DiskFull,
     Permission,
+    BuildFailed,
     Interrupted,
 }
 
@@ -33,6 +34,7 @@ impl Kind {
             Kind::GuestFailed => codes::GUEST_FAILED,
             Kind::DiskFull => codes::DISK_FULL,
             Kind::Permission => codes::PERMISSION,
+            Kind::BuildFailed => codes::BUILD_FAILED,
             Kind::Interrupted => codes::INTERRUPTED,
         }
     }
@@ -49,6 +51,7 @@ impl Kind {
             Kind::GuestFailed => "guest_failed",
             Kind::DiskFull => "disk_full",
             Kind::Permission => "permission",
+            Kind::BuildFailed => "build_failed",
             Kind::Interrupted => "interrupted",
         }
     }

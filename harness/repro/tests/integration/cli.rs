@@ -152,3 +152,39 @@ fn kernels_lists_the_catalog_as_text_and_json() {
         "{names:?}"
     );
 }
+
+#[test]
+fn build_failure_quotes_the_compiler_error_and_names_the_log() {
+    // A tree whose make fails the way a compile error does.
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("linux");
+    std::fs::create_dir_all(tree.join("arch/x86")).unwrap();
+    std::fs::write(
+        tree.join("Makefile"),
+        "tinyconfig:\n\t@echo '  CC      fs/proc/proc_sysctl.o'\n\t@echo \"fs/proc/proc_sysctl.c:42:1: error: expected ';' before '}' token\" >&2\n\t@exit 2\n",
+    )
+    .unwrap();
+    repro()
+        .args(["image", "build", "--cache-dir"])
+        .arg(d.path().join("cache"))
+        .arg("--src")
+        .arg(&tree)
+        .assert()
+        .code(exit_codes::BUILD_FAILED)
+        .stderr(
+            predicate::str::contains("error: expected ';' before '}' token")
+                .and(predicate::str::contains("full log:"))
+                .and(predicate::str::contains("build.log")),
+        );
+}
+
+#[test]
+fn src_that_is_not_a_kernel_tree_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    repro()
+        .args(["image", "build", "--src"])
+        .arg(d.path())
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("not a Linux kernel source tree"));
+}
