@@ -39,11 +39,7 @@ fn main() {
     let result = if guest {
         guest_main()
     } else {
-        match args
-            .iter()
-            .position(|a| a == "--job")
-            .and_then(|i| args.get(i + 1))
-        {
+        match args.iter().position(|a| a == "--job").and_then(|i| args.get(i + 1)) {
             Some(path) => host_main(path),
             None => {
                 eprintln!("usage: repro-agent --job JOB.json   (repro starts this; see `repro run --help`)");
@@ -62,9 +58,7 @@ fn main() {
 
 fn host_main(job_path: &str) -> io::Result<()> {
     let job = read_job(job_path)?;
-    let mut ch = Channel {
-        out: Box::new(BufWriter::new(io::stdout())),
-    };
+    let mut ch = Channel { out: Box::new(BufWriter::new(io::stdout())) };
     run_job(&job, &mut ch, AgentMode::Host);
     Ok(())
 }
@@ -72,14 +66,10 @@ fn host_main(job_path: &str) -> io::Result<()> {
 fn guest_main() -> io::Result<()> {
     mount_pseudo_filesystems();
     let tty = open_proto_tty()?;
-    let mut ch = Channel {
-        out: Box::new(BufWriter::new(tty)),
-    };
+    let mut ch = Channel { out: Box::new(BufWriter::new(tty)) };
     match read_job(GUEST_JOB_PATH) {
         Ok(job) => run_job(&job, &mut ch, AgentMode::Guest),
-        Err(e) => ch.send(&Message::Error {
-            message: format!("reading {GUEST_JOB_PATH}: {e}"),
-        }),
+        Err(e) => ch.send(&Message::Error { message: format!("reading {GUEST_JOB_PATH}: {e}") }),
     }
     power_off()
 }
@@ -99,9 +89,7 @@ fn read_job(path: &str) -> io::Result<Job> {
 fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-        uts.as_ref()
-            .map(|u| f(u).to_string_lossy().into_owned())
-            .unwrap_or_default()
+        uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
     };
     ch.send(&Message::Hello {
         format_version: FORMAT_VERSION,
@@ -112,12 +100,7 @@ fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
         mem_total_kib: workload::mem_total_kib().unwrap_or(0),
     });
     if job.mode != mode {
-        ch.send(&Message::Error {
-            message: format!(
-                "job is for mode {:?} but the agent runs as {mode:?}",
-                job.mode
-            ),
-        });
+        ch.send(&Message::Error { message: format!("job is for mode {:?} but the agent runs as {mode:?}", job.mode) });
         return;
     }
     let result = match &job.exec {
@@ -150,35 +133,18 @@ fn exec(argv: &[String], ch: &mut Channel) -> Result<(), String> {
             Err(_) => break,
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let status = child.wait().map_err(|e| format!("waiting for {program}: {e}"))?;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     ch.send(&Message::Exited { code });
-    ch.send(&Message::Done {
-        iterations_done: 0,
-        elapsed_s: t0.elapsed().as_secs_f64(),
-    });
+    ch.send(&Message::Done { iterations_done: 0, elapsed_s: t0.elapsed().as_secs_f64() });
     Ok(())
 }
 
 fn mount_pseudo_filesystems() {
     use nix::mount::{mount, MsFlags};
-    for (src, target, fstype) in [
-        ("proc", "/proc", "proc"),
-        ("sysfs", "/sys", "sysfs"),
-        ("devtmpfs", "/dev", "devtmpfs"),
-    ] {
+    for (src, target, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
         let _ = std::fs::create_dir_all(target);
-        if let Err(e) = mount(
-            Some(src),
-            target,
-            Some(fstype),
-            MsFlags::empty(),
-            None::<&str>,
-        ) {
+        if let Err(e) = mount(Some(src), target, Some(fstype), MsFlags::empty(), None::<&str>) {
             // Visible on the console; a missing /proc fails loudly later.
             eprintln!("repro-agent: mount {target}: {e}");
         }

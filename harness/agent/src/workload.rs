@@ -34,24 +34,14 @@ fn shared_counters() -> Result<&'static Shared, String> {
     // SAFETY: a fresh anonymous shared mapping, zero-filled, which is a valid
     // `Shared` (three zero atomics); it lives until the process exits.
     unsafe {
-        let p = mmap_anonymous(
-            None,
-            len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )
-        .map_err(|e| format!("mmap of the shared counters: {e}"))?;
+        let p = mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+            .map_err(|e| format!("mmap of the shared counters: {e}"))?;
         Ok(&*(p.as_ptr() as *const Shared))
     }
 }
 
 fn cpaths(paths: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Vec<CString>, String> {
-    paths
-        .into_iter()
-        .map(|p| {
-            CString::new(p.as_ref()).map_err(|_| format!("path with a NUL byte: {:?}", p.as_ref()))
-        })
-        .collect()
+    paths.into_iter().map(|p| CString::new(p.as_ref()).map_err(|_| format!("path with a NUL byte: {:?}", p.as_ref()))).collect()
 }
 
 pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
@@ -94,14 +84,7 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         if done >= next_window || (finished && done > last_iter) {
             let elapsed = start.elapsed().as_secs_f64();
             let rate = (done - last_iter) as f64 / (elapsed - last_t).max(1e-9);
-            let w = window_now(
-                job,
-                &probe_paths,
-                done,
-                elapsed,
-                rate,
-                shared.errors.load(Ordering::Relaxed),
-            )?;
+            let w = window_now(job, &probe_paths, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
             ch.send(&Message::Window(w));
             (last_iter, last_t) = (done, elapsed);
             next_window = (done / window + 1) * window;
@@ -128,20 +111,9 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         return Err(format!("every one of {iterations_done} churn iterations failed (unshare or open in the new namespace)"));
     }
 
-    let settled = settle(
-        job,
-        ch,
-        &probe_paths,
-        baseline.nr_dentry,
-        iterations_done,
-        churn_s,
-        errors,
-    )?;
+    let settled = settle(job, ch, &probe_paths, baseline.nr_dentry, iterations_done, churn_s, errors)?;
     ch.send(&Message::Settled(settled));
-    ch.send(&Message::Done {
-        iterations_done,
-        elapsed_s: start.elapsed().as_secs_f64(),
-    });
+    ch.send(&Message::Done { iterations_done, elapsed_s: start.elapsed().as_secs_f64() });
     Ok(())
 }
 
@@ -175,11 +147,7 @@ fn churn_child(touch: &[CString], buf: &mut [u8]) -> i32 {
     }
     let mut code = 0;
     for path in touch {
-        match open(
-            path.as_c_str(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
+        match open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => {
                 let _ = read(fd, buf);
                 let _ = close(fd);
@@ -230,15 +198,7 @@ fn window_now(
 ) -> Result<Window, String> {
     let probes = probe(job, probe_paths);
     let ds = dentry_state()?;
-    Ok(Window {
-        iteration,
-        elapsed_s,
-        churn_rate,
-        churn_errors,
-        nr_dentry: ds.nr_dentry,
-        nr_unused: ds.nr_unused,
-        probes,
-    })
+    Ok(Window { iteration, elapsed_s, churn_rate, churn_errors, nr_dentry: ds.nr_dentry, nr_unused: ds.nr_unused, probes })
 }
 
 /// Time open()+close() of every probe path, interleaved, up to the sample
@@ -246,8 +206,7 @@ fn window_now(
 fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
     let settings = &job.scenario.probe;
     let budget = Duration::from_millis(settings.budget_ms);
-    let mut samples: Vec<Vec<u64>> =
-        vec![Vec::with_capacity(settings.samples as usize); paths.len()];
+    let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(settings.samples as usize); paths.len()];
     let mut spent = vec![Duration::ZERO; paths.len()];
     let mut errors = vec![0u32; paths.len()];
     for n in 0..settings.samples {
@@ -257,11 +216,7 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
         }
         for (i, path) in paths.iter().enumerate() {
             let t0 = Instant::now();
-            let fd = open(
-                path.as_c_str(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            );
+            let fd = open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
             let dt = t0.elapsed();
             spent[i] += dt;
             match fd {
@@ -273,13 +228,7 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
             }
         }
     }
-    job.scenario
-        .probes
-        .iter()
-        .zip(samples.iter_mut())
-        .zip(errors)
-        .map(|((p, s), e)| ProbeStats::from_samples_ns(&p.name, s, e))
-        .collect()
+    job.scenario.probes.iter().zip(samples.iter_mut()).zip(errors).map(|((p, s), e)| ProbeStats::from_samples_ns(&p.name, s, e)).collect()
 }
 
 /// Wait until namespace cleanup has finished (nr_dentry back near the
@@ -298,10 +247,7 @@ fn settle(
     let t0 = Instant::now();
     let back_at = baseline + (s.baseline_tolerance * iterations as f64) as u64;
     let mut low = dentry_state()?.nr_dentry;
-    let mut trace = vec![SettlePoint {
-        t_s: 0.0,
-        nr_dentry: low,
-    }];
+    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: low }];
     let mut stable_for = 0;
     let stable = loop {
         if low <= back_at || stable_for >= s.stable_polls {
@@ -312,16 +258,9 @@ fn settle(
         }
         std::thread::sleep(Duration::from_millis(s.poll_ms));
         let now = dentry_state()?.nr_dentry;
-        trace.push(SettlePoint {
-            t_s: t0.elapsed().as_secs_f64(),
-            nr_dentry: now,
-        });
+        trace.push(SettlePoint { t_s: t0.elapsed().as_secs_f64(), nr_dentry: now });
         // A heartbeat, so a long settle is not taken for a hung guest.
-        ch.send(&Message::Progress {
-            iteration: iterations,
-            elapsed_s: churn_s + t0.elapsed().as_secs_f64(),
-            churn_errors: errors,
-        });
+        ch.send(&Message::Progress { iteration: iterations, elapsed_s: churn_s + t0.elapsed().as_secs_f64(), churn_errors: errors });
         if now < low {
             low = now;
             stable_for = 0;
@@ -330,35 +269,18 @@ fn settle(
         }
     };
     let settle_s = t0.elapsed().as_secs_f64();
-    let window = window_now(
-        job,
-        probe_paths,
-        iterations,
-        churn_s + settle_s,
-        0.0,
-        errors,
-    )?;
-    Ok(Settled {
-        settle_s,
-        stable,
-        trace,
-        window,
-    })
+    let window = window_now(job, probe_paths, iterations, churn_s + settle_s, 0.0, errors)?;
+    Ok(Settled { settle_s, stable, trace, window })
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {
-    let text = std::fs::read_to_string("/proc/sys/fs/dentry-state")
-        .map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
-    parse_dentry_state(&text)
-        .ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
+    let text = std::fs::read_to_string("/proc/sys/fs/dentry-state").map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
+    parse_dentry_state(&text).ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
 }
 
 fn parse_dentry_state(text: &str) -> Option<DentryState> {
     let mut f = text.split_whitespace().map(|x| x.parse::<u64>());
-    Some(DentryState {
-        nr_dentry: f.next()?.ok()?,
-        nr_unused: f.next()?.ok()?,
-    })
+    Some(DentryState { nr_dentry: f.next()?.ok()?, nr_unused: f.next()?.ok()? })
 }
 
 pub fn mem_total_kib() -> Option<u64> {

@@ -273,11 +273,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip_as_tagged_json_lines() {
-        let m = Message::Progress {
-            iteration: 10,
-            elapsed_s: 1.5,
-            churn_errors: 0,
-        };
+        let m = Message::Progress { iteration: 10, elapsed_s: 1.5, churn_errors: 0 };
         let line = serde_json::to_string(&m).unwrap();
         assert!(line.starts_with(r#"{"type":"progress""#), "{line}");
         assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), m);

@@ -11,11 +11,7 @@ fn sample_summary() -> Summary {
         churn_errors: 0,
         nr_dentry: 11_000,
         nr_unused: 200,
-        probes: vec![ProbeStats::from_samples_ns(
-            "ipv6",
-            &mut [40_000, 50_000],
-            0,
-        )],
+        probes: vec![ProbeStats::from_samples_ns("ipv6", &mut [40_000, 50_000], 0)],
     };
     Summary {
         format_version: FORMAT_VERSION,
@@ -43,22 +39,9 @@ fn sample_summary() -> Summary {
             name: "seed".into(),
             description: String::new(),
             touch: vec!["/proc/sys/net/core/somaxconn".into()],
-            probes: vec![ProbePath {
-                name: "ipv6".into(),
-                path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(),
-                control: false,
-            }],
-            probe: ProbeSettings {
-                samples: 10,
-                budget_ms: 100,
-                min_samples: 1,
-            },
-            settle: SettleSettings {
-                poll_ms: 100,
-                stable_polls: 2,
-                max_ms: 1000,
-                baseline_tolerance: 0.1,
-            },
+            probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
+            probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
+            settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000, baseline_tolerance: 0.1 },
         },
         iterations_requested: 100,
         iterations_done: 100,
@@ -66,20 +49,9 @@ fn sample_summary() -> Summary {
         window: 100,
         complete: true,
         error: None,
-        baseline: Some(DentryState {
-            nr_dentry: 10_000,
-            nr_unused: 100,
-        }),
+        baseline: Some(DentryState { nr_dentry: 10_000, nr_unused: 100 }),
         windows: vec![window.clone()],
-        settled: Some(Settled {
-            settle_s: 2.0,
-            stable: true,
-            trace: vec![SettlePoint {
-                t_s: 0.0,
-                nr_dentry: 10_050,
-            }],
-            window,
-        }),
+        settled: Some(Settled { settle_s: 2.0, stable: true, trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }], window }),
         residual: Residual::compute(10_000, 10_050, 100),
         duration_s: 12.0,
     }
@@ -93,20 +65,14 @@ fn validator() -> jsonschema::Validator {
 #[test]
 fn summary_from_the_types_satisfies_the_schema() {
     let v = serde_json::to_value(sample_summary()).unwrap();
-    let errors: Vec<String> = validator()
-        .iter_errors(&v)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+    let errors: Vec<String> = validator().iter_errors(&v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
     assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[test]
 fn schema_rejects_missing_provenance_and_bad_hashes() {
     let mut v = serde_json::to_value(sample_summary()).unwrap();
-    v["provenance"]
-        .as_object_mut()
-        .unwrap()
-        .remove("qemu_version");
+    v["provenance"].as_object_mut().unwrap().remove("qemu_version");
     assert!(!validator().is_valid(&v));
     let mut v = serde_json::to_value(sample_summary()).unwrap();
     v["kernel"]["image_sha256"] = "not-a-hash".into();

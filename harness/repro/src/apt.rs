@@ -18,19 +18,8 @@ use crate::error::{fail, Kind};
 const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Package lists younger than this are not refreshed.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
-const DEBIAN_CODENAMES: &[&str] = &[
-    "buster",
-    "bullseye",
-    "bookworm",
-    "trixie",
-    "forky",
-    "duke",
-    "sid",
-    "stable",
-    "oldstable",
-    "testing",
-    "unstable",
-];
+const DEBIAN_CODENAMES: &[&str] =
+    &["buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "stable", "oldstable", "testing", "unstable"];
 
 /// One `deb` source from the system's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,30 +33,17 @@ pub struct SourceEntry {
 pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-            })
-        };
+        let field =
+            |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()));
         let types = field("Types").unwrap_or_default();
         let enabled = field("Enabled").is_none_or(|v| v != "no");
         if !enabled || !types.split_whitespace().any(|t| t == "deb") {
             continue;
         }
-        let suites: Vec<String> = field("Suites")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let suites: Vec<String> = field("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
         let signed_by = field("Signed-By").filter(|s| s.starts_with('/'));
         for uri in field("URIs").unwrap_or_default().split_whitespace() {
-            out.push(SourceEntry {
-                uri: uri.to_string(),
-                suites: suites.clone(),
-                signed_by: signed_by.clone(),
-            });
+            out.push(SourceEntry { uri: uri.to_string(), suites: suites.clone(), signed_by: signed_by.clone() });
         }
     }
     out
@@ -94,11 +70,7 @@ pub fn parse_one_line(text: &str) -> Vec<SourceEntry> {
         }
         let mut words = rest.split_whitespace();
         if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-            out.push(SourceEntry {
-                uri: uri.to_string(),
-                suites: vec![suite.to_string()],
-                signed_by,
-            });
+            out.push(SourceEntry { uri: uri.to_string(), suites: vec![suite.to_string()], signed_by });
         }
     }
     out
@@ -133,23 +105,12 @@ fn is_debian_suite(suite: &str) -> bool {
 
 /// The `sources.list` lines for `suites`, with mirrors taken from `system`.
 pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<String> {
-    let debian: Vec<&SourceEntry> = system
-        .iter()
-        .filter(|e| e.suites.iter().any(|s| is_debian_suite(s)))
-        .collect();
-    let main = debian
-        .iter()
-        .find(|e| e.suites.iter().any(|s| !s.ends_with("-security")));
-    let security = debian
-        .iter()
-        .find(|e| e.suites.iter().any(|s| s.ends_with("-security")));
+    let debian: Vec<&SourceEntry> = system.iter().filter(|e| e.suites.iter().any(|s| is_debian_suite(s))).collect();
+    let main = debian.iter().find(|e| e.suites.iter().any(|s| !s.ends_with("-security")));
+    let security = debian.iter().find(|e| e.suites.iter().any(|s| s.ends_with("-security")));
     let mut lines = String::new();
     for suite in suites {
-        let entry = if suite.ends_with("-security") {
-            security
-        } else {
-            main
-        };
+        let entry = if suite.ends_with("-security") { security } else { main };
         let Some(entry) = entry else {
             bail!(
                 "no Debian {} mirror in this machine's apt configuration (/etc/apt/sources.list{{,.d}}) to fetch suite {suite} from; \
@@ -158,10 +119,7 @@ pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<Strin
             );
         };
         let keyring = entry.signed_by.as_deref().unwrap_or(DEFAULT_KEYRING);
-        lines.push_str(&format!(
-            "deb [signed-by={keyring}] {} {suite} main\n",
-            entry.uri
-        ));
+        lines.push_str(&format!("deb [signed-by={keyring}] {} {suite} main\n", entry.uri));
     }
     Ok(lines)
 }
@@ -173,25 +131,16 @@ pub struct AptRoot {
 
 impl AptRoot {
     pub fn create(dir: &Path, sources_list: &str) -> Result<AptRoot> {
-        for sub in [
-            "lists/partial",
-            "cache/archives/partial",
-            "sources.list.d",
-            "preferences.d",
-        ] {
-            std::fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+            std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(sources_list) {
-            std::fs::write(&path, sources_list)
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, sources_list).with_context(|| format!("writing {}", path.display()))?;
             // New sources: the lists are stale whatever their age.
             let _ = std::fs::remove_file(dir.join("updated"));
         }
-        Ok(AptRoot {
-            dir: dir.to_path_buf(),
-        })
+        Ok(AptRoot { dir: dir.to_path_buf() })
     }
 
     fn options(&self) -> Vec<String> {
@@ -225,12 +174,7 @@ impl AptRoot {
             )
         })?;
         if !out.status.success() {
-            bail!(
-                "`{tool} {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("`{tool} {}` failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -254,15 +198,8 @@ impl AptRoot {
 
     /// Follow a metapackage to the `linux-image-*` package it depends on.
     pub fn resolve_image_package(&self, package: &str) -> Result<String> {
-        let out = self.apt(
-            "apt-cache",
-            &["depends", "--no-recommends", "--no-suggests", package],
-            None,
-        )?;
-        let dep = out
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
-            .find(|d| d.starts_with("linux-image-"));
+        let out = self.apt("apt-cache", &["depends", "--no-recommends", "--no-suggests", package], None)?;
+        let dep = out.lines().filter_map(|l| l.trim().strip_prefix("Depends: ")).find(|d| d.starts_with("linux-image-"));
         Ok(dep.map_or_else(|| package.to_string(), |d| d.trim().to_string()))
     }
 
@@ -279,11 +216,7 @@ impl AptRoot {
     /// `apt-get download` into `dir`; returns the .deb's path.
     pub fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        self.apt(
-            "apt-get",
-            &["download", &format!("{package}={version}")],
-            Some(dir),
-        )?;
+        self.apt("apt-get", &["download", &format!("{package}={version}")], Some(dir))?;
         let prefix = format!("{package}_");
         std::fs::read_dir(dir)?
             .flatten()
@@ -292,12 +225,7 @@ impl AptRoot {
                 let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 n.starts_with(&prefix) && n.ends_with(".deb")
             })
-            .with_context(|| {
-                format!(
-                    "apt-get download left no {package}_*.deb in {}",
-                    dir.display()
-                )
-            })
+            .with_context(|| format!("apt-get download left no {package}_*.deb in {}", dir.display()))
     }
 }
 
@@ -314,49 +242,24 @@ mod tests {
         assert_eq!(e[0].suites, ["bookworm", "bookworm-updates"]);
         let l = parse_one_line("# c\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bullseye main\ndeb-src http://x y z\n");
         assert_eq!(l.len(), 1);
-        assert_eq!(
-            (l[0].uri.as_str(), l[0].signed_by.as_deref()),
-            ("http://m.example/debian", Some("/k.gpg"))
-        );
+        assert_eq!((l[0].uri.as_str(), l[0].signed_by.as_deref()), ("http://m.example/debian", Some("/k.gpg")));
     }
 
     #[test]
     fn derived_sources_reuse_the_machines_mirrors_per_role() {
         let sys = parse_deb822(DEB822);
-        let s = derive_sources(
-            &sys,
-            &[
-                "bullseye".into(),
-                "bullseye-security".into(),
-                "bookworm-backports".into(),
-            ],
-        )
-        .unwrap();
+        let s = derive_sources(&sys, &["bullseye".into(), "bullseye-security".into(), "bookworm-backports".into()]).unwrap();
         let lines: Vec<&str> = s.lines().collect();
-        assert!(
-            lines[0].ends_with("http://mirror.example/debian bullseye main"),
-            "{s}"
-        );
-        assert!(
-            lines[1].ends_with("http://mirror.example/debian-security bullseye-security main"),
-            "{s}"
-        );
-        assert!(
-            lines[2].contains("http://mirror.example/debian bookworm-backports"),
-            "{s}"
-        );
+        assert!(lines[0].ends_with("http://mirror.example/debian bullseye main"), "{s}");
+        assert!(lines[1].ends_with("http://mirror.example/debian-security bullseye-security main"), "{s}");
+        assert!(lines[2].contains("http://mirror.example/debian bookworm-backports"), "{s}");
         assert!(!s.contains("vendor.example"));
     }
 
     #[test]
     fn no_debian_mirror_is_a_clear_error() {
         let sys = parse_deb822("Types: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\n");
-        let e = derive_sources(&sys, &["bookworm".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no Debian archive mirror") && e.contains("--kernel PATH"),
-            "{e}"
-        );
+        let e = derive_sources(&sys, &["bookworm".into()]).unwrap_err().to_string();
+        assert!(e.contains("no Debian archive mirror") && e.contains("--kernel PATH"), "{e}");
     }
 }

@@ -32,19 +32,13 @@ use crate::kernel::{sha256_file, Cache, KernelImage};
 const RECIPE_VERSION: u32 = 1;
 
 /// Config fragments and patches, compiled in so the binary works anywhere.
-pub const CONFIGS: &[(&str, &str)] = &[(
-    "minimal",
-    include_str!("../../../vm-images/config/minimal.config"),
-)];
+pub const CONFIGS: &[(&str, &str)] = &[
+    ("minimal", include_str!("../../../vm-images/config/minimal.config")),
+    ("minimal-4.x", include_str!("../../../vm-images/config/minimal-4.x.config")),
+];
 pub const PATCHES: &[(&str, &str)] = &[
-    (
-        "6.1-noprune.patch",
-        include_str!("../../../vm-images/patches/6.1-noprune.patch"),
-    ),
-    (
-        "6.1-prune-aliases.patch",
-        include_str!("../../../vm-images/patches/6.1-prune-aliases.patch"),
-    ),
+    ("6.1-noprune.patch", include_str!("../../../vm-images/patches/6.1-noprune.patch")),
+    ("6.1-prune-aliases.patch", include_str!("../../../vm-images/patches/6.1-prune-aliases.patch")),
 ];
 
 /// What to build.
@@ -81,14 +75,7 @@ pub struct BuildInfo {
     pub build_seconds: f64,
 }
 
-pub fn recipe_for(
-    catalog: &Catalog,
-    name: &str,
-    tree: &str,
-    patches: &[String],
-    config: &str,
-    cc: &str,
-) -> Result<Recipe> {
+pub fn recipe_for(catalog: &Catalog, name: &str, tree: &str, patches: &[String], config: &str, cc: &str) -> Result<Recipe> {
     let t = catalog.tree(tree)?;
     let patches = patches
         .iter()
@@ -97,19 +84,12 @@ pub fn recipe_for(
                 .iter()
                 .find(|(n, _)| n == p)
                 .map(|(n, t)| (n.to_string(), t.to_string()))
-                .with_context(|| {
-                    format!(
-                        "catalog entry {name} names patch {p}, which is not in vm-images/patches/"
-                    )
-                })
+                .with_context(|| format!("catalog entry {name} names patch {p}, which is not in vm-images/patches/"))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Recipe {
         name: name.to_string(),
-        tree: TreeSpec::Catalog {
-            name: t.name.clone(),
-            kind: t.kind.clone(),
-        },
+        tree: TreeSpec::Catalog { name: t.name.clone(), kind: t.kind.clone() },
         patches,
         config: config_fragment(config)?,
         cc: cc.to_string(),
@@ -134,30 +114,19 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
             (name.clone(), id)
         }
         TreeSpec::Local(dir) => {
-            let dir = dir
-                .canonicalize()
-                .with_context(|| format!("kernel source {}", dir.display()))?;
+            let dir = dir.canonicalize().with_context(|| format!("kernel source {}", dir.display()))?;
             if !dir.join("Makefile").exists() || !dir.join("arch/x86").is_dir() {
                 return Err(fail(
                     Kind::KernelUnavailable,
-                    format!(
-                        "{} is not a Linux kernel source tree (no Makefile or arch/x86)",
-                        dir.display()
-                    ),
+                    format!("{} is not a Linux kernel source tree (no Makefile or arch/x86)", dir.display()),
                 ));
             }
-            (
-                format!("local-{}", &hex(dir.to_string_lossy().as_bytes())[..12]),
-                local_tree_state(&dir)?,
-            )
+            (format!("local-{}", &hex(dir.to_string_lossy().as_bytes())[..12]), local_tree_state(&dir)?)
         }
     };
     let key = {
         let mut h = Sha256::new();
-        h.update(format!(
-            "recipe {RECIPE_VERSION}\ntree {tree_key}\ncc {cc_version}\nconfig {}\n",
-            recipe.config.1
-        ));
+        h.update(format!("recipe {RECIPE_VERSION}\ntree {tree_key}\ncc {cc_version}\nconfig {}\n", recipe.config.1));
         for (n, t) in &recipe.patches {
             h.update(format!("patch {n}\n{t}\n"));
         }
@@ -166,21 +135,15 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     let images = cache.root.join("images");
     let entry = images.join(format!("{}-{}", recipe.name, &key[..16]));
     if let Some(img) = load_built(&entry, &recipe.name)? {
-        tracing::info!(
-            "using the cached build of {} ({})",
-            recipe.name,
-            entry.display()
-        );
+        tracing::info!("using the cached build of {} ({})", recipe.name, entry.display());
         return Ok(img);
     }
 
     let build_root = cache.root.join("build").join(&tree_id);
-    std::fs::create_dir_all(&build_root)
-        .with_context(|| format!("creating {}", build_root.display()))?;
+    std::fs::create_dir_all(&build_root).with_context(|| format!("creating {}", build_root.display()))?;
     let lock = File::create(build_root.join(".lock"))?;
     tracing::info!("waiting for the build lock of {tree_id}");
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", build_root.display()))?;
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", build_root.display()))?;
     // Someone may have built it while we waited.
     if let Some(img) = load_built(&entry, &recipe.name)? {
         return Ok(img);
@@ -204,17 +167,10 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         std::fs::create_dir_all(&out)?;
         let log = out.join("build.log");
         configure(&src, &out, &recipe.config, &recipe.cc, &log)?;
-        tracing::info!(
-            "building {} (make bzImage; log: {})",
-            recipe.name,
-            log.display()
-        );
+        tracing::info!("building {} (make bzImage; log: {})", recipe.name, log.display());
         make(&src, &out, &recipe.cc, &["bzImage"], &log)?;
         let release = make_output(&src, &out, &recipe.cc, &["-s", "kernelrelease"])?;
-        Ok((
-            out.join("arch/x86/boot/bzImage"),
-            release.trim().to_string(),
-        ))
+        Ok((out.join("arch/x86/boot/bzImage"), release.trim().to_string()))
     })();
     // Leave the tree as it was fetched, whatever happened.
     let restored = restore_pristine(&src, &pristine);
@@ -222,11 +178,8 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     restored?;
 
     std::fs::create_dir_all(&images)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempdir_in(&images)?;
-    std::fs::copy(&bz, tmp.path().join("bzImage"))
-        .with_context(|| format!("copying {}", bz.display()))?;
+    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(&images)?;
+    std::fs::copy(&bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
     crate::kernel::check_bzimage(&tmp.path().join("bzImage"))?;
     let info = BuildInfo {
         name: recipe.name.clone(),
@@ -239,21 +192,12 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         image_sha256: sha256_file(&tmp.path().join("bzImage"))?,
         build_seconds: t0.elapsed().as_secs_f64(),
     };
-    std::fs::write(
-        tmp.path().join("build.json"),
-        serde_json::to_vec_pretty(&info)?,
-    )?;
+    std::fs::write(tmp.path().join("build.json"), serde_json::to_vec_pretty(&info)?)?;
     if entry.exists() {
         std::fs::remove_dir_all(&entry)?;
     }
-    std::fs::rename(tmp.keep(), &entry)
-        .with_context(|| format!("installing {}", entry.display()))?;
-    tracing::info!(
-        "built {} ({}) in {:.0}s",
-        recipe.name,
-        info.release,
-        info.build_seconds
-    );
+    std::fs::rename(tmp.keep(), &entry).with_context(|| format!("installing {}", entry.display()))?;
+    tracing::info!("built {} ({}) in {:.0}s", recipe.name, info.release, info.build_seconds);
     load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
 }
 
@@ -261,14 +205,10 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
     let Ok(text) = std::fs::read_to_string(entry.join("build.json")) else {
         return Ok(None);
     };
-    let info: BuildInfo = serde_json::from_str(&text)
-        .with_context(|| format!("reading {}/build.json", entry.display()))?;
+    let info: BuildInfo = serde_json::from_str(&text).with_context(|| format!("reading {}/build.json", entry.display()))?;
     let path = entry.join("bzImage");
     if sha256_file(&path).ok().as_deref() != Some(info.image_sha256.as_str()) {
-        tracing::warn!(
-            "cached build {} is corrupt; building it again",
-            entry.display()
-        );
+        tracing::warn!("cached build {} is corrupt; building it again", entry.display());
         std::fs::remove_dir_all(entry)?;
         return Ok(None);
     }
@@ -278,10 +218,7 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         source: format!(
             "build:{}{}+{} ({})",
             info.tree,
-            info.patches
-                .iter()
-                .map(|p| format!("+{p}"))
-                .collect::<String>(),
+            info.patches.iter().map(|p| format!("+{p}")).collect::<String>(),
             info.config,
             info.cc
         ),
@@ -294,9 +231,7 @@ fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<String> {
     match kind {
         TreeKind::DebianSource { suites, package } => {
             let root = apt_root(name, suites, cache)?;
-            let resolved = root
-                .update(false)
-                .and_then(|()| root.candidate_version(package));
+            let resolved = root.update(false).and_then(|()| root.candidate_version(package));
             match resolved {
                 Ok(v) => Ok(format!("debian:{package}={v}")),
                 Err(e) => {
@@ -306,24 +241,18 @@ fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<String> {
                             tracing::warn!("apt failed ({e:#}); building the cached source {id}");
                             Ok(id)
                         }
-                        None => Err(fail(
-                            Kind::KernelUnavailable,
-                            format!("cannot resolve {package} with apt: {e:#}"),
-                        )),
+                        None => Err(fail(Kind::KernelUnavailable, format!("cannot resolve {package} with apt: {e:#}"))),
                     }
                 }
             }
         }
+        TreeKind::Tarball { url, sha256 } => Ok(format!("tarball:{url}{}", sha256.as_deref().map(|s| format!("@{s}")).unwrap_or_default())),
     }
 }
 
 fn apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRoot> {
-    let sources = apt::derive_sources(&apt::system_sources(), suites)
-        .map_err(|e| fail(Kind::KernelUnavailable, format!("{e:#}")))?;
-    AptRoot::create(
-        &cache.root.join("apt").join(format!("src-{name}")),
-        &sources,
-    )
+    let sources = apt::derive_sources(&apt::system_sources(), suites).map_err(|e| fail(Kind::KernelUnavailable, format!("{e:#}")))?;
+    AptRoot::create(&cache.root.join("apt").join(format!("src-{name}")), &sources)
 }
 
 /// Extracted trees of catalog tree `name`: (identity, directory), oldest first.
@@ -335,11 +264,7 @@ fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let id = std::fs::read_to_string(e.path().join(".repro-tree")).ok()?;
-            Some((
-                e.metadata().ok()?.modified().ok()?,
-                id.trim().to_string(),
-                e.path().join("linux"),
-            ))
+            Some((e.metadata().ok()?.modified().ok()?, id.trim().to_string(), e.path().join("linux")))
         })
         .collect();
     v.sort();
@@ -349,28 +274,26 @@ fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
 /// The extracted source tree of a catalog tree, fetching it if needed.
 fn ensure_tree(name: &str, kind: &TreeKind, cache: &Cache) -> Result<PathBuf> {
     let id = tree_identity(name, kind, cache)?;
-    if let Some((_, dir)) = extracted_trees(cache, name)
-        .into_iter()
-        .find(|(i, _)| *i == id)
-    {
+    if let Some((_, dir)) = extracted_trees(cache, name).into_iter().find(|(i, _)| *i == id) {
         return Ok(dir);
     }
     let base = cache.root.join("src").join(name);
     std::fs::create_dir_all(&base)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempdir_in(&base)?;
+    let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&base)?;
     match kind {
         TreeKind::DebianSource { suites, package } => {
             let root = apt_root(name, suites, cache)?;
             let version = id.rsplit('=').next().unwrap_or_default().to_string();
             tracing::info!("fetching {package} {version} with apt-get download");
-            let deb = root
-                .download(package, &version, tmp.path())
-                .map_err(|e| fail(Kind::KernelUnavailable, format!("{e:#}")))?;
+            let deb = root.download(package, &version, tmp.path()).map_err(|e| fail(Kind::KernelUnavailable, format!("{e:#}")))?;
             tracing::info!("extracting the kernel source ({})", deb.display());
             crate::deb::extract_source_tarball(&deb, &tmp.path().join("linux"))?;
             std::fs::remove_file(&deb)?;
+        }
+        TreeKind::Tarball { url, sha256 } => {
+            let got = crate::fetch::fetch(url, sha256.as_deref(), cache)?;
+            tracing::info!("extracting {} (sha256 {}, {})", got.path.display(), got.sha256, got.verified_by);
+            crate::fetch::extract_tarball(&got.path, &tmp.path().join("linux"))?;
         }
     }
     std::fs::write(tmp.path().join(".repro-tree"), &id)?;
@@ -383,27 +306,12 @@ fn ensure_tree(name: &str, kind: &TreeKind, cache: &Cache) -> Result<PathBuf> {
 /// plus a hash of the uncommitted diff. Outside git, every build is new
 /// (make still rebuilds only what changed).
 fn local_tree_state(dir: &Path) -> Result<String> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-    };
+    let git = |args: &[&str]| Command::new("git").arg("-C").arg(dir).args(args).output().ok().filter(|o| o.status.success());
     match (git(&["rev-parse", "HEAD"]), git(&["diff", "HEAD"])) {
-        (Some(head), Some(diff)) => Ok(format!(
-            "local:{}@{}+{}",
-            dir.display(),
-            String::from_utf8_lossy(&head.stdout).trim(),
-            &hex(&diff.stdout)[..16]
-        )),
-        _ => Ok(format!(
-            "local:{}@{}",
-            dir.display(),
-            humantime::format_rfc3339_nanos(std::time::SystemTime::now())
-        )),
+        (Some(head), Some(diff)) => {
+            Ok(format!("local:{}@{}+{}", dir.display(), String::from_utf8_lossy(&head.stdout).trim(), &hex(&diff.stdout)[..16]))
+        }
+        _ => Ok(format!("local:{}@{}", dir.display(), humantime::format_rfc3339_nanos(std::time::SystemTime::now()))),
     }
 }
 
@@ -426,8 +334,7 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
             std::fs::create_dir_all(saved.parent().unwrap())?;
             let orig = src.join(&f);
             if orig.exists() {
-                std::fs::copy(&orig, &saved)
-                    .with_context(|| format!("saving {}", orig.display()))?;
+                std::fs::copy(&orig, &saved).with_context(|| format!("saving {}", orig.display()))?;
             } else {
                 // Created by the patch: restoring means deleting it.
                 std::fs::write(absent_marker(&saved), b"")?;
@@ -442,12 +349,7 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            fail(
-                Kind::KernelUnavailable,
-                format!("cannot run git to apply patches ({e}): apt-get install git"),
-            )
-        })?;
+        .map_err(|e| fail(Kind::KernelUnavailable, format!("cannot run git to apply patches ({e}): apt-get install git")))?;
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes())?;
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
@@ -491,8 +393,7 @@ pub fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
             if let Some(created) = rel.to_str().and_then(|r| r.strip_suffix(ABSENT)) {
                 let _ = std::fs::remove_file(src.join(created));
             } else {
-                std::fs::copy(&p, src.join(rel))
-                    .with_context(|| format!("restoring {}", rel.display()))?;
+                std::fs::copy(&p, src.join(rel)).with_context(|| format!("restoring {}", rel.display()))?;
             }
         }
     }
@@ -503,18 +404,10 @@ pub fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
 /// tinyconfig + the fragment + olddefconfig, then check that every option
 /// the fragment sets survived. Skipped when the fragment and compiler have
 /// not changed since the last configure of this output directory.
-fn configure(
-    src: &Path,
-    out: &Path,
-    config: &(String, String),
-    cc: &str,
-    log: &Path,
-) -> Result<()> {
+fn configure(src: &Path, out: &Path, config: &(String, String), cc: &str, log: &Path) -> Result<()> {
     let stamp = out.join(".repro-config");
     let want = hex(config.1.as_bytes());
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
-        && out.join(".config").exists()
-    {
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) && out.join(".config").exists() {
         return Ok(());
     }
     let fragment = out.join(format!("{}.config", config.0));
@@ -563,29 +456,13 @@ pub fn missing_options(fragment: &str, config: &str) -> Vec<String> {
 fn make(src: &Path, out: &Path, cc: &str, targets: &[&str], log: &Path) -> Result<()> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut cmd = Command::new("make");
-    cmd.arg("-C")
-        .arg(src)
-        .arg(format!("O={}", out.display()))
-        .arg(format!("-j{jobs}"))
-        .arg(format!("CC={cc}"))
-        .args(targets);
+    cmd.arg("-C").arg(src).arg(format!("O={}", out.display())).arg(format!("-j{jobs}")).arg(format!("CC={cc}")).args(targets);
     run_logged(&mut cmd, log, &format!("make {}", targets.join(" ")))
 }
 
 fn make_output(src: &Path, out: &Path, cc: &str, args: &[&str]) -> Result<String> {
-    let o = Command::new("make")
-        .arg("-C")
-        .arg(src)
-        .arg(format!("O={}", out.display()))
-        .arg(format!("CC={cc}"))
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "make {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new("make").arg("-C").arg(src).arg(format!("O={}", out.display())).arg(format!("CC={cc}")).args(args).output()?;
+    anyhow::ensure!(o.status.success(), "make {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
@@ -593,27 +470,16 @@ fn make_output(src: &Path, out: &Path, cc: &str, args: &[&str]) -> Result<String
 /// quotes the log's last lines (compiler errors first) and names the log.
 fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(f, "\n### repro: {what}")?;
     die_with_parent(cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .spawn()
-        .with_context(|| format!("running {what}"))?;
+    let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("running {what}"))?;
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
         }
         if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
             return Err(fail(
                 Kind::Interrupted,
@@ -628,11 +494,7 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     let mut text = String::new();
     File::open(log)?.read_to_string(&mut text)?;
     let section = text.rsplit("### repro: ").next().unwrap_or("");
-    let errors: Vec<&str> = section
-        .lines()
-        .filter(|l| l.contains("error") || l.contains("Error"))
-        .take(10)
-        .collect();
+    let errors: Vec<&str> = section.lines().filter(|l| l.contains("error") || l.contains("Error")).take(10).collect();
     let tail = crate::session::tail(section, 15);
     Err(fail(
         Kind::BuildFailed,
@@ -657,19 +519,11 @@ impl InterruptFlag {
     fn install() -> InterruptFlag {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
         INTERRUPTED.store(false, std::sync::atomic::Ordering::Relaxed);
-        let action = SigAction::new(
-            SigHandler::Handler(note_interrupt),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
+        let action = SigAction::new(SigHandler::Handler(note_interrupt), SaFlags::SA_RESTART, SigSet::empty());
         let previous = [Signal::SIGINT, Signal::SIGTERM]
             .into_iter()
             // SAFETY: the handler only stores to an atomic.
-            .filter_map(|sig| {
-                unsafe { sigaction(sig, &action) }
-                    .ok()
-                    .map(|old| (sig, old))
-            })
+            .filter_map(|sig| unsafe { sigaction(sig, &action) }.ok().map(|old| (sig, old)))
             .collect();
         InterruptFlag { previous }
     }
@@ -695,10 +549,7 @@ fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from));
     }
 }
 
@@ -716,19 +567,10 @@ pub const BUILD_NEEDS: &[(&str, &str)] = &[
 ];
 
 fn check_build_tools(cc: &str) -> Result<()> {
-    let on_path = |tool: &str| {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .any(|d| d.join(tool).is_file())
-    };
+    let on_path = |tool: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file());
     let mut missing: Vec<&str> = BUILD_NEEDS
         .iter()
-        .filter(|(what, _)| {
-            if what.starts_with('/') {
-                !Path::new(what).exists()
-            } else {
-                !on_path(what)
-            }
-        })
+        .filter(|(what, _)| if what.starts_with('/') { !Path::new(what).exists() } else { !on_path(what) })
         .map(|(_, pkg)| *pkg)
         .collect();
     if !on_path(cc) && !Path::new(cc).is_file() {
@@ -748,18 +590,9 @@ fn check_build_tools(cc: &str) -> Result<()> {
 }
 
 fn compiler_version(cc: &str) -> Result<String> {
-    let o = Command::new(cc).arg("--version").output().map_err(|e| {
-        fail(
-            Kind::KernelUnavailable,
-            format!("cannot run compiler {cc}: {e}"),
-        )
-    })?;
-    Ok(String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap_or(cc)
-        .trim()
-        .to_string())
+    let o =
+        Command::new(cc).arg("--version").output().map_err(|e| fail(Kind::KernelUnavailable, format!("cannot run compiler {cc}: {e}")))?;
+    Ok(String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or(cc).trim().to_string())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -773,21 +606,14 @@ mod tests {
     #[test]
     fn every_patch_and_fragment_in_vm_images_is_compiled_in() {
         for (dir, table) in [("patches", PATCHES), ("config", CONFIGS)] {
-            let on_disk: Vec<String> = std::fs::read_dir(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../vm-images")
-                    .join(dir),
-            )
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+            let on_disk: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vm-images").join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             for f in &on_disk {
                 let stem = f.trim_end_matches(".config");
-                assert!(
-                    table.iter().any(|(n, _)| n == f || *n == stem),
-                    "vm-images/{dir}/{f} is not in the table"
-                );
+                assert!(table.iter().any(|(n, _)| n == f || *n == stem), "vm-images/{dir}/{f} is not in the table");
             }
         }
     }
@@ -795,10 +621,7 @@ mod tests {
     #[test]
     fn patches_name_the_upstream_commit_they_undo_or_emulate() {
         for (name, text) in PATCHES {
-            assert!(
-                text.contains("d6cffbbe9a7e") || text.contains("f90f3cafe8d5"),
-                "{name} has no header naming a commit"
-            );
+            assert!(text.contains("d6cffbbe9a7e") || text.contains("f90f3cafe8d5"), "{name} has no header naming a commit");
             assert!(!patched_files(text).is_empty(), "{name} touches no file");
         }
         assert_eq!(patched_files(PATCHES[0].1), ["fs/proc/proc_sysctl.c"]);
@@ -808,13 +631,8 @@ mod tests {
     fn config_check_lists_options_that_did_not_survive() {
         let fragment = "# c\nCONFIG_IPV6=y\nCONFIG_NET_NS=y\nCONFIG_VETH=y\n";
         let merged = "CONFIG_IPV6=y\n# CONFIG_NET_NS is not set\nCONFIG_VETH=m\n";
-        assert_eq!(
-            missing_options(fragment, merged),
-            ["CONFIG_NET_NS", "CONFIG_VETH"]
-        );
-        assert!(
-            missing_options(fragment, "CONFIG_IPV6=y\nCONFIG_NET_NS=y\nCONFIG_VETH=y\n").is_empty()
-        );
+        assert_eq!(missing_options(fragment, merged), ["CONFIG_NET_NS", "CONFIG_VETH"]);
+        assert!(missing_options(fragment, "CONFIG_IPV6=y\nCONFIG_NET_NS=y\nCONFIG_VETH=y\n").is_empty());
     }
 
     fn fixture_tree() -> tempfile::TempDir {
@@ -831,16 +649,10 @@ mod tests {
         let d = fixture_tree();
         let (src, pristine) = (d.path().join("src"), d.path().join("pristine"));
         apply_patch(&src, &pristine, "t.patch", PATCH).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(),
-            "one\nTWO\nthree\n"
-        );
+        assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\nTWO\nthree\n");
         assert!(src.join("fs/proc/new.c").exists());
         restore_pristine(&src, &pristine).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(),
-            "one\ntwo\nthree\n"
-        );
+        assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\ntwo\nthree\n");
         assert!(!src.join("fs/proc/new.c").exists() && !pristine.exists());
     }
 
@@ -849,13 +661,7 @@ mod tests {
         let d = fixture_tree();
         let src = d.path().join("src");
         std::fs::write(src.join("fs/proc/a.c"), "one\nchanged upstream\nthree\n").unwrap();
-        let e = format!(
-            "{:#}",
-            apply_patch(&src, &d.path().join("pristine"), "t.patch", PATCH).unwrap_err()
-        );
-        assert!(
-            e.contains("t.patch no longer applies") && e.contains("fs/proc/a.c"),
-            "{e}"
-        );
+        let e = format!("{:#}", apply_patch(&src, &d.path().join("pristine"), "t.patch", PATCH).unwrap_err());
+        assert!(e.contains("t.patch no longer applies") && e.contains("fs/proc/a.c"), "{e}");
     }
 }

@@ -31,10 +31,9 @@ pub struct Tree {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TreeKind {
     /// Debian's linux-source-X package: a tarball under /usr/src.
-    DebianSource {
-        suites: Vec<String>,
-        package: String,
-    },
+    DebianSource { suites: Vec<String>, package: String },
+    /// A source tarball by URL (.tar.xz or .tar.gz), e.g. from kernel.org.
+    Tarball { url: String, sha256: Option<String> },
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -61,10 +60,9 @@ pub enum Expect {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// A Debian binary kernel package.
-    Debian {
-        suites: Vec<String>,
-        package: String,
-    },
+    Debian { suites: Vec<String>, package: String },
+    /// A binary kernel RPM by URL (CentOS/RHEL): boot/vmlinuz-* is booted.
+    Rpm { url: String, sha256: Option<String> },
     /// Built from a `[[tree]]` with patches from vm-images/patches/ and a
     /// config fragment from vm-images/config/.
     Build {
@@ -81,8 +79,16 @@ fn default_config() -> String {
 }
 
 impl Catalog {
+    /// The catalog compiled in, or the file named by $REPRO_CATALOG (a
+    /// private catalog, or a test's).
     pub fn builtin() -> Result<Catalog> {
-        Catalog::parse(CATALOG_TOML).context("parsing the built-in vm-images/catalog.toml")
+        match std::env::var_os("REPRO_CATALOG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading REPRO_CATALOG={}", path.to_string_lossy()))?;
+                Catalog::parse(&text).with_context(|| format!("parsing REPRO_CATALOG={}", path.to_string_lossy()))
+            }
+            None => Catalog::parse(CATALOG_TOML).context("parsing the built-in vm-images/catalog.toml"),
+        }
     }
 
     pub fn parse(text: &str) -> Result<Catalog> {
@@ -90,10 +96,7 @@ impl Catalog {
         let mut seen = std::collections::HashSet::new();
         for e in &c.kernel {
             for n in std::iter::once(&e.name).chain(&e.aliases) {
-                anyhow::ensure!(
-                    seen.insert(n.clone()),
-                    "kernel name {n:?} appears twice in the catalog"
-                );
+                anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
             }
             if let Source::Build { tree, .. } = &e.source {
                 anyhow::ensure!(
@@ -107,10 +110,7 @@ impl Catalog {
     }
 
     pub fn tree(&self, name: &str) -> Result<&Tree> {
-        self.tree
-            .iter()
-            .find(|t| t.name == name)
-            .with_context(|| format!("the catalog has no [[tree]] named {name:?}"))
+        self.tree.iter().find(|t| t.name == name).with_context(|| format!("the catalog has no [[tree]] named {name:?}"))
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -140,37 +140,14 @@ mod tests {
         let c = Catalog::builtin().unwrap();
         assert_eq!(c.lookup("6.1").unwrap().name, "6.1");
         assert_eq!(c.lookup("bookworm").unwrap().name, "6.1");
-        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source else {
-            panic!("5.10 is a Debian package")
-        };
+        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source else { panic!("5.10 is a Debian package") };
         assert_eq!(suites[0], "bullseye");
         assert!(package.starts_with("linux-image-"));
-        let Source::Build {
-            tree,
-            patches,
-            config,
-        } = &c.lookup("6.1-noprune").unwrap().source
-        else {
-            panic!("6.1-noprune is built")
-        };
-        assert_eq!(
-            (tree.as_str(), patches.as_slice(), config.as_str()),
-            (
-                "debian-6.1",
-                &["6.1-noprune.patch".to_string()][..],
-                "minimal"
-            )
-        );
-        assert_eq!(
-            c.lookup("6.1-noprune").unwrap().expect["seed"],
-            Expect::Regressed
-        );
+        let Source::Build { tree, patches, config } = &c.lookup("6.1-noprune").unwrap().source else { panic!("6.1-noprune is built") };
+        assert_eq!((tree.as_str(), patches.as_slice(), config.as_str()), ("debian-6.1", &["6.1-noprune.patch".to_string()][..], "minimal"));
+        assert_eq!(c.lookup("6.1-noprune").unwrap().expect["seed"], Expect::Regressed);
         for e in &c.kernel {
-            assert!(
-                e.expect.contains_key("seed"),
-                "{} has no expectation for seed",
-                e.name
-            );
+            assert!(e.expect.contains_key("seed"), "{} has no expectation for seed", e.name);
         }
     }
 
@@ -178,14 +155,8 @@ mod tests {
     fn unknown_kernel_lists_known_ones_and_suggests_a_path() {
         let c = Catalog::builtin().unwrap();
         let e = format!("{:#}", c.lookup("2.6.32").unwrap_err());
-        assert!(
-            e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"),
-            "{e}"
-        );
-        assert_eq!(
-            crate::error::kind_of(&c.lookup("x").unwrap_err()),
-            Some(Kind::KernelUnavailable)
-        );
+        assert!(e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"), "{e}");
+        assert_eq!(crate::error::kind_of(&c.lookup("x").unwrap_err()), Some(Kind::KernelUnavailable));
     }
 
     #[test]

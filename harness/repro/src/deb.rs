@@ -11,8 +11,7 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
     let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
     let mut ar = ar::Archive::new(std::io::BufReader::new(file));
     while let Some(member) = ar.next_entry() {
-        let member =
-            member.with_context(|| format!("reading {} as a .deb (ar archive)", deb.display()))?;
+        let member = member.with_context(|| format!("reading {} as a .deb (ar archive)", deb.display()))?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
         if !name.starts_with("data.tar") {
             continue;
@@ -20,29 +19,21 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
         let data: Box<dyn Read> = match name.as_str() {
             "data.tar.xz" => Box::new(lzma_rust2::XzReader::new(member, true)),
             "data.tar" => Box::new(member),
-            other => bail!(
-                "{}: member {other} is compressed in a way repro does not read (xz or none)",
-                deb.display()
-            ),
+            other => bail!("{}: member {other} is compressed in a way repro does not read (xz or none)", deb.display()),
         };
         let mut tar = tar::Archive::new(data);
         for entry in tar.entries()? {
             let mut entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
             let file_name = path.rsplit('/').next().unwrap_or("");
-            if path.trim_start_matches("./").starts_with("boot/")
-                && file_name.starts_with("vmlinuz-")
-            {
+            if path.trim_start_matches("./").starts_with("boot/") && file_name.starts_with("vmlinuz-") {
                 std::io::copy(&mut entry, out)?;
                 return Ok(file_name.trim_start_matches("vmlinuz-").to_string());
             }
         }
         bail!("{}: no boot/vmlinuz-* in {name}", deb.display());
     }
-    bail!(
-        "{}: no data.tar member: not a Debian package",
-        deb.display()
-    )
+    bail!("{}: no data.tar member: not a Debian package", deb.display())
 }
 
 /// Unpack the kernel source tarball that a linux-source-X package ships
@@ -63,30 +54,38 @@ pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
             if !(path.contains("usr/src/linux-source") && path.ends_with(".tar.xz")) {
                 continue;
             }
-            let mut inner = tar::Archive::new(lzma_rust2::XzReader::new(
-                std::io::BufReader::with_capacity(1 << 20, entry),
-                true,
-            ));
-            inner.set_preserve_mtime(true);
-            std::fs::create_dir_all(dest)?;
-            for e in inner.entries()? {
-                let mut e = e?;
-                let p = e.path()?.into_owned();
-                let rel: std::path::PathBuf = p.components().skip(1).collect();
-                if rel.as_os_str().is_empty() {
-                    continue;
-                }
-                e.unpack(dest.join(&rel))
-                    .with_context(|| format!("unpacking {}", rel.display()))?;
-            }
+            unpack_stripped(lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, entry), true), dest)?;
             return Ok(());
         }
         bail!("{}: no usr/src/linux-source-*.tar.xz inside", deb.display());
     }
-    bail!(
-        "{}: no data.tar.xz member: not a linux-source package",
-        deb.display()
-    )
+    bail!("{}: no data.tar.xz member: not a linux-source package", deb.display())
+}
+
+/// Unpack a tar stream into `dest` without its top directory
+/// (`linux-4.9.119/Makefile` lands at `dest/Makefile`).
+pub fn unpack_stripped(reader: impl Read, dest: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_mtime(true);
+    std::fs::create_dir_all(dest)?;
+    for e in archive.entries()? {
+        let mut e = e?;
+        let p = e.path()?.into_owned();
+        let rel: std::path::PathBuf = p.components().skip(1).collect();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            bail!("refusing to unpack {} outside the tree", p.display());
+        }
+        let target = dest.join(&rel);
+        // Tarballs need not list a file's directories before it.
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -98,10 +97,8 @@ mod tests {
         let mut tar_bytes = Vec::new();
         {
             let mut b = tar::Builder::new(&mut tar_bytes);
-            for (path, data) in [
-                ("./boot/config-6.1.0-9-cloud-amd64", &b"CONFIG_X=y"[..]),
-                ("./boot/vmlinuz-6.1.0-9-cloud-amd64", payload),
-            ] {
+            for (path, data) in [("./boot/config-6.1.0-9-cloud-amd64", &b"CONFIG_X=y"[..]), ("./boot/vmlinuz-6.1.0-9-cloud-amd64", payload)]
+            {
                 let mut h = tar::Header::new_gnu();
                 h.set_size(data.len() as u64);
                 h.set_mode(0o644);
@@ -112,23 +109,14 @@ mod tests {
         }
         let mut xz = Vec::new();
         {
-            let mut w =
-                lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default()).unwrap();
+            let mut w = lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default()).unwrap();
             w.write_all(&tar_bytes).unwrap();
             w.finish().unwrap();
         }
         let path = dir.join("linux-image-test.deb");
         let mut ar = ar::Builder::new(std::fs::File::create(&path).unwrap());
-        for (name, data) in [
-            ("debian-binary", &b"2.0\n"[..]),
-            ("control.tar.xz", &b""[..]),
-            ("data.tar.xz", &xz[..]),
-        ] {
-            ar.append(
-                &ar::Header::new(name.as_bytes().to_vec(), data.len() as u64),
-                data,
-            )
-            .unwrap();
+        for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("control.tar.xz", &b""[..]), ("data.tar.xz", &xz[..])] {
+            ar.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), data).unwrap();
         }
         path
     }

@@ -65,11 +65,7 @@ pub struct Fail {
 }
 
 pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
-    Fail {
-        kind,
-        message: message.into(),
-    }
-    .into()
+    Fail { kind, message: message.into() }.into()
 }
 
 /// The kind of failure an error chain carries, if any.
@@ -78,12 +74,9 @@ pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
         if let Some(f) = cause.downcast_ref::<Fail>() {
             return Some(f.kind);
         }
-        let io_full = cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC));
-        let json_full = cause
-            .downcast_ref::<serde_json::Error>()
-            .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::StorageFull));
+        let io_full = cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC));
+        let json_full =
+            cause.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::StorageFull));
         if io_full || json_full {
             return Some(Kind::DiskFull);
         }
@@ -114,9 +107,7 @@ mod tests {
 
     #[test]
     fn kind_survives_context_layers() {
-        let e = Err::<(), _>(fail(Kind::QemuMissing, "no qemu"))
-            .context("booting")
-            .unwrap_err();
+        let e = Err::<(), _>(fail(Kind::QemuMissing, "no qemu")).context("booting").unwrap_err();
         assert_eq!(exit_code_of(&e), codes::QEMU_MISSING);
         assert_eq!(format!("{e:#}"), "booting: no qemu");
     }

@@ -9,19 +9,9 @@ use cpio::newc::{trailer, Builder};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Dir {
-        path: String,
-    },
-    File {
-        path: String,
-        mode: u32,
-        data: Vec<u8>,
-    },
-    CharDev {
-        path: String,
-        major: u32,
-        minor: u32,
-    },
+    Dir { path: String },
+    File { path: String, mode: u32, data: Vec<u8> },
+    CharDev { path: String, major: u32, minor: u32 },
 }
 
 const S_IFDIR: u32 = 0o040000;
@@ -33,24 +23,12 @@ pub fn entries(agent: Vec<u8>, job_json: Vec<u8>) -> Vec<Entry> {
     let dir = |p: &str| Entry::Dir { path: p.into() };
     vec![
         dir("dev"),
-        Entry::CharDev {
-            path: "dev/console".into(),
-            major: 5,
-            minor: 1,
-        },
+        Entry::CharDev { path: "dev/console".into(), major: 5, minor: 1 },
         dir("proc"),
         dir("sys"),
         dir("repro"),
-        Entry::File {
-            path: "init".into(),
-            mode: 0o755,
-            data: agent,
-        },
-        Entry::File {
-            path: "repro/job.json".into(),
-            mode: 0o644,
-            data: job_json,
-        },
+        Entry::File { path: "init".into(), mode: 0o755, data: agent },
+        Entry::File { path: "repro/job.json".into(), mode: 0o644, data: job_json },
     ]
 }
 
@@ -60,27 +38,13 @@ pub fn write<W: Write>(mut out: W, entries: &[Entry]) -> Result<W> {
     for (ino, e) in entries.iter().enumerate() {
         let ino = ino as u32 + 1;
         out = match e {
-            Entry::Dir { path } => Builder::new(path)
-                .ino(ino)
-                .mode(S_IFDIR | 0o755)
-                .nlink(2)
-                .write(out, 0)
-                .finish(),
-            Entry::CharDev { path, major, minor } => Builder::new(path)
-                .ino(ino)
-                .mode(S_IFCHR | 0o600)
-                .nlink(1)
-                .rdev_major(*major)
-                .rdev_minor(*minor)
-                .write(out, 0)
-                .finish(),
+            Entry::Dir { path } => Builder::new(path).ino(ino).mode(S_IFDIR | 0o755).nlink(2).write(out, 0).finish(),
+            Entry::CharDev { path, major, minor } => {
+                Builder::new(path).ino(ino).mode(S_IFCHR | 0o600).nlink(1).rdev_major(*major).rdev_minor(*minor).write(out, 0).finish()
+            }
             Entry::File { path, mode, data } => {
                 let size = u32::try_from(data.len()).context("initramfs file over 4 GiB")?;
-                let mut w = Builder::new(path)
-                    .ino(ino)
-                    .mode(S_IFREG | mode)
-                    .nlink(1)
-                    .write(out, size);
+                let mut w = Builder::new(path).ino(ino).mode(S_IFREG | mode).nlink(1).write(out, size);
                 w.write_all(data)?;
                 w.finish()
             }
@@ -103,12 +67,7 @@ mod tests {
             if r.entry().is_trailer() {
                 break;
             }
-            let (name, mode, maj, min) = (
-                r.entry().name().to_string(),
-                r.entry().mode(),
-                r.entry().rdev_major(),
-                r.entry().rdev_minor(),
-            );
+            let (name, mode, maj, min) = (r.entry().name().to_string(), r.entry().mode(), r.entry().rdev_major(), r.entry().rdev_minor());
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut r, &mut data).unwrap();
             out.push((name, mode, maj, min, data));
@@ -119,11 +78,7 @@ mod tests {
 
     #[test]
     fn initramfs_has_executable_init_job_and_console() {
-        let bytes = write(
-            Vec::new(),
-            &entries(b"\x7fELF-agent".to_vec(), b"{}".to_vec()),
-        )
-        .unwrap();
+        let bytes = write(Vec::new(), &entries(b"\x7fELF-agent".to_vec(), b"{}".to_vec())).unwrap();
         let got = read_back(&bytes);
         let init = got.iter().find(|e| e.0 == "init").expect("init");
         assert_eq!(init.1, S_IFREG | 0o755);

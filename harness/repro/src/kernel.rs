@@ -27,6 +27,9 @@ pub struct KernelImage {
 /// What the cache records beside each fetched image.
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedImage {
+    /// `debian` or `rpm`: how `deb` names the archive in provenance.
+    #[serde(default = "debian")]
+    origin: String,
     package: String,
     version: String,
     deb: String,
@@ -58,41 +61,25 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<
     let as_path = Path::new(arg);
     if arg.contains('/') || as_path.exists() {
         check_bzimage(as_path)?;
-        let path = as_path
-            .canonicalize()
-            .with_context(|| format!("resolving {arg}"))?;
-        return Ok(KernelImage {
-            name: arg.to_string(),
-            sha256: sha256_file(&path)?,
-            source: format!("path:{}", path.display()),
-            path,
-        });
+        let path = as_path.canonicalize().with_context(|| format!("resolving {arg}"))?;
+        return Ok(KernelImage { name: arg.to_string(), sha256: sha256_file(&path)?, source: format!("path:{}", path.display()), path });
     }
     let entry = catalog.lookup(arg)?;
     match &entry.source {
         Source::Debian { suites, package } => fetch_debian(&entry.name, suites, package, cache),
-        Source::Build {
-            tree,
-            patches,
-            config,
-        } => crate::build::recipe_for(catalog, &entry.name, tree, patches, config, cc)
-            .and_then(|r| crate::build::build(&r, cache)),
+        Source::Rpm { url, sha256 } => fetch_rpm(&entry.name, url, sha256.as_deref(), cache),
+        Source::Build { tree, patches, config } => {
+            crate::build::recipe_for(catalog, &entry.name, tree, patches, config, cc).and_then(|r| crate::build::build(&r, cache))
+        }
     }
     .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
 }
 
-fn fetch_debian(
-    name: &str,
-    suites: &[String],
-    package: &str,
-    cache: &Cache,
-) -> Result<KernelImage> {
+fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
-    std::fs::create_dir_all(&kdir)
-        .with_context(|| format!("creating cache directory {}", kdir.display()))?;
+    std::fs::create_dir_all(&kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
     let lock_file = File::create(kdir.join(".lock"))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
     sweep_interrupted_fetches(&kdir);
 
     let unavailable = |e: anyhow::Error| {
@@ -129,9 +116,7 @@ fn fetch_debian(
     }
 
     tracing::info!("fetching {pkg} {ver} with apt-get download");
-    let tmp = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempdir_in(&kdir)?;
+    let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
     let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
     let image_tmp = tmp.path().join("vmlinuz");
     let release = {
@@ -142,6 +127,7 @@ fn fetch_debian(
     };
     check_bzimage(&image_tmp)?;
     let meta = CachedImage {
+        origin: "debian".into(),
         package: pkg,
         version: ver,
         deb: deb.file_name().unwrap().to_string_lossy().into_owned(),
@@ -150,13 +136,9 @@ fn fetch_debian(
         image_sha256: sha256_file(&image_tmp)?,
     };
     std::fs::remove_file(&deb)?;
-    std::fs::write(
-        tmp.path().join("source.json"),
-        serde_json::to_vec_pretty(&meta)?,
-    )?;
+    std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
     // An interrupted fetch leaves only a .fetch-* directory, never a half entry.
-    std::fs::rename(tmp.keep(), &dir)
-        .with_context(|| format!("moving the fetched image into {}", dir.display()))?;
+    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the fetched image into {}", dir.display()))?;
     load_cached(&dir, name)?.context("the image just cached cannot be read back")
 }
 
@@ -166,37 +148,65 @@ fn fetch_debian(
 fn sweep_interrupted_fetches(kdir: &Path) {
     for e in std::fs::read_dir(kdir).into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().starts_with(".fetch-") {
-            tracing::debug!(
-                "removing {} left by an interrupted fetch",
-                e.path().display()
-            );
+            tracing::debug!("removing {} left by an interrupted fetch", e.path().display());
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+fn debian() -> String {
+    "debian".into()
+}
+
+/// A binary kernel RPM (CentOS 7): download, verify, extract boot/vmlinuz-*.
+fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, cache: &Cache) -> Result<KernelImage> {
+    let kdir = cache.root.join("kernels").join(name);
+    std::fs::create_dir_all(&kdir)?;
+    let lock_file = File::create(kdir.join(".lock"))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    sweep_interrupted_fetches(&kdir);
+    let file = crate::fetch::file_name(url);
+    let dir = kdir.join(file.trim_end_matches(".rpm"));
+    if let Some(img) = load_cached(&dir, name)? {
+        return Ok(img);
+    }
+    let got = crate::fetch::fetch(url, sha256, cache)?;
+    let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
+    let image_tmp = tmp.path().join("vmlinuz");
+    let release = {
+        let mut out = File::create(&image_tmp)?;
+        let r = crate::rpm::extract_vmlinuz(&got.path, &mut out)?;
+        out.sync_all()?;
+        r
+    };
+    check_bzimage(&image_tmp)?;
+    let meta = CachedImage {
+        origin: "rpm".into(),
+        package: file.trim_end_matches(".rpm").into(),
+        version: got.verified_by.clone(),
+        deb: file.into(),
+        deb_sha256: got.sha256,
+        release,
+        image_sha256: sha256_file(&image_tmp)?,
+    };
+    std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the extracted image into {}", dir.display()))?;
+    load_cached(&dir, name)?.context("the image just cached cannot be read back")
 }
 
 fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
     let Ok(text) = std::fs::read_to_string(dir.join("source.json")) else {
         return Ok(None);
     };
-    let meta: CachedImage = serde_json::from_str(&text)
-        .with_context(|| format!("reading {}/source.json", dir.display()))?;
+    let meta: CachedImage = serde_json::from_str(&text).with_context(|| format!("reading {}/source.json", dir.display()))?;
     let path = dir.join("vmlinuz");
     let sha = sha256_file(&path).unwrap_or_default();
     if sha != meta.image_sha256 {
-        tracing::warn!(
-            "cached image {} is corrupt (sha256 mismatch); fetching it again",
-            path.display()
-        );
+        tracing::warn!("cached image {} is corrupt (sha256 mismatch); fetching it again", path.display());
         std::fs::remove_dir_all(dir)?;
         return Ok(None);
     }
-    Ok(Some(KernelImage {
-        name: name.to_string(),
-        path,
-        sha256: sha,
-        source: format!("debian:{}", meta.deb),
-    }))
+    Ok(Some(KernelImage { name: name.to_string(), path, sha256: sha, source: format!("{}:{}", meta.origin, meta.deb) }))
 }
 
 fn newest_cached(kdir: &Path, name: &str) -> Result<Option<KernelImage>> {
@@ -225,10 +235,7 @@ pub fn check_bzimage(path: &Path) -> Result<()> {
     if head[..n].starts_with(b"\x7fELF") {
         return Err(fail(
             Kind::ImageInvalid,
-            format!(
-                "{} is an ELF file (vmlinux?), not a bzImage: pass arch/x86/boot/bzImage from the build tree",
-                path.display()
-            ),
+            format!("{} is an ELF file (vmlinux?), not a bzImage: pass arch/x86/boot/bzImage from the build tree", path.display()),
         ));
     }
     if n < 0x206 || &head[0x202..0x206] != b"HdrS" {
@@ -303,6 +310,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("vmlinuz"), image).unwrap();
         let meta = CachedImage {
+            origin: "debian".into(),
             package: "linux-image-x".into(),
             version: "1".into(),
             deb: "linux-image-x_1_amd64.deb".into(),
@@ -320,14 +328,8 @@ mod tests {
         let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let dir = cached_entry(d.path(), b"abc", sha);
         let img = load_cached(&dir, "6.1").unwrap().expect("cache hit");
-        assert_eq!(
-            (img.sha256.as_str(), img.source.as_str()),
-            (sha, "debian:linux-image-x_1_amd64.deb")
-        );
-        assert_eq!(
-            newest_cached(d.path(), "6.1").unwrap().unwrap().path,
-            dir.join("vmlinuz")
-        );
+        assert_eq!((img.sha256.as_str(), img.source.as_str()), (sha, "debian:linux-image-x_1_amd64.deb"));
+        assert_eq!(newest_cached(d.path(), "6.1").unwrap().unwrap().path, dir.join("vmlinuz"));
     }
 
     #[test]
@@ -351,9 +353,6 @@ mod tests {
     fn sha256_of_a_file() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "f", b"abc");
-        assert_eq!(
-            sha256_file(&p).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

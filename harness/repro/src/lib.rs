@@ -9,11 +9,13 @@ pub mod build;
 pub mod catalog;
 pub mod deb;
 pub mod error;
+pub mod fetch;
 pub mod initramfs;
 pub mod kernel;
 pub mod progress;
 pub mod qemu;
 pub mod record;
+pub mod rpm;
 pub mod run_cmd;
 pub mod scenario;
 pub mod session;
@@ -74,9 +76,7 @@ pub enum ImageCommand {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Examples:\n  repro image build 6.1-noprune\n  repro image build --src ~/linux --cc gcc-12"
-)]
+#[command(after_help = "Examples:\n  repro image build 6.1-noprune\n  repro image build --src ~/linux --cc gcc-12")]
 pub struct ImageBuildArgs {
     /// Catalog name of a `build` entry (see `repro kernels`).
     #[arg(required_unless_present = "src")]
@@ -181,10 +181,8 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
-repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000"
-)]
+#[command(after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
+repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000")]
 pub struct ExecArgs {
     #[command(flatten)]
     pub vm: VmArgs,
@@ -224,13 +222,9 @@ pub struct FetchArgs {
 /// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
 pub fn parse_size_mib(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
+    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
     let unit = unit.trim().to_ascii_uppercase();
     let mib = match unit.trim_end_matches("IB").trim_end_matches('B') {
         "" | "M" => n,
@@ -273,12 +267,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
 }
 
 /// The exit code table, reachable from the CLI crate.

@@ -20,20 +20,14 @@ impl Progress {
         let bar = (tty && !quiet).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ns {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ns {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.set_message("booting");
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
-        Progress {
-            bar,
-            last_log: None,
-            probe: probe.to_string(),
-        }
+        Progress { bar, last_log: None, probe: probe.to_string() }
     }
 
     pub fn status(&self, msg: &str) {
@@ -50,15 +44,8 @@ impl Progress {
     }
 
     pub fn window(&mut self, w: &Window) {
-        let p50 = w
-            .probes
-            .iter()
-            .find(|p| p.name == self.probe)
-            .map_or(0.0, |p| p.p50_us);
-        let text = format!(
-            "{:.0}/s, {} p50 {:.0}us, nr_dentry {}",
-            w.churn_rate, self.probe, p50, w.nr_dentry
-        );
+        let p50 = w.probes.iter().find(|p| p.name == self.probe).map_or(0.0, |p| p.p50_us);
+        let text = format!("{:.0}/s, {} p50 {:.0}us, nr_dentry {}", w.churn_rate, self.probe, p50, w.nr_dentry);
         match &self.bar {
             Some(b) => {
                 b.set_position(w.iteration);

@@ -39,14 +39,7 @@ pub struct VmSpec {
 
 /// No default devices, no display, no monitor; exit instead of rebooting.
 pub fn base_args() -> Vec<String> {
-    args(&[
-        "-nodefaults",
-        "-no-reboot",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-    ])
+    args(&["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
 }
 
 pub fn accel_args(accel: Accel) -> Vec<String> {
@@ -59,23 +52,11 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
 }
 
 pub fn machine_args(cpus: u32, memory_mib: u64) -> Vec<String> {
-    vec![
-        "-smp".into(),
-        cpus.to_string(),
-        "-m".into(),
-        format!("{memory_mib}M"),
-    ]
+    vec!["-smp".into(), cpus.to_string(), "-m".into(), format!("{memory_mib}M")]
 }
 
 pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
-    vec![
-        "-kernel".into(),
-        kernel.display().to_string(),
-        "-initrd".into(),
-        initrd.display().to_string(),
-        "-append".into(),
-        cmdline.into(),
-    ]
+    vec!["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string(), "-append".into(), cmdline.into()]
 }
 
 /// ttyS0: the console, to a file. ttyS1: the agent's protocol, to repro's
@@ -120,59 +101,45 @@ fn args(a: &[&str]) -> Vec<String> {
 
 /// Find qemu-system-x86_64: `--qemu`, else $REPRO_QEMU, else $PATH.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    let candidate = explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("REPRO_QEMU").map(PathBuf::from));
+    let candidate = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os("REPRO_QEMU").map(PathBuf::from));
     if let Some(p) = candidate {
         if is_executable(&p) {
             return Ok(p);
         }
         return Err(fail(
             Kind::QemuMissing,
-            format!("QEMU at {} does not exist or is not executable; fix --qemu/REPRO_QEMU, or drop it to use qemu-system-x86_64 from PATH", p.display()),
+            format!(
+                "QEMU at {} does not exist or is not executable; fix --qemu/REPRO_QEMU, or drop it to use qemu-system-x86_64 from PATH",
+                p.display()
+            ),
         ));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("qemu-system-x86_64"))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            fail(
-                Kind::QemuMissing,
-                "qemu-system-x86_64 is not installed (not found on PATH): install it with `sudo apt-get install -y qemu-system-x86` \
+    std::env::split_paths(&path).map(|d| d.join("qemu-system-x86_64")).find(|p| is_executable(p)).ok_or_else(|| {
+        fail(
+            Kind::QemuMissing,
+            "qemu-system-x86_64 is not installed (not found on PATH): install it with `sudo apt-get install -y qemu-system-x86` \
                  on Debian/Ubuntu (or run ci/setup.sh), or point --qemu at a QEMU binary; `repro run --backend host` runs without QEMU",
-            )
-        })
+        )
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// First line of `qemu --version`, for provenance.
 pub fn version(qemu: &Path) -> Option<String> {
-    let out = std::process::Command::new(qemu)
-        .arg("--version")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(|l| l.trim().to_string())
+    let out = std::process::Command::new(qemu).arg("--version").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())
 }
 
 /// Whether /dev/kvm can be opened for read and write. Necessary, not
 /// sufficient: nested KVM can open fine and then hang the guest, which only
 /// a boot handshake can tell.
 pub fn kvm_device_usable() -> Result<(), String> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .map(drop)
-        .map_err(|e| format!("/dev/kvm cannot be opened ({e})"))
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop).map_err(|e| format!("/dev/kvm cannot be opened ({e})"))
 }
 
 #[cfg(test)]
@@ -194,10 +161,7 @@ mod tests {
     }
 
     fn after<'a>(v: &'a [String], flag: &str) -> Vec<&'a str> {
-        v.windows(2)
-            .filter(|w| w[0] == flag)
-            .map(|w| w[1].as_str())
-            .collect()
+        v.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
     }
 
     #[test]
@@ -214,10 +178,7 @@ mod tests {
         let chardevs = after(&a, "-chardev");
         assert_eq!(chardevs[0], "file,id=console,path=/r/console.log");
         assert_eq!(chardevs[1], "socket,id=proto,path=/t/p.sock");
-        assert!(
-            !chardevs[1].contains("server"),
-            "QEMU must connect to repro, not listen"
-        );
+        assert!(!chardevs[1].contains("server"), "QEMU must connect to repro, not listen");
     }
 
     #[test]
@@ -229,18 +190,12 @@ mod tests {
         assert_eq!(after(&a, "-m"), ["2048M"]);
         assert_eq!(after(&a, "-smp"), ["2"]);
         let append = after(&a, "-append")[0];
-        assert!(
-            append.contains("console=ttyS0") && append.contains("panic=-1"),
-            "{append}"
-        );
+        assert!(append.contains("console=ttyS0") && append.contains("panic=-1"), "{append}");
     }
 
     #[test]
     fn cmdline_extra_is_appended() {
-        assert_eq!(
-            kernel_cmdline("  loglevel=3 "),
-            "console=ttyS0 panic=-1 rdinit=/init loglevel=3"
-        );
+        assert_eq!(kernel_cmdline("  loglevel=3 "), "console=ttyS0 panic=-1 rdinit=/init loglevel=3");
     }
 
     #[test]

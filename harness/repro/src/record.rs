@@ -26,11 +26,9 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating run directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating run directory {}", dir.display()))?;
         let path = dir.join(SAMPLES);
-        let samples =
-            File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let samples = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut r = Recorder {
             dir: dir.to_path_buf(),
             samples: BufWriter::new(samples),
@@ -48,9 +46,7 @@ impl Recorder {
         if !matches!(msg, Message::Progress { .. }) {
             serde_json::to_writer(&mut self.samples, msg)?;
             self.samples.write_all(b"\n")?;
-            self.samples
-                .flush()
-                .with_context(|| format!("writing {}", self.dir.join(SAMPLES).display()))?;
+            self.samples.flush().with_context(|| format!("writing {}", self.dir.join(SAMPLES).display()))?;
         }
         let s = &mut self.summary;
         match msg {
@@ -66,15 +62,11 @@ impl Recorder {
                 self.write_summary()?;
             }
             Message::Settled(st) => {
-                s.residual = s.baseline.and_then(|b| {
-                    Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration)
-                });
+                s.residual = s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration));
                 s.settled = Some(st.clone());
                 self.write_summary()?;
             }
-            Message::Done {
-                iterations_done, ..
-            } => {
+            Message::Done { iterations_done, .. } => {
                 s.iterations_done = *iterations_done;
                 self.done = true;
             }

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use repro_proto::{
-    exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION,
-};
+use repro_proto::{exit_codes, AgentMode, Job, KernelInfo, Message, Provenance, RunError, Summary, FORMAT_VERSION};
 
 use crate::build;
 use crate::catalog::{Catalog, Source};
@@ -17,9 +15,7 @@ use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::{Recorder, CONSOLE};
 use crate::session::{self, Interrupt, StartFailure, StreamLimits};
-use crate::{
-    AccelChoice, Backend, ExecArgs, FetchArgs, ImageBuildArgs, KernelsArgs, RunArgs, VmArgs,
-};
+use crate::{AccelChoice, Backend, ExecArgs, FetchArgs, ImageBuildArgs, KernelsArgs, RunArgs, VmArgs};
 
 /// Guest memory that holds every stale dentry the run can leave: about six
 /// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
@@ -59,17 +55,8 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
     let agent = agent_path()?;
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let summary = new_summary(
-        &date,
-        &args.vm.kernel,
-        scenario,
-        args.iterations,
-        args.workers,
-        window,
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let summary = new_summary(&date, &args.vm.kernel, scenario, args.iterations, args.workers, window);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
         Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
         Backend::Qemu => run_qemu(args, quiet, summary, job, &agent, &date, &rt),
@@ -114,31 +101,17 @@ fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm>
     summary.kernel.source = image.source.clone();
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
-    Ok(Vm {
-        image,
-        qemu: qemu_bin,
-        memory_mib,
-    })
+    Ok(Vm { image, qemu: qemu_bin, memory_mib })
 }
 
 /// Write the initramfs (agent as /init, the job, extra files) into `work`.
-fn write_initramfs(
-    work: &Path,
-    agent: &Path,
-    job: &Job,
-    extra: Vec<crate::initramfs::Entry>,
-) -> Result<PathBuf> {
+fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::initramfs::Entry>) -> Result<PathBuf> {
     let initrd = work.join("initramfs.cpio");
-    let agent_bytes =
-        std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
     let mut entries = crate::initramfs::entries(agent_bytes, serde_json::to_vec(job)?);
     entries.extend(extra);
-    let f =
-        std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
-    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    let f = std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
+    crate::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(initrd)
 }
 
@@ -156,11 +129,7 @@ async fn boot(
     let (accels, mut fallback_reason) = session::kvm_plan(vm_args.accel);
     for (i, accel) in accels.iter().enumerate() {
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
-        let console = rec.dir.join(if is_probe {
-            "console-kvm-probe.log"
-        } else {
-            CONSOLE
-        });
+        let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
         let spec = VmSpec {
             qemu: vm.qemu.clone(),
             accel: *accel,
@@ -172,16 +141,8 @@ async fn boot(
             console_log: console,
             proto_socket: work.join("proto.sock"),
         };
-        let deadline = if is_probe {
-            vm_args.kvm_timeout
-        } else {
-            vm_args.boot_timeout
-        };
-        progress.status(&format!(
-            "booting {} under {}",
-            vm.image.name,
-            accel.as_str()
-        ));
+        let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
+        progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
         match session::start_qemu(&spec, &rec.dir, deadline, interrupt).await {
             Ok(started) => {
                 rec.summary.accel = Some(accel.as_str().into());
@@ -191,10 +152,7 @@ async fn boot(
                 return Ok(started);
             }
             Err(StartFailure::Interrupted) => {
-                return Err(fail(
-                    Kind::Interrupted,
-                    "interrupted while booting the guest; nothing was recorded yet",
-                ))
+                return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet"))
             }
             Err(f) if is_probe && i + 1 < accels.len() => {
                 let why = format!("KVM did not work: {}", first_line(&f.describe()));
@@ -221,46 +179,18 @@ fn run_qemu(
     let mut rec = Recorder::create(&run_dir, summary)?;
     tracing::info!("run directory {}", run_dir.display());
     // The socket path must stay short (108 bytes), so it lives in /tmp.
-    let work = tempfile::Builder::new()
-        .prefix("repro-")
-        .tempdir()
-        .context("creating a work directory")?;
+    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
     let initrd = write_initramfs(work.path(), agent, &job, Vec::new())?;
 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = boot(
-            &args.vm,
-            &vm,
-            &initrd,
-            work.path(),
-            &mut rec,
-            &progress,
-            &mut interrupt,
-        )
-        .await?;
-        let limits = StreamLimits {
-            stall: args.stall_timeout,
-            overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
-        };
-        let r = session::stream(
-            &mut started.agent,
-            &mut rec,
-            &mut progress,
-            &limits,
-            &mut interrupt,
-        )
-        .await;
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let limits = StreamLimits { stall: args.stall_timeout, overall: args.timeout.map(|t| tokio::time::Instant::now() + t) };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
         if r.is_ok() {
             // The agent powers the guest off after Done.
-            if started
-                .agent
-                .guard
-                .wait_or_kill(Duration::from_secs(30))
-                .await
-                .is_none()
-            {
+            if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
                 tracing::warn!("the guest did not power off within 30s; QEMU was killed");
             }
         }
@@ -276,39 +206,20 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     for inc in &args.include {
         let (host, guest) = match inc.split_once(':') {
             Some((h, g)) => (h.to_string(), g.trim_start_matches('/').to_string()),
-            None => (
-                inc.clone(),
-                format!(
-                    "bin/{}",
-                    Path::new(inc)
-                        .file_name()
-                        .map_or("file".into(), |f| f.to_string_lossy().into_owned())
-                ),
-            ),
+            None => {
+                (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned())))
+            }
         };
         let data = std::fs::read(&host).with_context(|| format!("reading --include {host}"))?;
-        extra.push(crate::initramfs::Entry::File {
-            path: guest,
-            mode: 0o755,
-            data,
-        });
+        extra.push(crate::initramfs::Entry::File { path: guest, mode: 0o755, data });
     }
     let scenario = repro_proto::Scenario {
         name: "exec".into(),
         description: args.command.join(" "),
         touch: Vec::new(),
         probes: Vec::new(),
-        probe: repro_proto::ProbeSettings {
-            samples: 1,
-            budget_ms: 0,
-            min_samples: 1,
-        },
-        settle: repro_proto::SettleSettings {
-            poll_ms: 0,
-            stable_polls: 0,
-            max_ms: 0,
-            baseline_tolerance: 0.0,
-        },
+        probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
+        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
     };
     let job = Job {
         format_version: FORMAT_VERSION,
@@ -323,46 +234,18 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let mut summary = new_summary(&date, &args.vm.kernel, scenario, 0, 1, 1);
     let vm = prepare_vm(&args.vm, 0, &mut summary)?;
-    let work = tempfile::Builder::new()
-        .prefix("repro-")
-        .tempdir()
-        .context("creating a work directory")?;
+    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
     let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));
     let mut rec = Recorder::create(&out, summary)?;
     let initrd = write_initramfs(work.path(), &agent, &job, extra)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut progress = Progress::new(0, "", true);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = boot(
-            &args.vm,
-            &vm,
-            &initrd,
-            work.path(),
-            &mut rec,
-            &progress,
-            &mut interrupt,
-        )
-        .await?;
-        let limits = StreamLimits {
-            stall: args.timeout,
-            overall: Some(tokio::time::Instant::now() + args.timeout),
-        };
-        let r = session::stream(
-            &mut started.agent,
-            &mut rec,
-            &mut progress,
-            &limits,
-            &mut interrupt,
-        )
-        .await;
-        started
-            .agent
-            .guard
-            .wait_or_kill(Duration::from_secs(30))
-            .await;
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let limits = StreamLimits { stall: args.timeout, overall: Some(tokio::time::Instant::now() + args.timeout) };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        started.agent.guard.wait_or_kill(Duration::from_secs(30)).await;
         r
     });
     rec.finish(outcome.as_ref().err().map(run_error))?;
@@ -372,36 +255,20 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         rec.summary.kernel.release.as_deref().unwrap_or("?"),
         rec.summary.accel.as_deref().unwrap_or("?")
     );
-    rec.exec_exit
-        .context("the guest command ended without an exit code")
+    rec.exec_exit.context("the guest command ended without an exit code")
 }
 
-fn new_summary(
-    date: &str,
-    kernel: &str,
-    scenario: repro_proto::Scenario,
-    iterations: u64,
-    workers: u32,
-    window: u64,
-) -> Summary {
+fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterations: u64, workers: u32, window: u64) -> Summary {
     Summary {
         format_version: FORMAT_VERSION,
         provenance: Provenance {
             repro_version: env!("CARGO_PKG_VERSION").to_string(),
             date: date.to_string(),
             host_cpu: host_cpu(),
-            host_kernel: nix::sys::utsname::uname()
-                .map(|u| u.release().to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
             qemu_version: None,
         },
-        kernel: KernelInfo {
-            name: kernel.to_string(),
-            release: None,
-            image: None,
-            image_sha256: None,
-            source: String::new(),
-        },
+        kernel: KernelInfo { name: kernel.to_string(), release: None, image: None, image_sha256: None, source: String::new() },
         backend: String::new(),
         accel: None,
         accel_fallback_reason: None,
@@ -438,9 +305,7 @@ fn run_host(
             "--backend host needs root: unshare(CLONE_NEWNET) requires CAP_SYS_ADMIN. Run it with sudo, or use the default QEMU backend",
         ));
     }
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     tracing::warn!(
         "--backend host churns {} network namespaces on this machine's running kernel ({release}); \
          on a kernel before 4.11 their dentries stay cached until memory pressure or `echo 2 > /proc/sys/vm/drop_caches`",
@@ -456,48 +321,16 @@ fn run_host(
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
-        let mut started = match session::start_host(
-            agent,
-            &job_path,
-            &run_dir,
-            Duration::from_secs(30),
-            &mut interrupt,
-        )
-        .await
-        {
+        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30), &mut interrupt).await {
             Ok(s) => s,
-            Err(StartFailure::Interrupted) => {
-                return Err(fail(
-                    Kind::Interrupted,
-                    "interrupted before the agent started",
-                ))
-            }
-            Err(f) => {
-                return Err(fail(
-                    Kind::GuestFailed,
-                    format!("the host agent did not start: {}", f.describe()),
-                ))
-            }
+            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
+            Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
         };
         rec.record(&started.hello)?;
         log_hello(&started.hello, "host", &progress);
-        let limits = StreamLimits {
-            stall: args.stall_timeout,
-            overall: args.timeout.map(|t| tokio::time::Instant::now() + t),
-        };
-        let r = session::stream(
-            &mut started.agent,
-            &mut rec,
-            &mut progress,
-            &limits,
-            &mut interrupt,
-        )
-        .await;
-        started
-            .agent
-            .guard
-            .wait_or_kill(Duration::from_secs(10))
-            .await;
+        let limits = StreamLimits { stall: args.stall_timeout, overall: args.timeout.map(|t| tokio::time::Instant::now() + t) };
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
         r
     });
     progress.finish();
@@ -547,10 +380,7 @@ fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
                 ));
             }
         }
-        text.push_str(&format!(
-            "  nr_dentry {} -> {}, churn {:.0}/s at the end\n",
-            first.nr_dentry, last.nr_dentry, last.churn_rate
-        ));
+        text.push_str(&format!("  nr_dentry {} -> {}, churn {:.0}/s at the end\n", first.nr_dentry, last.nr_dentry, last.churn_rate));
     }
     if let Some(r) = &s.residual {
         text.push_str(&format!(
@@ -567,17 +397,8 @@ fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
 }
 
 fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
-    if let Message::Hello {
-        release,
-        cpus,
-        mem_total_kib,
-        ..
-    } = hello
-    {
-        progress.status(&format!(
-            "guest up: {release}, {cpus} cpus, {} MiB ({accel})",
-            mem_total_kib / 1024
-        ));
+    if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
+        progress.status(&format!("guest up: {release}, {cpus} cpus, {} MiB ({accel})", mem_total_kib / 1024));
         tracing::debug!("guest up: {release} ({accel})");
     }
 }
@@ -604,10 +425,7 @@ fn first_line(s: &str) -> &str {
 
 fn first_probe(job: &Job) -> &str {
     let p = &job.scenario.probes;
-    p.iter()
-        .find(|p| !p.control)
-        .or(p.first())
-        .map_or("probe", |p| p.name.as_str())
+    p.iter().find(|p| !p.control).or(p.first()).map_or("probe", |p| p.name.as_str())
 }
 
 fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
@@ -621,24 +439,15 @@ fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
         .next()
         .unwrap_or("kernel")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .collect();
     let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let backend = match args.backend {
         Backend::Host => "host".to_string(),
         Backend::Qemu => kernel,
     };
-    let scenario = Path::new(&args.scenario)
-        .file_stem()
-        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let base = PathBuf::from("results/runs")
-        .join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
+    let scenario = Path::new(&args.scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let base = PathBuf::from("results/runs").join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
     // Two runs in one second get distinct directories.
     let mut dir = base.clone();
     let mut n = 1;
@@ -682,12 +491,7 @@ pub fn agent_path() -> Result<PathBuf> {
 fn host_cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -697,22 +501,13 @@ pub fn kernels(args: &KernelsArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&catalog.kernel)?);
         return Ok(exit_codes::OK);
     }
-    println!(
-        "{:<18} {:<20} {:<10} DESCRIPTION",
-        "NAME", "ALIASES", "SEED"
-    );
+    println!("{:<18} {:<20} {:<10} DESCRIPTION", "NAME", "ALIASES", "SEED");
     for e in &catalog.kernel {
         let seed = e.expect.get("seed").map_or("?", |x| match x {
             crate::catalog::Expect::Regressed => "regressed",
             crate::catalog::Expect::Clean => "clean",
         });
-        println!(
-            "{:<18} {:<20} {:<10} {}",
-            e.name,
-            e.aliases.join(","),
-            seed,
-            e.description
-        );
+        println!("{:<18} {:<20} {:<10} {}", e.name, e.aliases.join(","), seed, e.description);
     }
     println!("\nAny other kernel: --kernel PATH/TO/bzImage, or --src DIR to build a source tree");
     Ok(exit_codes::OK)
@@ -720,12 +515,7 @@ pub fn kernels(args: &KernelsArgs) -> Result<i32> {
 
 pub fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
-    let img = kernel::resolve(
-        &args.kernel,
-        &catalog,
-        &Cache::new(args.cache_dir.clone()),
-        &args.cc,
-    )?;
+    let img = kernel::resolve(&args.kernel, &catalog, &Cache::new(args.cache_dir.clone()), &args.cc)?;
     println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
     Ok(exit_codes::OK)
 }
@@ -747,9 +537,7 @@ pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
         (None, Some(name)) => {
             let catalog = Catalog::builtin()?;
             if !matches!(catalog.lookup(name)?.source, Source::Build { .. }) {
-                bail!(
-                    "{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it"
-                );
+                bail!("{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it");
             }
             kernel::resolve(name, &catalog, &cache, &args.cc)?
         }

@@ -73,12 +73,7 @@ pub fn load(arg: &str) -> Result<Scenario> {
             ),
         ));
     }
-    let text = std::fs::read_to_string(arg).map_err(|e| {
-        fail(
-            Kind::ScenarioInvalid,
-            format!("cannot read scenario file {arg}: {e}"),
-        )
-    })?;
+    let text = std::fs::read_to_string(arg).map_err(|e| fail(Kind::ScenarioInvalid, format!("cannot read scenario file {arg}: {e}")))?;
     parse(arg, &text)
 }
 
@@ -86,10 +81,7 @@ pub fn load(arg: &str) -> Result<Scenario> {
 pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
     let at = |span: std::ops::Range<usize>, msg: String| {
         let (line, col) = line_col(text, span.start);
-        fail(
-            Kind::ScenarioInvalid,
-            format!("{origin}:{line}:{col}: {msg}"),
-        )
+        fail(Kind::ScenarioInvalid, format!("{origin}:{line}:{col}: {msg}"))
     };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let msg = e.message().to_string();
@@ -103,80 +95,41 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
         return Err(at(raw.name.span(), "name must not be empty".into()));
     }
     if raw.churn.touch.get_ref().is_empty() {
-        return Err(at(
-            raw.churn.touch.span(),
-            "churn.touch needs at least one path".into(),
-        ));
+        return Err(at(raw.churn.touch.span(), "churn.touch needs at least one path".into()));
     }
-    let sysctl_path = |p: &Spanned<String>| -> Result<String> {
-        sysctl_path(p.get_ref()).map_err(|m| at(p.span(), m))
-    };
+    let sysctl_path = |p: &Spanned<String>| -> Result<String> { sysctl_path(p.get_ref()).map_err(|m| at(p.span(), m)) };
     let duration_ms = |d: &Spanned<String>| -> Result<u64> {
         humantime::parse_duration(d.get_ref())
             .map(|d| d.as_millis() as u64)
-            .map_err(|e| {
-                at(
-                    d.span(),
-                    format!(
-                        "bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")",
-                        d.get_ref()
-                    ),
-                )
-            })
+            .map_err(|e| at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
     };
-    let touch = raw
-        .churn
-        .touch
-        .get_ref()
-        .iter()
-        .map(sysctl_path)
-        .collect::<Result<Vec<_>>>()?;
+    let touch = raw.churn.touch.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?;
 
     if raw.probe.paths.get_ref().is_empty() {
-        return Err(at(
-            raw.probe.paths.span(),
-            "probe needs at least one [[probe.paths]] entry".into(),
-        ));
+        return Err(at(raw.probe.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
     }
     let mut probes = Vec::new();
     for p in raw.probe.paths.get_ref() {
         let name = p.name.get_ref().trim().to_string();
         if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
-            return Err(at(
-                p.name.span(),
-                format!("probe names must be unique and non-empty, got {name:?}"),
-            ));
+            return Err(at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
         }
-        probes.push(ProbePath {
-            name,
-            path: sysctl_path(&p.path)?,
-            control: p.control,
-        });
+        probes.push(ProbePath { name, path: sysctl_path(&p.path)?, control: p.control });
     }
     let samples = *raw.probe.samples.get_ref();
     if samples == 0 {
-        return Err(at(
-            raw.probe.samples.span(),
-            "probe.samples must be at least 1".into(),
-        ));
+        return Err(at(raw.probe.samples.span(), "probe.samples must be at least 1".into()));
     }
     let min_samples = *raw.probe.min_samples.get_ref();
     if min_samples == 0 || min_samples > samples {
-        return Err(at(
-            raw.probe.min_samples.span(),
-            format!("probe.min_samples must be between 1 and samples ({samples})"),
-        ));
+        return Err(at(raw.probe.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
     }
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
         touch,
         probes,
-        probe: ProbeSettings {
-            samples,
-            budget_ms: duration_ms(&raw.probe.budget)?,
-            min_samples,
-        },
+        probe: ProbeSettings { samples, budget_ms: duration_ms(&raw.probe.budget)?, min_samples },
         settle: SettleSettings {
             poll_ms: duration_ms(&raw.settle.poll)?.max(10),
             stable_polls: raw.settle.stable_polls,
@@ -198,15 +151,9 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
 /// A path relative to /proc/sys, made absolute.
 fn sysctl_path(rel: &str) -> Result<String, String> {
     if rel.starts_with('/') {
-        return Err(format!(
-            "{rel:?}: paths are relative to /proc/sys (write \"net/core/somaxconn\")"
-        ));
+        return Err(format!("{rel:?}: paths are relative to /proc/sys (write \"net/core/somaxconn\")"));
     }
-    if rel.is_empty()
-        || rel
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
+    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(format!("{rel:?} is not a plain path below /proc/sys"));
     }
     Ok(format!("/proc/sys/{rel}"))
@@ -231,17 +178,8 @@ mod tests {
     fn seed_scenario_parses_to_absolute_paths() {
         let s = load("seed").unwrap();
         assert_eq!(s.name, "seed");
-        assert_eq!(
-            s.touch,
-            [
-                "/proc/sys/net/ipv6/conf/all/disable_ipv6",
-                "/proc/sys/net/core/somaxconn"
-            ]
-        );
-        assert_eq!(
-            s.probes[0].path,
-            "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms"
-        );
+        assert_eq!(s.touch, ["/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/core/somaxconn"]);
+        assert_eq!(s.probes[0].path, "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms");
         assert!(!s.probes[0].control && s.probes[1].control);
         assert_eq!(s.probe.budget_ms, 2000);
         assert_eq!(s.settle.max_ms, 120_000);
@@ -255,11 +193,7 @@ mod tests {
     #[test]
     fn syntax_errors_name_file_and_line() {
         let broken = seed_text().replace("samples = 100", "samples = = 100");
-        let line = seed_text()
-            .lines()
-            .position(|l| l.starts_with("samples = 100"))
-            .unwrap()
-            + 1;
+        let line = seed_text().lines().position(|l| l.starts_with("samples = 100")).unwrap() + 1;
         let e = err_of(&broken);
         assert!(e.starts_with(&format!("x.toml:{line}:")), "{e}");
     }
@@ -273,13 +207,8 @@ mod tests {
     #[test]
     fn bad_duration_and_absolute_paths_are_located() {
         let e = err_of(&seed_text().replace("budget = \"2s\"", "budget = \"2 parsecs\""));
-        assert!(
-            e.contains("bad duration") && e.starts_with("x.toml:"),
-            "{e}"
-        );
-        let e = err_of(
-            &seed_text().replace("\"net/core/somaxconn\"", "\"/proc/sys/net/core/somaxconn\""),
-        );
+        assert!(e.contains("bad duration") && e.starts_with("x.toml:"), "{e}");
+        let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"/proc/sys/net/core/somaxconn\""));
         assert!(e.contains("relative to /proc/sys"), "{e}");
         let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"net/../../etc/passwd\""));
         assert!(e.contains("not a plain path"), "{e}");

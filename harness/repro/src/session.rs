@@ -78,20 +78,11 @@ impl Guard {
         let mut out = String::new();
         let stderr = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
         if !stderr.trim().is_empty() {
-            out.push_str(&format!(
-                "\n--- {} stderr ({}) ---\n{}",
-                self.what,
-                self.stderr_log.display(),
-                tail(&stderr, 15)
-            ));
+            out.push_str(&format!("\n--- {} stderr ({}) ---\n{}", self.what, self.stderr_log.display(), tail(&stderr, 15)));
         }
         if let Some(c) = &self.console_log {
             let console = read_lossy(c);
-            out.push_str(&format!(
-                "\n--- last console lines ({}) ---\n{}",
-                c.display(),
-                tail(&console, 25)
-            ));
+            out.push_str(&format!("\n--- last console lines ({}) ---\n{}", c.display(), tail(&console, 25)));
         }
         out
     }
@@ -113,9 +104,7 @@ impl Drop for Guard {
 }
 
 fn read_lossy(p: &Path) -> String {
-    std::fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 pub fn tail(text: &str, n: usize) -> String {
@@ -155,26 +144,16 @@ pub struct Started {
 }
 
 /// Boot QEMU and wait for the agent's hello within `deadline`.
-pub async fn start_qemu(
-    spec: &VmSpec,
-    run_dir: &Path,
-    deadline: Duration,
-    interrupt: &mut Interrupt,
-) -> Result<Started, StartFailure> {
+pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
-    let stderr = std::fs::File::create(&stderr_log)
-        .with_context(|| format!("creating {}", stderr_log.display()))
-        .map_err(StartFailure::Other)?;
+    let stderr =
+        std::fs::File::create(&stderr_log).with_context(|| format!("creating {}", stderr_log.display())).map_err(StartFailure::Other)?;
     let _ = std::fs::remove_file(&spec.proto_socket);
     let listener = UnixListener::bind(&spec.proto_socket)
         .with_context(|| format!("listening on {}", spec.proto_socket.display()))
         .map_err(StartFailure::Other)?;
     let args = qemu::command_args(spec);
-    tracing::debug!(
-        "qemu command: {} {}",
-        spec.qemu.display(),
-        shell_words(&args)
-    );
+    tracing::debug!("qemu command: {} {}", spec.qemu.display(), shell_words(&args));
     let child = Command::new(&spec.qemu)
         .args(&args)
         .stdin(Stdio::null())
@@ -185,15 +164,8 @@ pub async fn start_qemu(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display()))
-        })?;
-    let mut guard = Guard {
-        child,
-        what: "qemu",
-        stderr_log,
-        console_log: Some(spec.console_log.clone()),
-    };
+        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
+    let mut guard = Guard { child, what: "qemu", stderr_log, console_log: Some(spec.console_log.clone()) };
     let until = Instant::now() + deadline;
     let accel = spec.accel.as_str();
     let stream = tokio::select! {
@@ -209,11 +181,7 @@ pub async fn start_qemu(
             return Err(f);
         }
     };
-    let agent = Agent {
-        guard,
-        reader: BufReader::new(Box::new(stream)),
-        buf: Vec::new(),
-    };
+    let agent = Agent { guard, reader: BufReader::new(Box::new(stream)), buf: Vec::new() };
     await_hello(agent, until, deadline, accel, interrupt).await
 }
 
@@ -236,37 +204,19 @@ pub async fn start_host(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display()))
-        })?;
+        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let agent = Agent {
-        guard: Guard {
-            child,
-            what: "repro-agent",
-            stderr_log,
-            console_log: None,
-        },
+        guard: Guard { child, what: "repro-agent", stderr_log, console_log: None },
         reader: BufReader::new(Box::new(stdout)),
         buf: Vec::new(),
     };
-    await_hello(
-        agent,
-        Instant::now() + deadline,
-        deadline,
-        "host",
-        interrupt,
-    )
-    .await
+    await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await
 }
 
 fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -> StartFailure {
     let st = status.map_or("unknown status".into(), |s| s.to_string());
-    StartFailure::Exited(format!(
-        "{} ({accel}) exited ({st}) before the agent said hello{}",
-        guard.what,
-        guard.diagnostics()
-    ))
+    StartFailure::Exited(format!("{} ({accel}) exited ({st}) before the agent said hello{}", guard.what, guard.diagnostics()))
 }
 
 async fn await_hello(
@@ -300,9 +250,7 @@ async fn await_hello(
             }
             Err(e) => {
                 agent.guard.stop().await;
-                return Err(StartFailure::Other(
-                    e.context("reading the agent's messages"),
-                ));
+                return Err(StartFailure::Other(e.context("reading the agent's messages")));
             }
         }
     }
@@ -379,18 +327,12 @@ pub async fn stream(
         match &msg {
             Message::Progress { iteration, .. } => progress.iteration(*iteration),
             Message::Window(w) => progress.window(w),
-            Message::Started { baseline } => progress.status(&format!(
-                "churning (baseline nr_dentry {})",
-                baseline.nr_dentry
-            )),
+            Message::Started { baseline } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
             Message::Settled(s) => progress.status(&format!("settled after {:.1}s", s.settle_s)),
             Message::Done { .. } => return Ok(()),
             Message::Error { message } => {
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-                return Err(fail(
-                    Kind::GuestFailed,
-                    format!("the agent failed: {message}{}", agent.guard.diagnostics()),
-                ));
+                return Err(fail(Kind::GuestFailed, format!("the agent failed: {message}{}", agent.guard.diagnostics())));
             }
             Message::Output { line } => progress.suspend(|| println!("{line}")),
             Message::Hello { .. } | Message::Exited { .. } => {}
@@ -401,37 +343,22 @@ pub async fn stream(
 /// The message stream ended without Done: a panic, or an unexpected exit.
 async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
     let status = agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-    let at = format!(
-        "at iteration {} of {}",
-        rec.summary.iterations_done, rec.summary.iterations_requested
-    );
+    let at = format!("at iteration {} of {}", rec.summary.iterations_done, rec.summary.iterations_requested);
     if agent.guard.console_panicked() {
         return fail(
             Kind::GuestPanic,
-            format!(
-                "the guest kernel panicked {at}; the windows so far are kept. Console:{}",
-                agent.guard.diagnostics()
-            ),
+            format!("the guest kernel panicked {at}; the windows so far are kept. Console:{}", agent.guard.diagnostics()),
         );
     }
     let st = status.map_or("still running, killed".into(), |s| s.to_string());
-    fail(
-        Kind::GuestFailed,
-        format!(
-            "{} exited ({st}) {at} before the run finished{}",
-            agent.guard.what,
-            agent.guard.diagnostics()
-        ),
-    )
+    fail(Kind::GuestFailed, format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()))
 }
 
 /// Quote a command line for logs, so it can be pasted into a shell.
 pub fn shell_words(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
-            {
+            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -459,15 +386,8 @@ mod tests {
 
     #[test]
     fn shell_words_quotes_only_what_needs_it() {
-        let a = vec![
-            "-append".to_string(),
-            "console=ttyS0 panic=-1".to_string(),
-            "it's".to_string(),
-        ];
-        assert_eq!(
-            shell_words(&a),
-            r"-append 'console=ttyS0 panic=-1' 'it'\''s'"
-        );
+        let a = vec!["-append".to_string(), "console=ttyS0 panic=-1".to_string(), "it's".to_string()];
+        assert_eq!(shell_words(&a), r"-append 'console=ttyS0 panic=-1' 'it'\''s'");
     }
 
     #[test]

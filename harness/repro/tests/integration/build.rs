@@ -13,42 +13,18 @@ use serde_json::Value;
 use crate::helpers::*;
 
 fn p50(w: &Value, probe: &str) -> f64 {
-    w["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == probe)
-        .unwrap()["p50_us"]
-        .as_f64()
-        .unwrap()
+    w["probes"].as_array().unwrap().iter().find(|p| p["name"] == probe).unwrap()["p50_us"].as_f64().unwrap()
 }
 
 fn run_variant(kernel: &str, n: &str) -> Value {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
-    let o = repro()
-        .args([
-            "run", "-q", "--accel", "tcg", "--kernel", kernel, "-n", n, "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "repro run --kernel {kernel} failed:\n{}",
-        stderr_of(&o)
-    );
+    let o = repro().args(["run", "-q", "--accel", "tcg", "--kernel", kernel, "-n", n, "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "repro run --kernel {kernel} failed:\n{}", stderr_of(&o));
     let s = read_summary(&out);
     assert_schema_valid(&s);
     assert_eq!(s["complete"], true);
-    assert!(
-        s["kernel"]["source"]
-            .as_str()
-            .unwrap()
-            .starts_with("build:debian:linux-source-6.1="),
-        "{}",
-        s["kernel"]
-    );
+    assert!(s["kernel"]["source"].as_str().unwrap().starts_with("build:debian:linux-source-6.1="), "{}", s["kernel"]);
     s
 }
 
@@ -56,72 +32,39 @@ fn run_variant(kernel: &str, n: &str) -> Value {
 fn noprune_variant_keeps_stale_dentries_and_slows_ipv6_lookups() {
     let s = run_variant("6.1-noprune", "1000");
     let residual = s["residual"]["per_iteration"].as_f64().unwrap();
-    assert!(
-        residual >= 5.0,
-        "residual {residual} per iteration: the stale dentries were not kept"
-    );
+    assert!(residual >= 5.0, "residual {residual} per iteration: the stale dentries were not kept");
     let w = s["windows"].as_array().unwrap();
     let (first, last) = (&w[0], &w[w.len() - 1]);
-    assert!(
-        p50(last, "ipv6") >= 5.0 * p50(first, "ipv6"),
-        "ipv6 p50 {} -> {}",
-        p50(first, "ipv6"),
-        p50(last, "ipv6")
-    );
+    assert!(p50(last, "ipv6") >= 5.0 * p50(first, "ipv6"), "ipv6 p50 {} -> {}", p50(first, "ipv6"), p50(last, "ipv6"));
     // The control path's chain does not grow: ipv4 stays flat while ipv6 climbs.
-    assert!(
-        p50(last, "ipv4") < 2.0 * p50(first, "ipv4"),
-        "ipv4 p50 {} -> {}",
-        p50(first, "ipv4"),
-        p50(last, "ipv4")
-    );
+    assert!(p50(last, "ipv4") < 2.0 * p50(first, "ipv4"), "ipv4 p50 {} -> {}", p50(first, "ipv4"), p50(last, "ipv4"));
 }
 
 #[test]
 fn stock_source_build_is_clean_and_ipv4_stays_flat() {
     let s = run_variant("6.1-src", "1000");
     let residual = s["residual"]["per_iteration"].as_f64().unwrap();
-    assert!(
-        residual.abs() < 0.5,
-        "residual {residual} per iteration on the unpatched tree"
-    );
+    assert!(residual.abs() < 0.5, "residual {residual} per iteration on the unpatched tree");
     let w = s["windows"].as_array().unwrap();
     assert!(p50(&w[w.len() - 1], "ipv4") < 2.0 * p50(&w[0], "ipv4"));
 }
 
 fn image_build(args: &[&str]) -> std::process::Output {
-    repro()
-        .args(["image", "build"])
-        .args(args)
-        .output()
-        .unwrap()
+    repro().args(["image", "build"]).args(args).output().unwrap()
 }
 
 #[test]
 fn second_build_of_a_variant_reuses_the_cached_image() {
     let first = image_build(&["6.1-noprune"]);
     assert!(first.status.success(), "{}", stderr_of(&first));
-    let path = PathBuf::from(
-        String::from_utf8_lossy(&first.stdout)
-            .split('\t')
-            .next()
-            .unwrap(),
-    );
+    let path = PathBuf::from(String::from_utf8_lossy(&first.stdout).split('\t').next().unwrap());
     let info = path.with_file_name("build.json");
     let mtime = std::fs::metadata(&info).unwrap().modified().unwrap();
     let second = image_build(&["6.1-noprune"]);
     assert!(second.status.success());
     assert_eq!(first.stdout, second.stdout, "same image, same hash");
-    assert!(
-        stderr_of(&second).contains("using the cached build"),
-        "{}",
-        stderr_of(&second)
-    );
-    assert_eq!(
-        std::fs::metadata(&info).unwrap().modified().unwrap(),
-        mtime,
-        "build.json was rewritten"
-    );
+    assert!(stderr_of(&second).contains("using the cached build"), "{}", stderr_of(&second));
+    assert_eq!(std::fs::metadata(&info).unwrap().modified().unwrap(), mtime, "build.json was rewritten");
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
     assert_eq!(info["patches"], serde_json::json!(["6.1-noprune.patch"]));
     assert!(info["release"].as_str().unwrap().starts_with("6.1."));
@@ -152,12 +95,7 @@ fn patches_apply_to_the_real_linux_source_6_1_tree() {
             .env("GIT_CEILING_DIRECTORIES", tree.parent().unwrap())
             .output()
             .unwrap();
-        assert!(
-            o.status.success(),
-            "{} does not apply: {}",
-            e.path().display(),
-            stderr_of(&o)
-        );
+        assert!(o.status.success(), "{} does not apply: {}", e.path().display(), stderr_of(&o));
     }
 }
 
@@ -165,68 +103,33 @@ fn patches_apply_to_the_real_linux_source_6_1_tree() {
 fn interrupted_build_puts_the_tree_back_and_caches_nothing() {
     // A compiler spelled differently is another cache key: a fresh build
     // (of the shared tree, under the shared lock).
-    let major = String::from_utf8(
-        std::process::Command::new("gcc")
-            .arg("-dumpversion")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let major = String::from_utf8(std::process::Command::new("gcc").arg("-dumpversion").output().unwrap().stdout).unwrap();
     let cc = format!("gcc-{}", major.trim().split('.').next().unwrap());
     let tree = source_tree();
     let images_before = images();
-    let child = std_repro()
-        .args(["image", "build", "6.1-noprune", "--cc", &cc])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        std_repro().args(["image", "build", "6.1-noprune", "--cc", &cc]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let compiling = || {
         std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("CC={cc}\0bzImage")))
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("CC={cc}\0bzImage")))
         })
     };
     // Other tests may hold the build lock first.
-    wait_until(
-        "the build to start compiling",
-        Duration::from_secs(1200),
-        compiling,
-    );
+    wait_until("the build to start compiling", Duration::from_secs(1200), compiling);
     std::thread::sleep(Duration::from_secs(5));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let o = child.wait_with_output().unwrap();
     let err = stderr_of(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(repro_proto::exit_codes::INTERRUPTED),
-        "{err}"
-    );
-    assert!(
-        err.contains("the tree was put back and nothing was cached"),
-        "{err}"
-    );
+    assert_eq!(o.status.code(), Some(repro_proto::exit_codes::INTERRUPTED), "{err}");
+    assert!(err.contains("the tree was put back and nothing was cached"), "{err}");
     wait_until("make to exit", Duration::from_secs(60), || !compiling());
-    assert_eq!(
-        images(),
-        images_before,
-        "an interrupted build changed the image cache"
-    );
+    assert_eq!(images(), images_before, "an interrupted build changed the image cache");
     let sysctl = std::fs::read_to_string(tree.join("fs/proc/proc_sysctl.c")).unwrap();
-    assert!(
-        sysctl.contains("\tproc_sys_invalidate_dcache(p);"),
-        "the noprune patch was left applied"
-    );
+    assert!(sysctl.contains("\tproc_sys_invalidate_dcache(p);"), "the noprune patch was left applied");
 }
 
 fn images() -> Vec<std::ffi::OsString> {
-    let mut v: Vec<_> = std::fs::read_dir(cache_dir().join("images"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let mut v: Vec<_> = std::fs::read_dir(cache_dir().join("images")).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
     v.sort();
     v
 }

@@ -8,15 +8,9 @@ use crate::helpers::*;
 
 #[test]
 fn unknown_kernel_lists_the_catalog_and_exits_kernel_unavailable() {
-    repro()
-        .args(["run", "--kernel", "2.6.32", "-n", "10"])
-        .assert()
-        .code(exit_codes::KERNEL_UNAVAILABLE)
-        .stderr(
-            predicate::str::contains("unknown kernel \"2.6.32\"")
-                .and(predicate::str::contains("6.1"))
-                .and(predicate::str::contains("bzImage")),
-        );
+    repro().args(["run", "--kernel", "2.6.32", "-n", "10"]).assert().code(exit_codes::KERNEL_UNAVAILABLE).stderr(
+        predicate::str::contains("unknown kernel \"2.6.32\"").and(predicate::str::contains("6.1")).and(predicate::str::contains("bzImage")),
+    );
 }
 
 #[test]
@@ -41,10 +35,7 @@ fn garbage_image_is_rejected_before_booting() {
         .assert()
         .code(exit_codes::IMAGE_INVALID)
         .stderr(predicate::str::contains("not a bzImage"));
-    assert!(
-        !d.path().join("run").exists(),
-        "no run directory for a run that never started"
-    );
+    assert!(!d.path().join("run").exists(), "no run directory for a run that never started");
 }
 
 #[test]
@@ -58,34 +49,21 @@ fn missing_qemu_says_how_to_install_it() {
         .env_remove("REPRO_QEMU")
         .assert()
         .code(exit_codes::QEMU_MISSING)
-        .stderr(predicate::str::contains(
-            "apt-get install -y qemu-system-x86",
-        ));
-    repro()
-        .args(["run", "-n", "10", "--qemu", "/nonexistent/qemu", "--kernel"])
-        .arg(&img)
-        .assert()
-        .code(exit_codes::QEMU_MISSING);
+        .stderr(predicate::str::contains("apt-get install -y qemu-system-x86"));
+    repro().args(["run", "-n", "10", "--qemu", "/nonexistent/qemu", "--kernel"]).arg(&img).assert().code(exit_codes::QEMU_MISSING);
 }
 
 #[test]
 fn scenario_syntax_error_names_file_and_line() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("broken.toml");
-    std::fs::write(
-        &p,
-        "name = \"broken\"\n\n[churn]\ntouch = [\"net/core/somaxconn\"\n",
-    )
-    .unwrap();
+    std::fs::write(&p, "name = \"broken\"\n\n[churn]\ntouch = [\"net/core/somaxconn\"\n").unwrap();
     repro()
         .args(["run", "-n", "10", "--scenario"])
         .arg(&p)
         .assert()
         .code(exit_codes::SCENARIO_INVALID)
-        .stderr(
-            predicate::str::contains(format!("{}:", p.display()))
-                .and(predicate::str::is_match(r"broken\.toml:\d+:\d+: ").unwrap()),
-        );
+        .stderr(predicate::str::contains(format!("{}:", p.display())).and(predicate::str::is_match(r"broken\.toml:\d+:\d+: ").unwrap()));
 }
 
 #[test]
@@ -109,48 +87,29 @@ fn missing_agent_is_explained() {
 
 #[test]
 fn bad_sizes_and_durations_are_usage_errors() {
-    repro()
-        .args(["run", "--memory", "lots"])
-        .assert()
-        .code(exit_codes::USAGE);
-    repro()
-        .args(["run", "--timeout", "soon"])
-        .assert()
-        .code(exit_codes::USAGE);
+    repro().args(["run", "--memory", "lots"]).assert().code(exit_codes::USAGE);
+    repro().args(["run", "--timeout", "soon"]).assert().code(exit_codes::USAGE);
 }
 
 #[test]
 fn help_teaches_with_examples() {
-    repro().arg("--help").assert().success().stdout(
-        predicate::str::contains("repro run --kernel 6.1")
-            .and(predicate::str::contains("--backend host")),
-    );
+    repro()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("repro run --kernel 6.1").and(predicate::str::contains("--backend host")));
     repro().args(["run", "--help"]).assert().success().stdout(
-        predicate::str::contains("--accel")
-            .and(predicate::str::contains("--stall-timeout"))
-            .and(predicate::str::contains("catalog name")),
+        predicate::str::contains("--accel").and(predicate::str::contains("--stall-timeout")).and(predicate::str::contains("catalog name")),
     );
 }
 
 #[test]
 fn kernels_lists_the_catalog_as_text_and_json() {
-    repro()
-        .arg("kernels")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("6.1").and(predicate::str::contains("5.10")));
+    repro().arg("kernels").assert().success().stdout(predicate::str::contains("6.1").and(predicate::str::contains("5.10")));
     let out = repro().args(["kernels", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"6.1") && names.contains(&"6.12"),
-        "{names:?}"
-    );
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"6.1") && names.contains(&"6.12"), "{names:?}");
 }
 
 #[test]

@@ -17,17 +17,7 @@ fn guest_panic_is_reported_with_console_lines() {
     let out = d.path().join("run");
     // No /init to run: the kernel falls back to a root fs it cannot mount and panics.
     let o = repro()
-        .args([
-            "run",
-            "--accel",
-            "tcg",
-            "--cpus",
-            "1",
-            "-n",
-            "10",
-            "--append",
-            "rdinit=/nonexistent",
-        ])
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "10", "--append", "rdinit=/nonexistent"])
         .arg("--kernel")
         .arg(img)
         .arg("--out")
@@ -36,12 +26,7 @@ fn guest_panic_is_reported_with_console_lines() {
         .unwrap();
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(exit_codes::GUEST_PANIC), "{err}");
-    assert!(
-        err.contains("panicked")
-            && err.contains("last console lines")
-            && err.contains("Kernel panic"),
-        "{err}"
-    );
+    assert!(err.contains("panicked") && err.contains("last console lines") && err.contains("Kernel panic"), "{err}");
     let s = read_summary(&out);
     assert_schema_valid(&s);
     assert_eq!(s["complete"], false);
@@ -53,9 +38,7 @@ fn guest_panic_is_reported_with_console_lines() {
 fn start_long_run(out: &std::path::Path, extra: &[&str], windows: usize) -> std::process::Child {
     let img = debian_6_1();
     let child = std_repro()
-        .args([
-            "run", "--accel", "tcg", "--cpus", "1", "-n", "1000000", "--window", "10",
-        ])
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "1000000", "--window", "10"])
         .args(extra)
         .arg("--kernel")
         .arg(img)
@@ -65,9 +48,7 @@ fn start_long_run(out: &std::path::Path, extra: &[&str], windows: usize) -> std:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("windows in samples.jsonl", Duration::from_secs(120), || {
-        sample_lines(out, "window") >= windows
-    });
+    wait_until("windows in samples.jsonl", Duration::from_secs(120), || sample_lines(out, "window") >= windows);
     child
 }
 
@@ -83,10 +64,7 @@ fn ctrl_c_stops_the_guest_and_keeps_the_windows() {
     assert!(err.contains("interrupted at iteration"), "{err}");
     let s = read_summary(&out);
     assert_schema_valid(&s);
-    assert_eq!(
-        (s["complete"].as_bool(), s["error"]["kind"].as_str()),
-        (Some(false), Some("interrupted"))
-    );
+    assert_eq!((s["complete"].as_bool(), s["error"]["kind"].as_str()), (Some(false), Some("interrupted")));
     assert!(s["windows"].as_array().unwrap().len() >= 3);
     assert!(sample_lines(&out, "window") >= 3);
 }
@@ -103,14 +81,8 @@ fn hung_guest_is_declared_after_the_stall_timeout() {
     let o = child.wait_with_output().unwrap();
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(exit_codes::GUEST_HUNG), "{err}");
-    assert!(
-        err.contains("stopped answering") && err.contains("--stall-timeout"),
-        "{err}"
-    );
-    assert!(
-        !std::path::Path::new(&format!("/proc/{}", qemu[0])).exists(),
-        "QEMU was left behind"
-    );
+    assert!(err.contains("stopped answering") && err.contains("--stall-timeout"), "{err}");
+    assert!(!std::path::Path::new(&format!("/proc/{}", qemu[0])).exists(), "QEMU was left behind");
     let s = read_summary(&out);
     assert_eq!(s["error"]["kind"], "guest_hung");
     assert!(s["windows"].as_array().unwrap().len() >= 2);
@@ -121,11 +93,7 @@ fn full_disk_keeps_the_samples_and_says_to_free_space() {
     let d = tempfile::tempdir().unwrap();
     let mnt = d.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&mnt).status().unwrap();
     assert!(status.success(), "mounting a small tmpfs needs root");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -136,19 +104,7 @@ fn full_disk_keeps_the_samples_and_says_to_free_space() {
     let _unmount = Unmount(mnt.clone());
     let out = mnt.join("run");
     let o = repro()
-        .args([
-            "run",
-            "--accel",
-            "tcg",
-            "--cpus",
-            "1",
-            "-n",
-            "5000",
-            "--window",
-            "5",
-            "--probe-samples",
-            "5",
-        ])
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "5000", "--window", "5", "--probe-samples", "5"])
         .arg("--kernel")
         .arg(debian_6_1())
         .arg("--out")

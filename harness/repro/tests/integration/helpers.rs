@@ -36,33 +36,22 @@ pub fn debian_6_1() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let out = std_repro().args(["fetch", "6.1"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "repro fetch 6.1 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "repro fetch 6.1 failed: {}", String::from_utf8_lossy(&out.stderr));
         let line = String::from_utf8(out.stdout).unwrap();
         PathBuf::from(line.split('\t').next().unwrap().trim())
     })
 }
 
 pub fn read_summary(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("summary.json"))
-        .unwrap_or_else(|e| panic!("no summary.json in {}: {e}", dir.display()));
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap_or_else(|e| panic!("no summary.json in {}: {e}", dir.display()));
     serde_json::from_str(&text).unwrap()
 }
 
 pub fn assert_schema_valid(v: &Value) {
     let schema: Value = serde_json::from_str(repro_proto_schema()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(v)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json violates the schema: {errors:#?}"
-    );
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "summary.json violates the schema: {errors:#?}");
 }
 
 fn repro_proto_schema() -> &'static str {
@@ -73,10 +62,7 @@ fn repro_proto_schema() -> &'static str {
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
-        assert!(
-            t0.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -84,8 +70,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// Lines of samples.jsonl of the given message type.
 pub fn sample_lines(dir: &Path, kind: &str) -> usize {
     let needle = format!("\"type\":\"{kind}\"");
-    std::fs::read_to_string(dir.join("samples.jsonl"))
-        .map_or(0, |t| t.lines().filter(|l| l.contains(&needle)).count())
+    std::fs::read_to_string(dir.join("samples.jsonl")).map_or(0, |t| t.lines().filter(|l| l.contains(&needle)).count())
 }
 
 /// Direct children of `pid`, from /proc.
@@ -100,12 +85,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         };
         // Fields after the command name (which may hold spaces) start after ')'.
         let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-        if rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-            == Some(pid)
-        {
+        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
             out.push(child);
         }
     }

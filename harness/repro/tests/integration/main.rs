@@ -9,3 +9,4 @@ mod build;
 mod cli;
 mod e2e;
 mod faults;
+mod fetch;

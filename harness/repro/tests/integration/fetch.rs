@@ -1,0 +1,196 @@
+//! Old kernels come from hosts this machine may not reach (CentOS vault,
+//! kernel.org). These tests serve fixture archives on 127.0.0.1 through a
+//! catalog of their own ($REPRO_CATALOG) and an empty cache, and walk every
+//! path: download, verify, extract, build, boot, refuse, seed by hand.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use predicates::prelude::*;
+use repro_proto::exit_codes;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+/// Serves `files` (name -> bytes) on 127.0.0.1 until dropped; 404 otherwise.
+struct Server {
+    url: String,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(files: Vec<(String, Vec<u8>)>) -> Server {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let s = server.clone();
+        let thread = std::thread::spawn(move || {
+            for req in s.incoming_requests() {
+                let name = req.url().rsplit('/').next().unwrap_or("").to_string();
+                let _ = match files.iter().find(|(n, _)| *n == name) {
+                    Some((_, body)) => req.respond(tiny_http::Response::from_data(body.clone())),
+                    None => req.respond(tiny_http::Response::empty(404)),
+                };
+            }
+        });
+        Server { url, server, thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+/// A catalog file and an empty cache for one test.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(catalog: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("catalog.toml"), catalog).unwrap();
+        Setup { dir }
+    }
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    fn repro(&self) -> assert_cmd::Command {
+        let mut c = repro();
+        c.env("REPRO_CATALOG", self.dir.path().join("catalog.toml")).env("REPRO_CACHE_DIR", self.cache());
+        c
+    }
+}
+
+fn rpm_entry(url: &str, sha: Option<&str>) -> String {
+    format!(
+        "[[kernel]]\nname = \"el7-fixture\"\ndescription = \"fixture rpm\"\nexpect = {{ seed = \"clean\" }}\nsource = {{ kind = \"rpm\", url = \"{url}\"{} }}\n",
+        sha.map(|s| format!(", sha256 = \"{s}\"")).unwrap_or_default()
+    )
+}
+
+fn kernel_rpm() -> Vec<u8> {
+    let image = std::fs::read(debian_6_1()).unwrap();
+    repro::rpm::fixture(&[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)]).unwrap()
+}
+
+#[test]
+fn rpm_kernel_is_downloaded_verified_cached_and_booted() {
+    let rpm = kernel_rpm();
+    let server = Server::start(vec![("kernel-3.10.0-0.el7.x86_64.rpm".into(), rpm.clone())]);
+    let url = format!("{}/vault/kernel-3.10.0-0.el7.x86_64.rpm", server.url);
+    let setup = Setup::new(&rpm_entry(&url, Some(&sha256(&rpm))));
+    let out = setup.dir.path().join("run");
+    setup
+        .repro()
+        .args(["run", "-q", "--kernel", "el7-fixture", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let s = read_summary(&out);
+    assert_schema_valid(&s);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["kernel"]["source"], "rpm:kernel-3.10.0-0.el7.x86_64.rpm");
+    assert!(s["kernel"]["release"].as_str().unwrap().starts_with("6.1."), "the fixture carries Debian's 6.1 image");
+    // With the server gone, the cached image still serves.
+    drop(server);
+    setup.repro().args(["fetch", "el7-fixture"]).assert().success().stdout(predicate::str::contains("kernel-3.10.0-0.el7.x86_64"));
+}
+
+#[test]
+fn download_with_the_wrong_sha256_is_refused_and_not_kept() {
+    let server = Server::start(vec![("kernel-x.rpm".into(), kernel_rpm())]);
+    let setup = Setup::new(&rpm_entry(&format!("{}/kernel-x.rpm", server.url), Some(&"0".repeat(64))));
+    setup
+        .repro()
+        .args(["fetch", "el7-fixture"])
+        .assert()
+        .code(exit_codes::IMAGE_INVALID)
+        .stderr(predicate::str::contains("corrupt or was tampered with"));
+    assert!(!setup.cache().join("downloads/kernel-x.rpm").exists());
+    assert!(!setup.cache().join("downloads/kernel-x.part").exists());
+}
+
+/// A kernel.org-like tree: make targets that stand in for the real build
+/// and produce Debian's 6.1 bzImage, so the whole build path runs in seconds.
+fn fixture_tarball() -> Vec<u8> {
+    let makefile = "tinyconfig:\n\tmkdir -p $(O) && echo '# tiny' > $(O)/.config\nolddefconfig:\n\t@true\nbzImage:\n\tmkdir -p $(O)/arch/x86/boot && cp prebuilt-bzImage $(O)/arch/x86/boot/bzImage\nkernelrelease:\n\t@echo 4.9.999-fixture\n";
+    let merge = "#!/bin/sh\n# -m -O OUT BASE FRAGMENT: append the fragment, as merge_config.sh would merge it\ncat \"$5\" >> \"$4\"\n";
+    let image = std::fs::read(debian_6_1()).unwrap();
+    let mut tar_bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_bytes);
+        for (path, data, mode) in [
+            ("linux-4.9.999/Makefile", makefile.as_bytes(), 0o644),
+            ("linux-4.9.999/scripts/kconfig/merge_config.sh", merge.as_bytes(), 0o755),
+            ("linux-4.9.999/arch/x86/Kconfig", b"".as_slice(), 0o644),
+            ("linux-4.9.999/prebuilt-bzImage", &image, 0o644),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let mut xz = Vec::new();
+    let mut w = lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default()).unwrap();
+    std::io::Write::write_all(&mut w, &tar_bytes).unwrap();
+    w.finish().unwrap();
+    xz
+}
+
+#[test]
+fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
+    let tarball = fixture_tarball();
+    let sums = format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}  linux-4.9.999.tar.xz\n", sha256(&tarball));
+    let server = Server::start(vec![("linux-4.9.999.tar.xz".into(), tarball), ("sha256sums.asc".into(), sums.into_bytes())]);
+    let catalog = format!(
+        "[[kernel]]\nname = \"4.9.999\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"regressed\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", config = \"minimal-4.x\" }}\n\n\
+         [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\" }}\n",
+        server.url
+    );
+    let setup = Setup::new(&catalog);
+    let out = setup.dir.path().join("run");
+    let o = setup
+        .repro()
+        .args(["run", "--kernel", "4.9.999", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("sha256sums.asc"), "the tarball was not checked against sha256sums.asc: {err}");
+    let s = read_summary(&out);
+    assert_eq!(s["complete"], true);
+    assert!(s["kernel"]["source"].as_str().unwrap().starts_with("build:tarball:"), "{}", s["kernel"]);
+    // The tree was unpacked without its top directory.
+    let src = std::fs::read_dir(setup.cache().join("src/linux-4.9.999")).unwrap().flatten().next().unwrap().path();
+    assert!(src.join("linux/Makefile").exists());
+}
+
+#[test]
+fn unreachable_host_fails_fast_and_a_seeded_cache_is_used_instead() {
+    let rpm = kernel_rpm();
+    // .invalid never resolves (RFC 2606): the same failure as an offline machine.
+    let url = "https://vault.repro-test.invalid/7.3.1611/os/x86_64/Packages/kernel-3.10.0-514.el7.x86_64.rpm";
+    let setup = Setup::new(&rpm_entry(url, Some(&sha256(&rpm))));
+    let seed_path = setup.cache().join("downloads/kernel-3.10.0-514.el7.x86_64.rpm");
+    setup.repro().args(["fetch", "el7-fixture"]).assert().code(exit_codes::KERNEL_UNAVAILABLE).stderr(
+        predicate::str::contains(format!("cannot download {url}"))
+            .and(predicate::str::contains(format!("copy it to {}", seed_path.display())))
+            .and(predicate::str::contains("--kernel PATH")),
+    );
+    std::fs::create_dir_all(seed_path.parent().unwrap()).unwrap();
+    std::fs::write(&seed_path, &rpm).unwrap();
+    setup.repro().args(["fetch", "el7-fixture"]).assert().success();
+    assert!(Path::new(&seed_path).exists());
+}
