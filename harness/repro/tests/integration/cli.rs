@@ -147,3 +147,21 @@ fn src_that_is_not_a_kernel_tree_is_refused() {
         .code(exit_codes::KERNEL_UNAVAILABLE)
         .stderr(predicate::str::contains("not a Linux kernel source tree"));
 }
+
+#[test]
+fn missing_build_tools_are_named_by_their_debian_package() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("linux");
+    std::fs::create_dir_all(tree.join("arch/x86")).unwrap();
+    std::fs::write(tree.join("Makefile"), "").unwrap();
+    // A PATH with none of make, flex, bison, bc, perl, git or gcc on it.
+    repro()
+        .args(["image", "build", "--cache-dir"])
+        .arg(d.path().join("cache"))
+        .arg("--src")
+        .arg(&tree)
+        .env("PATH", d.path())
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("sudo apt-get install -y make flex bison bc").and(predicate::str::contains("gcc")));
+}
