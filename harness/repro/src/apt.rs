@@ -124,9 +124,12 @@ pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<Strin
     Ok(lines)
 }
 
-/// A private apt state directory for one set of suites.
+/// A private apt state directory for one set of suites. Holding one holds
+/// an exclusive lock on it: two repro processes never run apt on the same
+/// lists at once (apt would refuse the second with its own lock error).
 pub struct AptRoot {
     dir: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl AptRoot {
@@ -134,13 +137,16 @@ impl AptRoot {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
             std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
+        let lock_file = std::fs::File::create(dir.join(".repro-lock"))?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(sources_list) {
             std::fs::write(&path, sources_list).with_context(|| format!("writing {}", path.display()))?;
             // New sources: the lists are stale whatever their age.
             let _ = std::fs::remove_file(dir.join("updated"));
         }
-        Ok(AptRoot { dir: dir.to_path_buf() })
+        Ok(AptRoot { dir: dir.to_path_buf(), _lock: lock })
     }
 
     fn options(&self) -> Vec<String> {
@@ -182,11 +188,10 @@ impl AptRoot {
     /// Refresh the package lists unless they are recent.
     pub fn update(&self, force: bool) -> Result<()> {
         let stamp = self.dir.join("updated");
-        let fresh = std::fs::metadata(&stamp)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age < LISTS_MAX_AGE);
+        let fresh = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok().is_some_and(|t| {
+            // A stamp from the future (the clock was set back) is fresh too.
+            SystemTime::now().duration_since(t).map_or(true, |age| age < LISTS_MAX_AGE)
+        });
         if fresh && !force {
             return Ok(());
         }
@@ -254,6 +259,19 @@ mod tests {
         assert!(lines[1].ends_with("http://mirror.example/debian-security bullseye-security main"), "{s}");
         assert!(lines[2].contains("http://mirror.example/debian bookworm-backports"), "{s}");
         assert!(!s.contains("vendor.example"));
+    }
+
+    #[test]
+    fn an_apt_root_is_locked_while_held() {
+        use nix::fcntl::{Flock, FlockArg};
+        let d = tempfile::tempdir().unwrap();
+        let root = AptRoot::create(d.path(), "deb [signed-by=/k] http://m.example/debian bookworm main\n").unwrap();
+        let other = std::fs::File::open(d.path().join(".repro-lock")).unwrap();
+        let other = Flock::lock(other, FlockArg::LockExclusiveNonblock).map(drop).map_err(|(_, e)| e);
+        assert_eq!(other, Err(nix::errno::Errno::EWOULDBLOCK), "a second process could run apt on the same lists");
+        drop(root);
+        let again = std::fs::File::open(d.path().join(".repro-lock")).unwrap();
+        assert!(Flock::lock(again, FlockArg::LockExclusiveNonblock).is_ok());
     }
 
     #[test]
