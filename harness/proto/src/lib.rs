@@ -33,6 +33,27 @@ pub struct Scenario {
     pub probes: Vec<ProbePath>,
     pub probe: ProbeSettings,
     pub settle: SettleSettings,
+    /// How a run of this scenario is judged (`repro check`).
+    #[serde(default)]
+    pub verdict: VerdictSettings,
+}
+
+/// Thresholds of the verdict: stale dentries per churned namespace left
+/// once cleanup has settled, and how much run is enough to judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictSettings {
+    /// At or above: regressed.
+    pub residual_regressed: f64,
+    /// At or below (with cleanup settled): clean. Between: inconclusive.
+    pub residual_clean: f64,
+    pub min_iterations: u64,
+    pub min_windows: u32,
+}
+
+impl Default for VerdictSettings {
+    fn default() -> Self {
+        VerdictSettings { residual_regressed: 1.0, residual_clean: 0.5, min_iterations: 200, min_windows: 5 }
+    }
 }
 
 /// One path the probe times from the initial namespace.

@@ -42,6 +42,7 @@ fn sample_summary() -> Summary {
             probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
             probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
             settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000, baseline_tolerance: 0.1 },
+            verdict: VerdictSettings::default(),
         },
         iterations_requested: 100,
         iterations_done: 100,

@@ -19,6 +19,7 @@ pub mod rpm;
 pub mod run_cmd;
 pub mod scenario;
 pub mod session;
+pub mod verdict;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,6 +61,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the kernels --kernel accepts by name.
     Kernels(KernelsArgs),
+    /// Run and judge: exit 0 clean, 1 regressed, 125 inconclusive (git bisect run's contract).
+    Check(CheckArgs),
     /// Boot a kernel and run one command in it (e.g. a static benchmark), printing its output.
     Exec(ExecArgs),
     /// Fetch (or build) a catalog kernel into the cache, no boot, and print its path.
@@ -201,6 +204,19 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit status: 0 clean, 1 regressed, 125 inconclusive or cannot test (build or boot failure),\n\
+so that `git bisect run repro check ...` skips what it cannot judge.\n\n\
+Examples:\n  repro check --kernel 6.1-noprune -n 3000            exits 1\n  \
+repro check --kernel 6.1 -n 1000 --repeat 3         decides by agreement of three runs")]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Run this many times and decide by agreement (any disagreement is inconclusive).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct KernelsArgs {
     /// Print the catalog as JSON.
     #[arg(long)]
@@ -244,6 +260,7 @@ pub fn run(cli: Cli) -> i32 {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(&args, cli.quiet),
+        Command::Check(args) => run_cmd::check(&args, cli.quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),

@@ -26,7 +26,25 @@ pub fn memory_needed_mib(iterations: u64) -> u64 {
     mib.max(1024).div_ceil(256) * 256
 }
 
+/// A run that got as far as a run directory: its summary on disk, and the
+/// error that ended it early, if any.
+pub struct Finished {
+    pub summary: Summary,
+    pub dir: PathBuf,
+    pub error: Option<anyhow::Error>,
+}
+
+/// `repro run`: exit 0 when the run completed, else the error's code.
 pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
+    let done = execute(args, quiet)?;
+    match done.error {
+        Some(e) => Err(e),
+        None => Ok(exit_codes::OK),
+    }
+}
+
+/// Set up, run and record; errors before the run directory exists are Err.
+pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
     if args.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
@@ -173,7 +191,7 @@ fn run_qemu(
     agent: &Path,
     date: &str,
     rt: &tokio::runtime::Runtime,
-) -> Result<i32> {
+) -> Result<Finished> {
     let vm = prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let run_dir = run_dir(args, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
@@ -220,6 +238,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         probes: Vec::new(),
         probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
         settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
+        verdict: Default::default(),
     };
     let job = Job {
         format_version: FORMAT_VERSION,
@@ -298,7 +317,7 @@ fn run_host(
     agent: &Path,
     date: &str,
     rt: &tokio::runtime::Runtime,
-) -> Result<i32> {
+) -> Result<Finished> {
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
             Kind::Permission,
@@ -338,16 +357,96 @@ fn run_host(
 }
 
 /// Record how the run ended, print the result, and pick the exit code.
-fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<i32> {
+fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finished> {
     let saved = rec.finish(outcome.as_ref().err().map(run_error));
     let s = &rec.summary;
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
     }
     print_report(s, &rec.dir, json);
-    saved?;
-    outcome?;
-    Ok(exit_codes::OK)
+    // A summary that could not be saved is the error to report (disk full).
+    let error = match saved {
+        Err(e) => Some(e),
+        Ok(()) => outcome.err(),
+    };
+    Ok(Finished { summary: rec.summary.clone(), dir: rec.dir.clone(), error })
+}
+
+/// `repro check`: run (`--repeat` times) and judge. Exits 0 clean,
+/// 1 regressed, 125 inconclusive or cannot test: `git bisect run`'s contract.
+pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
+    use crate::verdict::{decide, Outcome, Verdict};
+    let repeat = args.repeat.max(1);
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for i in 1..=repeat {
+        let mut run = args.run.clone();
+        if let (Some(out), true) = (&args.run.out, repeat > 1) {
+            run.out = Some(out.join(format!("run-{i}")));
+        }
+        let v = match execute(&run, quiet) {
+            Ok(done) => {
+                if let Some(e) = &done.error {
+                    eprintln!("error: {}", crate::error::render(e));
+                }
+                let v = decide(&done.summary, &done.summary.scenario_definition.verdict);
+                std::fs::write(done.dir.join("verdict.json"), serde_json::to_vec_pretty(&v)?)
+                    .with_context(|| format!("writing {}/verdict.json", done.dir.display()))?;
+                v
+            }
+            Err(e) => {
+                eprintln!("error: {}", crate::error::render(&e));
+                Verdict {
+                    outcome: Outcome::Inconclusive,
+                    rule: format!("cannot test: {}", crate::error::render(&e).lines().next().unwrap_or("")),
+                    evidence: crate::verdict::Evidence {
+                        residual_per_iteration: None,
+                        slope_us_per_1k: None,
+                        p50_first_us: None,
+                        p50_last_us: None,
+                        last_over_first: None,
+                        probe_over_control: None,
+                        probe: None,
+                        windows: 0,
+                        iterations: 0,
+                    },
+                }
+            }
+        };
+        let line =
+            format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule);
+        if args.run.json {
+            eprintln!("{line}")
+        } else {
+            println!("{line}")
+        }
+        verdicts.push(v);
+    }
+    let first = verdicts[0].outcome;
+    let agreed = verdicts.iter().all(|v| v.outcome == first);
+    let outcome = if agreed { first } else { Outcome::Inconclusive };
+    if repeat > 1 {
+        let residuals: Vec<f64> = verdicts.iter().filter_map(|v| v.evidence.residual_per_iteration).collect();
+        let spread = match (residuals.iter().cloned().reduce(f64::min), residuals.iter().cloned().reduce(f64::max)) {
+            (Some(lo), Some(hi)) => format!("residual per namespace {lo:.2} to {hi:.2}"),
+            _ => "no residuals".into(),
+        };
+        let each: Vec<&str> = verdicts.iter().map(|v| v.outcome.as_str()).collect();
+        let line = if agreed {
+            format!("verdict: {} ({repeat} of {repeat} runs agree; {spread})", outcome.as_str())
+        } else {
+            format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
+        };
+        if args.run.json {
+            eprintln!("{line}")
+        } else {
+            println!("{line}")
+        }
+    }
+    Ok(match outcome {
+        Outcome::Clean => exit_codes::OK,
+        Outcome::Regressed => exit_codes::REGRESSED,
+        Outcome::Inconclusive => exit_codes::INCONCLUSIVE,
+    })
 }
 
 /// How a failed run is described in summary.json.

@@ -22,6 +22,17 @@ struct RawScenario {
     churn: RawChurn,
     probe: RawProbe,
     settle: RawSettle,
+    #[serde(default)]
+    verdict: Option<Spanned<RawVerdict>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerdict {
+    residual_regressed: f64,
+    residual_clean: f64,
+    min_iterations: u64,
+    min_windows: u32,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +135,24 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
     if min_samples == 0 || min_samples > samples {
         return Err(at(raw.probe.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
     }
+    let verdict = match &raw.verdict {
+        None => repro_proto::VerdictSettings::default(),
+        Some(v) => {
+            let r = v.get_ref();
+            if r.residual_clean >= r.residual_regressed || r.residual_clean.is_nan() || r.residual_clean < 0.0 {
+                return Err(at(
+                    v.span(),
+                    format!("verdict.residual_clean ({}) must be below residual_regressed ({})", r.residual_clean, r.residual_regressed),
+                ));
+            }
+            repro_proto::VerdictSettings {
+                residual_regressed: r.residual_regressed,
+                residual_clean: r.residual_clean,
+                min_iterations: r.min_iterations,
+                min_windows: r.min_windows.max(1),
+            }
+        }
+    };
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -145,6 +174,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
                 t
             },
         },
+        verdict,
     })
 }
 
@@ -184,6 +214,7 @@ mod tests {
         assert_eq!(s.probe.budget_ms, 2000);
         assert_eq!(s.settle.max_ms, 120_000);
         assert_eq!(s.settle.baseline_tolerance, 0.1);
+        assert_eq!((s.verdict.residual_regressed, s.verdict.residual_clean), (1.0, 0.5));
     }
 
     fn err_of(text: &str) -> String {
@@ -212,6 +243,12 @@ mod tests {
         assert!(e.contains("relative to /proc/sys"), "{e}");
         let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"net/../../etc/passwd\""));
         assert!(e.contains("not a plain path"), "{e}");
+    }
+
+    #[test]
+    fn verdict_thresholds_must_be_ordered() {
+        let e = err_of(&seed_text().replace("residual_clean = 0.5", "residual_clean = 2.0"));
+        assert!(e.contains("must be below residual_regressed") && e.starts_with("x.toml:"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod build;
+mod check;
 mod cli;
 mod e2e;
 mod faults;

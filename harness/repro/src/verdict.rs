@@ -1,0 +1,232 @@
+//! From a run's numbers to an answer: `regressed`, `clean` or
+//! `inconclusive`, with the evidence and the rule that decided.
+//!
+//! The deciding evidence is what remains once namespace cleanup has
+//! settled: stale dentries per churned namespace (`residual`). A kernel with
+//! the bug keeps about six per namespace; a fixed one returns to its
+//! baseline. Latency is reported beside it (the slope of the probe's p50
+//! against iteration, robustly fitted; last/first window; ipv6/ipv4) and
+//! must not contradict it. Thresholds come from the scenario's [verdict].
+
+use repro_proto::{Summary, VerdictSettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Regressed,
+    Clean,
+    Inconclusive,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Regressed => "regressed",
+            Outcome::Clean => "clean",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The verdict on one run, as written to `verdict.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The rule that decided, in words, with the numbers.
+    pub rule: String,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub residual_per_iteration: Option<f64>,
+    /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
+    pub slope_us_per_1k: Option<f64>,
+    pub p50_first_us: Option<f64>,
+    pub p50_last_us: Option<f64>,
+    /// Last window's p50 over the first's.
+    pub last_over_first: Option<f64>,
+    /// Last window's probe p50 over the control path's.
+    pub probe_over_control: Option<f64>,
+    pub probe: Option<String>,
+    pub windows: usize,
+    pub iterations: u64,
+}
+
+/// Median, or None for no values.
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+}
+
+/// Theil-Sen estimator: the median of the slopes between every pair of
+/// points. Robust to the outlying windows TCG produces; hand-written
+/// because it is a dozen lines and no maintained crate offers it.
+pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
+    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            if b.0 != a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    median(&mut slopes)
+}
+
+pub fn evidence(s: &Summary) -> Evidence {
+    let probes = &s.scenario_definition.probes;
+    let probe = probes.iter().find(|p| !p.control).map(|p| p.name.clone());
+    let control = probes.iter().find(|p| p.control).map(|p| p.name.clone());
+    let p50 = |w: &repro_proto::Window, name: &Option<String>| {
+        name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| p.p50_us)
+    };
+    let points: Vec<(f64, f64)> = s.windows.iter().filter_map(|w| Some((w.iteration as f64 / 1000.0, p50(w, &probe)?))).collect();
+    let first = s.windows.first().and_then(|w| p50(w, &probe));
+    let last = s.windows.last().and_then(|w| p50(w, &probe));
+    let last_control = s.windows.last().and_then(|w| p50(w, &control));
+    Evidence {
+        residual_per_iteration: s.residual.as_ref().map(|r| r.per_iteration),
+        slope_us_per_1k: theil_sen(&points),
+        p50_first_us: first,
+        p50_last_us: last,
+        last_over_first: first.zip(last).filter(|(f, _)| *f > 0.0).map(|(f, l)| l / f),
+        probe_over_control: last.zip(last_control).filter(|(_, c)| *c > 0.0).map(|(l, c)| l / c),
+        probe,
+        windows: s.windows.len(),
+        iterations: s.iterations_done,
+    }
+}
+
+pub fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
+    let e = evidence(s);
+    let verdict = |outcome, rule: String| Verdict { outcome, rule, evidence: e.clone() };
+    if !s.complete {
+        let why = s.error.as_ref().map_or("it did not finish".to_string(), |err| format!("{}: {}", err.kind, first_line(&err.message)));
+        return verdict(Outcome::Inconclusive, format!("the run is incomplete ({why})"));
+    }
+    if e.iterations < t.min_iterations || e.windows < t.min_windows as usize {
+        return verdict(
+            Outcome::Inconclusive,
+            format!(
+                "too short: {} iterations in {} windows, the scenario needs at least {} iterations and {} windows",
+                e.iterations, e.windows, t.min_iterations, t.min_windows
+            ),
+        );
+    }
+    let Some(residual) = e.residual_per_iteration else {
+        return verdict(Outcome::Inconclusive, "no residual: the settle phase did not report".into());
+    };
+    let latency = format!(
+        "{} p50 slope {} us per 1k iterations, last/first {}",
+        e.probe.as_deref().unwrap_or("probe"),
+        e.slope_us_per_1k.map_or("?".into(), |x| format!("{x:.1}")),
+        e.last_over_first.map_or("?".into(), |x| format!("{x:.2}x")),
+    );
+    if residual >= t.residual_regressed {
+        return verdict(
+            Outcome::Regressed,
+            format!("{residual:.2} stale dentries per namespace remain after cleanup settled (>= {}); {latency}", t.residual_regressed),
+        );
+    }
+    if residual <= t.residual_clean {
+        let settled = s.settled.as_ref().is_some_and(|st| st.stable);
+        if !settled {
+            return verdict(
+                Outcome::Inconclusive,
+                format!("residual {residual:.2} looks clean but cleanup had not settled within the scenario's bound; {latency}"),
+            );
+        }
+        return verdict(
+            Outcome::Clean,
+            format!("{residual:.2} dentries per namespace remain after cleanup settled (<= {}); {latency}", t.residual_clean),
+        );
+    }
+    verdict(
+        Outcome::Inconclusive,
+        format!(
+            "too noisy to separate: residual {residual:.2} per namespace is between clean (<= {}) and regressed (>= {}); {latency}",
+            t.residual_clean, t.residual_regressed
+        ),
+    )
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repro_proto::*;
+
+    /// A synthetic run: `n` windows whose ipv6 p50 follows `ipv6(i)`.
+    fn run(n: u64, ipv6: impl Fn(u64) -> f64, residual: f64, complete: bool) -> Summary {
+        let text = include_str!("../../../results/seed/6.1-src-3000/summary.json");
+        let mut s: Summary = serde_json::from_str(text).unwrap();
+        s.windows = (1..=n)
+            .map(|k| {
+                let mut w = s.windows[0].clone();
+                w.iteration = k * 100;
+                w.probes[0].p50_us = ipv6(k);
+                w.probes[1].p50_us = 50.0;
+                w
+            })
+            .collect();
+        s.iterations_done = n * 100;
+        s.complete = complete;
+        s.residual = Residual::compute(10_000, 10_000 + (residual * (n * 100) as f64) as u64, n * 100);
+        s
+    }
+
+    fn t() -> VerdictSettings {
+        VerdictSettings { residual_regressed: 1.0, residual_clean: 0.5, min_iterations: 200, min_windows: 5 }
+    }
+
+    /// Deterministic noise in [-1, 1].
+    fn noise(k: u64) -> f64 {
+        ((k.wrapping_mul(2654435761) % 1000) as f64 / 500.0) - 1.0
+    }
+
+    #[test]
+    fn theil_sen_ignores_outliers_that_least_squares_would_follow() {
+        let mut pts: Vec<(f64, f64)> = (0..20).map(|x| (x as f64, 2.0 * x as f64 + 1.0)).collect();
+        pts[19].1 = 10_000.0;
+        pts[3].1 = -500.0;
+        assert!((theil_sen(&pts).unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(theil_sen(&[(1.0, 1.0)]), None);
+    }
+
+    #[test]
+    fn flat_noisy_series_with_no_residual_is_clean() {
+        let v = decide(&run(20, |k| 60.0 + 20.0 * noise(k), 0.01, true), &t());
+        assert_eq!(v.outcome, Outcome::Clean, "{}", v.rule);
+        assert!(v.evidence.slope_us_per_1k.unwrap().abs() < 10.0);
+    }
+
+    #[test]
+    fn linear_growth_with_stale_dentries_is_regressed() {
+        let v = decide(&run(20, |k| 60.0 + 60.0 * k as f64 + 10.0 * noise(k), 6.0, true), &t());
+        assert_eq!(v.outcome, Outcome::Regressed, "{}", v.rule);
+        assert!((v.evidence.slope_us_per_1k.unwrap() - 600.0).abs() < 20.0, "{:?}", v.evidence);
+        assert!(v.rule.contains("6.00 stale dentries"), "{}", v.rule);
+    }
+
+    #[test]
+    fn short_incomplete_or_gray_runs_are_inconclusive() {
+        let short = decide(&run(1, |_| 60.0, 6.0, true), &t());
+        assert_eq!(short.outcome, Outcome::Inconclusive);
+        assert!(short.rule.starts_with("too short"), "{}", short.rule);
+        let incomplete = decide(&run(20, |k| 60.0 * k as f64, 6.0, false), &t());
+        assert_eq!(incomplete.outcome, Outcome::Inconclusive);
+        assert!(incomplete.rule.contains("incomplete"));
+        let gray = decide(&run(20, |_| 60.0, 0.8, true), &t());
+        assert_eq!(gray.outcome, Outcome::Inconclusive);
+        assert!(gray.rule.starts_with("too noisy"), "{}", gray.rule);
+    }
+}
