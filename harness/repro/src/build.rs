@@ -150,7 +150,7 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     }
 
     let src = match &recipe.tree {
-        TreeSpec::Catalog { name, kind } => ensure_tree(name, kind, cache)?,
+        TreeSpec::Catalog { name, kind } => ensure_tree(name, kind, &tree_key, cache)?,
         TreeSpec::Local(dir) => dir.canonicalize()?,
     };
     // From here on Ctrl-C/SIGTERM stop make and put the tree back.
@@ -272,8 +272,8 @@ fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
 }
 
 /// The extracted source tree of a catalog tree, fetching it if needed.
-fn ensure_tree(name: &str, kind: &TreeKind, cache: &Cache) -> Result<PathBuf> {
-    let id = tree_identity(name, kind, cache)?;
+fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Result<PathBuf> {
+    let id = id.to_string();
     if let Some((_, dir)) = extracted_trees(cache, name).into_iter().find(|(i, _)| *i == id) {
         return Ok(dir);
     }

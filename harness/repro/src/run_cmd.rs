@@ -398,17 +398,7 @@ pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
                 Verdict {
                     outcome: Outcome::Inconclusive,
                     rule: format!("cannot test: {}", crate::error::render(&e).lines().next().unwrap_or("")),
-                    evidence: crate::verdict::Evidence {
-                        residual_per_iteration: None,
-                        slope_us_per_1k: None,
-                        p50_first_us: None,
-                        p50_last_us: None,
-                        last_over_first: None,
-                        probe_over_control: None,
-                        probe: None,
-                        windows: 0,
-                        iterations: 0,
-                    },
+                    evidence: Default::default(),
                 }
             }
         };

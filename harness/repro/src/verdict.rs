@@ -38,7 +38,7 @@ pub struct Verdict {
     pub evidence: Evidence,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub residual_per_iteration: Option<f64>,
     /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
