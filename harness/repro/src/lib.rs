@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod progress;
 pub mod qemu;
 pub mod record;
+pub mod report;
 pub mod rpm;
 pub mod run_cmd;
 pub mod scenario;
@@ -59,6 +60,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a kernel, churn network namespaces, probe /proc/sys/net opens, record the curve.
     Run(RunArgs),
+    /// Compare run directories: a markdown table of kernels, numbers, verdicts and expectations.
+    Report(ReportArgs),
     /// List the kernels --kernel accepts by name.
     Kernels(KernelsArgs),
     /// Run and judge: exit 0 clean, 1 regressed, 125 inconclusive (git bisect run's contract).
@@ -217,6 +220,17 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Example:\n  repro report results/seed          every run directory under results/seed")]
+pub struct ReportArgs {
+    /// Run directories, or directories of run directories.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Exit 1 when a verdict contradicts the catalog's expectation (for CI).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct KernelsArgs {
     /// Print the catalog as JSON.
     #[arg(long)]
@@ -262,6 +276,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Run(args) => run_cmd::run(&args, cli.quiet),
         Command::Check(args) => run_cmd::check(&args, cli.quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
+        Command::Report(args) => run_cmd::report(&args),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),
         Command::Image(ImageCommand::Build(args)) => run_cmd::image_build(&args),

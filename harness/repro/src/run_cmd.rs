@@ -584,6 +584,30 @@ fn host_cpu() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+pub fn report(args: &crate::ReportArgs) -> Result<i32> {
+    let dirs = crate::report::collect(&args.dirs)?;
+    let rows = crate::report::rows(&dirs, &Catalog::builtin()?)?;
+    let base = std::env::current_dir()?;
+    print!("{}", crate::report::markdown(&rows, &base));
+    let x = crate::report::extrapolation(&rows);
+    if !x.is_empty() {
+        print!("\nExtrapolation:\n\n{x}");
+    }
+    let contradicted = rows.iter().filter(|r| {
+        use crate::catalog::Expect;
+        use crate::verdict::Outcome;
+        matches!((r.expected, r.verdict.outcome), (Some(Expect::Regressed), Outcome::Clean) | (Some(Expect::Clean), Outcome::Regressed))
+    });
+    let n = contradicted.count();
+    if n > 0 {
+        eprintln!("{n} verdict(s) contradict the catalog's expectation");
+        if args.strict {
+            return Ok(exit_codes::REGRESSED);
+        }
+    }
+    Ok(exit_codes::OK)
+}
+
 pub fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.json {
