@@ -169,13 +169,26 @@ fn missing_build_tools_are_named_by_their_debian_package() {
 #[test]
 fn report_strict_fails_when_a_verdict_contradicts_the_catalog() {
     let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/seed");
-    repro().arg("report").arg(&results).args(["--strict"]).assert().success().stdout(predicate::str::contains("| 6.1-noprune | 6.1.192 | tcg | seed | 3000 | 6.00 |"));
+    repro()
+        .arg("report")
+        .arg(&results)
+        .args(["--strict"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("| 6.1-noprune | 6.1.192 | tcg | seed | 3000 | 6.00 |"));
     // A clean run filed under a kernel the catalog expects to regress.
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("mislabelled");
     std::fs::create_dir(&run).unwrap();
-    let mut s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(results.join("6.1-src-3000/summary.json")).unwrap()).unwrap();
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("6.1-src-3000/summary.json")).unwrap()).unwrap();
     s["kernel"]["name"] = "6.1-noprune".into();
     std::fs::write(run.join("summary.json"), serde_json::to_vec(&s).unwrap()).unwrap();
-    repro().arg("report").arg(&run).arg("--strict").assert().code(exit_codes::REGRESSED).stderr(predicate::str::contains("contradict the catalog"));
+    repro()
+        .arg("report")
+        .arg(&run)
+        .arg("--strict")
+        .assert()
+        .code(exit_codes::REGRESSED)
+        .stderr(predicate::str::contains("contradict the catalog"));
 }
