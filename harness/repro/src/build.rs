@@ -535,10 +535,6 @@ impl Drop for InterruptFlag {
             // SAFETY: restores the handler that was installed before.
             let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
         }
-        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
-            // The interruption was handled; the process still ends as asked.
-            tracing::debug!("build interrupted");
-        }
     }
 }
 

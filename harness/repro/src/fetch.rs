@@ -49,13 +49,12 @@ pub fn fetch(url: &str, pinned: Option<&str>, cache: &Cache) -> Result<Fetched> 
             ),
         )
     };
-    let expected = |cache: &Cache| -> Result<Option<(String, String)>> {
+    let expected = || -> Result<Option<(String, String)>> {
         if let Some(p) = pinned {
             return Ok(Some((p.to_ascii_lowercase(), "pinned".into())));
         }
         // kernel.org publishes sha256sums.asc beside its tarballs.
         let sums_url = format!("{}/sha256sums.asc", url.rsplit_once('/').map_or(url, |(d, _)| d));
-        let _ = cache;
         match get_text(&sums_url) {
             Ok(sums) => match sums_entry(&sums, file_name(url)) {
                 Some(h) => Ok(Some((h, "sha256sums.asc".into()))),
@@ -68,11 +67,7 @@ pub fn fetch(url: &str, pinned: Option<&str>, cache: &Cache) -> Result<Fetched> 
     if path.exists() {
         let have = sha256_file(&path)?;
         // A seeded or earlier download: check it before trusting it.
-        let want = match pinned {
-            Some(p) => Some((p.to_ascii_lowercase(), "pinned".to_string())),
-            None => expected(cache).ok().flatten(),
-        };
-        match want {
+        match expected().ok().flatten() {
             Some((w, by)) if w == have => return Ok(Fetched { path, sha256: have, verified_by: by }),
             Some((w, _)) => {
                 tracing::warn!("{} has sha256 {have}, expected {w}: downloading it again", path.display());
@@ -82,7 +77,7 @@ pub fn fetch(url: &str, pinned: Option<&str>, cache: &Cache) -> Result<Fetched> 
         }
     }
 
-    let want = expected(cache)?;
+    let want = expected()?;
     std::fs::create_dir_all(path.parent().unwrap())?;
     let part = path.with_extension("part");
     tracing::info!("downloading {url}");

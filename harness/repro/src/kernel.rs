@@ -38,6 +38,21 @@ struct CachedImage {
     image_sha256: String,
 }
 
+impl CachedImage {
+    /// What is known before extraction; `install_image` fills in the image.
+    fn new(origin: &str, package: String, version: String, archive: &Path, archive_sha256: String) -> CachedImage {
+        CachedImage {
+            origin: origin.into(),
+            package,
+            version,
+            deb: archive.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            deb_sha256: archive_sha256,
+            release: String::new(),
+            image_sha256: String::new(),
+        }
+    }
+}
+
 /// repro's cache: fetched kernels and private apt state. Shared between runs
 /// (and CI jobs): entries are written under a lock and renamed into place.
 #[derive(Debug, Clone)]
@@ -77,10 +92,7 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<
 
 fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
-    std::fs::create_dir_all(&kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
-    let lock_file = File::create(kdir.join(".lock"))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
-    sweep_interrupted_fetches(&kdir);
+    let _lock = lock_kernel_dir(&kdir)?;
 
     let unavailable = |e: anyhow::Error| {
         fail(
@@ -118,28 +130,45 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
     tracing::info!("fetching {pkg} {ver} with apt-get download");
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
     let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
+    let meta = CachedImage::new("debian", pkg, ver, &deb, sha256_file(&deb)?);
+    install_image(tmp, &dir, name, &deb, crate::deb::extract_vmlinuz, meta)
+}
+
+/// Extract the image of `archive` (with `extract`) into a cache entry at
+/// `dir`: written in the temporary directory `tmp`, checked, recorded in
+/// source.json and renamed into place, so an interrupted fetch leaves only
+/// a `.fetch-*` directory, never a half entry. An archive inside `tmp` is
+/// dropped once its image is out.
+fn install_image(
+    tmp: tempfile::TempDir,
+    dir: &Path,
+    name: &str,
+    archive: &Path,
+    extract: fn(&Path, &mut File) -> Result<String>,
+    mut meta: CachedImage,
+) -> Result<KernelImage> {
     let image_tmp = tmp.path().join("vmlinuz");
-    let release = {
-        let mut out = File::create(&image_tmp)?;
-        let r = crate::deb::extract_vmlinuz(&deb, &mut out)?;
-        out.sync_all()?;
-        r
-    };
+    let mut out = File::create(&image_tmp)?;
+    meta.release = extract(archive, &mut out)?;
+    out.sync_all()?;
     check_bzimage(&image_tmp)?;
-    let meta = CachedImage {
-        origin: "debian".into(),
-        package: pkg,
-        version: ver,
-        deb: deb.file_name().unwrap().to_string_lossy().into_owned(),
-        deb_sha256: sha256_file(&deb)?,
-        release,
-        image_sha256: sha256_file(&image_tmp)?,
-    };
-    std::fs::remove_file(&deb)?;
+    meta.image_sha256 = sha256_file(&image_tmp)?;
+    if archive.starts_with(tmp.path()) {
+        std::fs::remove_file(archive)?;
+    }
     std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
-    // An interrupted fetch leaves only a .fetch-* directory, never a half entry.
-    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the fetched image into {}", dir.display()))?;
-    load_cached(&dir, name)?.context("the image just cached cannot be read back")
+    std::fs::rename(tmp.keep(), dir).with_context(|| format!("moving the extracted image into {}", dir.display()))?;
+    load_cached(dir, name)?.context("the image just cached cannot be read back")
+}
+
+/// Lock a catalog kernel's cache directory (two runs fetch it one after the
+/// other) and clear what interrupted fetches left there.
+fn lock_kernel_dir(kdir: &Path) -> Result<Flock<File>> {
+    std::fs::create_dir_all(kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
+    let lock = Flock::lock(File::create(kdir.join(".lock"))?, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    sweep_interrupted_fetches(kdir);
+    Ok(lock)
 }
 
 /// Remove what interrupted fetches left (killed before their temporary
@@ -161,10 +190,7 @@ fn debian() -> String {
 /// A binary kernel RPM (CentOS 7): download, verify, extract boot/vmlinuz-*.
 fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
-    std::fs::create_dir_all(&kdir)?;
-    let lock_file = File::create(kdir.join(".lock"))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
-    sweep_interrupted_fetches(&kdir);
+    let _lock = lock_kernel_dir(&kdir)?;
     let file = crate::fetch::file_name(url);
     let dir = kdir.join(file.trim_end_matches(".rpm"));
     if let Some(img) = load_cached(&dir, name)? {
@@ -172,26 +198,8 @@ fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, cache: &Cache) -> Resu
     }
     let got = crate::fetch::fetch(url, sha256, cache)?;
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
-    let image_tmp = tmp.path().join("vmlinuz");
-    let release = {
-        let mut out = File::create(&image_tmp)?;
-        let r = crate::rpm::extract_vmlinuz(&got.path, &mut out)?;
-        out.sync_all()?;
-        r
-    };
-    check_bzimage(&image_tmp)?;
-    let meta = CachedImage {
-        origin: "rpm".into(),
-        package: file.trim_end_matches(".rpm").into(),
-        version: got.verified_by.clone(),
-        deb: file.into(),
-        deb_sha256: got.sha256,
-        release,
-        image_sha256: sha256_file(&image_tmp)?,
-    };
-    std::fs::write(tmp.path().join("source.json"), serde_json::to_vec_pretty(&meta)?)?;
-    std::fs::rename(tmp.keep(), &dir).with_context(|| format!("moving the extracted image into {}", dir.display()))?;
-    load_cached(&dir, name)?.context("the image just cached cannot be read back")
+    let meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), got.verified_by, &got.path, got.sha256);
+    install_image(tmp, &dir, name, &got.path, crate::rpm::extract_vmlinuz, meta)
 }
 
 fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {

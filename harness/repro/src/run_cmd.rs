@@ -204,7 +204,7 @@ fn run_qemu(
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
         let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
-        let limits = StreamLimits { stall: args.stall_timeout, overall: args.timeout.map(|t| tokio::time::Instant::now() + t) };
+        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
         let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
         if r.is_ok() {
             // The agent powers the guest off after Done.
@@ -262,7 +262,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     let outcome: Result<()> = rt.block_on(async {
         let mut interrupt = Interrupt::new()?;
         let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
-        let limits = StreamLimits { stall: args.timeout, overall: Some(tokio::time::Instant::now() + args.timeout) };
+        let limits = StreamLimits::new(args.timeout, Some(args.timeout));
         let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(30)).await;
         r
@@ -347,7 +347,7 @@ fn run_host(
         };
         rec.record(&started.hello)?;
         log_hello(&started.hello, "host", &progress);
-        let limits = StreamLimits { stall: args.stall_timeout, overall: args.timeout.map(|t| tokio::time::Instant::now() + t) };
+        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
         let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
         r
@@ -377,6 +377,8 @@ fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finishe
 pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
     use crate::verdict::{decide, Outcome, Verdict};
     let repeat = args.repeat.max(1);
+    // With --json, stdout carries the summaries; verdict lines go to stderr.
+    let say = |line: String| if args.run.json { eprintln!("{line}") } else { println!("{line}") };
     let mut verdicts: Vec<Verdict> = Vec::new();
     for i in 1..=repeat {
         let mut run = args.run.clone();
@@ -394,21 +396,16 @@ pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
                 v
             }
             Err(e) => {
-                eprintln!("error: {}", crate::error::render(&e));
+                let msg = crate::error::render(&e);
+                eprintln!("error: {msg}");
                 Verdict {
                     outcome: Outcome::Inconclusive,
-                    rule: format!("cannot test: {}", crate::error::render(&e).lines().next().unwrap_or("")),
+                    rule: format!("cannot test: {}", msg.lines().next().unwrap_or("")),
                     evidence: Default::default(),
                 }
             }
         };
-        let line =
-            format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule);
-        if args.run.json {
-            eprintln!("{line}")
-        } else {
-            println!("{line}")
-        }
+        say(format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule));
         verdicts.push(v);
     }
     let first = verdicts[0].outcome;
@@ -421,16 +418,11 @@ pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
             _ => "no residuals".into(),
         };
         let each: Vec<&str> = verdicts.iter().map(|v| v.outcome.as_str()).collect();
-        let line = if agreed {
+        say(if agreed {
             format!("verdict: {} ({repeat} of {repeat} runs agree; {spread})", outcome.as_str())
         } else {
             format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
-        };
-        if args.run.json {
-            eprintln!("{line}")
-        } else {
-            println!("{line}")
-        }
+        });
     }
     Ok(match outcome {
         Outcome::Clean => exit_codes::OK,

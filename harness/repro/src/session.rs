@@ -88,10 +88,7 @@ impl Guard {
     }
 
     fn console_panicked(&self) -> bool {
-        self.console_log.as_deref().is_some_and(|c| {
-            let text = read_lossy(c);
-            text.contains("Kernel panic") || text.contains("end Kernel panic")
-        })
+        self.console_log.as_deref().is_some_and(|c| read_lossy(c).contains("Kernel panic"))
     }
 }
 
@@ -273,6 +270,14 @@ pub struct StreamLimits {
     pub stall: Duration,
     /// The whole run's deadline (--timeout).
     pub overall: Option<Instant>,
+}
+
+impl StreamLimits {
+    /// Silence allowed between messages, and an optional deadline for the
+    /// whole stream counted from now.
+    pub fn new(stall: Duration, timeout: Option<Duration>) -> StreamLimits {
+        StreamLimits { stall, overall: timeout.map(|t| Instant::now() + t) }
+    }
 }
 
 /// Stream messages into the recorder until the agent says Done. Every other
