@@ -203,9 +203,17 @@ impl AptRoot {
 
     /// Follow a metapackage to the `linux-image-*` package it depends on.
     pub fn resolve_image_package(&self, package: &str) -> Result<String> {
-        let out = self.apt("apt-cache", &["depends", "--no-recommends", "--no-suggests", package], None)?;
-        let dep = out.lines().filter_map(|l| l.trim().strip_prefix("Depends: ")).find(|d| d.starts_with("linux-image-"));
-        Ok(dep.map_or_else(|| package.to_string(), |d| d.trim().to_string()))
+        let mut pkg = package.to_string();
+        // metapackage -> linux-image-R -> (sid since 7.x) linux-binary-R, which holds the image.
+        for _ in 0..3 {
+            let out = self.apt("apt-cache", &["depends", "--no-recommends", "--no-suggests", &pkg], None)?;
+            let deps: Vec<&str> = out.lines().filter_map(|l| l.trim().strip_prefix("Depends: ")).map(str::trim).collect();
+            match next_image_package(&pkg, &deps) {
+                Some(next) => pkg = next.to_string(),
+                None => break,
+            }
+        }
+        Ok(pkg)
     }
 
     /// The candidate version of `package`.
@@ -234,9 +242,34 @@ impl AptRoot {
     }
 }
 
+/// The dependency of `pkg` that is closer to the kernel image: a
+/// metapackage's linux-image-R, or linux-image-R's linux-binary-R.
+fn next_image_package<'a>(pkg: &str, deps: &[&'a str]) -> Option<&'a str> {
+    deps.iter()
+        .copied()
+        .find(|d| d.starts_with("linux-binary-"))
+        .or_else(|| deps.iter().copied().find(|d| d.starts_with("linux-image-") && *d != pkg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_packages_are_followed_to_the_one_holding_vmlinuz() {
+        assert_eq!(
+            next_image_package("linux-image-cloud-amd64", &["linux-image-6.1.0-56-cloud-amd64"]),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
+        let sid = [
+            "linux-base",
+            "linux-base-7.2.13+deb14-cloud-amd64",
+            "linux-binary-7.2.13+deb14-cloud-amd64",
+            "linux-modules-7.2.13+deb14-cloud-amd64",
+        ];
+        assert_eq!(next_image_package("linux-image-7.2.13+deb14-cloud-amd64", &sid), Some("linux-binary-7.2.13+deb14-cloud-amd64"));
+        assert_eq!(next_image_package("linux-image-6.1.0-56-cloud-amd64", &["linux-base", "initramfs-tools"]), None);
+    }
 
     const DEB822: &str = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\nComponents: main\n";
 

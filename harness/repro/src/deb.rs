@@ -25,15 +25,26 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
         for entry in tar.entries()? {
             let mut entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
-            let file_name = path.rsplit('/').next().unwrap_or("");
-            if path.trim_start_matches("./").starts_with("boot/") && file_name.starts_with("vmlinuz-") {
+            if let Some(release) = vmlinuz_release(&path) {
                 std::io::copy(&mut entry, out)?;
-                return Ok(file_name.trim_start_matches("vmlinuz-").to_string());
+                return Ok(release);
             }
         }
-        bail!("{}: no boot/vmlinuz-* in {name}", deb.display());
+        bail!("{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in {name}", deb.display());
     }
     bail!("{}: no data.tar member: not a Debian package", deb.display())
+}
+
+/// The kernel release of a kernel image's path inside a package:
+/// `boot/vmlinuz-R` (Debian up to trixie) or `usr/lib/modules/R/vmlinuz`
+/// (sid's linux-binary-* packages since 7.x).
+pub fn vmlinuz_release(path: &str) -> Option<String> {
+    let p = path.trim_start_matches("./");
+    if let Some(r) = p.strip_prefix("boot/vmlinuz-") {
+        return (!r.is_empty() && !r.contains('/')).then(|| r.to_string());
+    }
+    let r = p.strip_prefix("usr/lib/modules/")?.strip_suffix("/vmlinuz")?;
+    (!r.is_empty() && !r.contains('/')).then(|| r.to_string())
 }
 
 /// Unpack the kernel source tarball that a linux-source-X package ships
@@ -91,6 +102,14 @@ pub fn unpack_stripped(reader: impl Read, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_paths_of_old_and_new_debian_layouts() {
+        assert_eq!(vmlinuz_release("./boot/vmlinuz-6.1.0-56-cloud-amd64").as_deref(), Some("6.1.0-56-cloud-amd64"));
+        assert_eq!(vmlinuz_release("./usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz").as_deref(), Some("7.2.13+deb14-cloud-amd64"));
+        assert_eq!(vmlinuz_release("./boot/config-6.1.0-56-cloud-amd64"), None);
+        assert_eq!(vmlinuz_release("./usr/lib/modules/7.2.13/kernel/vmlinuz"), None);
+    }
 
     /// Build a small .deb the way dpkg-deb lays it out.
     fn fake_deb(dir: &Path, payload: &[u8]) -> std::path::PathBuf {
