@@ -44,15 +44,31 @@ pub struct Scenario {
 pub struct VerdictSettings {
     /// At or above: regressed.
     pub residual_regressed: f64,
-    /// At or below (with cleanup settled): clean. Between: inconclusive.
+    /// At or below (with cleanup settled): clean. Between: see below.
     pub residual_clean: f64,
     pub min_iterations: u64,
     pub min_windows: u32,
+    /// Between the residual thresholds: clean when, after settling, the
+    /// probe's p50 is at most this many times the control's (the leftover
+    /// dentries are elsewhere, not on the probed hash chain); else
+    /// inconclusive.
+    #[serde(default = "default_settled_ratio_clean")]
+    pub settled_ratio_clean: f64,
+}
+
+fn default_settled_ratio_clean() -> f64 {
+    2.0
 }
 
 impl Default for VerdictSettings {
     fn default() -> Self {
-        VerdictSettings { residual_regressed: 1.0, residual_clean: 0.5, min_iterations: 200, min_windows: 5 }
+        VerdictSettings {
+            residual_regressed: 1.0,
+            residual_clean: 0.5,
+            min_iterations: 200,
+            min_windows: 5,
+            settled_ratio_clean: default_settled_ratio_clean(),
+        }
     }
 }
 
@@ -245,6 +261,9 @@ pub struct Provenance {
     pub host_cpu: String,
     pub host_kernel: String,
     pub qemu_version: Option<String>,
+    /// The repro command line that made the run (absent in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,8 @@ struct RawVerdict {
     residual_clean: f64,
     min_iterations: u64,
     min_windows: u32,
+    #[serde(default)]
+    settled_ratio_clean: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +152,13 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
                 residual_clean: r.residual_clean,
                 min_iterations: r.min_iterations,
                 min_windows: r.min_windows.max(1),
+                settled_ratio_clean: match r.settled_ratio_clean {
+                    Some(x) if x.is_nan() || x < 1.0 => {
+                        return Err(at(v.span(), format!("verdict.settled_ratio_clean ({x}) must be at least 1")))
+                    }
+                    Some(x) => x,
+                    None => repro_proto::VerdictSettings::default().settled_ratio_clean,
+                },
             }
         }
     };
