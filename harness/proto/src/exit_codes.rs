@@ -33,5 +33,9 @@ pub const INTERNAL: i32 = 12;
 pub const BUILD_FAILED: i32 = 13;
 /// `check`: the run cannot decide (`git bisect run`'s "skip").
 pub const INCONCLUSIVE: i32 = 125;
+/// `check`: repro itself cannot run here (QEMU missing, bad scenario, no
+/// permission, disk full), whatever the kernel: `git bisect run` stops
+/// rather than blame the commit.
+pub const CANNOT_RUN: i32 = 128;
 /// Interrupted by SIGINT (Ctrl-C) or SIGTERM, 128 + SIGINT by convention.
 pub const INTERRUPTED: i32 = 130;

@@ -21,6 +21,7 @@ fn sample_summary() -> Summary {
             host_cpu: "AMD EPYC".into(),
             host_kernel: "6.18".into(),
             qemu_version: Some("QEMU emulator version 7.2".into()),
+            command: Some("repro run --kernel 6.1".into()),
         },
         kernel: KernelInfo {
             name: "6.1".into(),

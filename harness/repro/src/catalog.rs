@@ -46,6 +46,10 @@ pub struct Entry {
     /// Expected verdict per scenario name: "regressed" or "clean".
     #[serde(default)]
     pub expect: BTreeMap<String, Expect>,
+    /// What is known to go wrong with this kernel here, measured; the report
+    /// shows it beside a run that does not match the expectation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<String>,
     pub source: Source,
 }
 
@@ -115,6 +119,42 @@ impl Catalog {
 
     pub fn names(&self) -> Vec<&str> {
         self.kernel.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// A hash of everything that makes `e`'s image: the entry, its tree,
+    /// its patches and config fragment. CI caches built kernels under it.
+    pub fn cache_key(&self, e: &Entry) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&e.source)?);
+        if let Source::Build { tree, patches, config } = &e.source {
+            h.update(serde_json::to_vec(self.tree(tree)?)?);
+            for p in patches {
+                let text = crate::build::PATCHES.iter().find(|(n, _)| n == p).map(|(_, t)| *t).unwrap_or_default();
+                h.update(p.as_bytes());
+                h.update(text.as_bytes());
+            }
+            h.update(crate::build::config_fragment(config)?.1.as_bytes());
+        }
+        Ok(format!("{:x}", h.finalize())[..16].to_string())
+    }
+
+    /// The CI matrix: every kernel with an expectation for a scenario.
+    pub fn matrix(&self, scenarios: &[String]) -> Result<serde_json::Value> {
+        let mut include = Vec::new();
+        for s in scenarios {
+            for e in &self.kernel {
+                if let Some(x) = e.expect.get(s) {
+                    include.push(serde_json::json!({
+                        "kernel": e.name,
+                        "scenario": s,
+                        "expect": x,
+                        "cache_key": format!("{}-{}", e.name, self.cache_key(e)?),
+                    }));
+                }
+            }
+        }
+        Ok(serde_json::json!({ "include": include }))
     }
 
     pub fn lookup(&self, name: &str) -> Result<&Entry> {

@@ -19,6 +19,8 @@ pub enum Kind {
     DiskFull,
     Permission,
     BuildFailed,
+    /// The command line asks for something that cannot be done as asked.
+    Usage,
     Interrupted,
 }
 
@@ -35,6 +37,7 @@ impl Kind {
             Kind::DiskFull => codes::DISK_FULL,
             Kind::Permission => codes::PERMISSION,
             Kind::BuildFailed => codes::BUILD_FAILED,
+            Kind::Usage => codes::USAGE,
             Kind::Interrupted => codes::INTERRUPTED,
         }
     }
@@ -52,6 +55,7 @@ impl Kind {
             Kind::DiskFull => "disk_full",
             Kind::Permission => "permission",
             Kind::BuildFailed => "build_failed",
+            Kind::Usage => "usage",
             Kind::Interrupted => "interrupted",
         }
     }

@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md for how data flows from here into the guest and back.
 
 pub mod apt;
+pub mod bisect;
 pub mod build;
 pub mod catalog;
 pub mod deb;
@@ -12,6 +13,8 @@ pub mod error;
 pub mod fetch;
 pub mod initramfs;
 pub mod kernel;
+pub mod matrix;
+pub mod plot;
 pub mod progress;
 pub mod qemu;
 pub mod record;
@@ -60,8 +63,12 @@ pub struct Cli {
 pub enum Command {
     /// Boot a kernel, churn network namespaces, probe /proc/sys/net opens, record the curve.
     Run(RunArgs),
-    /// Compare run directories: a markdown table of kernels, numbers, verdicts and expectations.
+    /// Compare run directories: table, verdicts against expectations, plots, HTML page.
     Report(ReportArgs),
+    /// Run every kernel x scenario pair, one after another, then write the report.
+    Matrix(MatrixArgs),
+    /// Find the commit (or packaged kernel) where the verdict changes, driving git bisect.
+    Bisect(BisectArgs),
     /// List the kernels --kernel accepts by name.
     Kernels(KernelsArgs),
     /// Run and judge: exit 0 clean, 1 regressed, 125 inconclusive (git bisect run's contract).
@@ -142,8 +149,9 @@ pub struct VmArgs {
     /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Build the kernel from this source tree (minimal config, O= output in the cache) instead of --kernel.
-    #[arg(long, value_name = "DIR")]
+    /// Build the kernel from this source tree (minimal config fragment, incremental O= build in the cache)
+    /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
+    #[arg(long, visible_alias = "build", value_name = "DIR")]
     pub src: Option<PathBuf>,
     /// C compiler for kernel builds (old kernels need old GCC), e.g. gcc-10.
     #[arg(long, default_value = "gcc", value_name = "CC")]
@@ -207,34 +215,123 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Exit status: 0 clean, 1 regressed, 125 inconclusive or cannot test (build or boot failure),\n\
-so that `git bisect run repro check ...` skips what it cannot judge.\n\n\
+#[command(after_help = "Exit status: 0 clean, 1 regressed, 125 inconclusive or cannot test (build failure, boot failure, \
+panic, hang), so that `git bisect run repro check ...` skips what it cannot judge; 128 when repro cannot run whatever \
+the kernel (QEMU missing, bad scenario, disk full), which stops git bisect run; 130 on Ctrl-C.\n\n\
 Examples:\n  repro check --kernel 6.1-noprune -n 3000            exits 1\n  \
-repro check --kernel 6.1 -n 1000 --repeat 3         decides by agreement of three runs")]
+repro check --kernel 6.1 -n 1000 --repeat 3         decides by agreement of three runs\n  \
+git bisect run repro check --build . -n 300         judge each revision of the kernel tree in .")]
 pub struct CheckArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Run this many times and decide by agreement (any disagreement is inconclusive).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Swap 0 and 1 (0 regressed, 1 clean), for `git bisect run` hunting a fix with
+    /// --term-old=unfixed --term-new=fixed, where the old state must exit 0.
+    #[arg(long)]
+    pub reverse: bool,
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Example:\n  repro report results/seed          every run directory under results/seed")]
+#[command(
+    mut_arg("kernel", |a| a.hide(true)),
+    mut_arg("json", |a| a.hide(true)),
+    mut_arg("src", |a| a.help("Kernel git tree to bisect (a clean working tree: git bisect checks revisions out in it)")),
+    mut_arg("out", |a| a.help("Directory for the state (bisect.json), each step's run and the report (bisect.md); \
+rerunning the same command with the same --out resumes [default: results/runs/bisect-<date>]")),
+    after_help = "Git mode builds every revision git bisect picks from --src (minimal config fragment, incremental: \
+one O= directory per tree in the cache, and every built revision is kept, so resuming or re-checking costs no build). \
+A revision that does not build, boot or decide is skipped. At the end the first new-term commit and its parent are \
+judged again. The tree is given back on its branch (git bisect reset) however the bisection ends.\n\n\
+Exit status: 0 when one revision was named and the re-check held; 125 when skips leave several candidates, the ends \
+do not bracket a change, or the re-check disagreed; 128 when repro cannot run at all; 130 on Ctrl-C (resume with \
+the same command).\n\n\
+Examples:\n  \
+repro bisect --src ~/linux --good v4.10 --bad v4.11 -n 2000            where did it regress?\n  \
+repro bisect --src ~/linux --unfixed v4.10 --fixed v4.11 -n 2000       where was it fixed?\n  \
+repro bisect --kernels 3.10,4.4.178,4.9.119,4.9.123,5.10 --fix         which packaged kernel fixed it?"
+)]
+pub struct BisectArgs {
+    /// Hunting a regression: a revision without it (git bisect's old term "good").
+    #[arg(long, value_name = "REV", requires = "bad", conflicts_with_all = ["fixed", "unfixed"])]
+    pub good: Option<String>,
+    /// Hunting a regression: a revision with it (git bisect's new term "bad").
+    #[arg(long, value_name = "REV", requires = "good")]
+    pub bad: Option<String>,
+    /// Hunting a fix: an old revision with the regression (old term "unfixed").
+    #[arg(long, value_name = "REV", requires = "fixed")]
+    pub unfixed: Option<String>,
+    /// Hunting a fix: a new revision without it (new term "fixed").
+    #[arg(long, value_name = "REV", requires = "unfixed")]
+    pub fixed: Option<String>,
+    /// Binary search over these kernels instead of git: catalog names or bzImage paths, oldest first.
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub kernels: Vec<String>,
+    /// With --kernels: hunt the fix (first clean kernel) instead of the regression.
+    #[arg(long, requires = "kernels")]
+    pub fix: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  \
+repro report results/seed                  the table for every run directory under results/seed\n  \
+repro report results/seed --out results    regenerate results/README.md, results/report.html, results/plots/")]
 pub struct ReportArgs {
     /// Run directories, or directories of run directories.
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
+    /// Write README.md (table, agreement, extrapolation, plots, provenance), report.html
+    /// (the same, self-contained) and plots/*.svg|png into DIR instead of printing the table.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Exit 1 when a verdict contradicts the catalog's expectation (for CI).
     #[arg(long)]
     pub strict: bool,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("kernel", |a| a.hide(true)),
+    mut_arg("scenario", |a| a.hide(true)),
+    mut_arg("out", |a| a.help("Directory for the pairs' run directories and the report [default: results/runs/matrix-<date>]")),
+    mut_arg("json", |a| a.hide(true)),
+    after_help = "Each pair's run directory is OUT/<scenario>/<kernel>-<iterations>; a pair that fails \
+(kernel unavailable, guest panic, hang) is recorded there with its error and the rest still run. \
+Then OUT gets README.md, report.html and plots/ as `repro report --out` writes them.\n\n\
+Exit status: 0 when every pair ran and agrees with the catalog's expectation, 1 when a verdict contradicts it, \
+125 when a pair failed or was inconclusive, 130 on Ctrl-C (pairs done so far are kept and reported).\n\n\
+Example:\n  repro matrix --kernels 5.10,6.1,6.12,6.1-noprune -n 3000 --out results"
+)]
+pub struct MatrixArgs {
+    /// Kernels: catalog names or bzImage paths, comma-separated.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "A,B,...")]
+    pub kernels: Vec<String>,
+    /// Scenarios: names or files, comma-separated.
+    #[arg(long, default_value = "seed", value_delimiter = ',', value_name = "X,Y,...")]
+    pub scenarios: Vec<String>,
+    /// Everything else as for `repro run`; --kernels and --scenarios replace --kernel and --scenario.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  repro kernels\n  \
+repro kernels --matrix --scenarios seed      the GitHub Actions matrix (ci/workflows/repro.yml uses it)")]
 pub struct KernelsArgs {
     /// Print the catalog as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "matrix")]
     pub json: bool,
+    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, cache_key}]}, one entry
+    /// per catalog kernel with an expectation for each scenario; cache_key changes when anything that
+    /// makes the kernel's image changes (entry, tree, patches, config fragment).
+    #[arg(long)]
+    pub matrix: bool,
+    /// With --matrix: the scenarios, comma-separated.
+    #[arg(long, default_value = "seed", value_delimiter = ',', requires = "matrix")]
+    pub scenarios: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -277,6 +374,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check(args) => run_cmd::check(&args, cli.quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
         Command::Report(args) => run_cmd::report(&args),
+        Command::Matrix(args) => matrix::matrix(&args, cli.quiet),
+        Command::Bisect(args) => bisect::bisect(&args, cli.quiet),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),
         Command::Image(ImageCommand::Build(args)) => run_cmd::image_build(&args),

@@ -277,7 +277,14 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     rec.exec_exit.context("the guest command ended without an exit code")
 }
 
-fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterations: u64, workers: u32, window: u64) -> Summary {
+pub(crate) fn new_summary(
+    date: &str,
+    kernel: &str,
+    scenario: repro_proto::Scenario,
+    iterations: u64,
+    workers: u32,
+    window: u64,
+) -> Summary {
     Summary {
         format_version: FORMAT_VERSION,
         provenance: Provenance {
@@ -286,6 +293,7 @@ fn new_summary(date: &str, kernel: &str, scenario: repro_proto::Scenario, iterat
             host_cpu: host_cpu(),
             host_kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
             qemu_version: None,
+            command: Some(command_line()),
         },
         kernel: KernelInfo { name: kernel.to_string(), release: None, image: None, image_sha256: None, source: String::new() },
         backend: String::new(),
@@ -372,10 +380,48 @@ fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finishe
     Ok(Finished { summary: rec.summary.clone(), dir: rec.dir.clone(), error })
 }
 
+/// One run and its verdict (also written to the run directory's
+/// verdict.json). What the kernel under test causes (build failure, boot
+/// failure, panic, hang, an unfetchable kernel) is an inconclusive verdict:
+/// that revision cannot be tested. What would fail on any kernel (QEMU
+/// missing, bad scenario, disk full, no permission, repro's own bugs) and
+/// Ctrl-C are Err: there is nothing to judge.
+pub fn judge(run: &RunArgs, quiet: bool) -> Result<(crate::verdict::Verdict, Option<PathBuf>)> {
+    use crate::verdict::{decide, Outcome, Verdict};
+    let any_kernel = |e: &anyhow::Error| {
+        matches!(kind_of(e), None | Some(Kind::QemuMissing | Kind::ScenarioInvalid | Kind::DiskFull | Kind::Permission | Kind::Interrupted))
+    };
+    match execute(run, quiet) {
+        Ok(mut done) => {
+            if let Some(e) = done.error.take() {
+                if any_kernel(&e) {
+                    return Err(e);
+                }
+                eprintln!("error: {}", crate::error::render(&e));
+            }
+            let v = decide(&done.summary, &done.summary.scenario_definition.verdict);
+            std::fs::write(done.dir.join("verdict.json"), serde_json::to_vec_pretty(&v)?)
+                .with_context(|| format!("writing {}/verdict.json", done.dir.display()))?;
+            Ok((v, Some(done.dir)))
+        }
+        Err(e) if any_kernel(&e) => Err(e),
+        Err(e) => {
+            let msg = crate::error::render(&e);
+            eprintln!("error: {msg}");
+            let v = Verdict {
+                outcome: Outcome::Inconclusive,
+                rule: format!("cannot test: {}", first_line(&msg)),
+                evidence: Default::default(),
+            };
+            Ok((v, None))
+        }
+    }
+}
+
 /// `repro check`: run (`--repeat` times) and judge. Exits 0 clean,
 /// 1 regressed, 125 inconclusive or cannot test: `git bisect run`'s contract.
 pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
-    use crate::verdict::{decide, Outcome, Verdict};
+    use crate::verdict::{Outcome, Verdict};
     let repeat = args.repeat.max(1);
     // With --json, stdout carries the summaries; verdict lines go to stderr.
     let say = |line: String| if args.run.json { eprintln!("{line}") } else { println!("{line}") };
@@ -385,24 +431,13 @@ pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
         if let (Some(out), true) = (&args.run.out, repeat > 1) {
             run.out = Some(out.join(format!("run-{i}")));
         }
-        let v = match execute(&run, quiet) {
-            Ok(done) => {
-                if let Some(e) = &done.error {
-                    eprintln!("error: {}", crate::error::render(e));
-                }
-                let v = decide(&done.summary, &done.summary.scenario_definition.verdict);
-                std::fs::write(done.dir.join("verdict.json"), serde_json::to_vec_pretty(&v)?)
-                    .with_context(|| format!("writing {}/verdict.json", done.dir.display()))?;
-                v
-            }
+        let v = match judge(&run, quiet) {
+            Ok((v, _)) => v,
+            Err(e) if kind_of(&e) == Some(Kind::Interrupted) => return Err(e),
             Err(e) => {
-                let msg = crate::error::render(&e);
-                eprintln!("error: {msg}");
-                Verdict {
-                    outcome: Outcome::Inconclusive,
-                    rule: format!("cannot test: {}", msg.lines().next().unwrap_or("")),
-                    evidence: Default::default(),
-                }
+                eprintln!("error: {}", crate::error::render(&e));
+                eprintln!("repro cannot run here whatever the kernel; exiting {} so that git bisect run stops", exit_codes::CANNOT_RUN);
+                return Ok(exit_codes::CANNOT_RUN);
             }
         };
         say(format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule));
@@ -424,15 +459,15 @@ pub fn check(args: &crate::CheckArgs, quiet: bool) -> Result<i32> {
             format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
         });
     }
-    Ok(match outcome {
-        Outcome::Clean => exit_codes::OK,
-        Outcome::Regressed => exit_codes::REGRESSED,
-        Outcome::Inconclusive => exit_codes::INCONCLUSIVE,
+    Ok(match (outcome, args.reverse) {
+        (Outcome::Clean, false) | (Outcome::Regressed, true) => exit_codes::OK,
+        (Outcome::Regressed, false) | (Outcome::Clean, true) => exit_codes::REGRESSED,
+        (Outcome::Inconclusive, _) => exit_codes::INCONCLUSIVE,
     })
 }
 
 /// How a failed run is described in summary.json.
-fn run_error(e: &anyhow::Error) -> RunError {
+pub(crate) fn run_error(e: &anyhow::Error) -> RunError {
     RunError {
         kind: kind_of(e).map_or("internal", Kind::as_str).into(),
         message: crate::error::render(e),
@@ -569,6 +604,21 @@ pub fn agent_path() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// This process's command line as a shell would take it back.
+pub(crate) fn command_line() -> String {
+    let quote = |a: String| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c)) {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    let mut args = std::env::args();
+    // The program as a command name, not wherever cargo put it.
+    let prog = args.next().map(|p| Path::new(&p).file_name().map_or(p.clone(), |f| f.to_string_lossy().into_owned()));
+    prog.into_iter().chain(args.map(quote)).collect::<Vec<_>>().join(" ")
+}
+
 fn host_cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -579,11 +629,22 @@ fn host_cpu() -> String {
 pub fn report(args: &crate::ReportArgs) -> Result<i32> {
     let dirs = crate::report::collect(&args.dirs)?;
     let rows = crate::report::rows(&dirs, &Catalog::builtin()?)?;
-    let base = std::env::current_dir()?;
-    print!("{}", crate::report::markdown(&rows, &base));
-    let x = crate::report::extrapolation(&rows);
-    if !x.is_empty() {
-        print!("\nExtrapolation:\n\n{x}");
+    if let Some(out) = &args.out {
+        let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
+        let doc = crate::report::Document {
+            rows: &rows,
+            out,
+            commands: vec![format!("repro report {} --out {}", dirs.join(" "), out.display())],
+        };
+        crate::report::write(&doc)?;
+        println!("{}", out.join("README.md").display());
+    } else {
+        let base = std::env::current_dir()?;
+        print!("{}", crate::report::markdown(&rows, &base));
+        let x = crate::report::extrapolation(&rows);
+        if !x.is_empty() {
+            print!("\nExtrapolation:\n\n{x}");
+        }
     }
     let contradicted = rows.iter().filter(|r| {
         use crate::catalog::Expect;
@@ -602,6 +663,10 @@ pub fn report(args: &crate::ReportArgs) -> Result<i32> {
 
 pub fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
+    if args.matrix {
+        println!("{}", serde_json::to_string(&catalog.matrix(&args.scenarios)?)?);
+        return Ok(exit_codes::OK);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&catalog.kernel)?);
         return Ok(exit_codes::OK);
@@ -625,7 +690,7 @@ pub fn fetch(args: &FetchArgs) -> Result<i32> {
     Ok(exit_codes::OK)
 }
 
-fn local_recipe(dir: &Path, cc: &str) -> Result<build::Recipe> {
+pub(crate) fn local_recipe(dir: &Path, cc: &str) -> Result<build::Recipe> {
     Ok(build::Recipe {
         name: "local".into(),
         tree: build::TreeSpec::Local(dir.to_path_buf()),

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod bisect;
 mod build;
 mod check;
 mod cli;

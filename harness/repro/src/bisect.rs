@@ -1,0 +1,604 @@
+//! `repro bisect`: find the commit (or the kernel in a list) where the
+//! verdict changes.
+//!
+//! Git mode drives `git bisect` in the source tree: each revision git
+//! checks out is built incrementally (one O= directory per tree, so a step
+//! recompiles only what changed), run and judged like `repro check`, and
+//! answered with git's own terms: good/bad when hunting a regression,
+//! unfixed/fixed when hunting the fix. List mode binary-searches an ordered
+//! list of kernels without git.
+//!
+//! Every step is appended to `<out>/bisect.json` before git hears of it.
+//! Rerunning the same command with the same --out resumes: the recorded
+//! answers are replayed into a fresh `git bisect start`, which puts git
+//! exactly where it was. At the end the first new-term revision and its
+//! parent are judged again, and `<out>/bisect.md` tells the whole chain.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use repro_proto::exit_codes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{fail, Kind};
+use crate::kernel::Cache;
+use crate::run_cmd::{judge, local_recipe};
+use crate::verdict::{Outcome, Verdict};
+use crate::BisectArgs;
+
+pub const STATE: &str = "bisect.json";
+pub const REPORT: &str = "bisect.md";
+const STATE_VERSION: u32 = 1;
+
+/// What the two ends of the range are called, git's way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub old: String,
+    pub new: String,
+    /// True when hunting a fix: the old state is the regression.
+    pub reverse: bool,
+}
+
+impl Terms {
+    pub fn regression() -> Terms {
+        Terms { old: "good".into(), new: "bad".into(), reverse: false }
+    }
+    pub fn fix() -> Terms {
+        Terms { old: "unfixed".into(), new: "fixed".into(), reverse: true }
+    }
+    /// The answer to give git for a verdict; None is `skip`.
+    pub fn term_for(&self, o: Outcome) -> Option<&str> {
+        match (o, self.reverse) {
+            (Outcome::Inconclusive, _) => None,
+            (Outcome::Clean, false) | (Outcome::Regressed, true) => Some(&self.old),
+            (Outcome::Regressed, false) | (Outcome::Clean, true) => Some(&self.new),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Full commit id (git mode) or the kernel as given (list mode).
+    pub rev: String,
+    pub subject: String,
+    /// The answer given: a term, or "skip".
+    pub answer: String,
+    pub outcome: Outcome,
+    pub rule: String,
+    pub build_s: f64,
+    pub run_s: f64,
+    pub residual_per_iteration: Option<f64>,
+    pub slope_us_per_1k: Option<f64>,
+    pub p50_first_us: Option<f64>,
+    pub p50_last_us: Option<f64>,
+    pub run_dir: Option<PathBuf>,
+}
+
+/// The bisection's parameters, which a resume must match, and its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub started: String,
+    /// The source tree (git mode) or None (list mode).
+    pub src: Option<PathBuf>,
+    pub old: String,
+    pub new: String,
+    /// List mode: the kernels, oldest first.
+    pub kernels: Vec<String>,
+    pub terms: Terms,
+    pub scenario: String,
+    pub iterations: u64,
+    pub steps: Vec<Step>,
+    pub result: Option<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The first revision (kernel) in the new state, when one was named.
+    pub first_new: Option<String>,
+    pub subject: String,
+    /// Candidates when skipped revisions leave more than one.
+    pub candidates: Vec<String>,
+    /// Re-checks of the first new revision and its parent: (rev, answer).
+    pub recheck: Vec<(String, String)>,
+    pub held: bool,
+}
+
+impl State {
+    fn same_bisection(&self, other: &State) -> bool {
+        (&self.src, &self.old, &self.new, &self.kernels, &self.terms, &self.scenario, self.iterations)
+            == (&other.src, &other.old, &other.new, &other.kernels, &other.terms, &other.scenario, other.iterations)
+    }
+}
+
+fn save(state: &State, out: &Path) -> Result<()> {
+    let tmp = out.join(format!("{STATE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out.join(STATE)).with_context(|| format!("saving {}", out.join(STATE).display()))
+}
+
+/// `repro bisect`.
+pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
+    let (terms, old, new) = match (&args.good, &args.bad, &args.unfixed, &args.fixed) {
+        (Some(g), Some(b), None, None) => (Terms::regression(), g.clone(), b.clone()),
+        (None, None, Some(u), Some(f)) => (Terms::fix(), u.clone(), f.clone()),
+        (None, None, None, None) if !args.kernels.is_empty() && args.run.vm.src.is_none() => {
+            (if args.fix { Terms::fix() } else { Terms::regression() }, String::new(), String::new())
+        }
+        _ => {
+            return Err(fail(
+                Kind::Usage,
+                "say which end is which: --good OLD --bad NEW to find where a regression came in, or --unfixed OLD --fixed NEW \
+                 to find its fix (with --kernels, the list's first and last are the ends; add --fix to hunt a fix)",
+            ))
+        }
+    };
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(format!("bisect-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if args.run.vm.src.is_some() && !args.kernels.is_empty() {
+        return Err(fail(Kind::Usage, "--src bisects a git tree and --kernels a list of kernels: give one of them"));
+    }
+    let src = match &args.run.vm.src {
+        Some(s) => Some(s.canonicalize().with_context(|| format!("kernel source {}", s.display()))?),
+        None => None,
+    };
+    let mut state = State {
+        version: STATE_VERSION,
+        started: date,
+        src: src.clone(),
+        old,
+        new,
+        kernels: args.kernels.clone(),
+        terms,
+        scenario: args.run.scenario.clone(),
+        iterations: args.run.iterations,
+        steps: Vec::new(),
+        result: None,
+    };
+    if let Ok(text) = std::fs::read_to_string(out.join(STATE)) {
+        let prev: State =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a repro bisect state", out.join(STATE).display()))?;
+        if !prev.same_bisection(&state) {
+            bail!("{} holds a different bisection ({} .. {}); give this one another --out", out.display(), prev.old, prev.new);
+        }
+        tracing::info!("resuming the bisection in {} ({} steps recorded)", out.display(), prev.steps.len());
+        state = prev;
+        state.result = None;
+    }
+    let judge_ctx = Judge { args, out: &out, quiet };
+    let code = match &src {
+        Some(src) => git_bisect(src, &mut state, &judge_ctx)?,
+        None => list_bisect(&mut state, &judge_ctx)?,
+    };
+    let md = report(&state);
+    std::fs::write(out.join(REPORT), &md).with_context(|| format!("writing {}", out.join(REPORT).display()))?;
+    print!("{md}");
+    Ok(code)
+}
+
+struct Judge<'a> {
+    args: &'a BisectArgs,
+    out: &'a Path,
+    quiet: bool,
+}
+
+impl Judge<'_> {
+    /// Build (git mode) and run one revision; a build failure is a skip.
+    fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
+        let n = state.steps.len() + 1;
+        let short: String = rev.chars().take(12).collect();
+        let slug: String = short.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let mut run = self.args.run.clone();
+        run.out = Some(self.out.join("steps").join(format!("{n:02}-{slug}")));
+        run.json = false;
+        let t0 = Instant::now();
+        let mut build_s = 0.0;
+        let built = match (&state.src, kernel) {
+            (Some(src), _) => {
+                tracing::info!("step {n}: building {short} ({subject})");
+                let built = crate::build::build(&local_recipe(src, &self.args.run.vm.cc)?, &Cache::new(self.args.run.vm.cache_dir.clone()));
+                build_s = t0.elapsed().as_secs_f64();
+                match built {
+                    Ok(img) => {
+                        run.vm.kernel = img.path.display().to_string();
+                        Ok(())
+                    }
+                    // A revision that does not compile is skipped; anything else (no compiler, no tree) stops.
+                    Err(e) if crate::error::kind_of(&e) == Some(Kind::BuildFailed) => Err(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, Some(k)) => {
+                run.vm.kernel = k.to_string();
+                Ok(())
+            }
+            (None, None) => bail!("nothing to run for {rev}"),
+        };
+        let (verdict, dir) = match built {
+            Ok(()) => {
+                tracing::info!("step {n}: running {short}");
+                judge(&run, self.quiet)?
+            }
+            Err(e) => {
+                let msg = crate::error::render(&e);
+                eprintln!("error: {msg}");
+                (
+                    Verdict {
+                        outcome: Outcome::Inconclusive,
+                        rule: format!("build failed: {}", msg.lines().next().unwrap_or("")),
+                        evidence: Default::default(),
+                    },
+                    None,
+                )
+            }
+        };
+        let run_s = t0.elapsed().as_secs_f64() - build_s;
+        let e = &verdict.evidence;
+        let step = Step {
+            rev: rev.to_string(),
+            subject: subject.to_string(),
+            answer: state.terms.term_for(verdict.outcome).unwrap_or("skip").to_string(),
+            outcome: verdict.outcome,
+            rule: verdict.rule.clone(),
+            build_s,
+            run_s,
+            residual_per_iteration: e.residual_per_iteration,
+            slope_us_per_1k: e.slope_us_per_1k,
+            p50_first_us: e.p50_first_us,
+            p50_last_us: e.p50_last_us,
+            run_dir: dir,
+        };
+        let msg = format!("step {n}: {short} {}: {} (build {:.0}s, run {:.0}s; {})", subject, step.answer, build_s, run_s, step.rule);
+        if self.quiet {
+            eprintln!("{msg}");
+        } else {
+            tracing::info!("{msg}");
+        }
+        Ok(step)
+    }
+}
+
+fn git(src: &Path, args: &[&str]) -> Result<String> {
+    tracing::debug!("git -C {} {}", src.display(), args.join(" "));
+    let o = Command::new("git").arg("-C").arg(src).args(args).output().context("running git (is it installed?)")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    if !o.status.success() {
+        bail!("git {} failed in {}: {}", args.join(" "), src.display(), text.trim());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn subject_of(src: &Path, rev: &str) -> String {
+    git(src, &["log", "-1", "--format=%s", rev]).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// What `git bisect` said after an answer.
+#[derive(Debug, PartialEq)]
+pub enum GitSays {
+    /// Test the checked-out revision next.
+    Continue,
+    /// "<sha> is the first <new> commit".
+    Found(String),
+    /// Only skipped commits are left; the first new one is among these.
+    OnlySkipped(Vec<String>),
+}
+
+/// Read git bisect's answer (stdout of `git bisect <term>` or `start`).
+pub fn parse_git_bisect(text: &str, new_term: &str) -> GitSays {
+    let found = format!(" is the first {new_term} commit");
+    if let Some(line) = text.lines().find(|l| l.contains(&found)) {
+        return GitSays::Found(line.split_whitespace().next().unwrap_or_default().to_string());
+    }
+    if text.contains("only 'skip'ped commits left") {
+        let shas = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.len() >= 40 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(String::from)
+            .collect();
+        return GitSays::OnlySkipped(shas);
+    }
+    GitSays::Continue
+}
+
+fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
+    git(src, &["rev-parse", "--git-dir"]).map_err(|_| {
+        fail(
+            Kind::Usage,
+            format!("{} is not a git checkout: repro bisect --src needs the kernel's git history (or use --kernels)", src.display()),
+        )
+    })?;
+    let dirty = git(src, &["status", "--porcelain", "--untracked-files=no"])?;
+    if !dirty.trim().is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "{} has uncommitted changes; git bisect would carry them into every revision. Commit or stash them first",
+                src.display()
+            ),
+        ));
+    }
+    let resolve = |rev: &str| -> Result<String> {
+        git(src, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+            .map(|s| s.trim().to_string())
+            .map_err(|_| fail(Kind::Usage, format!("{rev:?} is not a commit in {}", src.display())))
+    };
+    let (old, new) = (resolve(&state.old)?, resolve(&state.new)?);
+    let git_dir = PathBuf::from(git(src, &["rev-parse", "--absolute-git-dir"])?.trim());
+    if git_dir.join("BISECT_START").exists() {
+        if state.steps.is_empty() {
+            return Err(fail(
+                Kind::Usage,
+                format!("a git bisect is already in progress in {}; end it with `git bisect reset` first", src.display()),
+            ));
+        }
+        git(src, &["bisect", "reset"])?;
+    }
+    let terms = state.terms.clone();
+    let mut said = git(src, &["bisect", "start", &format!("--term-old={}", terms.old), &format!("--term-new={}", terms.new), &new, &old])?;
+    for s in &state.steps {
+        said = git(src, &["bisect", &s.answer, &s.rev])?;
+    }
+    // Whatever happens below, give the tree back on its branch.
+    struct Reset<'a>(&'a Path);
+    impl Drop for Reset<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("git").arg("-C").arg(self.0).args(["bisect", "reset"]).output();
+        }
+    }
+    let _reset = Reset(src);
+    let finding = loop {
+        match parse_git_bisect(&said, &terms.new) {
+            GitSays::Found(sha) => {
+                break Finding { subject: subject_of(src, &sha), first_new: Some(sha), candidates: vec![], recheck: vec![], held: false }
+            }
+            GitSays::OnlySkipped(c) => {
+                break Finding { first_new: None, subject: String::new(), candidates: c, recheck: vec![], held: false }
+            }
+            GitSays::Continue => {}
+        }
+        let head = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
+        let step = j.step(state, &head, &subject_of(src, &head), None)?;
+        state.steps.push(step);
+        save(state, j.out)?;
+        let answer = state.steps.last().map(|s| s.answer.clone()).unwrap_or_default();
+        said = git(src, &["bisect", &answer])?;
+    };
+    let log = git(src, &["bisect", "log"]).unwrap_or_default();
+    std::fs::write(j.out.join("git-bisect.log"), log)?;
+    git(src, &["bisect", "reset"])?;
+    let mut finding = finding;
+    if let Some(first) = finding.first_new.clone() {
+        // Judge the answer again: the first new revision, then its parent.
+        let parent = resolve(&format!("{first}^"))?;
+        let orig = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
+        let orig_ref = git(src, &["symbolic-ref", "-q", "--short", "HEAD"]).map(|s| s.trim().to_string()).unwrap_or_default();
+        let mut held = true;
+        for (rev, want) in [(&first, &terms.new), (&parent, &terms.old)] {
+            git(src, &["checkout", "-q", "--detach", rev])?;
+            let step = j.step(state, rev, &format!("re-check: {}", subject_of(src, rev)), None);
+            let back = if orig_ref.is_empty() { orig.clone() } else { orig_ref.clone() };
+            git(src, &["checkout", "-q", &back])?;
+            let step = step?;
+            held &= step.answer == *want;
+            finding.recheck.push((rev.clone(), step.answer.clone()));
+            state.steps.push(step);
+            save(state, j.out)?;
+        }
+        finding.held = held;
+    }
+    let code = verdict_code(&finding);
+    state.result = Some(finding);
+    save(state, j.out)?;
+    Ok(code)
+}
+
+fn verdict_code(f: &Finding) -> i32 {
+    if f.first_new.is_some() && f.held {
+        exit_codes::OK
+    } else {
+        exit_codes::INCONCLUSIVE
+    }
+}
+
+/// Binary search over kernels ordered oldest first. Both ends are judged
+/// too: a list is a claim, not a git bisect's given.
+fn list_bisect(state: &mut State, j: &Judge) -> Result<i32> {
+    let ks = state.kernels.clone();
+    if ks.len() < 2 {
+        return Err(fail(Kind::Usage, "--kernels needs at least two kernels, oldest first"));
+    }
+    let terms = state.terms.clone();
+    // Answers so far, by index; a resumed state already holds some.
+    let answer = |state: &mut State, i: usize| -> Result<String> {
+        if let Some(s) = state.steps.iter().find(|s| s.rev == ks[i] && !s.subject.starts_with("re-check")) {
+            return Ok(s.answer.clone());
+        }
+        let step = j.step(state, &ks[i], &format!("kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
+        let a = step.answer.clone();
+        state.steps.push(step);
+        save(state, j.out)?;
+        Ok(a)
+    };
+    let (first, last) = (answer(state, 0)?, answer(state, ks.len() - 1)?);
+    if first != terms.old || last != terms.new {
+        let f = Finding {
+            first_new: None,
+            subject: format!("the ends do not bracket a change: {} is {first}, {} is {last}", ks[0], ks[ks.len() - 1]),
+            candidates: vec![],
+            recheck: vec![],
+            held: false,
+        };
+        state.result = Some(f);
+        save(state, j.out)?;
+        return Ok(exit_codes::INCONCLUSIVE);
+    }
+    let (mut lo, mut hi) = (0usize, ks.len() - 1);
+    let mut skipped: Vec<usize> = Vec::new();
+    loop {
+        let open: Vec<usize> = (lo + 1..hi).filter(|i| !skipped.contains(i)).collect();
+        if open.is_empty() {
+            break;
+        }
+        let mid = open[open.len() / 2];
+        match answer(state, mid)? {
+            a if a == terms.old => lo = mid,
+            a if a == terms.new => hi = mid,
+            _ => skipped.push(mid),
+        }
+    }
+    let between: Vec<usize> = skipped.iter().copied().filter(|i| *i > lo && *i < hi).collect();
+    let mut finding = if between.is_empty() {
+        Finding { first_new: Some(ks[hi].clone()), subject: format!("after {}", ks[lo]), candidates: vec![], recheck: vec![], held: false }
+    } else {
+        let mut c: Vec<String> = between.iter().map(|i| ks[*i].clone()).collect();
+        c.push(ks[hi].clone());
+        Finding { first_new: None, subject: String::new(), candidates: c, recheck: vec![], held: false }
+    };
+    if finding.first_new.is_some() {
+        let mut held = true;
+        for (i, want) in [(hi, &terms.new), (lo, &terms.old)] {
+            let step = j.step(state, &ks[i], &format!("re-check: kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
+            held &= step.answer == *want;
+            finding.recheck.push((ks[i].clone(), step.answer.clone()));
+            state.steps.push(step);
+            save(state, j.out)?;
+        }
+        finding.held = held;
+    }
+    let code = verdict_code(&finding);
+    state.result = Some(finding);
+    save(state, j.out)?;
+    Ok(code)
+}
+
+fn num(x: Option<f64>, d: usize) -> String {
+    x.map_or("-".into(), |v| format!("{v:.d$}"))
+}
+
+/// The bisect report: parameters, the chain of steps, the answer.
+pub fn report(s: &State) -> String {
+    let short = |r: &str| if s.src.is_some() { r.chars().take(12).collect() } else { r.to_string() };
+    let mut md = String::from("# repro bisect\n\n");
+    match &s.src {
+        Some(src) => md.push_str(&format!(
+            "Tree {}; {} {} .. {} {}; scenario {}, {} iterations per step; started {}.\n\n",
+            src.display(),
+            s.terms.old,
+            short(&s.old),
+            s.terms.new,
+            short(&s.new),
+            s.scenario,
+            s.iterations,
+            s.started
+        )),
+        None => md.push_str(&format!(
+            "Kernels, oldest first: {}; terms {}/{}; scenario {}, {} iterations per step; started {}.\n\n",
+            s.kernels.join(", "),
+            s.terms.old,
+            s.terms.new,
+            s.scenario,
+            s.iterations,
+            s.started
+        )),
+    }
+    md.push_str("| # | revision | subject | build (s) | run (s) | verdict | answer | residual per ns | slope (us per 1k) | p50 first → last (us) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (i, st) in s.steps.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} → {} |\n",
+            i + 1,
+            short(&st.rev),
+            st.subject.replace('|', "/"),
+            st.build_s,
+            st.run_s,
+            st.outcome.as_str(),
+            st.answer,
+            num(st.residual_per_iteration, 2),
+            num(st.slope_us_per_1k, 1),
+            num(st.p50_first_us, 1),
+            num(st.p50_last_us, 1),
+        ));
+    }
+    md.push('\n');
+    match &s.result {
+        Some(Finding { first_new: Some(r), subject, recheck, held, .. }) => {
+            md.push_str(&format!("First {} {}: {} {}\n\n", s.terms.new, if s.src.is_some() { "commit" } else { "kernel" }, r, subject));
+            let checks: Vec<String> = recheck.iter().map(|(r, a)| format!("{} is {a}", short(r))).collect();
+            md.push_str(&format!(
+                "Re-checked: {}. {}\n",
+                checks.join(", "),
+                if *held { "The answer held." } else { "The answer did NOT hold: the verdicts are not stable at this iteration count; rerun with more iterations or check --repeat." }
+            ));
+        }
+        Some(Finding { candidates, subject, .. }) if !candidates.is_empty() || !subject.is_empty() => {
+            if candidates.is_empty() {
+                md.push_str(&format!("No answer: {subject}.\n"));
+            } else {
+                let c: Vec<String> = candidates.iter().map(|c| short(c)).collect();
+                md.push_str(&format!(
+                    "No single answer: skipped revisions leave these candidates for the first {}: {}\n",
+                    s.terms.new,
+                    c.join(", ")
+                ));
+            }
+        }
+        _ => md.push_str("Not finished: rerun the same command with the same --out to resume.\n"),
+    }
+    if let Some(src) = &s.src {
+        md.push_str(&format!(
+            "\nThe same with git alone:\n\n    cd {}\n    git bisect start --term-old={} --term-new={} {} {}\n    git bisect run repro check --build . --scenario {} -n {}{}\n",
+            src.display(),
+            s.terms.old,
+            s.terms.new,
+            s.new,
+            s.old,
+            s.scenario,
+            s.iterations,
+            if s.terms.reverse { " --reverse" } else { "" }
+        ));
+        if s.terms.reverse {
+            md.push_str(
+                "\n(`--reverse` makes repro check exit 0 on the regressed, old state, as git bisect run needs when hunting a fix.)\n",
+            );
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_map_verdicts_both_ways() {
+        let r = Terms::regression();
+        assert_eq!(r.term_for(Outcome::Regressed), Some("bad"));
+        assert_eq!(r.term_for(Outcome::Clean), Some("good"));
+        assert_eq!(r.term_for(Outcome::Inconclusive), None);
+        let f = Terms::fix();
+        assert_eq!(f.term_for(Outcome::Regressed), Some("unfixed"));
+        assert_eq!(f.term_for(Outcome::Clean), Some("fixed"));
+    }
+
+    #[test]
+    fn git_bisect_output_is_read() {
+        let found = "abc0123456789abc0123456789abc0123456789a is the first bad commit\ncommit abc...\n";
+        assert_eq!(parse_git_bisect(found, "bad"), GitSays::Found("abc0123456789abc0123456789abc0123456789a".into()));
+        assert_eq!(
+            parse_git_bisect("Bisecting: 3 revisions left to test after this (roughly 2 steps)\n[abc] x\n", "bad"),
+            GitSays::Continue
+        );
+        let fixed = "0123456789012345678901234567890123456789 is the first fixed commit\n";
+        assert!(matches!(parse_git_bisect(fixed, "fixed"), GitSays::Found(_)));
+        let skipped = "There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n\
+                       1111111111111111111111111111111111111111\n2222222222222222222222222222222222222222\n\
+                       We cannot bisect more!\n";
+        assert_eq!(parse_git_bisect(skipped, "bad"), GitSays::OnlySkipped(vec!["1".repeat(40), "2".repeat(40)]));
+    }
+}

@@ -1,0 +1,253 @@
+//! Bisection on a real kernel history: a git repository made from Debian's
+//! linux-source-6.1 with a few commits on top, one of which removes the
+//! `proc_sys_invalidate_dcache()` call (the bug) and a later one restores
+//! it (the fix). The repository lives in the kernel cache, so its O= build
+//! directory stays warm between test runs: only the first run here pays for
+//! a full kernel build; every later step recompiles one or two files.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// Iterations per step: 6 stale dentries per namespace show at any count
+/// above the verdict's minimum (200).
+const N: &str = "300";
+/// Bump when the history below changes: the repository is rebuilt.
+const FIXTURE_VERSION: &str = "1";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = StdCommand::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=repro", "-c", "user.email=repro@localhost", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", stderr_of(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("REPRO_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/repro"))
+}
+
+/// Debian's linux-source-6.1 as repro extracted it (building 6.1-src makes sure it is there).
+fn debian_tree() -> PathBuf {
+    let o = std_repro().args(["image", "build", "6.1-src"]).output().unwrap();
+    assert!(o.status.success(), "repro image build 6.1-src: {}", stderr_of(&o));
+    let base = cache_dir().join("src/debian-6.1");
+    std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("linux"))
+        .find(|p| p.join("fs/proc/proc_sysctl.c").is_file())
+        .unwrap_or_else(|| panic!("no extracted linux-source-6.1 under {}", base.display()))
+}
+
+/// Commit ids of the fixture history, by name.
+struct History {
+    repo: PathBuf,
+    base: String,
+    breaks_build: String,
+    removes_call: String,
+    before_fix_tip: String,
+    restores_call: String,
+    tip: String,
+    _lock: Flock<File>,
+}
+
+fn edit(repo: &Path, file: &str, f: impl FnOnce(String) -> String) {
+    let p = repo.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    let new = f(text.clone());
+    assert_ne!(new, text, "editing {file} changed nothing");
+    // A new file, not an in-place write: the tree's files are hard links to the cache's pristine copy.
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, new).unwrap();
+}
+
+fn commit(repo: &Path, msg: &str) -> String {
+    git(repo, &["commit", "-qam", msg]);
+    git(repo, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+const CALL: &str = "\tproc_sys_invalidate_dcache(p);\n";
+const REMOVES: &str = "proc: stop invalidating a dead namespace's sysctl dentries";
+const RESTORES: &str = "proc: invalidate a dead namespace's sysctl dentries again";
+
+fn history() -> History {
+    let root = cache_dir().join("fixtures/bisect-6.1");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = Flock::lock(File::create(root.join(".lock")).unwrap(), FlockArg::LockExclusive).unwrap();
+    let repo = root.join("linux");
+    let stamp = root.join("version");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(FIXTURE_VERSION) {
+        let _ = std::fs::remove_dir_all(&repo);
+        let _ = std::fs::remove_file(&stamp);
+        let tree = debian_tree();
+        // Hard links: seconds and no space; every edit below writes a new file.
+        let ok = StdCommand::new("cp").arg("-al").arg(&tree).arg(&repo).status().unwrap();
+        assert!(ok.success());
+        git(&repo, &["init", "-q", "-b", "main"]);
+        // -f: Debian's .gitignore ignores everything at the top level (its packaging repository's view).
+        git(&repo, &["add", "-f", "-A", "."]);
+        git(&repo, &["commit", "-qm", "linux-source-6.1 as Debian ships it"]);
+        edit(&repo, "Documentation/filesystems/proc.rst", |t| format!("{t}\n.. bisect fixture: a documentation change\n"));
+        commit(&repo, "docs: a note in proc.rst");
+        edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: an unrelated change that recompiles\n{t}"));
+        commit(&repo, "kernel/sys.c: a comment");
+        edit(&repo, "fs/proc/generic.c", |t| format!("#error bisect fixture: this revision does not build\n{t}"));
+        commit(&repo, "proc: break the build");
+        edit(&repo, "fs/proc/generic.c", |t| t.replacen("#error bisect fixture: this revision does not build\n", "", 1));
+        commit(&repo, "proc: fix the build");
+        edit(&repo, "fs/proc/proc_sysctl.c", |t| {
+            t.replacen(CALL, "", 1).replacen(
+                "static void proc_sys_invalidate_dcache(",
+                "static void __maybe_unused proc_sys_invalidate_dcache(",
+                1,
+            )
+        });
+        let removes = commit(&repo, REMOVES);
+        edit(&repo, "net/core/net_namespace.c", |t| format!("// bisect fixture: unrelated\n{t}"));
+        commit(&repo, "net: a comment in net_namespace.c");
+        edit(&repo, "lib/string.c", |t| format!("// bisect fixture: unrelated\n{t}"));
+        commit(&repo, "lib: a comment in string.c");
+        git(&repo, &["revert", "--no-edit", &removes]);
+        git(&repo, &["commit", "-q", "--amend", "-m", RESTORES]);
+        edit(&repo, "Documentation/filesystems/proc.rst", |t| format!("{t}\n.. bisect fixture: the last commit\n"));
+        commit(&repo, "docs: the fixture's last commit");
+        std::fs::write(&stamp, FIXTURE_VERSION).unwrap();
+    }
+    let log = git(&repo, &["log", "--format=%H %s", "--reverse"]);
+    let id = |subject: &str| -> String {
+        log.lines()
+            .find(|l| l.ends_with(subject))
+            .unwrap_or_else(|| panic!("no commit {subject:?} in\n{log}"))
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    History {
+        base: id("linux-source-6.1 as Debian ships it"),
+        breaks_build: id("proc: break the build"),
+        removes_call: id(REMOVES),
+        before_fix_tip: id("lib: a comment in string.c"),
+        restores_call: id(RESTORES),
+        tip: id("docs: the fixture's last commit"),
+        repo,
+        _lock: lock,
+    }
+}
+
+fn bisect_state(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("bisect.json")).unwrap()).unwrap()
+}
+
+fn steps_summary(state: &Value) -> String {
+    state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {} (build {:.0}s)",
+                &s["rev"].as_str().unwrap()[..12.min(s["rev"].as_str().unwrap().len())],
+                s["subject"],
+                s["answer"],
+                s["build_s"].as_f64().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_restored_it() {
+    let h = history();
+    let d = tempfile::tempdir().unwrap();
+
+    // Hunting the regression: base is good, the tip before the fix is bad.
+    let out = d.path().join("regression");
+    let o = repro()
+        .args(["bisect", "--accel", "tcg", "-n", N, "--good", &h.base, "--bad", &h.before_fix_tip, "--src"])
+        .arg(&h.repo)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let state = bisect_state(&out);
+    let steps = steps_summary(&state);
+    assert_eq!(o.status.code(), Some(0), "repro bisect failed:\n{}\nsteps:\n{steps}", stderr_of(&o));
+    assert_eq!(state["result"]["first_new"], h.removes_call.as_str(), "steps:\n{steps}");
+    assert_eq!(state["result"]["held"], true, "steps:\n{steps}");
+    let report = std::fs::read_to_string(out.join("bisect.md")).unwrap();
+    assert!(report.contains(REMOVES) && report.contains("The answer held."), "{report}");
+    // The revision that does not compile was skipped, not blamed, if git picked it.
+    for s in state["steps"].as_array().unwrap() {
+        if s["rev"] == h.breaks_build.as_str() {
+            assert_eq!(s["answer"], "skip", "{steps}");
+            assert!(s["rule"].as_str().unwrap().starts_with("build failed"), "{steps}");
+        }
+    }
+    // Given back on its branch.
+    assert_eq!(git(&h.repo, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "main");
+    assert!(!h.repo.join(".git/BISECT_START").exists());
+
+    // Hunting the fix: old = unfixed, new = fixed, git's own terms.
+    let out = d.path().join("fix");
+    let o = repro()
+        .args(["bisect", "--accel", "tcg", "-n", N, "--unfixed", &h.removes_call, "--fixed", &h.tip, "--src"])
+        .arg(&h.repo)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let state = bisect_state(&out);
+    let steps = steps_summary(&state);
+    assert_eq!(o.status.code(), Some(0), "repro bisect (fix) failed:\n{}\nsteps:\n{steps}", stderr_of(&o));
+    assert_eq!(state["result"]["first_new"], h.restores_call.as_str(), "steps:\n{steps}");
+    assert!(state["steps"].as_array().unwrap().iter().all(|s| ["fixed", "unfixed"].contains(&s["answer"].as_str().unwrap())), "{steps}");
+}
+
+#[test]
+fn git_bisect_run_with_repro_check_build_gives_the_same_answer() {
+    let h = history();
+    let repo = &h.repo;
+    git(repo, &["bisect", "reset", "-q"]); // a bisection a killed test left behind
+    git(repo, &["bisect", "start", &h.before_fix_tip, &h.base]);
+    let o = StdCommand::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["bisect", "run", REPRO, "-q", "check", "--build", ".", "--accel", "tcg", "-n", N])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = git(repo, &["bisect", "log"]);
+    git(repo, &["bisect", "reset"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "git bisect run failed:\n{stdout}\n{}", stderr_of(&o));
+    assert!(stdout.contains(&format!("{} is the first bad commit", h.removes_call)), "{stdout}\n{log}");
+}
+
+#[test]
+fn bisect_over_a_kernel_list_names_the_first_fixed_variant() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("list");
+    let o = repro()
+        .args(["bisect", "--accel", "tcg", "-n", N, "--kernels", "6.1-noprune,6.1-prune-aliases,6.1-src", "--fix", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let state = bisect_state(&out);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr_of(&o), steps_summary(&state));
+    assert_eq!(state["result"]["first_new"], "6.1-prune-aliases");
+    assert_eq!(state["result"]["held"], true);
+}
