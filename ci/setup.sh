@@ -24,6 +24,18 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+# check-jsonschema validates the GitHub workflows offline (its schemas are
+# built in); PyPI, in a venv of its own since Debian's Python is externally managed.
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools"
+if ! command -v check-jsonschema >/dev/null && [ ! -x "$tools/venv/bin/check-jsonschema" ]; then
+  python3 -c 'import venv, ensurepip' 2>/dev/null || {
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends python3-venv
+  }
+  python3 -m venv "$tools/venv" >&2
+  "$tools/venv/bin/pip" install -q check-jsonschema >&2
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found: install a Rust toolchain >= 1.80 with rustup (https://rustup.rs), then run this again" >&2
   exit 1

@@ -12,3 +12,4 @@ mod cli;
 mod e2e;
 mod faults;
 mod fetch;
+mod workflows;
