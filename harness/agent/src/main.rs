@@ -8,6 +8,8 @@
 //!
 //! The agent forks a child per iteration, so it stays single-threaded.
 
+mod chain;
+mod veth;
 mod workload;
 
 use std::fs::File;

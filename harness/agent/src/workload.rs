@@ -6,9 +6,18 @@
 //! reaps it. The main process never churns: it watches the counter of
 //! finished iterations and runs the probe from the initial namespace each
 //! time a window's worth of namespaces has been churned.
+//!
+//! Scenario options change the child and the worker: `read_all` reads every
+//! file under a directory (`sysctl -a`); `hold` opens directories inside the
+//! namespace and passes the fds to the worker (SCM_RIGHTS over a socketpair),
+//! which keeps them after the namespace is gone, for a while or until the run
+//! ends; `drop_caches_every` has the main process drop the dcache every K
+//! iterations.
 
 use std::ffi::CString;
+use std::io::IoSlice;
 use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,6 +30,14 @@ use nix::unistd::{close, fork, read, ForkResult};
 use repro_proto::{DentryState, Job, Message, ProbeStats, SettlePoint, Settled, Window};
 
 use crate::Channel;
+
+/// What a churned namespace does, prepared before any fork.
+struct ChildPlan {
+    veth: bool,
+    touch: Vec<CString>,
+    read_all: Option<String>,
+    hold: Vec<CString>,
+}
 
 /// Counters shared between the main process and the workers.
 struct Shared {
@@ -48,12 +65,30 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
     let sc = &job.scenario;
     let touch = cpaths(&sc.touch)?;
     let probe_paths = cpaths(sc.probes.iter().map(|p| &p.path))?;
+    load_modules(&job.load_modules)?;
+    let plan = ChildPlan {
+        veth: sc.veth,
+        touch: touch.clone(),
+        read_all: sc.read_all.clone(),
+        hold: cpaths(sc.hold.iter().flat_map(|h| h.paths.iter()))?,
+    };
+    let release_after = sc.hold.as_ref().and_then(|h| h.release_after_ms).map(Duration::from_millis);
+    let keep_workers = sc.hold.is_some();
+    if keep_workers {
+        raise_fd_limit(job.iterations * plan.hold.len() as u64 + 256)?;
+    }
 
-    check_namespaces_work(&touch)?;
+    check_namespaces_work(&plan)?;
     // Warm the probe paths' dentries so that the baseline includes them.
     probe(job, &probe_paths);
+    let counter = job.count_chain.then(crate::chain::Counter::new);
+    let chain_counter = counter.as_ref().map(|c| match c {
+        Ok(_) => "kprobe on proc_sys_compare, calls during one open of the judged probe path".to_string(),
+        Err(why) => format!("unavailable: {why}"),
+    });
+    let prober = Prober { judged: judged_probe(job, &probe_paths), paths: probe_paths, counter: counter.and_then(Result::ok) };
     let baseline = dentry_state()?;
-    ch.send(&Message::Started { baseline });
+    ch.send(&Message::Started { baseline, chain_counter });
 
     let shared = shared_counters()?;
     let start = Instant::now();
@@ -65,7 +100,7 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
             ForkResult::Child => {
                 // Die with the agent (host mode: Ctrl-C, kill).
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                worker_loop(shared, job.iterations, &touch);
+                worker_loop(shared, job.iterations, &plan, release_after);
                 // SAFETY: leave without running the parent's atexit handlers.
                 unsafe { nix::libc::_exit(0) };
             }
@@ -78,13 +113,19 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
     let mut next_window = window;
     let mut last_progress = Instant::now();
     let (mut last_iter, mut last_t) = (0u64, 0.0f64);
+    let drop_every = sc.drop_caches_every.filter(|k| *k > 0);
+    let mut next_drop = drop_every.unwrap_or(u64::MAX);
     loop {
         let done = shared.done.load(Ordering::Acquire);
+        if let Some(k) = drop_every.filter(|_| done >= next_drop) {
+            drop_caches()?;
+            next_drop = (done / k + 1) * k;
+        }
         let finished = done >= job.iterations;
         if done >= next_window || (finished && done > last_iter) {
             let elapsed = start.elapsed().as_secs_f64();
             let rate = (done - last_iter) as f64 / (elapsed - last_t).max(1e-9);
-            let w = window_now(job, &probe_paths, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
+            let w = window_now(job, &prober, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
             ch.send(&Message::Window(w));
             (last_iter, last_t) = (done, elapsed);
             next_window = (done / window + 1) * window;
@@ -101,8 +142,12 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    for w in workers {
-        let _ = waitpid(w, None);
+    // Workers holding fds forever stay until the end (see below); the
+    // others are done, or are waiting out their release delay.
+    if !keep_workers || release_after.is_some() {
+        for w in workers.drain(..) {
+            let _ = waitpid(w, None);
+        }
     }
     let churn_s = start.elapsed().as_secs_f64();
     let iterations_done = shared.done.load(Ordering::Acquire);
@@ -111,25 +156,44 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         return Err(format!("every one of {iterations_done} churn iterations failed (unshare or open in the new namespace)"));
     }
 
-    let settled = settle(job, ch, &probe_paths, baseline.nr_dentry, iterations_done, churn_s, errors)?;
+    let settled = settle(job, ch, &prober, baseline.nr_dentry, iterations_done, churn_s, errors)?;
+    // Held "until the run ends": the run has now settled and been probed.
+    for w in workers {
+        let _ = nix::sys::signal::kill(w, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(w, None);
+    }
     ch.send(&Message::Settled(settled));
     ch.send(&Message::Done { iterations_done, elapsed_s: start.elapsed().as_secs_f64() });
     Ok(())
 }
 
 /// One worker: claim iterations until the job's count is reached.
-fn worker_loop(shared: &Shared, total: u64, touch: &[CString]) {
+fn worker_loop(shared: &Shared, total: u64, plan: &ChildPlan, release_after: Option<Duration>) {
     let mut buf = [0u8; 256];
+    // The children hand their held fds back on this pair.
+    let pair = if plan.hold.is_empty() {
+        None
+    } else {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC).ok()
+    };
+    let mut held: std::collections::VecDeque<(Instant, Vec<OwnedFd>)> = Default::default();
     while shared.claimed.fetch_add(1, Ordering::AcqRel) < total {
         // SAFETY: the worker is single-threaded; the child only makes
         // syscalls on memory prepared before the fork, then `_exit`s.
         let ok = match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                let code = churn_child(touch, &mut buf);
+                let code = churn_child(plan, pair.as_ref().map(|(_, tx)| tx.as_raw_fd()), &mut buf);
                 unsafe { nix::libc::_exit(code) }
             }
             Ok(ForkResult::Parent { child }) => {
-                matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+                let exited = matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)));
+                let got = pair.as_ref().map(|(rx, _)| receive_fds(rx.as_raw_fd())).unwrap_or_default();
+                let complete = got.len() == plan.hold.len();
+                if !got.is_empty() {
+                    held.push_back((Instant::now(), got));
+                }
+                exited && complete
             }
             Err(_) => false,
         };
@@ -137,68 +201,188 @@ fn worker_loop(shared: &Shared, total: u64, touch: &[CString]) {
             shared.errors.fetch_add(1, Ordering::Relaxed);
         }
         shared.done.fetch_add(1, Ordering::AcqRel);
+        if let Some(after) = release_after {
+            while held.front().is_some_and(|(t, _)| t.elapsed() >= after) {
+                held.pop_front();
+            }
+        }
+    }
+    match release_after {
+        // Release the rest on schedule, then exit.
+        Some(after) => {
+            while let Some((t, fds)) = held.pop_front() {
+                std::thread::sleep(after.saturating_sub(t.elapsed()));
+                drop(fds);
+            }
+        }
+        // Hold until the main process kills this worker after the settled probe.
+        None if !held.is_empty() => loop {
+            nix::unistd::pause();
+        },
+        None => {}
     }
 }
 
 /// The body of one churned namespace. Returns the child's exit code.
-fn churn_child(touch: &[CString], buf: &mut [u8]) -> i32 {
+fn churn_child(plan: &ChildPlan, hold_to: Option<RawFd>, buf: &mut [u8]) -> i32 {
     if unshare(CloneFlags::CLONE_NEWNET).is_err() {
         return 10;
     }
+    if plan.veth && crate::veth::create_pair("veth0", "veth1").is_err() {
+        return 14;
+    }
     let mut code = 0;
-    for path in touch {
+    for (i, path) in plan.touch.iter().enumerate() {
         match open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => {
                 let _ = read(fd, buf);
                 let _ = close(fd);
             }
-            Err(_) => code = 11,
+            // Which path: the namespace check before the churn reports it.
+            Err(_) => code = 200 + i.min(50) as i32,
+        }
+    }
+    if let Some(dir) = &plan.read_all {
+        read_tree(std::path::Path::new(dir), buf);
+    }
+    if let Some(tx) = hold_to {
+        let fds: Vec<RawFd> = plan
+            .hold
+            .iter()
+            .filter_map(|p| open(p.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok())
+            .collect();
+        if fds.len() != plan.hold.len() {
+            code = 12;
+        }
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let iov = [IoSlice::new(b"h")];
+        if sendmsg::<()>(tx, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).is_err() {
+            code = 13;
         }
     }
     code
 }
 
-/// Fail early, with the errno, if this kernel cannot make network namespaces
-/// or the scenario touches paths that do not exist in one.
-fn check_namespaces_work(touch: &[CString]) -> Result<(), String> {
+/// Read every readable file below `dir`, as `sysctl -a` does.
+fn read_tree(dir: &std::path::Path, buf: &mut [u8]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => read_tree(&p, buf),
+            Ok(_) => {
+                if let Ok(mut f) = std::fs::File::open(&p) {
+                    let _ = std::io::Read::read(&mut f, buf);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The fds a child passed (nothing if it sent none).
+fn receive_fds(rx: RawFd) -> Vec<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let Ok(msg) = recvmsg::<()>(rx, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT) else { return Vec::new() };
+    let mut out = Vec::new();
+    for c in msg.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: fresh descriptors the kernel installed for this process.
+            out.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    out
+}
+
+/// Room for every held fd (root may raise the hard limit up to fs.nr_open).
+fn raise_fd_limit(want: u64) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("getrlimit: {e}"))?;
+    if soft >= want {
+        return Ok(());
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(hard);
+    let to = want.min(nr_open.max(hard));
+    setrlimit(Resource::RLIMIT_NOFILE, to, to.max(hard))
+        .map_err(|e| format!("holding {want} fds needs RLIMIT_NOFILE >= {want}, and raising it to {to} failed: {e}; use fewer iterations"))
+}
+
+fn drop_caches() -> Result<(), String> {
+    std::fs::write("/proc/sys/vm/drop_caches", b"2").map_err(|e| format!("writing 2 to /proc/sys/vm/drop_caches: {e}"))
+}
+
+/// Fail early, with a reason, if this kernel cannot do what one churned
+/// namespace does: run one, exactly as the churn will, and read its exit.
+fn check_namespaces_work(plan: &ChildPlan) -> Result<(), String> {
+    let mut buf = [0u8; 256];
+    // A held fd goes nowhere here: the check only needs the open to work.
+    let pair = if plan.hold.is_empty() {
+        None
+    } else {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        Some(socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC).map_err(|e| format!("socketpair: {e}"))?)
+    };
     // SAFETY: single-threaded; the child only makes syscalls and `_exit`s.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
-            let code = match unshare(CloneFlags::CLONE_NEWNET) {
-                Err(e) => e as i32,
-                Ok(()) => {
-                    let missing = touch.iter().position(|p| open(p.as_c_str(), OFlag::O_RDONLY, Mode::empty()).is_err());
-                    missing.map_or(0, |i| 200 + i as i32)
-                }
-            };
+            let code = churn_child(plan, pair.as_ref().map(|(_, tx)| tx.as_raw_fd()), &mut buf);
             unsafe { nix::libc::_exit(code) }
         }
         ForkResult::Parent { child } => match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, 0)) => Ok(()),
             Ok(WaitStatus::Exited(_, c)) if c >= 200 => Err(format!(
                 "{} does not exist inside a new network namespace on this kernel (is the protocol built in?)",
-                touch[(c - 200) as usize].to_string_lossy()
+                plan.touch.get((c - 200) as usize).map_or("a touched path".into(), |p| p.to_string_lossy().into_owned())
             )),
-            Ok(WaitStatus::Exited(_, errno)) => Err(format!(
-                "unshare(CLONE_NEWNET) failed: {} (kernel built without CONFIG_NET_NS, or not root?)",
-                nix::errno::Errno::from_raw(errno)
+            Ok(WaitStatus::Exited(_, 10)) => {
+                Err("unshare(CLONE_NEWNET) failed in a trial namespace (kernel built without CONFIG_NET_NS, or not root?)".into())
+            }
+            Ok(WaitStatus::Exited(_, 14)) => Err("creating a veth pair with rtnetlink failed in a new namespace: this kernel has no \
+                 veth (CONFIG_VETH), or its module was not shipped and loaded"
+                .into()),
+            Ok(WaitStatus::Exited(_, 12)) => Err(format!(
+                "a churn.hold directory does not exist inside a new network namespace: {}",
+                plan.hold.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
             )),
+            Ok(WaitStatus::Exited(_, c)) => Err(format!("a trial namespace failed with code {c}")),
             other => Err(format!("namespace check child ended oddly: {other:?}")),
         },
     }
 }
 
-fn window_now(
-    job: &Job,
-    probe_paths: &[CString],
-    iteration: u64,
-    elapsed_s: f64,
-    churn_rate: f64,
-    churn_errors: u64,
-) -> Result<Window, String> {
-    let probes = probe(job, probe_paths);
+/// Load the kernel modules the host shipped (veth on Debian's kernels).
+fn load_modules(paths: &[String]) -> Result<(), String> {
+    for p in paths {
+        let f = std::fs::File::open(p).map_err(|e| format!("opening module {p}: {e}"))?;
+        match nix::kmod::finit_module(&f, &CString::default(), nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("loading module {p}: {e} (built for another kernel release?)")),
+        }
+    }
+    Ok(())
+}
+
+/// The probe paths, and the chain-walk counter with the path it counts for.
+struct Prober {
+    paths: Vec<CString>,
+    judged: Option<CString>,
+    counter: Option<crate::chain::Counter>,
+}
+
+/// The probe path a verdict is about: the first that is not a control.
+fn judged_probe(job: &Job, paths: &[CString]) -> Option<CString> {
+    let i = job.scenario.probes.iter().position(|p| !p.control).unwrap_or(0);
+    paths.get(i).cloned()
+}
+
+fn window_now(job: &Job, prober: &Prober, iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
+    let probes = probe(job, &prober.paths);
+    let chain_walk = prober.counter.as_ref().zip(prober.judged.as_ref()).and_then(|(c, p)| c.walk(p));
     let ds = dentry_state()?;
-    Ok(Window { iteration, elapsed_s, churn_rate, churn_errors, nr_dentry: ds.nr_dentry, nr_unused: ds.nr_unused, probes })
+    Ok(Window { iteration, elapsed_s, churn_rate, churn_errors, nr_dentry: ds.nr_dentry, nr_unused: ds.nr_unused, probes, chain_walk })
 }
 
 /// Time open()+close() of every probe path, interleaved, up to the sample
@@ -237,7 +421,7 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
 fn settle(
     job: &Job,
     ch: &mut Channel,
-    probe_paths: &[CString],
+    prober: &Prober,
     baseline: u64,
     iterations: u64,
     churn_s: f64,
@@ -269,7 +453,7 @@ fn settle(
         }
     };
     let settle_s = t0.elapsed().as_secs_f64();
-    let window = window_now(job, probe_paths, iterations, churn_s + settle_s, 0.0, errors)?;
+    let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
     Ok(Settled { settle_s, stable, trace, window })
 }
 

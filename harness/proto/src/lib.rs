@@ -30,12 +30,54 @@ pub struct Scenario {
     /// Files under /proc/sys opened and read inside every new namespace,
     /// as absolute paths.
     pub touch: Vec<String>,
+    /// Inside each namespace, also read every readable file under this
+    /// directory (absolute, under /proc/sys): `sysctl -a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_all: Option<String>,
+    /// Directories opened inside each namespace and kept open by the churn
+    /// worker (outside it) after the namespace's last process exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// `echo 2 > /proc/sys/vm/drop_caches` every this many iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_caches_every: Option<u64>,
+    /// Create a veth pair (veth0, veth1) in each namespace with rtnetlink,
+    /// before touching, as a container runtime gives a container its interface.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub veth: bool,
+    /// Kernel modules the scenario needs where they are not built in
+    /// (`veth`): repro ships them from the kernel's package and loads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
     pub probes: Vec<ProbePath>,
     pub probe: ProbeSettings,
     pub settle: SettleSettings,
     /// How a run of this scenario is judged (`repro check`).
     #[serde(default)]
     pub verdict: VerdictSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Absolute paths of directories under /proc/sys.
+    pub paths: Vec<String>,
+    /// Close them this long after the namespace exited; None: keep them
+    /// until the run has settled and been probed.
+    #[serde(default)]
+    pub release_after_ms: Option<u64>,
+}
+
+/// What a verdict rests on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictBasis {
+    /// Stale dentries per namespace after settling (the plain churn).
+    #[default]
+    Residual,
+    /// The probe's settled p50 over the control's: for workloads that keep
+    /// dentries allocated on purpose (held fds), where only whether they
+    /// stay on the probed hash chain tells the kernels apart.
+    SettledRatio,
 }
 
 /// Thresholds of the verdict: stale dentries per churned namespace left
@@ -54,6 +96,15 @@ pub struct VerdictSettings {
     /// inconclusive.
     #[serde(default = "default_settled_ratio_clean")]
     pub settled_ratio_clean: f64,
+    #[serde(default)]
+    pub basis: VerdictBasis,
+    /// With basis settled_ratio: at or above, regressed.
+    #[serde(default = "default_settled_ratio_regressed")]
+    pub settled_ratio_regressed: f64,
+}
+
+fn default_settled_ratio_regressed() -> f64 {
+    5.0
 }
 
 fn default_settled_ratio_clean() -> f64 {
@@ -68,6 +119,8 @@ impl Default for VerdictSettings {
             min_iterations: 200,
             min_windows: 5,
             settled_ratio_clean: default_settled_ratio_clean(),
+            basis: VerdictBasis::Residual,
+            settled_ratio_regressed: default_settled_ratio_regressed(),
         }
     }
 }
@@ -132,6 +185,13 @@ pub struct Job {
     /// output (`repro exec`). argv[0] is a path inside the guest.
     #[serde(default)]
     pub exec: Option<Vec<String>>,
+    /// Kernel modules in the initramfs (absolute paths) to load before the
+    /// workload, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_modules: Vec<String>,
+    /// Count proc_sys_compare() calls per probe open with a kprobe (`--chain-walk`).
+    #[serde(default)]
+    pub count_chain: bool,
 }
 
 /// One line the agent streams to the host.
@@ -152,6 +212,9 @@ pub enum Message {
     /// The baseline, taken after a warm-up probe and before any churn.
     Started {
         baseline: DentryState,
+        /// How chain walks are counted here, or why they are not.
+        #[serde(default)]
+        chain_counter: Option<String>,
     },
     /// Heartbeat between windows.
     Progress {
@@ -200,6 +263,11 @@ pub struct Window {
     pub nr_dentry: u64,
     pub nr_unused: u64,
     pub probes: Vec<ProbeStats>,
+    /// Calls of proc_sys_compare() during one open of the judged probe path:
+    /// the hash chain entries that lookup walked (a kprobe; absent where the
+    /// kernel has no kprobe events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_walk: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,6 +366,9 @@ pub struct Summary {
     pub complete: bool,
     pub error: Option<RunError>,
     pub baseline: Option<DentryState>,
+    /// How `chain_walk` was counted (a kprobe on proc_sys_compare), or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_counter: Option<String>,
     pub windows: Vec<Window>,
     pub settled: Option<Settled>,
     pub residual: Option<Residual>,

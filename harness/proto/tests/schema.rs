@@ -12,6 +12,7 @@ fn sample_summary() -> Summary {
         nr_dentry: 11_000,
         nr_unused: 200,
         probes: vec![ProbeStats::from_samples_ns("ipv6", &mut [40_000, 50_000], 0)],
+        chain_walk: Some(3),
     };
     Summary {
         format_version: FORMAT_VERSION,
@@ -40,6 +41,11 @@ fn sample_summary() -> Summary {
             name: "seed".into(),
             description: String::new(),
             touch: vec!["/proc/sys/net/core/somaxconn".into()],
+            read_all: None,
+            hold: None,
+            drop_caches_every: None,
+            veth: false,
+            modules: vec![],
             probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
             probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
             settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000, baseline_tolerance: 0.1 },
@@ -52,6 +58,7 @@ fn sample_summary() -> Summary {
         complete: true,
         error: None,
         baseline: Some(DentryState { nr_dentry: 10_000, nr_unused: 100 }),
+        chain_counter: Some("kprobe on proc_sys_compare".into()),
         windows: vec![window.clone()],
         settled: Some(Settled { settle_s: 2.0, stable: true, trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }], window }),
         residual: Residual::compute(10_000, 10_050, 100),

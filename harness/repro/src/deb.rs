@@ -35,6 +35,39 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
     bail!("{}: no data.tar member: not a Debian package", deb.display())
 }
 
+/// Kernel modules by name (`veth` finds `.../veth.ko`, `.ko.xz`) under
+/// `lib/modules/` or `usr/lib/modules/` in a package, decompressed.
+pub fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
+    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
+    let mut found = Vec::new();
+    while let Some(member) = ar.next_entry() {
+        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
+        if member.header().identifier() != b"data.tar.xz" {
+            continue;
+        }
+        let mut tar = tar::Archive::new(lzma_rust2::XzReader::new(member, true));
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let p = path.trim_start_matches("./");
+            if !(p.starts_with("lib/modules/") || p.starts_with("usr/lib/modules/")) {
+                continue;
+            }
+            let file = p.rsplit('/').next().unwrap_or("");
+            let Some(name) = names.iter().find(|n| file == format!("{n}.ko") || file == format!("{n}.ko.xz")) else { continue };
+            let mut bytes = Vec::new();
+            if file.ends_with(".xz") {
+                std::io::copy(&mut lzma_rust2::XzReader::new(&mut entry, true), &mut bytes)?;
+            } else {
+                std::io::copy(&mut entry, &mut bytes)?;
+            }
+            found.push((name.clone(), bytes));
+        }
+    }
+    Ok(found)
+}
+
 /// The kernel release of a kernel image's path inside a package:
 /// `boot/vmlinuz-R` (Debian up to trixie) or `usr/lib/modules/R/vmlinuz`
 /// (sid's linux-binary-* packages since 7.x).

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -88,6 +88,58 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<
         }
     }
     .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
+}
+
+/// Modules `names` for a Debian kernel image repro fetched, from its package
+/// (or the linux-modules-R package sid splits them into), kept beside the
+/// image in `modules/` after the first time. Images that are not Debian
+/// packages get none: repro's builds have what the scenarios need built in.
+pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, cache: &Cache) -> Result<Vec<(String, Vec<u8>)>> {
+    if names.is_empty() || !image.source.starts_with("debian:") {
+        return Ok(Vec::new());
+    }
+    let entry_dir = image.path.parent().context("a cached image has a directory")?;
+    let dir = entry_dir.join("modules");
+    let cached = || -> Option<Vec<(String, Vec<u8>)>> {
+        names.iter().map(|n| std::fs::read(dir.join(format!("{n}.ko"))).ok().map(|b| (n.clone(), b))).collect()
+    };
+    if let Some(m) = cached() {
+        return Ok(m);
+    }
+    let meta: CachedImage = serde_json::from_str(&std::fs::read_to_string(entry_dir.join("source.json"))?)?;
+    let Source::Debian { suites, .. } = &catalog.lookup(&image.name)?.source else {
+        bail!("{} is not a Debian catalog kernel", image.name);
+    };
+    let sources = apt::derive_sources(&apt::system_sources(), suites)?;
+    let root = AptRoot::create(&cache.root.join("apt").join(&image.name), &sources)?;
+    root.update(false)?;
+    let tmp = tempfile::Builder::new().prefix(".modules-").tempdir_in(entry_dir)?;
+    let mut found = Vec::new();
+    for pkg in [meta.package.clone(), format!("linux-modules-{}", meta.release)] {
+        tracing::info!("fetching {pkg} {} for modules {}", meta.version, names.join(", "));
+        let Ok(deb) = root.download(&pkg, &meta.version, tmp.path()) else { continue };
+        found = crate::deb::extract_modules(&deb, names)?;
+        if found.len() == names.len() {
+            break;
+        }
+    }
+    let missing: Vec<&String> = names.iter().filter(|n| !found.iter().any(|(f, _)| f == *n)).collect();
+    if !missing.is_empty() {
+        return Err(fail(
+            Kind::KernelUnavailable,
+            format!(
+                "kernel {} ({}) has no module {} in its packages: the scenario cannot run on it",
+                image.name,
+                meta.release,
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&dir)?;
+    for (n, bytes) in &found {
+        std::fs::write(dir.join(format!("{n}.ko")), bytes)?;
+    }
+    Ok(found)
 }
 
 fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {

@@ -24,6 +24,7 @@ pub mod run_cmd;
 pub mod scenario;
 pub mod session;
 pub mod verdict;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub enum Command {
     Matrix(MatrixArgs),
     /// Find the commit (or packaged kernel) where the verdict changes, driving git bisect.
     Bisect(BisectArgs),
+    /// Watch this host (no VM): ipv6 vs ipv4 sysctl open latency, dentry-state, an alarm.
+    Watch(WatchArgs),
     /// List the kernels --kernel accepts by name.
     Kernels(KernelsArgs),
     /// Run and judge: exit 0 clean, 1 regressed, 125 inconclusive (git bisect run's contract).
@@ -192,6 +195,10 @@ pub struct RunArgs {
     /// Also print summary.json on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Count the hash chain entries each window's probe lookup walks (proc_sys_compare calls, with a
+    /// kprobe event); needs CONFIG_KPROBE_EVENTS (Debian's kernels and repro's builds have it).
+    #[arg(long)]
+    pub chain_walk: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -335,6 +342,55 @@ pub struct KernelsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Prints one JSON line per interval: probe and control p50 (us), their ratio, nr_dentry, nr_unused, \
+the estimated chain length, the watch's own CPU time (us) and whether the alarm is raised.\n\n\
+Exit status: 1 when the alarm is raised and no --hook is given; 0 after --count intervals, or when the command \
+after -- has ended (and --linger passed); the command's own failure is reported, not passed on.\n\n\
+Examples:\n  repro watch                                   every second, until the alarm\n  \
+repro watch --interval 10s --hook 'logger -t repro \"$REPRO_WATCH_JSON\"'\n  \
+repro watch --count 60 > watch.jsonl              a minute of samples\n  \
+repro watch --interval 500ms --linger 20s -- repro run --backend host -n 2000    beside a churn")]
+pub struct WatchArgs {
+    /// Time between samples.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Timed opens per path per interval.
+    #[arg(long, default_value_t = 50)]
+    pub samples: u32,
+    /// The sysctl on the hot hash chain.
+    #[arg(long, default_value_os_t = watch::default_probe())]
+    pub probe: PathBuf,
+    /// A sysctl off it.
+    #[arg(long, default_value_os_t = watch::default_control())]
+    pub control: PathBuf,
+    /// Alarm when the probe costs at least this many times the control...
+    #[arg(long, default_value_t = 5.0)]
+    pub ratio_alarm: f64,
+    /// ...or when the estimated chain reaches this many entries.
+    #[arg(long)]
+    pub chain_alarm: Option<u64>,
+    /// ...for this many intervals in a row.
+    #[arg(long, default_value_t = 3)]
+    pub consecutive: u32,
+    /// Microseconds one stale chain entry costs a lookup (the write-up: 0.57; TCG here: ~0.7-1.0).
+    #[arg(long, default_value_t = 0.57)]
+    pub per_entry_us: f64,
+    /// Run this shell command on alarm (with REPRO_WATCH_RATIO, REPRO_WATCH_CHAIN, REPRO_WATCH_JSON) and keep watching.
+    #[arg(long, value_name = "CMD")]
+    pub hook: Option<String>,
+    /// Stop after this many intervals.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// With a command after --: keep watching this long after it ends (to see cleanup settle).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+    /// After --: watch while this command runs (its output goes to stderr), then stop: e.g. a churn,
+    /// `-- repro run --backend host -n 2000`. The alarm without --hook kills it.
+    #[arg(num_args = 1.., allow_hyphen_values = true, value_name = "COMMAND", last = true)]
+    pub while_cmd: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
     /// Catalog name.
     pub kernel: String,
@@ -376,6 +432,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(args) => run_cmd::report(&args),
         Command::Matrix(args) => matrix::matrix(&args, cli.quiet),
         Command::Bisect(args) => bisect::bisect(&args, cli.quiet),
+        Command::Watch(args) => watch::watch(&args),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),
         Command::Image(ImageCommand::Build(args)) => run_cmd::image_build(&args),

@@ -54,7 +54,10 @@ impl Recorder {
                 s.kernel.release = Some(release.clone());
                 s.guest_cpus = s.guest_cpus.or(Some(*cpus));
             }
-            Message::Started { baseline } => s.baseline = Some(*baseline),
+            Message::Started { baseline, chain_counter } => {
+                s.baseline = Some(*baseline);
+                s.chain_counter = chain_counter.clone();
+            }
             Message::Progress { iteration, .. } => s.iterations_done = *iteration,
             Message::Window(w) => {
                 s.iterations_done = w.iteration;

@@ -148,9 +148,10 @@ pub fn extrapolation(rows: &[Row]) -> String {
         let per_entry_us = slope / 1000.0;
         let at_800k_s = (first + per_entry_us * 800_000.0) / 1e6;
         out.push_str(&format!(
-            "- {} ({}): {:.2} us per stale chain entry; predicted open() at 800,000 churned namespaces: {:.3} s \
+            "- {} on {} ({}): {:.2} us per stale chain entry; predicted open() at 800,000 churned namespaces: {:.3} s \
              (write-up: {:.2} us per entry, {:.3} s at {} entries, on its hardware)\n",
             r.summary.kernel.name,
+            r.summary.scenario,
             r.summary.accel.as_deref().unwrap_or(&r.summary.backend),
             per_entry_us,
             at_800k_s,
@@ -461,7 +462,7 @@ mod tests {
         insta::assert_snapshot!(markdown(&rows, &results));
         let x = extrapolation(&rows);
         assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
-        assert!(x.starts_with("- 6.1-noprune (tcg): ") && x.contains("0.57 us per entry, 0.456 s at 799259 entries"), "{x}");
+        assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("0.57 us per entry, 0.456 s at 799259 entries"), "{x}");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
         window,
         progress_interval_ms: 1000,
         exec: None,
+        load_modules: Vec::new(),
+        count_chain: args.chain_walk,
     };
     let agent = agent_path()?;
 
@@ -187,18 +189,28 @@ fn run_qemu(
     args: &RunArgs,
     quiet: bool,
     mut summary: Summary,
-    job: Job,
+    mut job: Job,
     agent: &Path,
     date: &str,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Finished> {
     let vm = prepare_vm(&args.vm, args.iterations, &mut summary)?;
+    // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
+    let modules = kernel::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &Cache::new(args.vm.cache_dir.clone()))?;
+    let mut extra = Vec::new();
+    if !modules.is_empty() {
+        extra.push(crate::initramfs::Entry::Dir { path: "repro/modules".into() });
+    }
+    for (name, data) in modules {
+        job.load_modules.push(format!("/repro/modules/{name}.ko"));
+        extra.push(crate::initramfs::Entry::File { path: format!("repro/modules/{name}.ko"), mode: 0o644, data });
+    }
     let run_dir = run_dir(args, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
     tracing::info!("run directory {}", run_dir.display());
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
-    let initrd = write_initramfs(work.path(), agent, &job, Vec::new())?;
+    let initrd = write_initramfs(work.path(), agent, &job, extra)?;
 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
@@ -235,6 +247,11 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         name: "exec".into(),
         description: args.command.join(" "),
         touch: Vec::new(),
+        read_all: None,
+        hold: None,
+        drop_caches_every: None,
+        veth: false,
+        modules: Vec::new(),
         probes: Vec::new(),
         probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
         settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
@@ -249,6 +266,8 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         window: 1,
         progress_interval_ms: 1000,
         exec: Some(args.command.clone()),
+        load_modules: Vec::new(),
+        count_chain: false,
     };
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let mut summary = new_summary(&date, &args.vm.kernel, scenario, 0, 1, 1);
@@ -310,6 +329,7 @@ pub(crate) fn new_summary(
         complete: false,
         error: None,
         baseline: None,
+        chain_counter: None,
         windows: Vec::new(),
         settled: None,
         residual: None,

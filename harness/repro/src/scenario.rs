@@ -11,7 +11,13 @@ use toml::Spanned;
 use crate::error::{fail, Kind};
 
 /// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
-pub const BUILTIN: &[(&str, &str)] = &[("seed", include_str!("../../../scenarios/seed.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("seed", include_str!("../../../scenarios/seed.toml")),
+    ("sysctl-all", include_str!("../../../scenarios/sysctl-all.toml")),
+    ("held-fd", include_str!("../../../scenarios/held-fd.toml")),
+    ("drop-caches", include_str!("../../../scenarios/drop-caches.toml")),
+    ("veth", include_str!("../../../scenarios/veth.toml")),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,12 +41,35 @@ struct RawVerdict {
     min_windows: u32,
     #[serde(default)]
     settled_ratio_clean: Option<f64>,
+    #[serde(default)]
+    basis: Option<repro_proto::VerdictBasis>,
+    #[serde(default)]
+    settled_ratio_regressed: Option<f64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChurn {
     touch: Spanned<Vec<Spanned<String>>>,
+    /// A directory under /proc/sys read whole in each namespace.
+    #[serde(default)]
+    read_all: Option<Spanned<String>>,
+    #[serde(default)]
+    hold: Option<RawHold>,
+    #[serde(default)]
+    drop_caches_every: Option<Spanned<u64>>,
+    #[serde(default)]
+    veth: bool,
+    #[serde(default)]
+    modules: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHold {
+    paths: Spanned<Vec<Spanned<String>>>,
+    /// "never", or a duration.
+    release_after: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +146,25 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
             .map_err(|e| at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
     };
     let touch = raw.churn.touch.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?;
+    // "." is all of /proc/sys, as `sysctl -a` reads it.
+    let read_all = match &raw.churn.read_all {
+        Some(d) if d.get_ref() == "." => Some("/proc/sys".to_string()),
+        d => d.as_ref().map(sysctl_path).transpose()?,
+    };
+    let hold = match &raw.churn.hold {
+        None => None,
+        Some(h) => {
+            if h.paths.get_ref().is_empty() {
+                return Err(at(h.paths.span(), "churn.hold.paths needs at least one directory".into()));
+            }
+            let release_after_ms = if h.release_after.get_ref().trim() == "never" { None } else { Some(duration_ms(&h.release_after)?) };
+            Some(repro_proto::Hold { paths: h.paths.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?, release_after_ms })
+        }
+    };
+    let drop_caches_every = match &raw.churn.drop_caches_every {
+        Some(k) if *k.get_ref() == 0 => return Err(at(k.span(), "churn.drop_caches_every must be at least 1".into())),
+        k => k.as_ref().map(|k| *k.get_ref()),
+    };
 
     if raw.probe.paths.get_ref().is_empty() {
         return Err(at(raw.probe.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
@@ -159,6 +207,10 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
                     Some(x) => x,
                     None => repro_proto::VerdictSettings::default().settled_ratio_clean,
                 },
+                basis: r.basis.unwrap_or_default(),
+                settled_ratio_regressed: r
+                    .settled_ratio_regressed
+                    .unwrap_or(repro_proto::VerdictSettings::default().settled_ratio_regressed),
             }
         }
     };
@@ -166,6 +218,11 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
         name: raw.name.into_inner(),
         description: raw.description,
         touch,
+        read_all,
+        hold,
+        drop_caches_every,
+        veth: raw.churn.veth,
+        modules: raw.churn.modules.clone(),
         probes,
         probe: ProbeSettings { samples, budget_ms: duration_ms(&raw.probe.budget)?, min_samples },
         settle: SettleSettings {
@@ -208,6 +265,30 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_builtin_scenario_parses_with_its_options() {
+        let all: Vec<Scenario> = BUILTIN.iter().map(|(n, _)| load(n).unwrap()).collect();
+        assert!(all.iter().all(|s| BUILTIN.iter().any(|(n, _)| *n == s.name)), "a file's name differs from its built-in name");
+        let by = |n: &str| all.iter().find(|s| s.name == n).unwrap();
+        assert_eq!(by("sysctl-all").read_all.as_deref(), Some("/proc/sys"));
+        let hold = by("held-fd").hold.clone().unwrap();
+        assert_eq!((hold.paths, hold.release_after_ms), (vec!["/proc/sys/net/ipv6/conf/all".to_string()], None));
+        assert_eq!(by("held-fd").verdict.basis, repro_proto::VerdictBasis::SettledRatio);
+        assert_eq!(by("drop-caches").drop_caches_every, Some(500));
+    }
+
+    #[test]
+    fn hold_and_drop_caches_are_validated() {
+        let held = include_str!("../../../scenarios/held-fd.toml");
+        let e = format!("{:#}", parse("h.toml", &held.replace("release_after = \"never\"", "release_after = \"soon\"")).unwrap_err());
+        assert!(e.starts_with("h.toml:") && e.contains("bad duration"), "{e}");
+        let ok = parse("h.toml", &held.replace("release_after = \"never\"", "release_after = \"3s\"")).unwrap();
+        assert_eq!(ok.hold.unwrap().release_after_ms, Some(3000));
+        let drop = include_str!("../../../scenarios/drop-caches.toml");
+        let e = format!("{:#}", parse("d.toml", &drop.replace("drop_caches_every = 500", "drop_caches_every = 0")).unwrap_err());
+        assert!(e.contains("drop_caches_every must be at least 1"), "{e}");
+    }
 
     fn seed_text() -> &'static str {
         BUILTIN[0].1

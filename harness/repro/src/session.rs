@@ -332,7 +332,7 @@ pub async fn stream(
         match &msg {
             Message::Progress { iteration, .. } => progress.iteration(*iteration),
             Message::Window(w) => progress.window(w),
-            Message::Started { baseline } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
+            Message::Started { baseline, .. } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
             Message::Settled(s) => progress.status(&format!("settled after {:.1}s", s.settle_s)),
             Message::Done { .. } => return Ok(()),
             Message::Error { message } => {

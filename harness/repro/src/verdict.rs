@@ -8,7 +8,7 @@
 //! against iteration, robustly fitted; last/first window; ipv6/ipv4) and
 //! must not contradict it. Thresholds come from the scenario's [verdict].
 
-use repro_proto::{Summary, VerdictSettings};
+use repro_proto::{Summary, VerdictBasis, VerdictSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,15 +125,39 @@ pub fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
             ),
         );
     }
-    let Some(residual) = e.residual_per_iteration else {
-        return verdict(Outcome::Inconclusive, "no residual: the settle phase did not report".into());
-    };
     let latency = format!(
         "{} p50 slope {} us per 1k iterations, last/first {}",
         e.probe.as_deref().unwrap_or("probe"),
         e.slope_us_per_1k.map_or("?".into(), |x| format!("{x:.1}")),
         e.last_over_first.map_or("?".into(), |x| format!("{x:.2}x")),
     );
+    if t.basis == VerdictBasis::SettledRatio {
+        let probe = e.probe.as_deref().unwrap_or("probe");
+        return match e.settled_probe_over_control {
+            None => verdict(Outcome::Inconclusive, "no settled probe/control ratio: the settle phase did not report both".into()),
+            Some(r) if r >= t.settled_ratio_regressed => verdict(
+                Outcome::Regressed,
+                format!(
+                    "after settling the {probe} open costs {r:.2}x the control's (>= {}): stale entries stay on the probed hash chain; {latency}",
+                    t.settled_ratio_regressed
+                ),
+            ),
+            Some(r) if r <= t.settled_ratio_clean => verdict(
+                Outcome::Clean,
+                format!("after settling the {probe} open costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
+            ),
+            Some(r) => verdict(
+                Outcome::Inconclusive,
+                format!(
+                    "too noisy to separate: after settling the {probe} open costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
+                    t.settled_ratio_clean, t.settled_ratio_regressed
+                ),
+            ),
+        };
+    }
+    let Some(residual) = e.residual_per_iteration else {
+        return verdict(Outcome::Inconclusive, "no residual: the settle phase did not report".into());
+    };
     if residual >= t.residual_regressed {
         return verdict(
             Outcome::Regressed,
@@ -260,6 +284,19 @@ mod tests {
         let gray = decide(&run(20, |k| 60.0 + 10.0 * k as f64, 0.8, true), &t());
         assert_eq!(gray.outcome, Outcome::Inconclusive);
         assert!(gray.rule.starts_with("too noisy") && gray.rule.contains("costs 5.20x the control's"), "{}", gray.rule);
+    }
+
+    #[test]
+    fn settled_ratio_basis_ignores_the_residual_of_held_dentries() {
+        let t = VerdictSettings { basis: VerdictBasis::SettledRatio, ..VerdictSettings::default() };
+        // Held fds keep ~3 dentries per namespace allocated on every kernel.
+        let unhashed = decide(&run(20, |k| 60.0 + 5.0 * noise(k), 3.0, true), &t);
+        assert_eq!(unhashed.outcome, Outcome::Clean, "{}", unhashed.rule);
+        let on_chain = decide(&run(20, |k| 60.0 + 60.0 * k as f64, 3.0, true), &t);
+        assert_eq!(on_chain.outcome, Outcome::Regressed, "{}", on_chain.rule);
+        assert!(on_chain.rule.contains("stay on the probed hash chain"), "{}", on_chain.rule);
+        let between = decide(&run(20, |_| 150.0, 3.0, true), &t);
+        assert_eq!(between.outcome, Outcome::Inconclusive, "{}", between.rule);
     }
 
     #[test]

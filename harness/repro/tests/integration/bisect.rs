@@ -221,7 +221,7 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
 fn git_bisect_run_with_repro_check_build_gives_the_same_answer() {
     let h = history();
     let repo = &h.repo;
-    git(repo, &["bisect", "reset", "-q"]); // a bisection a killed test left behind
+    git(repo, &["bisect", "reset"]); // a bisection a killed test left behind
     git(repo, &["bisect", "start", &h.before_fix_tip, &h.base]);
     let o = StdCommand::new("git")
         .arg("-C")

@@ -12,4 +12,6 @@ mod cli;
 mod e2e;
 mod faults;
 mod fetch;
+mod scenarios;
+mod watch;
 mod workflows;

@@ -1,0 +1,27 @@
+//! A veth pair in the current network namespace, made with rtnetlink as a
+//! container runtime makes a container's interface. Called in a freshly
+//! forked, single-threaded churn child: a current-thread tokio runtime is
+//! built there and dropped before the child exits.
+
+use futures_util::TryStreamExt;
+use rtnetlink::{new_connection, LinkUnspec, LinkVeth};
+
+pub fn create_pair(name: &str, peer: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(async {
+        let (connection, handle, _) = new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+        tokio::spawn(connection);
+        handle.link().add(LinkVeth::new(name, peer).build()).execute().await.map_err(|e| format!("adding veth {name}/{peer}: {e}"))?;
+        // Up, as a runtime leaves it: the per-device sysctls exist either way.
+        let mut links = handle.link().get().match_name(name.to_string()).execute();
+        if let Some(link) = links.try_next().await.map_err(|e| format!("finding {name}: {e}"))? {
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(link.header.index).up().build())
+                .execute()
+                .await
+                .map_err(|e| format!("setting {name} up: {e}"))?;
+        }
+        Ok(())
+    })
+}
