@@ -384,17 +384,27 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
             let step = j.step(state, rev, &format!("re-check: {}", subject_of(src, rev)), None);
             let back = if orig_ref.is_empty() { orig.clone() } else { orig_ref.clone() };
             git(src, &["checkout", "-q", &back])?;
-            let step = step?;
-            held &= step.answer == *want;
-            finding.recheck.push((rev.clone(), step.answer.clone()));
-            state.steps.push(step);
-            save(state, j.out)?;
+            held &= recheck(state, &mut finding, step?, want, j.out)?;
         }
         finding.held = held;
     }
+    conclude(state, finding, j.out)
+}
+
+/// Record a re-check step; whether it agrees with the answer.
+fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: &str, out: &Path) -> Result<bool> {
+    let agrees = step.answer == want;
+    finding.recheck.push((step.rev.clone(), step.answer.clone()));
+    state.steps.push(step);
+    save(state, out)?;
+    Ok(agrees)
+}
+
+/// Save the finding; the exit code it makes.
+fn conclude(state: &mut State, finding: Finding, out: &Path) -> Result<i32> {
     let code = verdict_code(&finding);
     state.result = Some(finding);
-    save(state, j.out)?;
+    save(state, out)?;
     Ok(code)
 }
 
@@ -464,17 +474,11 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<i32> {
         let mut held = true;
         for (i, want) in [(hi, &terms.new), (lo, &terms.old)] {
             let step = j.step(state, &ks[i], &format!("re-check: kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
-            held &= step.answer == *want;
-            finding.recheck.push((ks[i].clone(), step.answer.clone()));
-            state.steps.push(step);
-            save(state, j.out)?;
+            held &= recheck(state, &mut finding, step, want, j.out)?;
         }
         finding.held = held;
     }
-    let code = verdict_code(&finding);
-    state.result = Some(finding);
-    save(state, j.out)?;
-    Ok(code)
+    conclude(state, finding, j.out)
 }
 
 fn num(x: Option<f64>, d: usize) -> String {

@@ -169,6 +169,15 @@ fn steps_summary(state: &Value) -> String {
         .join("\n")
 }
 
+/// `repro bisect` on the fixture with these ends; it must exit 0. The state and a summary of its steps.
+fn bisect_ok(repo: &Path, ends: &[&str], out: &Path) -> (Value, String) {
+    let o = repro().args(["bisect", "--accel", "tcg", "-n", N]).args(ends).arg("--src").arg(repo).arg("--out").arg(out).output().unwrap();
+    let state = bisect_state(out);
+    let steps = steps_summary(&state);
+    assert_eq!(o.status.code(), Some(0), "repro bisect {ends:?} failed:\n{}\nsteps:\n{steps}", stderr_of(&o));
+    (state, steps)
+}
+
 #[test]
 fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_restored_it() {
     let h = history();
@@ -176,16 +185,7 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
 
     // Hunting the regression: base is good, the tip before the fix is bad.
     let out = d.path().join("regression");
-    let o = repro()
-        .args(["bisect", "--accel", "tcg", "-n", N, "--good", &h.base, "--bad", &h.before_fix_tip, "--src"])
-        .arg(&h.repo)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let state = bisect_state(&out);
-    let steps = steps_summary(&state);
-    assert_eq!(o.status.code(), Some(0), "repro bisect failed:\n{}\nsteps:\n{steps}", stderr_of(&o));
+    let (state, steps) = bisect_ok(&h.repo, &["--good", &h.base, "--bad", &h.before_fix_tip], &out);
     assert_eq!(state["result"]["first_new"], h.removes_call.as_str(), "steps:\n{steps}");
     assert_eq!(state["result"]["held"], true, "steps:\n{steps}");
     let report = std::fs::read_to_string(out.join("bisect.md")).unwrap();
@@ -202,17 +202,7 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
     assert!(!h.repo.join(".git/BISECT_START").exists());
 
     // Hunting the fix: old = unfixed, new = fixed, git's own terms.
-    let out = d.path().join("fix");
-    let o = repro()
-        .args(["bisect", "--accel", "tcg", "-n", N, "--unfixed", &h.removes_call, "--fixed", &h.tip, "--src"])
-        .arg(&h.repo)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let state = bisect_state(&out);
-    let steps = steps_summary(&state);
-    assert_eq!(o.status.code(), Some(0), "repro bisect (fix) failed:\n{}\nsteps:\n{steps}", stderr_of(&o));
+    let (state, steps) = bisect_ok(&h.repo, &["--unfixed", &h.removes_call, "--fixed", &h.tip], &d.path().join("fix"));
     assert_eq!(state["result"]["first_new"], h.restores_call.as_str(), "steps:\n{steps}");
     assert!(state["steps"].as_array().unwrap().iter().all(|s| ["fixed", "unfixed"].contains(&s["answer"].as_str().unwrap())), "{steps}");
 }
