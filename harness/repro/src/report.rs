@@ -79,7 +79,7 @@ fn expect_str(x: Option<Expect>) -> &'static str {
     })
 }
 
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 13] = [
     "kernel",
     "release",
     "accel",
@@ -88,6 +88,7 @@ pub const COLUMNS: [&str; 12] = [
     "residual per namespace",
     "probe p50 first → last (us)",
     "slope (us per 1k)",
+    "chain walked, settled",
     "verdict",
     "expected",
     "agrees",
@@ -95,7 +96,7 @@ pub const COLUMNS: [&str; 12] = [
 ];
 
 /// One row's cells, in [`COLUMNS`] order; shared by the markdown and HTML tables.
-fn cells(r: &Row, base: &Path) -> [String; 12] {
+fn cells(r: &Row, base: &Path) -> [String; 13] {
     let s = &r.summary;
     let e = &r.verdict.evidence;
     [
@@ -107,6 +108,7 @@ fn cells(r: &Row, base: &Path) -> [String; 12] {
         num(e.residual_per_iteration, 2),
         format!("{} {} → {}", e.probe.as_deref().unwrap_or("probe"), num(e.p50_first_us, 1), num(e.p50_last_us, 1)),
         num(e.slope_us_per_1k, 1),
+        s.settled.as_ref().and_then(|st| st.window.chain_walk).map_or("-".into(), |c| c.to_string()),
         r.verdict.outcome.as_str().to_string(),
         expect_str(r.expected).to_string(),
         agreement(r).to_string(),

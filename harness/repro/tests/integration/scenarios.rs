@@ -37,3 +37,22 @@ fn veth_scenario_ships_and_loads_the_module_on_debian_6_1() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["evidence"]["iterations"], 200);
 }
+
+#[test]
+fn chain_walk_counts_one_stale_entry_per_namespace_on_noprune() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let o = repro()
+        .args(["-q", "run", "--accel", "tcg", "--kernel", "6.1-noprune", "-n", "300", "--chain-walk", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let s = read_summary(&out);
+    assert_schema_valid(&s);
+    assert!(s["chain_counter"].as_str().unwrap().starts_with("kprobe"), "{}", s["chain_counter"]);
+    // Each churned namespace leaves its ipv6 dentry on the probed chain: the
+    // lookup compares about one entry per namespace (measured: 604 at 600).
+    let walked = s["settled"]["window"]["chain_walk"].as_u64().unwrap();
+    assert!((270..=400).contains(&walked), "{walked} entries walked after 300 namespaces");
+}
