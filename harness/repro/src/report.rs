@@ -165,6 +165,35 @@ pub fn extrapolation(rows: &[Row]) -> String {
     out
 }
 
+/// The fix's own figures (d6cffbbe9a7e's message, reproducer
+/// `for i in {1..100000}; do unshare -n -- sysctl -a; done`): dentry-state
+/// after 100,000 iterations without and with the prune.
+pub const UPSTREAM_ITERATIONS: f64 = 100_000.0;
+pub const UPSTREAM_DENTRIES_WITHOUT: u64 = 25_812_579;
+pub const UPSTREAM_DENTRIES_WITH: u64 = 92_712;
+
+/// sysctl-all runs scaled to the upstream reproducer's 100,000 iterations,
+/// beside the commit message's dentry-state figures.
+pub fn upstream_comparison(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows.iter().filter(|r| r.summary.scenario == "sysctl-all") {
+        let (Some(res), Some(base)) = (&r.summary.residual, &r.summary.baseline) else { continue };
+        let predicted = base.nr_dentry as f64 + res.per_iteration.max(0.0) * UPSTREAM_ITERATIONS;
+        out.push_str(&format!(
+            "- {} ({}): {:.1} dentries left per namespace over a baseline of {}: {:.0} in dentry-state at 100,000 iterations \
+             (d6cffbbe9a7e's message: {} without the prune, {} with it)\n",
+            r.summary.kernel.name,
+            r.summary.accel.as_deref().unwrap_or(&r.summary.backend),
+            res.per_iteration,
+            base.nr_dentry,
+            predicted,
+            UPSTREAM_DENTRIES_WITHOUT,
+            UPSTREAM_DENTRIES_WITH,
+        ));
+    }
+    out
+}
+
 /// The probe a scenario is judged on: its first non-control probe.
 fn judged_probe(s: &Summary) -> Option<&str> {
     let p = &s.scenario_definition.probes;
@@ -368,6 +397,10 @@ pub fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> String {
     if !x.is_empty() {
         md.push_str(&format!("\n## Extrapolation to 800,000 namespaces\n\n{x}"));
     }
+    let up = upstream_comparison(doc.rows);
+    if !up.is_empty() {
+        md.push_str(&format!("\n## sysctl-all beside the fix's own figures\n\n{up}"));
+    }
     if !charts.is_empty() {
         md.push_str("\n## Plots\n\nOne line per run; PNG beside each SVG. Text in both is drawn from the font compiled into repro.\n\n");
         for (name, chart) in charts {
@@ -421,6 +454,10 @@ pub fn document_html(doc: &Document, svgs: &[(String, String, String)]) -> Strin
     let x = extrapolation(doc.rows);
     if !x.is_empty() {
         h.push_str(&format!("<h2>Extrapolation to 800,000 namespaces</h2>\n<ul>{}</ul>\n", list(&x)));
+    }
+    let up = upstream_comparison(doc.rows);
+    if !up.is_empty() {
+        h.push_str(&format!("<h2>sysctl-all beside the fix's own figures</h2>\n<ul>{}</ul>\n", list(&up)));
     }
     h.push_str("<h2>Plots</h2>\n");
     for (_, title, svg) in svgs {
