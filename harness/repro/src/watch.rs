@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use repro_proto::{exit_codes, ProbeStats};
 use serde::Serialize;
 
+use crate::error::{fail, Kind};
 use crate::WatchArgs;
 
 /// One line of `repro watch` output.
@@ -70,8 +71,12 @@ pub fn derive(probe_us: f64, control_us: f64, per_entry_us: f64) -> (f64, u64) {
 
 pub fn watch(args: &WatchArgs) -> Result<i32> {
     for p in [&args.probe, &args.control] {
-        std::fs::metadata(p)
-            .with_context(|| format!("{} does not exist on this kernel (pick another with --probe/--control)", p.display()))?;
+        if let Err(e) = std::fs::metadata(p) {
+            return Err(fail(
+                Kind::Usage,
+                format!("{}: {e}; this kernel has no such sysctl: pick another with --probe/--control", p.display()),
+            ));
+        }
     }
     let mut above = 0u32;
     let mut n = 0u64;

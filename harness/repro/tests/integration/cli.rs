@@ -192,3 +192,27 @@ fn report_strict_fails_when_a_verdict_contradicts_the_catalog() {
         .code(exit_codes::REGRESSED)
         .stderr(predicate::str::contains("contradict the catalog"));
 }
+
+#[test]
+fn watch_names_a_missing_sysctl_and_exits_2() {
+    let o = repro().args(["watch", "--probe", "/proc/sys/net/ipv6/no-such-sysctl", "--count", "1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("no-such-sysctl") && stderr_of(&o).contains("--probe"), "{}", stderr_of(&o));
+}
+
+#[test]
+fn bisect_says_which_end_is_which_and_refuses_a_tree_without_git() {
+    let o = repro().args(["bisect", "-n", "300"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("--good OLD --bad NEW"), "{}", stderr_of(&o));
+    let d = tempfile::tempdir().unwrap();
+    let o = repro()
+        .args(["bisect", "--good", "a", "--bad", "b", "--src"])
+        .arg(d.path())
+        .arg("--out")
+        .arg(d.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("not a git checkout"), "{}", stderr_of(&o));
+}
