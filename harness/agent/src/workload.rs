@@ -458,13 +458,7 @@ fn settle(
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {
-    let text = std::fs::read_to_string("/proc/sys/fs/dentry-state").map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
-    parse_dentry_state(&text).ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
-}
-
-fn parse_dentry_state(text: &str) -> Option<DentryState> {
-    let mut f = text.split_whitespace().map(|x| x.parse::<u64>());
-    Some(DentryState { nr_dentry: f.next()?.ok()?, nr_unused: f.next()?.ok()? })
+    DentryState::read()
 }
 
 pub fn mem_total_kib() -> Option<u64> {
@@ -479,8 +473,8 @@ mod tests {
 
     #[test]
     fn dentry_state_parses_first_two_fields() {
-        let ds = parse_dentry_state("3901\t1200\t45\t0\t10\t0\n").unwrap();
+        let ds = DentryState::parse("3901\t1200\t45\t0\t10\t0\n").unwrap();
         assert_eq!((ds.nr_dentry, ds.nr_unused), (3901, 1200));
-        assert!(parse_dentry_state("garbage").is_none());
+        assert!(DentryState::parse("garbage").is_none());
     }
 }

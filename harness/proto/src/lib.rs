@@ -249,6 +249,20 @@ pub struct DentryState {
     pub nr_unused: u64,
 }
 
+impl DentryState {
+    /// The first two fields of /proc/sys/fs/dentry-state.
+    pub fn parse(text: &str) -> Option<DentryState> {
+        let mut f = text.split_whitespace().map(|x| x.parse::<u64>());
+        Some(DentryState { nr_dentry: f.next()?.ok()?, nr_unused: f.next()?.ok()? })
+    }
+
+    /// This kernel's, now.
+    pub fn read() -> Result<DentryState, String> {
+        let text = std::fs::read_to_string("/proc/sys/fs/dentry-state").map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
+        DentryState::parse(&text).ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
+    }
+}
+
 /// One probe window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Window {

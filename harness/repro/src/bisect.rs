@@ -204,13 +204,15 @@ impl Judge<'_> {
                 let built = crate::build::build(&local_recipe(src, &self.args.run.vm.cc)?, &Cache::new(self.args.run.vm.cache_dir.clone()));
                 build_s = t0.elapsed().as_secs_f64();
                 match built {
+                    // Boot the image just built: with --src still set, the run would hash the tree again.
                     Ok(img) => {
+                        run.vm.src = None;
                         run.vm.kernel = img.path.display().to_string();
                         Ok(())
                     }
                     // A revision that does not compile is skipped; anything else (no compiler, no tree) stops.
-                    Err(e) if crate::error::kind_of(&e) == Some(Kind::BuildFailed) => Err(e),
-                    Err(e) => return Err(e),
+                    Err(e) if crate::error::kind_of(&e) != Some(Kind::BuildFailed) => return Err(e),
+                    Err(e) => Err(e),
                 }
             }
             (None, Some(k)) => {

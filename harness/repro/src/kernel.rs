@@ -110,8 +110,7 @@ pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, 
     let Source::Debian { suites, .. } = &catalog.lookup(&image.name)?.source else {
         bail!("{} is not a Debian catalog kernel", image.name);
     };
-    let sources = apt::derive_sources(&apt::system_sources(), suites)?;
-    let root = AptRoot::create(&cache.root.join("apt").join(&image.name), &sources)?;
+    let root = kernel_apt_root(&image.name, suites, cache)?;
     root.update(false)?;
     let tmp = tempfile::Builder::new().prefix(".modules-").tempdir_in(entry_dir)?;
     let mut found = Vec::new();
@@ -142,6 +141,12 @@ pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, 
     Ok(found)
 }
 
+/// The private apt root of Debian catalog kernel `name` (one per kernel, in the cache).
+fn kernel_apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRoot> {
+    let sources = apt::derive_sources(&apt::system_sources(), suites)?;
+    AptRoot::create(&cache.root.join("apt").join(name), &sources)
+}
+
 fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
     let _lock = lock_kernel_dir(&kdir)?;
@@ -156,8 +161,7 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
             ),
         )
     };
-    let sources = apt::derive_sources(&apt::system_sources(), suites).map_err(unavailable)?;
-    let root = AptRoot::create(&cache.root.join("apt").join(name), &sources)?;
+    let root = kernel_apt_root(name, suites, cache).map_err(unavailable)?;
     let resolved = root.update(false).and_then(|()| {
         let pkg = root.resolve_image_package(package)?;
         let ver = root.candidate_version(&pkg)?;

@@ -23,7 +23,8 @@ pub fn pair_dir(out: &Path, kernel: &str, scenario: &str, iterations: u64) -> Pa
         let base = Path::new(s).file_stem().map_or(s.to_string(), |f| f.to_string_lossy().into_owned());
         base.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' }).collect()
     };
-    let k = if kernel.contains('/') { slug(kernel) } else { kernel.chars().map(|c| if c == '/' { '_' } else { c }).collect() };
+    // A catalog name is kept whole ("6.1" has no file stem to speak of); a path is slugged.
+    let k = if kernel.contains('/') { slug(kernel) } else { kernel.to_string() };
     out.join(slug(scenario)).join(format!("{k}-{iterations}"))
 }
 

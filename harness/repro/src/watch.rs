@@ -56,12 +56,6 @@ fn open_p50(path: &std::path::Path, samples: u32) -> Result<f64> {
     Ok(ProbeStats::from_samples_ns("watch", &mut ns, 0).p50_us)
 }
 
-fn dentry_state() -> Result<(u64, u64)> {
-    let t = std::fs::read_to_string("/proc/sys/fs/dentry-state").context("reading /proc/sys/fs/dentry-state")?;
-    let mut f = t.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-    Ok((f.next().unwrap_or(0), f.next().unwrap_or(0)))
-}
-
 /// Pure: the tick's derived numbers.
 pub fn derive(probe_us: f64, control_us: f64, per_entry_us: f64) -> (f64, u64) {
     let ratio = if control_us > 0.0 { probe_us / control_us } else { 0.0 };
@@ -108,7 +102,7 @@ pub fn watch(args: &WatchArgs) -> Result<i32> {
         let cpu0 = cpu_time_us();
         let probe = open_p50(&args.probe, args.samples)?;
         let control = open_p50(&args.control, args.samples)?;
-        let (nr_dentry, nr_unused) = dentry_state()?;
+        let repro_proto::DentryState { nr_dentry, nr_unused } = repro_proto::DentryState::read().map_err(anyhow::Error::msg)?;
         let (ratio, chain) = derive(probe, control, args.per_entry_us);
         above = if ratio >= args.ratio_alarm || args.chain_alarm.is_some_and(|c| chain >= c) { above + 1 } else { 0 };
         let alarm = above >= args.consecutive.max(1);
