@@ -17,11 +17,14 @@ use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 
 use nix::sys::termios;
-use repro_proto::{AgentMode, Job, Message, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY};
+use repro_proto::{AgentMode, HostMessage, Job, Message, ACK_TIMEOUT_S, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY};
 
 /// Where messages go: the protocol serial port or stdout.
 pub struct Channel {
     out: Box<dyn Write>,
+    /// The protocol tty in a guest: drained and read for the host's ack
+    /// before the machine powers off.
+    tty: Option<File>,
 }
 
 impl Channel {
@@ -31,6 +34,58 @@ impl Channel {
         if let Ok(line) = serde_json::to_string(msg) {
             let _ = writeln!(self.out, "{line}");
             let _ = self.out.flush();
+        }
+    }
+
+    /// Block until the host has read everything sent so far (its
+    /// [`HostMessage::Ack`]), or [`ACK_TIMEOUT_S`] passed. Only then may a
+    /// guest power off: the UART and QEMU still hold the stream's tail.
+    fn finish(&mut self) {
+        let _ = self.out.flush();
+        let Some(tty) = &self.tty else { return };
+        // Everything written has left the guest's UART.
+        let _ = termios::tcdrain(tty.as_fd());
+        if let Err(e) = wait_for_ack(tty, std::time::Duration::from_secs(ACK_TIMEOUT_S)) {
+            // On the console (ttyS0): the host's diagnostics show it.
+            eprintln!("repro-agent: powering off without the host's ack: {e}");
+        }
+    }
+}
+
+/// Read lines from `f` until one is the host's ack, for at most `timeout`.
+/// Anything else on the line (noise from QEMU's chardev) is skipped.
+fn wait_for_ack(f: &File, timeout: std::time::Duration) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("no ack within {}s", timeout.as_secs()));
+        }
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let n = (&*f).read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("the host closed the channel before its ack".into());
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if matches!(serde_json::from_slice::<HostMessage>(&line), Ok(HostMessage::Ack)) {
+                return Ok(());
+            }
+        }
+        // A stray byte stream with no newline cannot grow without bound.
+        if pending.len() > 4096 {
+            pending.clear();
         }
     }
 }
@@ -60,19 +115,22 @@ fn main() {
 
 fn host_main(job_path: &str) -> io::Result<()> {
     let job = read_job(job_path)?;
-    let mut ch = Channel { out: Box::new(BufWriter::new(io::stdout())) };
+    // A pipe loses nothing when the agent exits: no ack is needed.
+    let mut ch = Channel { out: Box::new(BufWriter::new(io::stdout())), tty: None };
     run_job(&job, &mut ch, AgentMode::Host);
+    ch.finish();
     Ok(())
 }
 
 fn guest_main() -> io::Result<()> {
     mount_pseudo_filesystems();
     let tty = open_proto_tty()?;
-    let mut ch = Channel { out: Box::new(BufWriter::new(tty)) };
+    let mut ch = Channel { out: Box::new(BufWriter::new(tty.try_clone()?)), tty: Some(tty) };
     match read_job(GUEST_JOB_PATH) {
         Ok(job) => run_job(&job, &mut ch, AgentMode::Guest),
         Err(e) => ch.send(&Message::Error { message: format!("reading {GUEST_JOB_PATH}: {e}") }),
     }
+    ch.finish();
     power_off()
 }
 
@@ -175,5 +233,47 @@ fn power_off() -> ! {
     let _ = reboot(RebootMode::RB_AUTOBOOT);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    fn pair() -> (File, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (File::from(std::os::fd::OwnedFd::from(a)), b)
+    }
+
+    #[test]
+    fn the_ack_is_found_after_noise_and_split_writes() {
+        let (agent, mut host) = pair();
+        let writer = std::thread::spawn(move || {
+            host.write_all(b"\x00garbage\n{\"type\":").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            host.write_all(&HostMessage::Ack.line().as_bytes()[8..]).unwrap();
+            host
+        });
+        wait_for_ack(&agent, Duration::from_secs(5)).unwrap();
+        drop(writer.join());
+    }
+
+    #[test]
+    fn without_an_ack_the_wait_ends_at_its_bound() {
+        let (agent, mut host) = pair();
+        host.write_all(b"{\"type\":\"nack\"}\n").unwrap();
+        let t0 = Instant::now();
+        let e = wait_for_ack(&agent, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("no ack"), "{e}");
+        assert!(t0.elapsed() >= Duration::from_millis(300) && t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_closed_channel_ends_the_wait_at_once() {
+        let (agent, host) = pair();
+        drop(host);
+        assert!(wait_for_ack(&agent, Duration::from_secs(30)).unwrap_err().contains("closed"));
     }
 }

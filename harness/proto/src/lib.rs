@@ -243,6 +243,46 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The last message of a stream: after it the agent waits for the
+    /// host's [`HostMessage::Ack`] and then powers off (guest) or exits.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Message::Done { .. } | Message::Error { .. })
+    }
+}
+
+/// What the host says back on the protocol channel (guest backend only).
+///
+/// A guest that powers off right after writing its last message loses
+/// whatever the UART and QEMU have not yet moved to the host's socket, and
+/// on a busy host that is often the whole `Settled`/`Done` tail. So the
+/// host acknowledges the final message ([`Message::is_final`]) once it has
+/// read and recorded it, and the agent powers off only after that ack, or
+/// after [`ACK_TIMEOUT_S`] when no host answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMessage {
+    Ack,
+}
+
+impl HostMessage {
+    /// One JSON line, newline included, as written on the wire.
+    pub fn line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("a unit variant serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// How long the agent waits for the host's ack before powering off anyway.
+/// Longer than any sane scheduling delay on a loaded host; shorter than the
+/// host's default stall timeout (2 min), so a lost ack never looks like a hang.
+pub const ACK_TIMEOUT_S: u64 = 30;
+
+/// The longest line the host accepts from the agent. The biggest real
+/// message (a window with a few probes, or an output line) is a few KiB.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DentryState {
     pub nr_dentry: u64,

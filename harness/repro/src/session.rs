@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use repro_proto::Message;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use repro_proto::{HostMessage, MAX_LINE_BYTES};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -112,8 +113,26 @@ pub fn tail(text: &str, n: usize) -> String {
 /// A running agent whose messages can be read.
 pub struct Agent {
     pub guard: Guard,
+    lines: Lines,
+    /// The way back to a guest agent, for its [`HostMessage::Ack`]. None for
+    /// the host agent, whose pipe loses nothing when it exits.
+    ack: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+}
+
+/// The agent's stream, split into bounded lines.
+struct Lines {
     reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
     buf: Vec<u8>,
+    /// The stream ended in the middle of a line of this many bytes: its
+    /// tail was lost, which is not the same as the agent failing.
+    truncated_tail: Option<usize>,
+}
+
+/// One line from the agent.
+enum Line {
+    Text(String),
+    /// Longer than [`MAX_LINE_BYTES`]: dropped without being held.
+    Oversized,
 }
 
 /// Why a start did not reach the agent's hello.
@@ -178,7 +197,8 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
             return Err(f);
         }
     };
-    let agent = Agent { guard, reader: BufReader::new(Box::new(stream)), buf: Vec::new() };
+    let (read, write) = stream.into_split();
+    let agent = Agent::new(guard, Box::new(read), Some(Box::new(write)));
     await_hello(agent, until, deadline, accel, interrupt).await
 }
 
@@ -203,11 +223,7 @@ pub async fn start_host(
         .spawn()
         .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let agent = Agent {
-        guard: Guard { child, what: "repro-agent", stderr_log, console_log: None },
-        reader: BufReader::new(Box::new(stdout)),
-        buf: Vec::new(),
-    };
+    let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), None);
     await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await
 }
 
@@ -236,7 +252,8 @@ async fn await_hello(
             }
         };
         match line {
-            Ok(Some(text)) => match serde_json::from_str::<Message>(&text) {
+            Ok(Some(Line::Oversized)) => tracing::debug!("ignoring an oversized line before hello"),
+            Ok(Some(Line::Text(text))) => match serde_json::from_str::<Message>(&text) {
                 Ok(hello @ Message::Hello { .. }) => return Ok(Started { agent, hello }),
                 // Noise on the line before the agent speaks is harmless.
                 _ => tracing::debug!("ignoring before hello: {text:?}"),
@@ -254,14 +271,64 @@ async fn await_hello(
 }
 
 impl Agent {
-    /// One line, lossily decoded (a serial line may carry stray bytes).
-    async fn next_line(&mut self) -> Result<Option<String>> {
-        self.buf.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf).await?;
-        if n == 0 {
-            return Ok(None);
+    fn new(guard: Guard, reader: Box<dyn AsyncRead + Unpin + Send>, ack: Option<Box<dyn AsyncWrite + Unpin + Send>>) -> Agent {
+        Agent { guard, lines: Lines::new(reader), ack }
+    }
+
+    async fn next_line(&mut self) -> Result<Option<Line>> {
+        self.lines.next().await
+    }
+
+    /// Tell a guest agent its final message arrived, so it may power off.
+    async fn acknowledge(&mut self) {
+        if let Some(w) = &mut self.ack {
+            let line = HostMessage::Ack.line();
+            if let Err(e) = w.write_all(line.as_bytes()).await.and(w.flush().await) {
+                tracing::debug!("could not acknowledge the agent's final message: {e}");
+            }
         }
-        Ok(Some(String::from_utf8_lossy(&self.buf).trim().to_string()))
+    }
+}
+
+impl Lines {
+    fn new(reader: Box<dyn AsyncRead + Unpin + Send>) -> Lines {
+        Lines { reader: BufReader::new(reader), buf: Vec::new(), truncated_tail: None }
+    }
+
+    /// One line, lossily decoded (a serial line may carry stray bytes), and
+    /// never more than [`MAX_LINE_BYTES`] of it held in memory. None at the
+    /// end of the stream; a partial last line is noted in `truncated_tail`.
+    async fn next(&mut self) -> Result<Option<Line>> {
+        self.buf.clear();
+        let mut oversized = false;
+        loop {
+            let chunk = self.reader.fill_buf().await?;
+            if chunk.is_empty() {
+                if !self.buf.is_empty() || oversized {
+                    self.truncated_tail = Some(self.buf.len());
+                }
+                return Ok(None);
+            }
+            let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            if !oversized && self.buf.len() + take > MAX_LINE_BYTES {
+                oversized = true;
+                self.buf = Vec::new();
+            }
+            if !oversized {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            self.reader.consume(take);
+            if end {
+                return Ok(Some(if oversized {
+                    Line::Oversized
+                } else {
+                    Line::Text(String::from_utf8_lossy(&self.buf).trim().to_string())
+                }));
+            }
+        }
     }
 }
 
@@ -317,8 +384,12 @@ pub async fn stream(
             }
         };
         let text = match line.context("reading the agent's messages")? {
-            Some(t) if t.is_empty() => continue,
-            Some(t) => t,
+            Some(Line::Text(t)) if t.is_empty() => continue,
+            Some(Line::Text(t)) => t,
+            Some(Line::Oversized) => {
+                tracing::warn!("ignoring a line from the agent longer than {MAX_LINE_BYTES} bytes");
+                continue;
+            }
             None => return Err(ended_early(agent, rec).await),
         };
         let msg: Message = match serde_json::from_str(&text) {
@@ -329,6 +400,9 @@ pub async fn stream(
             }
         };
         rec.record(&msg)?;
+        if msg.is_final() {
+            agent.acknowledge().await;
+        }
         match &msg {
             Message::Progress { iteration, .. } => progress.iteration(*iteration),
             Message::Window(w) => progress.window(w),
@@ -356,6 +430,17 @@ async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
         );
     }
     let st = status.map_or("still running, killed".into(), |s| s.to_string());
+    if let (Some(bytes), Some(true)) = (agent.lines.truncated_tail, status.map(|s| s.success())) {
+        return fail(
+            Kind::GuestFailed,
+            format!(
+                "{} exited cleanly ({st}) {at}, but the message stream ended in the middle of a line ({bytes} bytes): \
+                 its tail was lost in transit, not refused by the agent. The windows so far are kept{}",
+                agent.guard.what,
+                agent.guard.diagnostics()
+            ),
+        );
+    }
     fail(Kind::GuestFailed, format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()))
 }
 
@@ -393,6 +478,35 @@ mod tests {
     fn shell_words_quotes_only_what_needs_it() {
         let a = vec!["-append".to_string(), "console=ttyS0 panic=-1".to_string(), "it's".to_string()];
         assert_eq!(shell_words(&a), r"-append 'console=ttyS0 panic=-1' 'it'\''s'");
+    }
+
+    async fn read_all(input: Vec<u8>) -> (Vec<String>, Option<usize>) {
+        let mut lines = Lines::new(Box::new(std::io::Cursor::new(input)));
+        let mut out = Vec::new();
+        while let Some(l) = lines.next().await.unwrap() {
+            out.push(match l {
+                Line::Text(t) => t,
+                Line::Oversized => "<oversized>".into(),
+            });
+        }
+        (out, lines.truncated_tail)
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_mid_line_is_a_truncated_tail_not_a_line() {
+        let (lines, tail) = read_all(b"{\"type\":\"done\"}\n{\"type\":\"sett".to_vec()).await;
+        assert_eq!(lines, ["{\"type\":\"done\"}"]);
+        assert_eq!(tail, Some(r#"{"type":"sett"#.len()));
+        assert_eq!(read_all(b"a\nb\n".to_vec()).await, (vec!["a".to_string(), "b".to_string()], None));
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_cap_is_dropped_without_being_held() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 10];
+        input.extend_from_slice(b"\nnext\n");
+        let (lines, tail) = read_all(input).await;
+        assert_eq!(lines, ["<oversized>", "next"]);
+        assert_eq!(tail, None);
     }
 
     #[test]

@@ -121,3 +121,62 @@ fn full_disk_keeps_the_samples_and_says_to_free_space() {
     assert!(!s["windows"].as_array().unwrap().is_empty());
     assert!(sample_lines(&out, "window") > 0);
 }
+
+/// A busy host and a slow reader: the guest writes its last lines much
+/// faster than they are read, then is done. It must not power off before
+/// the host has read them all (the agent waits for the host's ack).
+#[test]
+fn the_streams_tail_survives_a_busy_host_and_a_slow_reader() {
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let gen = d.path().join("gen.c");
+    std::fs::write(&gen, "#include <stdio.h>\nint main(void){for(int i=0;i<8000;i++)printf(\"line %05d of the generator's output, padded to fifty\\n\",i);return 0;}\n").unwrap();
+    let bin = d.path().join("gen");
+    let cc = std::process::Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&bin).arg(&gen).status().unwrap();
+    assert!(cc.success(), "gcc -static failed (libc6-dev has libc.a)");
+    // Every core busy while the guest runs.
+    let busy: Vec<std::process::Child> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .map(|_| std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap())
+        .collect();
+    let _stop = scopeguard(busy);
+    let mut child = std_repro()
+        .args(["exec", "--kernel", "6.1", "--accel", "tcg", "--cpus", "1", "--include"])
+        .arg(format!("{}:bin/gen", bin.display()))
+        .args(["--", "/bin/gen"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // About 20 KB/s: the guest's output backs up through QEMU into its UART.
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&got);
+    let lines = text.lines().filter(|l| l.starts_with("line ")).count();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(lines, 8000, "lines lost; last: {:?}", text.lines().last());
+    assert!(text.contains("line 07999 of"), "the last line is missing");
+}
+
+/// Kills the children when dropped.
+fn scopeguard(children: Vec<std::process::Child>) -> impl Drop {
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    Kill(children)
+}
