@@ -98,7 +98,11 @@ pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
             if !(path.contains("usr/src/linux-source") && path.ends_with(".tar.xz")) {
                 continue;
             }
-            unpack_stripped(lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, entry), true), dest)?;
+            unpack_stripped(
+                lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, entry), true),
+                dest,
+                EscapingLinks::Refuse,
+            )?;
             return Ok(());
         }
         bail!("{}: no usr/src/linux-source-*.tar.xz inside", deb.display());
@@ -106,30 +110,146 @@ pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
     bail!("{}: no data.tar.xz member: not a linux-source package", deb.display())
 }
 
+/// What to do with a symbolic link whose target would leave the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapingLinks {
+    /// Refuse the whole archive (source trees: nothing in them needs one).
+    Refuse,
+    /// Leave such links out (binary packages link into the system, e.g.
+    /// libgcc_s.so -> /lib/..., which a kernel build never follows).
+    Skip,
+}
+
 /// Unpack a tar stream into `dest` without its top directory
-/// (`linux-4.9.119/Makefile` lands at `dest/Makefile`).
-pub fn unpack_stripped(reader: impl Read, dest: &Path) -> Result<()> {
+/// (`linux-4.9.119/Makefile` lands at `dest/Makefile`), never writing
+/// outside `dest`: entry paths must be plain relative paths, no entry is
+/// written through a symlink, symlinks must resolve inside the tree (see
+/// [`link_stays_inside`]), hard links must name an earlier entry of the
+/// tree, and device nodes and FIFOs are refused.
+pub fn unpack_stripped(reader: impl Read, dest: &Path, links: EscapingLinks) -> Result<()> {
+    unpack_tar(reader, dest, links, 1)
+}
+
+/// [`unpack_stripped`] dropping `strip` leading names (0 for packages,
+/// whose paths are `./usr/...`).
+fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize) -> Result<()> {
+    use std::path::{Component, PathBuf};
+    use tar::EntryType;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_mtime(true);
     std::fs::create_dir_all(dest)?;
+    let strip = |p: &Path| -> Result<PathBuf> {
+        let rel: PathBuf = p.components().skip_while(|c| matches!(c, Component::CurDir)).skip(strip).collect();
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            bail!("refusing to unpack {}: it names a place outside the tree", p.display());
+        }
+        Ok(rel)
+    };
     for e in archive.entries()? {
         let mut e = e?;
         let p = e.path()?.into_owned();
-        let rel: std::path::PathBuf = p.components().skip(1).collect();
+        let rel = strip(&p)?;
         if rel.as_os_str().is_empty() {
             continue;
         }
-        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            bail!("refusing to unpack {} outside the tree", p.display());
-        }
         let target = dest.join(&rel);
-        // Tarballs need not list a file's directories before it.
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+        // Tarballs need not list a file's directories before it; none of
+        // them may be a link, or the write would land where it points.
+        let mut dir = dest.to_path_buf();
+        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+            dir.push(c);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    bail!(
+                        "refusing to unpack {}: {} is a symbolic link in the archive",
+                        p.display(),
+                        dir.strip_prefix(dest).unwrap_or(&dir).display()
+                    )
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => bail!("refusing to unpack {}: {} is not a directory", p.display(), dir.display()),
+                Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
+            }
         }
-        e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
+        match e.header().entry_type() {
+            EntryType::Symlink => {
+                let to = e.link_name()?.context("a symlink entry without a target")?.into_owned();
+                if !link_stays_inside(&rel, &to) {
+                    match links {
+                        EscapingLinks::Skip => continue,
+                        EscapingLinks::Refuse => {
+                            bail!("refusing to unpack {}: it is a link to {}, outside the tree", p.display(), to.display())
+                        }
+                    }
+                }
+                let _ = std::fs::remove_file(&target);
+                std::os::unix::fs::symlink(&to, &target).with_context(|| format!("linking {}", rel.display()))?;
+            }
+            EntryType::Link => {
+                let to = strip(&e.link_name()?.context("a hard link entry without a target")?)?;
+                let source = dest.join(&to);
+                let meta = std::fs::symlink_metadata(&source).with_context(|| {
+                    format!("refusing to unpack {}: its hard link target {} is not in the tree", p.display(), to.display())
+                })?;
+                anyhow::ensure!(
+                    meta.is_file(),
+                    "refusing to unpack {}: hard link to {}, which is not a plain file",
+                    p.display(),
+                    to.display()
+                );
+                let _ = std::fs::remove_file(&target);
+                std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", rel.display()))?;
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Directory => {
+                if let Ok(m) = std::fs::symlink_metadata(&target) {
+                    // An earlier link of the same name is replaced, never followed.
+                    if m.file_type().is_symlink() {
+                        std::fs::remove_file(&target)?;
+                    }
+                }
+                e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
+            }
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
+            other => bail!("refusing to unpack {}: a {other:?} entry has no place in a source tree or package", p.display()),
+        }
     }
     Ok(())
+}
+
+/// Whether a symlink at `at` (relative to the tree) pointing to `to` stays
+/// inside the tree. Only relative targets of the form `../../a/b` qualify:
+/// leading `..`s that do not climb above the top, then plain names. A `..`
+/// after a name is refused, since the name may itself be a link; with every
+/// link held to this rule, no chain of them can leave the tree.
+pub fn link_stays_inside(at: &Path, to: &Path) -> bool {
+    use std::path::Component;
+    let mut depth = at.parent().map_or(0, |p| p.components().count());
+    let mut names_seen = false;
+    for c in to.components() {
+        match c {
+            Component::ParentDir if !names_seen && depth > 0 => depth -= 1,
+            Component::Normal(_) => names_seen = true,
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Unpack the whole data.tar.xz of a binary package into `dest` (package
+/// paths like `./usr/bin/gcc-10` land at `dest/usr/bin/gcc-10`).
+pub fn extract_package(deb: &Path, dest: &Path) -> Result<()> {
+    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
+    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
+    while let Some(member) = ar.next_entry() {
+        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
+        if member.header().identifier() != b"data.tar.xz" {
+            continue;
+        }
+        let tar = lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, member), true);
+        return unpack_tar(tar, dest, EscapingLinks::Skip, 0).with_context(|| format!("unpacking {}", deb.display()));
+    }
+    bail!("{}: no data.tar.xz member: not a Debian package repro can read", deb.display())
 }
 
 #[cfg(test)]
@@ -181,6 +301,73 @@ mod tests {
         let release = extract_vmlinuz(&deb, &mut out).unwrap();
         assert_eq!(release, "6.1.0-9-cloud-amd64");
         assert_eq!(out, b"bzImage-bytes");
+    }
+
+    /// A tar stream of (path, kind) entries: a file's data, or a link target.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            if kind.is_file() {
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append_data(&mut h, path, data.as_bytes()).unwrap();
+            } else {
+                h.set_size(0);
+                b.append_link(&mut h, path, data).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_tarball_cannot_write_through_its_own_symlink_out_of_the_tree() {
+        use tar::EntryType::{Regular, Symlink};
+        let outside = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let evil = tar_of(&[("top/evil", Symlink, outside.path().to_str().unwrap()), ("top/evil/pwned", Regular, "owned")]);
+        let e = format!("{:#}", unpack_stripped(&evil[..], &dest.path().join("t"), EscapingLinks::Refuse).unwrap_err());
+        assert!(e.contains("outside the tree"), "{e}");
+        assert!(!outside.path().join("pwned").exists());
+        // Even where escaping links are skipped, nothing lands outside.
+        let _ = unpack_stripped(&evil[..], &dest.path().join("u"), EscapingLinks::Skip);
+        assert!(!outside.path().join("pwned").exists());
+        // A relative link that climbs out, then a write through it.
+        let climb = tar_of(&[("top/a/up", Symlink, "../../.."), ("top/a/up/pwned", Regular, "x")]);
+        assert!(unpack_stripped(&climb[..], &dest.path().join("v"), EscapingLinks::Refuse).is_err());
+        assert!(!dest.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn hard_links_must_name_a_file_already_in_the_tree() {
+        use tar::EntryType::{Link, Regular};
+        let dest = tempfile::tempdir().unwrap();
+        let out = tar_of(&[("top/h", Link, "/etc/passwd")]);
+        assert!(unpack_stripped(&out[..], &dest.path().join("a"), EscapingLinks::Refuse).is_err());
+        let ok = tar_of(&[("top/f", Regular, "data"), ("top/h", Link, "top/f")]);
+        unpack_stripped(&ok[..], &dest.path().join("b"), EscapingLinks::Refuse).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.path().join("b/h")).unwrap(), "data");
+    }
+
+    #[test]
+    fn links_inside_the_tree_are_kept() {
+        use tar::EntryType::{Regular, Symlink};
+        let dest = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("top/include/a.h", Regular, "a"), ("top/arch/x/b.h", Symlink, "../../include/a.h")]);
+        unpack_stripped(&t[..], dest.path(), EscapingLinks::Refuse).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.path().join("arch/x/b.h")).unwrap(), "a");
+    }
+
+    #[test]
+    fn link_targets_are_judged_without_touching_the_disk() {
+        let inside = |at: &str, to: &str| link_stays_inside(Path::new(at), Path::new(to));
+        assert!(inside("usr/bin/cc", "gcc-10"));
+        assert!(inside("a/b/c", "../../x/y"));
+        assert!(!inside("a/b", "../../x"));
+        assert!(!inside("a", "/etc"));
+        assert!(!inside("a/b/c", "x/../../../y"));
     }
 
     #[test]

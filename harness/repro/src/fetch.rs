@@ -156,7 +156,7 @@ pub fn extract_tarball(archive: &Path, dest: &Path) -> Result<()> {
     } else {
         anyhow::bail!("{name}: repro unpacks .tar.xz and .tar.gz tarballs");
     };
-    crate::deb::unpack_stripped(reader, dest)
+    crate::deb::unpack_stripped(reader, dest, crate::deb::EscapingLinks::Refuse)
 }
 
 #[cfg(test)]
