@@ -15,11 +15,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::error::{fail, Kind};
 
-const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+const UBUNTU_KEYRING: &str = "/usr/share/keyrings/ubuntu-archive-keyring.gpg";
 /// Package lists younger than this are not refreshed.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 const DEBIAN_CODENAMES: &[&str] =
     &["buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "stable", "oldstable", "testing", "unstable"];
+const UBUNTU_CODENAMES: &[&str] = &["xenial", "bionic", "focal", "jammy", "noble", "oracular", "plucky", "questing", "resolute"];
 
 /// One `deb` source from the system's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,27 +101,80 @@ pub fn system_sources() -> Vec<SourceEntry> {
     out
 }
 
-fn is_debian_suite(suite: &str) -> bool {
+pub fn is_debian_suite(suite: &str) -> bool {
     DEBIAN_CODENAMES.contains(&suite.split('-').next().unwrap_or(""))
 }
 
-/// The `sources.list` lines for `suites`, with mirrors taken from `system`.
+pub fn is_ubuntu_suite(suite: &str) -> bool {
+    UBUNTU_CODENAMES.contains(&suite.split('-').next().unwrap_or(""))
+}
+
+/// A distribution whose archive layout repro knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Distro {
+    Debian,
+    Ubuntu,
+}
+
+impl Distro {
+    fn of_suite(suite: &str) -> Option<Distro> {
+        if is_debian_suite(suite) {
+            Some(Distro::Debian)
+        } else if is_ubuntu_suite(suite) {
+            Some(Distro::Ubuntu)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Distro::Debian => "Debian",
+            Distro::Ubuntu => "Ubuntu",
+        }
+    }
+
+    /// Kernels and compilers: Ubuntu keeps older GCCs in universe.
+    fn components(self) -> &'static str {
+        match self {
+            Distro::Debian => "main",
+            Distro::Ubuntu => "main universe",
+        }
+    }
+
+    fn keyring(self) -> &'static str {
+        match self {
+            Distro::Debian => DEBIAN_KEYRING,
+            Distro::Ubuntu => UBUNTU_KEYRING,
+        }
+    }
+}
+
+/// The `sources.list` lines for `suites`, with mirrors taken from `system`:
+/// a suite of Debian's or Ubuntu's is fetched from this machine's mirror of
+/// that same distribution, the one carrying its `-security` suites for
+/// security suites and the main one for the rest.
 pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<String> {
-    let debian: Vec<&SourceEntry> = system.iter().filter(|e| e.suites.iter().any(|s| is_debian_suite(s))).collect();
-    let main = debian.iter().find(|e| e.suites.iter().any(|s| !s.ends_with("-security")));
-    let security = debian.iter().find(|e| e.suites.iter().any(|s| s.ends_with("-security")));
     let mut lines = String::new();
     for suite in suites {
-        let entry = if suite.ends_with("-security") { security } else { main };
+        let distro = Distro::of_suite(suite).with_context(|| format!("{suite:?} is not a Debian or Ubuntu suite repro knows"))?;
+        let mirrors: Vec<&SourceEntry> = system.iter().filter(|e| e.suites.iter().any(|s| Distro::of_suite(s) == Some(distro))).collect();
+        let security = suite.ends_with("-security");
+        let entry = mirrors
+            .iter()
+            .find(|e| e.suites.iter().any(|s| s.ends_with("-security") == security))
+            // Ubuntu serves -security from the main archive too.
+            .or_else(|| if distro == Distro::Ubuntu { mirrors.first() } else { None });
         let Some(entry) = entry else {
             bail!(
-                "no Debian {} mirror in this machine's apt configuration (/etc/apt/sources.list{{,.d}}) to fetch suite {suite} from; \
+                "no {} {} mirror in this machine's apt configuration (/etc/apt/sources.list{{,.d}}) to fetch suite {suite} from; \
                  add one, or pass a kernel image with --kernel PATH",
-                if suite.ends_with("-security") { "security" } else { "archive" }
+                distro.name(),
+                if security { "security" } else { "archive" }
             );
         };
-        let keyring = entry.signed_by.as_deref().unwrap_or(DEFAULT_KEYRING);
-        lines.push_str(&format!("deb [signed-by={keyring}] {} {suite} main\n", entry.uri));
+        let keyring = entry.signed_by.as_deref().unwrap_or(distro.keyring());
+        lines.push_str(&format!("deb [signed-by={keyring}] {} {suite} {}\n", entry.uri, distro.components()));
     }
     Ok(lines)
 }
@@ -305,6 +360,24 @@ mod tests {
         drop(root);
         let again = std::fs::File::open(d.path().join(".repro-lock")).unwrap();
         assert!(Flock::lock(again, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+
+    #[test]
+    fn ubuntu_suites_come_from_the_machines_ubuntu_mirror_with_universe() {
+        let sys = parse_deb822(
+            "Types: deb\nURIs: http://u.example/ubuntu/\nSuites: noble noble-updates noble-backports\nComponents: main universe\n\
+             Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: http://s.example/ubuntu/\nSuites: noble-security\nComponents: main universe\n",
+        );
+        let s = derive_sources(&sys, &["jammy".into(), "focal-updates".into(), "focal-security".into()]).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], "deb [signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] http://u.example/ubuntu/ jammy main universe");
+        assert!(lines[1].ends_with("http://u.example/ubuntu/ focal-updates main universe"), "{s}");
+        assert!(lines[2].ends_with("http://s.example/ubuntu/ focal-security main universe"), "{s}");
+        // A Debian suite on an Ubuntu-only machine has no mirror to come from.
+        let e = derive_sources(&sys, &["bookworm".into()]).unwrap_err().to_string();
+        assert!(e.contains("no Debian archive mirror"), "{e}");
+        assert!(derive_sources(&sys, &["warty".into()]).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{fail, Kind};
 use crate::kernel::Cache;
-use crate::run_cmd::{judge, local_recipe};
+use crate::run_cmd::judge;
 use crate::verdict::{Outcome, Verdict};
 use crate::BisectArgs;
 
@@ -201,7 +201,10 @@ impl Judge<'_> {
         let built = match (&state.src, kernel) {
             (Some(src), _) => {
                 tracing::info!("step {n}: building {short} ({subject})");
-                let built = crate::build::build(&local_recipe(src, &self.args.run.vm.cc)?, &Cache::new(self.args.run.vm.cache_dir.clone()));
+                let built = crate::build::build(
+                    &crate::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
+                    &Cache::new(self.args.run.vm.cache_dir.clone()),
+                );
                 build_s = t0.elapsed().as_secs_f64();
                 match built {
                     // Boot the image just built: with --src still set, the run would hash the tree again.

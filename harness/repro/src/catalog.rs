@@ -65,21 +65,28 @@ pub enum Expect {
 pub enum Source {
     /// A Debian binary kernel package.
     Debian { suites: Vec<String>, package: String },
+    /// An Ubuntu binary kernel package, fetched the same way from the
+    /// machine's Ubuntu mirror (GitHub's runners have one).
+    Ubuntu { suites: Vec<String>, package: String },
     /// A binary kernel RPM by URL (CentOS/RHEL): boot/vmlinuz-* is booted.
     Rpm { url: String, sha256: Option<String> },
-    /// Built from a `[[tree]]` with patches from vm-images/patches/ and a
-    /// config fragment from vm-images/config/.
-    Build {
-        tree: String,
-        #[serde(default)]
-        patches: Vec<String>,
-        #[serde(default = "default_config")]
-        config: String,
-    },
+    /// Built from a `[[tree]]` with patches from vm-images/patches/, by the
+    /// rules of the tree's era (vm-images/eras.toml).
+    Build(BuildSource),
 }
 
-fn default_config() -> String {
-    "minimal".into()
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSource {
+    pub tree: String,
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// A config fragment instead of the era's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// A compiler instead of the era's (gcc-10, or a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc: Option<String>,
 }
 
 impl Catalog {
@@ -102,11 +109,12 @@ impl Catalog {
             for n in std::iter::once(&e.name).chain(&e.aliases) {
                 anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
             }
-            if let Source::Build { tree, .. } = &e.source {
+            if let Source::Build(b) = &e.source {
                 anyhow::ensure!(
-                    c.tree.iter().any(|t| &t.name == tree),
-                    "kernel {} builds tree {tree:?}, which has no [[tree]] entry",
-                    e.name
+                    c.tree.iter().any(|t| t.name == b.tree),
+                    "kernel {} builds tree {:?}, which has no [[tree]] entry",
+                    e.name,
+                    b.tree
                 );
             }
         }
@@ -127,34 +135,67 @@ impl Catalog {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&e.source)?);
-        if let Source::Build { tree, patches, config } = &e.source {
-            h.update(serde_json::to_vec(self.tree(tree)?)?);
-            for p in patches {
+        if let Source::Build(b) = &e.source {
+            h.update(serde_json::to_vec(self.tree(&b.tree)?)?);
+            for p in &b.patches {
                 let text = crate::build::PATCHES.iter().find(|(n, _)| n == p).map(|(_, t)| *t).unwrap_or_default();
                 h.update(p.as_bytes());
                 h.update(text.as_bytes());
             }
-            h.update(crate::build::config_fragment(config)?.1.as_bytes());
+            // The era rules: compilers, flags, fragments, compat patches.
+            h.update(crate::era::Eras::fingerprint().as_bytes());
         }
         Ok(format!("{:x}", h.finalize())[..16].to_string())
     }
 
-    /// The CI matrix: every kernel with an expectation for a scenario.
-    pub fn matrix(&self, scenarios: &[String]) -> Result<serde_json::Value> {
+    /// The CI matrix: every kernel (or only `only`, a name or alias) with
+    /// an expectation for each scenario. Each row says where its job can
+    /// run (`host`: "debian" for Debian's packages and Debian source trees,
+    /// which need Debian's apt sources, so a Debian container on Ubuntu
+    /// runners; "any" otherwise) and which tree builds it (`build`), so CI
+    /// builds each tree once and fans the checks out. An empty matrix is an
+    /// error: GitHub rejects one with a message that names nothing.
+    pub fn matrix(&self, scenarios: &[String], only: Option<&str>) -> Result<serde_json::Value> {
+        let only = only.map(|n| self.lookup(n).map(|e| e.name.as_str())).transpose()?;
         let mut include = Vec::new();
         for s in scenarios {
-            for e in &self.kernel {
+            for e in self.kernel.iter().filter(|e| only.is_none_or(|o| o == e.name)) {
                 if let Some(x) = e.expect.get(s) {
                     include.push(serde_json::json!({
                         "kernel": e.name,
                         "scenario": s,
                         "expect": x,
                         "cache_key": format!("{}-{}", e.name, self.cache_key(e)?),
+                        "host": self.job_host(e)?,
+                        "build": match &e.source { Source::Build(b) => Some(&b.tree), _ => None },
                     }));
                 }
             }
         }
+        if include.is_empty() {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "no catalog kernel{} has an expectation for scenario(s) {}: nothing to run. `repro kernels` lists each kernel's expectations",
+                    only.map(|o| format!(" named {o}")).unwrap_or_default(),
+                    scenarios.join(", ")
+                ),
+            ));
+        }
         Ok(serde_json::json!({ "include": include }))
+    }
+
+    /// Where a CI job for `e` can get its kernel: "debian" when it comes
+    /// through Debian's apt sources, else "any".
+    pub fn job_host(&self, e: &Entry) -> Result<&'static str> {
+        Ok(match &e.source {
+            Source::Debian { .. } => "debian",
+            Source::Build(b) => match self.tree(&b.tree)?.kind {
+                TreeKind::DebianSource { .. } => "debian",
+                TreeKind::Tarball { .. } => "any",
+            },
+            Source::Ubuntu { .. } | Source::Rpm { .. } => "any",
+        })
     }
 
     pub fn lookup(&self, name: &str) -> Result<&Entry> {
@@ -183,8 +224,11 @@ mod tests {
         let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source else { panic!("5.10 is a Debian package") };
         assert_eq!(suites[0], "bullseye");
         assert!(package.starts_with("linux-image-"));
-        let Source::Build { tree, patches, config } = &c.lookup("6.1-noprune").unwrap().source else { panic!("6.1-noprune is built") };
-        assert_eq!((tree.as_str(), patches.as_slice(), config.as_str()), ("debian-6.1", &["6.1-noprune.patch".to_string()][..], "minimal"));
+        let Source::Build(b) = &c.lookup("6.1-noprune").unwrap().source else { panic!("6.1-noprune is built") };
+        assert_eq!(
+            (b.tree.as_str(), b.patches.as_slice(), b.config.as_deref()),
+            ("debian-6.1", &["6.1-noprune.patch".to_string()][..], None)
+        );
         assert_eq!(c.lookup("6.1-noprune").unwrap().expect["seed"], Expect::Regressed);
         for e in &c.kernel {
             assert!(e.expect.contains_key("seed"), "{} has no expectation for seed", e.name);

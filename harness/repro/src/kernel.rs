@@ -72,7 +72,7 @@ impl Cache {
     }
 }
 
-pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<KernelImage> {
+pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
     let as_path = Path::new(arg);
     if arg.contains('/') || as_path.exists() {
         check_bzimage(as_path)?;
@@ -81,11 +81,10 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<
     }
     let entry = catalog.lookup(arg)?;
     match &entry.source {
-        Source::Debian { suites, package } => fetch_debian(&entry.name, suites, package, cache),
+        Source::Debian { suites, package } => fetch_apt("debian", &entry.name, suites, package, cache),
+        Source::Ubuntu { suites, package } => fetch_apt("ubuntu", &entry.name, suites, package, cache),
         Source::Rpm { url, sha256 } => fetch_rpm(&entry.name, url, sha256.as_deref(), cache),
-        Source::Build { tree, patches, config } => {
-            crate::build::recipe_for(catalog, &entry.name, tree, patches, config, cc).and_then(|r| crate::build::build(&r, cache))
-        }
+        Source::Build(b) => crate::build::Recipe::catalog(catalog, &entry.name, b, cc).and_then(|r| crate::build::build(&r, cache)),
     }
     .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
 }
@@ -95,7 +94,7 @@ pub fn resolve(arg: &str, catalog: &Catalog, cache: &Cache, cc: &str) -> Result<
 /// image in `modules/` after the first time. Images that are not Debian
 /// packages get none: repro's builds have what the scenarios need built in.
 pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, cache: &Cache) -> Result<Vec<(String, Vec<u8>)>> {
-    if names.is_empty() || !image.source.starts_with("debian:") {
+    if names.is_empty() || !(image.source.starts_with("debian:") || image.source.starts_with("ubuntu:")) {
         return Ok(Vec::new());
     }
     let entry_dir = image.path.parent().context("a cached image has a directory")?;
@@ -107,7 +106,7 @@ pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, 
         return Ok(m);
     }
     let meta: CachedImage = serde_json::from_str(&std::fs::read_to_string(entry_dir.join("source.json"))?)?;
-    let Source::Debian { suites, .. } = &catalog.lookup(&image.name)?.source else {
+    let (Source::Debian { suites, .. } | Source::Ubuntu { suites, .. }) = &catalog.lookup(&image.name)?.source else {
         bail!("{} is not a Debian catalog kernel", image.name);
     };
     let root = kernel_apt_root(&image.name, suites, cache)?;
@@ -147,7 +146,9 @@ fn kernel_apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRo
     AptRoot::create(&cache.root.join("apt").join(name), &sources)
 }
 
-fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
+/// A kernel package of Debian's or Ubuntu's (`distro`), through a private
+/// apt root whose sources come from the machine's own.
+fn fetch_apt(distro: &str, name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
     let _lock = lock_kernel_dir(&kdir)?;
 
@@ -155,20 +156,23 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
         fail(
             Kind::KernelUnavailable,
             format!(
-                "cannot fetch the Debian package {package} from {}: {e:#}. Check the network and apt (`apt-get update`), \
+                "cannot fetch the {} package {package} from {}: {e:#}. Check the network and apt (`apt-get update`), \
                  or pass a kernel image with --kernel PATH",
+                if distro == "ubuntu" { "Ubuntu" } else { "Debian" },
                 suites.join(", ")
             ),
         )
     };
-    let root = kernel_apt_root(name, suites, cache).map_err(unavailable)?;
-    let resolved = root.update(false).and_then(|()| {
+    // No apt root (a machine whose sources lack this distribution, an
+    // Ubuntu runner for a Debian kernel) is offline for this kernel too.
+    let resolved = kernel_apt_root(name, suites, cache).and_then(|root| {
+        root.update(false)?;
         let pkg = root.resolve_image_package(package)?;
         let ver = root.candidate_version(&pkg)?;
-        Ok((pkg, ver))
+        Ok((root, pkg, ver))
     });
-    let (pkg, ver) = match resolved {
-        Ok(pv) => pv,
+    let (root, pkg, ver) = match resolved {
+        Ok(rpv) => rpv,
         Err(e) => {
             // Offline: the newest image fetched before still boots.
             if let Some(img) = newest_cached(&kdir, name)? {
@@ -186,7 +190,7 @@ fn fetch_debian(name: &str, suites: &[String], package: &str, cache: &Cache) -> 
     tracing::info!("fetching {pkg} {ver} with apt-get download");
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
     let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
-    let meta = CachedImage::new("debian", pkg, ver, &deb, sha256_file(&deb)?);
+    let meta = CachedImage::new(distro, pkg, ver, &deb, sha256_file(&deb)?);
     install_image(tmp, &dir, name, &deb, crate::deb::extract_vmlinuz, meta)
 }
 

@@ -9,6 +9,7 @@ pub mod bisect;
 pub mod build;
 pub mod catalog;
 pub mod deb;
+pub mod era;
 pub mod error;
 pub mod fetch;
 pub mod initramfs;
@@ -23,6 +24,7 @@ pub mod rpm;
 pub mod run_cmd;
 pub mod scenario;
 pub mod session;
+pub mod toolchain;
 pub mod verdict;
 pub mod watch;
 
@@ -100,8 +102,10 @@ pub struct ImageBuildArgs {
     /// A kernel source tree to build instead.
     #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
     pub src: Option<PathBuf>,
-    #[arg(long, default_value = "gcc", value_name = "CC")]
-    pub cc: String,
+    /// C compiler for the kernel build [default: by the tree's era, see vm-images/eras.toml]:
+    /// a name on PATH, a path, or one repro fetches (gcc-10).
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -156,9 +160,10 @@ pub struct VmArgs {
     /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
     #[arg(long, visible_alias = "build", value_name = "DIR")]
     pub src: Option<PathBuf>,
-    /// C compiler for kernel builds (old kernels need old GCC), e.g. gcc-10.
-    #[arg(long, default_value = "gcc", value_name = "CC")]
-    pub cc: String,
+    /// C compiler for kernel builds [default: by the tree's version: the host's gcc from 5.x on, a
+    /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -294,9 +299,17 @@ pub struct ReportArgs {
     /// (the same, self-contained) and plots/*.svg|png into DIR instead of printing the table.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Exit 1 when a verdict contradicts the catalog's expectation (for CI).
+    /// Exit 1 when a verdict contradicts the catalog's expectation, or a pair of --expect has no
+    /// run (for CI).
     #[arg(long)]
     pub strict: bool,
+    /// The matrix that was meant to run (`repro kernels --matrix` JSON): every pair in it without
+    /// a run directory becomes a failed row, so a job that produced nothing cannot go unseen.
+    #[arg(long, value_name = "MATRIX.json")]
+    pub expect: Option<PathBuf>,
+    /// Where the jobs' logs are (the workflow run's URL), shown beside a pair that has no run.
+    #[arg(long, value_name = "URL", requires = "expect")]
+    pub logs: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -331,14 +344,18 @@ pub struct KernelsArgs {
     /// Print the catalog as JSON.
     #[arg(long, conflicts_with = "matrix")]
     pub json: bool,
-    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, cache_key}]}, one entry
-    /// per catalog kernel with an expectation for each scenario; cache_key changes when anything that
-    /// makes the kernel's image changes (entry, tree, patches, config fragment).
+    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, cache_key, host, build}]},
+    /// one entry per catalog kernel with an expectation for each scenario; cache_key changes when
+    /// anything that makes the kernel's image changes (entry, tree, patches, era rules and compilers);
+    /// host is "debian" where the kernel needs Debian's apt sources; build names the tree built.
     #[arg(long)]
     pub matrix: bool,
     /// With --matrix: the scenarios, comma-separated.
     #[arg(long, default_value = "seed", value_delimiter = ',', requires = "matrix")]
     pub scenarios: Vec<String>,
+    /// With --matrix: only this kernel (a catalog name or alias, resolved to its name).
+    #[arg(long, value_name = "NAME", requires = "matrix")]
+    pub kernel: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -396,8 +413,9 @@ pub struct FetchArgs {
     pub kernel: String,
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    #[arg(long, default_value = "gcc", value_name = "CC")]
-    pub cc: String,
+    /// C compiler for a `build` entry [default: the entry's, else its tree's era's].
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
 }
 
 /// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes

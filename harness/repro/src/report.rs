@@ -339,6 +339,63 @@ pub struct Document<'a> {
     /// The commands that made this report, shown verbatim after the
     /// commands the runs record in their provenance.
     pub commands: Vec<String>,
+    /// Pairs that were meant to run and left no run directory.
+    pub missing: &'a [Missing],
+    /// Where the jobs' logs are, for the missing pairs.
+    pub logs: Option<&'a str>,
+}
+
+/// A (kernel, scenario) pair of the expected matrix with no run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub kernel: String,
+    pub scenario: String,
+}
+
+/// One row of a `repro kernels --matrix` file; the rest is ignored.
+#[derive(Debug, serde::Deserialize)]
+struct MatrixRow {
+    kernel: String,
+    scenario: String,
+}
+
+/// The pairs of the matrix in `path` that no row ran.
+pub fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
+    #[derive(serde::Deserialize)]
+    struct Matrix {
+        include: Vec<MatrixRow>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let m: Matrix = serde_json::from_str(&text).map_err(|e| {
+        crate::error::fail(crate::error::Kind::Usage, format!("{} is not a `repro kernels --matrix` file: {e}", path.display()))
+    })?;
+    Ok(m.include
+        .into_iter()
+        .filter(|p| !rows.iter().any(|r| r.summary.kernel.name == p.kernel && r.summary.scenario == p.scenario))
+        .map(|p| Missing { kernel: p.kernel, scenario: p.scenario })
+        .collect())
+}
+
+/// The markdown section for pairs that never reported.
+pub fn missing_section(missing: &[Missing], logs: Option<&str>) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("| kernel | scenario | verdict |\n|---|---|---|\n");
+    for m in missing {
+        md.push_str(&format!("| {} | {} | **failed: no run** |\n", md_cell(&m.kernel), md_cell(&m.scenario)));
+    }
+    md.push_str(&format!(
+        "\nEach of these was in the matrix and left no run directory: its job failed before the run started \
+         (fetch, build, boot), or its artifact was not uploaded.{}\n",
+        logs.map(|l| format!(" The jobs' logs: {l}")).unwrap_or_default()
+    ));
+    md
+}
+
+/// A table cell: no pipe or newline from outside data breaks the table.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 impl Document<'_> {
@@ -392,6 +449,9 @@ pub fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> String {
         md.push_str(&format!("    {c}\n"));
     }
     md.push_str(&format!("\n## Verdicts\n\n{}\n", markdown(doc.rows, doc.out)));
+    if !doc.missing.is_empty() {
+        md.push_str(&format!("\n## Runs that never reported\n\n{}", missing_section(doc.missing, doc.logs)));
+    }
     md.push_str(&format!("\n{}", agreement_notes(doc.rows, doc.out)));
     let x = extrapolation(doc.rows);
     if !x.is_empty() {

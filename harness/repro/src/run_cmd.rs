@@ -97,9 +97,9 @@ fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm>
     let image = match &vm.src {
         Some(dir) => {
             summary.kernel.name = format!("src:{}", dir.display());
-            build::build(&local_recipe(dir, &vm.cc)?, &cache)?
+            build::build(&build::Recipe::local(dir, vm.cc.as_deref()), &cache)?
         }
-        None => kernel::resolve(&vm.kernel, &catalog, &cache, &vm.cc)?,
+        None => kernel::resolve(&vm.kernel, &catalog, &cache, vm.cc.as_deref())?,
     };
     let qemu_bin = qemu::find(vm.qemu.as_deref())?;
     let needed = memory_needed_mib(iterations);
@@ -647,23 +647,52 @@ fn host_cpu() -> String {
 }
 
 pub fn report(args: &crate::ReportArgs) -> Result<i32> {
-    let dirs = crate::report::collect(&args.dirs)?;
+    // With --expect, a directory with no runs at all is a report of
+    // missing pairs, not an error: that is what a matrix whose jobs all
+    // failed before running looks like.
+    let dirs = match crate::report::collect(&args.dirs) {
+        Ok(d) => d,
+        Err(e) if args.expect.is_some() => {
+            tracing::warn!("{e:#}");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     let rows = crate::report::rows(&dirs, &Catalog::builtin()?)?;
+    let missing = match &args.expect {
+        Some(m) => crate::report::missing(m, &rows)?,
+        None => Vec::new(),
+    };
     if let Some(out) = &args.out {
         let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
         let doc = crate::report::Document {
             rows: &rows,
             out,
             commands: vec![format!("repro report {} --out {}", dirs.join(" "), out.display())],
+            missing: &missing,
+            logs: args.logs.as_deref(),
         };
         crate::report::write(&doc)?;
         println!("{}", out.join("README.md").display());
     } else {
         let base = std::env::current_dir()?;
         print!("{}", crate::report::markdown(&rows, &base));
+        if !missing.is_empty() {
+            print!("\nRuns that never reported:\n\n{}", crate::report::missing_section(&missing, args.logs.as_deref()));
+        }
         let x = crate::report::extrapolation(&rows);
         if !x.is_empty() {
             print!("\nExtrapolation:\n\n{x}");
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "{} expected run(s) never reported: {}",
+            missing.len(),
+            missing.iter().map(|m| format!("{}/{}", m.kernel, m.scenario)).collect::<Vec<_>>().join(", ")
+        );
+        if args.strict {
+            return Ok(exit_codes::REGRESSED);
         }
     }
     let contradicted = rows.iter().filter(|r| {
@@ -684,7 +713,7 @@ pub fn report(args: &crate::ReportArgs) -> Result<i32> {
 pub fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.matrix {
-        println!("{}", serde_json::to_string(&catalog.matrix(&args.scenarios)?)?);
+        println!("{}", serde_json::to_string(&catalog.matrix(&args.scenarios, args.kernel.as_deref())?)?);
         return Ok(exit_codes::OK);
     }
     if args.json {
@@ -705,31 +734,21 @@ pub fn kernels(args: &KernelsArgs) -> Result<i32> {
 
 pub fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
-    let img = kernel::resolve(&args.kernel, &catalog, &Cache::new(args.cache_dir.clone()), &args.cc)?;
+    let img = kernel::resolve(&args.kernel, &catalog, &Cache::new(args.cache_dir.clone()), args.cc.as_deref())?;
     println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
     Ok(exit_codes::OK)
-}
-
-pub(crate) fn local_recipe(dir: &Path, cc: &str) -> Result<build::Recipe> {
-    Ok(build::Recipe {
-        name: "local".into(),
-        tree: build::TreeSpec::Local(dir.to_path_buf()),
-        patches: Vec::new(),
-        config: build::config_fragment("minimal")?,
-        cc: cc.to_string(),
-    })
 }
 
 pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
     let cache = Cache::new(args.cache_dir.clone());
     let img = match (&args.src, &args.kernel) {
-        (Some(dir), _) => build::build(&local_recipe(dir, &args.cc)?, &cache)?,
+        (Some(dir), _) => build::build(&build::Recipe::local(dir, args.cc.as_deref()), &cache)?,
         (None, Some(name)) => {
             let catalog = Catalog::builtin()?;
             if !matches!(catalog.lookup(name)?.source, Source::Build { .. }) {
                 bail!("{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it");
             }
-            kernel::resolve(name, &catalog, &cache, &args.cc)?
+            kernel::resolve(name, &catalog, &cache, args.cc.as_deref())?
         }
         (None, None) => bail!("name a catalog build entry or pass --src DIR"),
     };

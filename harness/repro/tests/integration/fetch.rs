@@ -121,24 +121,12 @@ fn download_with_the_wrong_sha256_is_refused_and_not_kept() {
 /// A kernel.org-like tree: make targets that stand in for the real build
 /// and produce Debian's 6.1 bzImage, so the whole build path runs in seconds.
 fn fixture_tarball() -> Vec<u8> {
-    let makefile = "tinyconfig:\n\tmkdir -p $(O) && echo '# tiny' > $(O)/.config\nolddefconfig:\n\t@true\nbzImage:\n\tmkdir -p $(O)/arch/x86/boot && cp prebuilt-bzImage $(O)/arch/x86/boot/bzImage\nkernelrelease:\n\t@echo 4.9.999-fixture\n";
-    let merge = "#!/bin/sh\n# -m -O OUT BASE FRAGMENT: append the fragment, as merge_config.sh would merge it\ncat \"$5\" >> \"$4\"\n";
-    let image = std::fs::read(debian_6_1()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_tree(&dir.path().join("linux-4.9.999"), "4.9.999", None, debian_6_1());
     let mut tar_bytes = Vec::new();
     {
         let mut b = tar::Builder::new(&mut tar_bytes);
-        for (path, data, mode) in [
-            ("linux-4.9.999/Makefile", makefile.as_bytes(), 0o644),
-            ("linux-4.9.999/scripts/kconfig/merge_config.sh", merge.as_bytes(), 0o755),
-            ("linux-4.9.999/arch/x86/Kconfig", b"".as_slice(), 0o644),
-            ("linux-4.9.999/prebuilt-bzImage", &image, 0o644),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(mode);
-            h.set_cksum();
-            b.append_data(&mut h, path, data).unwrap();
-        }
+        b.append_dir_all("linux-4.9.999", dir.path().join("linux-4.9.999")).unwrap();
         b.finish().unwrap();
     }
     let mut xz = Vec::new();
@@ -154,7 +142,7 @@ fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
     let sums = format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}  linux-4.9.999.tar.xz\n", sha256(&tarball));
     let server = Server::start(vec![("linux-4.9.999.tar.xz".into(), tarball), ("sha256sums.asc".into(), sums.into_bytes())]);
     let catalog = format!(
-        "[[kernel]]\nname = \"4.9.999\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"regressed\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", config = \"minimal-4.x\" }}\n\n\
+        "[[kernel]]\nname = \"4.9.999\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"regressed\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
          [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\" }}\n",
         server.url
     );

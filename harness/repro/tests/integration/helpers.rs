@@ -95,3 +95,53 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 pub fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A synthetic kernel tree of `version` ("4.9.999"): a top Makefile with
+/// VERSION/PATCHLEVEL/SUBLEVEL whose targets stand in for the real ones
+/// (bzImage copies `image`, and records the CC and make variables it was
+/// given in $(O)/make-vars), a merge_config.sh that appends the fragment,
+/// and a Kconfig defining `symbols` (None: every option of repro's
+/// fragments). Built in a second, without a compiler.
+pub fn synthetic_tree(dir: &Path, version: &str, symbols: Option<&[&str]>, image: &Path) {
+    let v: Vec<&str> = version.split('.').collect();
+    let makefile = format!(
+        "VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\nNAME = Synthetic\n\n\
+         tinyconfig alldefconfig:\n\tmkdir -p $(O) && echo '# $@' > $(O)/.config\n\
+         olddefconfig:\n\t@true\n\
+         bzImage:\n\tmkdir -p $(O)/arch/x86/boot && cp prebuilt-bzImage $(O)/arch/x86/boot/bzImage\n\
+         \tprintf 'CC=%s\\nLD=%s\\nHOSTCC=%s\\n' '$(CC)' '$(LD)' '$(HOSTCC)' > $(O)/make-vars\n\
+         kernelrelease:\n\t@echo {version}-synthetic\n",
+        v[0],
+        v[1],
+        v.get(2).unwrap_or(&"0")
+    );
+    let all: Vec<String>;
+    let symbols: Vec<&str> = match symbols {
+        Some(s) => s.to_vec(),
+        None => {
+            let fragments = [
+                include_str!("../../../../vm-images/config/minimal.config"),
+                include_str!("../../../../vm-images/config/minimal-3.x.config"),
+            ];
+            all = fragments
+                .iter()
+                .flat_map(|f| f.lines())
+                .filter_map(|l| l.strip_prefix("CONFIG_")?.split('=').next().map(String::from))
+                .collect();
+            all.iter().map(String::as_str).collect()
+        }
+    };
+    let kconfig: String = symbols.iter().map(|s| format!("config {s}\n\tbool\n")).collect();
+    std::fs::create_dir_all(dir.join("scripts/kconfig")).unwrap();
+    std::fs::create_dir_all(dir.join("arch/x86")).unwrap();
+    std::fs::write(dir.join("Makefile"), makefile).unwrap();
+    std::fs::write(dir.join("Kconfig"), kconfig).unwrap();
+    let merge = dir.join("scripts/kconfig/merge_config.sh");
+    std::fs::write(
+        &merge,
+        "#!/bin/sh\n# -m -O OUT BASE FRAGMENT: append the fragment, as merge_config.sh would merge it\ncat \"$5\" >> \"$4\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&merge, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::copy(image, dir.join("prebuilt-bzImage")).unwrap();
+}

@@ -10,6 +10,7 @@ mod build;
 mod check;
 mod cli;
 mod e2e;
+mod eras;
 mod faults;
 mod fetch;
 mod scenarios;

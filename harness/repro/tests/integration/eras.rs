@@ -1,0 +1,142 @@
+//! A tree of any era builds with one command: repro reads its version,
+//! picks the era's fragments and compiler, reports the options the tree
+//! does not have, and refuses trees it cannot make a guest of. Synthetic
+//! trees (a Makefile with VERSION/PATCHLEVEL and Kconfig stubs) stand in
+//! for real ones, so this runs without a compiler or a network.
+
+use std::path::Path;
+
+use predicates::prelude::*;
+use repro_proto::exit_codes;
+
+use crate::helpers::*;
+
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new(version: &str, symbols: Option<&[&str]>) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        synthetic_tree(&dir.path().join("linux"), version, symbols, &fake_bzimage(dir.path()));
+        Tree { dir }
+    }
+
+    fn src(&self) -> std::path::PathBuf {
+        self.dir.path().join("linux")
+    }
+
+    fn build(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
+        repro()
+            .args(["image", "build", "--src"])
+            .arg(self.src())
+            .args(extra)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .env("REPRO_LOG", "info")
+            .assert()
+    }
+
+    /// The make variables the synthetic tree's bzImage target was given.
+    fn make_vars(&self) -> String {
+        let build = self.dir.path().join("cache/build");
+        let tree = std::fs::read_dir(&build).unwrap().flatten().next().unwrap().path();
+        let out = std::fs::read_dir(&tree).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("out-")).unwrap().path();
+        std::fs::read_to_string(out.join("make-vars")).unwrap()
+    }
+
+    fn build_json(&self) -> serde_json::Value {
+        let images = self.dir.path().join("cache/images");
+        let entry =
+            std::fs::read_dir(&images).unwrap().flatten().find(|e| !e.file_name().to_string_lossy().starts_with('.')).unwrap().path();
+        serde_json::from_str(&std::fs::read_to_string(entry.join("build.json")).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn a_4_9_tree_skips_the_options_it_predates_and_says_so() {
+    let t = Tree::new("4.9.115", None);
+    // The synthetic 4.9 Kconfig has every option; a real 4.9 lacks these.
+    let symbols: Vec<String> = std::fs::read_to_string(t.src().join("Kconfig"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("config ").map(String::from))
+        .collect();
+    let old: Vec<&str> = symbols.iter().map(String::as_str).filter(|s| !["PVH", "KPROBE_EVENTS", "POSIX_TIMERS"].contains(s)).collect();
+    let t = Tree::new("4.9.115", Some(&old));
+    t.build(&["--cc", "gcc"]).success().stderr(predicate::str::contains(
+        "skipped, not defined by this 4.9.115 tree's Kconfig: CONFIG_KPROBE_EVENTS, CONFIG_POSIX_TIMERS, CONFIG_PVH",
+    ));
+    let info = t.build_json();
+    assert_eq!(info["version"], "4.9.115");
+    assert_eq!(info["era"], "4.x");
+    assert_eq!(info["config"], "minimal");
+    assert_eq!(info["config_skipped"], serde_json::json!(["KPROBE_EVENTS", "POSIX_TIMERS", "PVH"]));
+    assert!(t.make_vars().contains("CC=gcc\n"), "{}", t.make_vars());
+}
+
+#[test]
+fn a_3_10_tree_gets_the_3_x_fragment_flags_and_compat_patches() {
+    let t = Tree::new("3.10.0", None);
+    // The compat patches need the files they change: a synthetic tree has
+    // none, so the build stops there, naming the patch (exit 13), after the
+    // era, its fragments and its compiler were chosen.
+    t.build(&["--cc", "gcc"]).code(exit_codes::BUILD_FAILED).stderr(
+        predicate::str::contains("compat/3.x-compiler-gcc-headers.patch").or(predicate::str::contains("compat/3.x-early-idt-stubs.patch")),
+    );
+}
+
+#[test]
+fn a_tree_without_an_option_the_probe_needs_fails_naming_it() {
+    let t = Tree::new("5.4.0", Some(&["IPV6", "NET"]));
+    t.build(&["--cc", "gcc"])
+        .code(exit_codes::BUILD_FAILED)
+        .stderr(predicate::str::contains("CONFIG_NET_NS").and(predicate::str::contains("churn and probe need")));
+    assert!(
+        !t.dir.path().join("cache/images").exists()
+            || std::fs::read_dir(t.dir.path().join("cache/images"))
+                .unwrap()
+                .flatten()
+                .all(|e| e.file_name().to_string_lossy().starts_with('.')),
+        "a failed build left an image in the cache"
+    );
+}
+
+#[test]
+fn a_tree_whose_version_cannot_be_read_is_a_build_failure() {
+    let t = Tree::new("6.1.0", None);
+    std::fs::write(t.src().join("Makefile"), "all:\n\ttrue\n").unwrap();
+    t.build(&["--cc", "gcc"]).code(exit_codes::BUILD_FAILED).stderr(predicate::str::contains("cannot read the kernel version"));
+    let t = Tree::new("2.6.32", None);
+    t.build(&[]).code(exit_codes::BUILD_FAILED).stderr(predicate::str::contains("does not know how to build a 2.6.32 tree"));
+}
+
+#[test]
+fn a_compiler_that_cannot_be_had_is_a_build_failure_naming_it() {
+    let t = Tree::new("6.1.0", None);
+    t.build(&["--cc", "gcc-0-none"])
+        .code(exit_codes::BUILD_FAILED)
+        .stderr(predicate::str::contains("gcc-0-none").and(predicate::str::contains("gcc-10")));
+}
+
+#[test]
+fn a_current_tree_builds_with_the_hosts_gcc_and_an_old_one_with_a_fetched_gcc_10() {
+    let t = Tree::new("6.1.0", None);
+    t.build(&[]).success();
+    assert!(t.make_vars().starts_with("CC=gcc\n"), "{}", t.make_vars());
+    assert_eq!(t.build_json()["cc_origin"], "host");
+
+    // 4.x: gcc-10, fetched with apt into the cache (unless on PATH).
+    let t = Tree::new("4.4.178", None);
+    t.build(&[]).success();
+    let vars = t.make_vars();
+    let cc = vars.lines().next().unwrap().strip_prefix("CC=").unwrap().to_string();
+    assert!(cc.ends_with("gcc-10"), "{vars}");
+    let info = t.build_json();
+    assert!(info["cc"].as_str().unwrap().contains(" 10."), "{info}");
+    if !Path::new(&cc).is_absolute() {
+        return; // gcc-10 is installed on this machine: used as it is.
+    }
+    assert!(cc.starts_with(t.dir.path().join("cache/toolchains").to_str().unwrap()), "{cc}");
+    assert!(info["cc_origin"].as_str().unwrap().contains("fetched with apt"), "{info}");
+}
