@@ -1,64 +1,76 @@
 #!/usr/bin/env bash
-# One CI matrix job, runnable here: set up, prove the accelerator, check one
-# kernel on one scenario, and write a short summary. The GitHub workflow
-# (ci/workflows/repro.yml) runs exactly this; only caching and artifact
-# upload are GitHub's.
+# One CI matrix job, runnable here: set up, check one kernel on one
+# scenario, compare the verdict with the catalog, and write a short summary.
+# The GitHub workflow (ci/workflows/repro.yml) runs exactly this; only
+# caching, containers and artifact upload are GitHub's.
 #
 #   ci/job.sh KERNEL [SCENARIO] [ITERATIONS]      e.g. ci/job.sh 6.1-noprune seed 3000
 #
-# The run directory is $REPRO_JOB_OUT (default results/runs/ci/<scenario>/<kernel>);
-# its job-summary.md is appended to $GITHUB_STEP_SUMMARY when that is set.
-# Exit status: repro check's (0 clean, 1 regressed, 125 inconclusive), or 0
-# when the verdict matches the catalog's expectation and JOB_EXIT=expect.
+# Environment:
+#   REPRO_JOB_OUT   the run directory (default results/runs/ci/<scenario>/<kernel>);
+#                   it always exists afterwards and holds job-summary.md.
+#   JOB_EXIT=expect exit 0 when the verdict matches the catalog's expectation
+#                   (else repro check's status: 0 clean, 1 regressed, 125 inconclusive).
+#   REQUIRE_KVM=1   where /dev/kvm exists, KVM must work: the run uses --accel kvm, so
+#                   a silent fall-back to TCG (10-30x slower) fails the job with the reason.
+# job-summary.md is appended to $GITHUB_STEP_SUMMARY when that is set.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 kernel=${1:?usage: ci/job.sh KERNEL [SCENARIO] [ITERATIONS]}
 scenario=${2:-seed}
 iterations=${3:-3000}
+case "$iterations" in
+  '' | *[!0-9]*) echo "job: ITERATIONS must be a whole number, not '$iterations'" >&2; exit 2 ;;
+esac
 out=${REPRO_JOB_OUT:-$here/results/runs/ci/$scenario/$kernel}
 
 PROFILE=release "$here/ci/setup.sh"
 repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
 
-# --accel auto proves KVM with a boot handshake and falls back to TCG; the
-# run's summary.json says which ran and why.
-if [ -e /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-  echo "job: /dev/kvm is usable by $(id -un); repro will prove it with a boot" >&2
+accel=auto
+if [ -e /dev/kvm ] && [ "${REQUIRE_KVM:-}" = 1 ]; then
+  accel=kvm
+  echo "job: /dev/kvm exists and REQUIRE_KVM=1: the run must use KVM" >&2
+elif [ -e /dev/kvm ]; then
+  echo "job: /dev/kvm exists; repro proves it with a boot and falls back to TCG if it fails" >&2
 else
-  echo "job: no usable /dev/kvm: TCG" >&2
+  echo "job: no /dev/kvm: TCG" >&2
 fi
 
 rm -rf "$out"
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$repro" kernels --matrix --scenarios "$scenario" --kernel "$kernel" > "$work/expected.json"
+
 set +e
-"$repro" check --kernel "$kernel" --scenario "$scenario" -n "$iterations" --out "$out"
+"$repro" check --kernel "$kernel" --scenario "$scenario" -n "$iterations" --accel "$accel" --out "$out" 2> >(tee "$work/stderr.log" >&2)
 code=$?
+# The report judges the run against the catalog; a run that never started is
+# a "no run" row there, and --strict fails on both.
+"$repro" report "$out" --expect "$work/expected.json" --strict > "$work/report.md" 2>> "$work/stderr.log"
+agree=$?
 set -e
 
-expect=$("$repro" kernels --matrix --scenarios "$scenario" | python3 -c '
-import json, sys
-m = json.load(sys.stdin)["include"]
-print(next((e["expect"] for e in m if e["kernel"] == sys.argv[1]), "none"))' "$kernel")
-verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"])' "$out/verdict.json" 2>/dev/null || echo "none")
 {
-  echo "### $kernel on $scenario ($iterations iterations)"
+  echo "### $kernel on $scenario ($iterations iterations, --accel $accel)"
   echo
-  echo "verdict: **$verdict** (expected: $expect; repro check exit $code)"
+  echo "repro check exit $code; verdict $([ "$agree" = 0 ] && echo "matches" || echo "does NOT match") the catalog"
   echo
-  python3 - "$out" <<'PY'
-import json, sys
-d = sys.argv[1]
-s = json.load(open(f"{d}/summary.json"))
-v = json.load(open(f"{d}/verdict.json")) if __import__("os").path.exists(f"{d}/verdict.json") else {}
-print(f"- kernel release: {s['kernel'].get('release')}, accel: {s.get('accel')} ({s.get('accel_fallback_reason') or 'no fallback'})")
-print(f"- rule: {v.get('rule', '-')}")
-PY
-} > "$out/job-summary.md" || true
-cat "$out/job-summary.md" >&2 || true
-if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$out/job-summary.md" >> "$GITHUB_STEP_SUMMARY" || true; fi
+  cat "$work/report.md"
+  if [ "$code" != 0 ] && [ "$code" != 1 ]; then
+    echo
+    echo '```'
+    tail -n 25 "$work/stderr.log"
+    echo '```'
+  fi
+} > "$out/job-summary.md"
+cat "$out/job-summary.md" >&2
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$out/job-summary.md" >> "$GITHUB_STEP_SUMMARY"; fi
 
 if [ "${JOB_EXIT:-}" = expect ]; then
-  [ "$verdict" = "$expect" ] && exit 0
-  echo "job: verdict $verdict differs from the catalog's expectation $expect" >&2
+  [ "$agree" = 0 ] && exit 0
+  echo "job: the verdict differs from the catalog's expectation, or the run did not happen (see above)" >&2
   exit 1
 fi
 exit $code

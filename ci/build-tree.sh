@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Build the catalog kernels of one source tree, one after another, into
+# $REPRO_CACHE_DIR/images (the CI build job, runnable here):
+#
+#   ci/build-tree.sh 6.1-src,6.1-noprune,6.1-prune-aliases
+#
+# The first build compiles the tree; the others rebuild only what their
+# patches change. Each uses the compiler its tree's era names.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+kernels=${1:?usage: ci/build-tree.sh KERNEL[,KERNEL...]}
+PROFILE=release "$here/ci/setup.sh"
+repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
+IFS=, read -r -a names <<< "$kernels"
+for k in "${names[@]}"; do
+  echo "build: $k" >&2
+  "$repro" image build "$k"
+done

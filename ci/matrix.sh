@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The CI matrix from the catalog, split by where each job can run, for
+# ci/workflows/repro.yml (and runnable here):
+#
+#   SCENARIOS=seed,held-fd ONLY_KERNEL=focal ci/matrix.sh matrix.json
+#
+# Writes `repro kernels --matrix` to the file named, then prints
+# GITHUB_OUTPUT lines: debian=, any= (check jobs), trees= (one build job per
+# source tree, with its kernels and cache key), and has_debian=, has_any=,
+# has_trees= (true|false), since GitHub rejects an empty matrix. An unknown
+# kernel or a matrix with nothing in it stops here with repro's message.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+out=${1:?usage: ci/matrix.sh OUT.json}
+cargo build --release --locked -p repro --manifest-path "$here/Cargo.toml" >&2
+repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
+args=(kernels --matrix --scenarios "${SCENARIOS:-seed}")
+if [ -n "${ONLY_KERNEL:-}" ]; then args+=(--kernel "$ONLY_KERNEL"); fi
+"$repro" "${args[@]}" > "$out"
+jq . "$out" >&2
+
+debian=$(jq -c '{include: [.include[] | select(.host == "debian")]}' "$out")
+any=$(jq -c '{include: [.include[] | select(.host != "debian")]}' "$out")
+trees=$(jq -c '{include: [.include[] | select(.build != null)] | group_by(.build)
+  | map({tree: .[0].build, kernels: (map(.kernel) | unique | join(",")), cache_key: (map(.cache_key) | unique | join("-"))})}' "$out")
+echo "debian=$debian"
+echo "any=$any"
+echo "trees=$trees"
+for m in debian any trees; do
+  n=$(jq '.include | length' <<< "${!m}")
+  echo "has_$m=$([ "$n" -gt 0 ] && echo true || echo false)"
+done
