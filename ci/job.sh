@@ -13,6 +13,7 @@
 #                   (else repro check's status: 0 clean, 1 regressed, 125 inconclusive).
 #   REQUIRE_KVM=1   where /dev/kvm exists, KVM must work: the run uses --accel kvm, so
 #                   a silent fall-back to TCG (10-30x slower) fails the job with the reason.
+#   PROFILE         the cargo profile to build and run (default release).
 # job-summary.md is appended to $GITHUB_STEP_SUMMARY when that is set.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,8 +25,9 @@ case "$iterations" in
 esac
 out=${REPRO_JOB_OUT:-$here/results/runs/ci/$scenario/$kernel}
 
-PROFILE=release "$here/ci/setup.sh"
-repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
+profile=${PROFILE:-release}
+PROFILE=$profile "$here/ci/setup.sh"
+repro="$here/target/x86_64-unknown-linux-gnu/$profile/repro"
 
 accel=auto
 if [ -e /dev/kvm ] && [ "${REQUIRE_KVM:-}" = 1 ]; then

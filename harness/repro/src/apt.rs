@@ -29,6 +29,9 @@ pub struct SourceEntry {
     pub uri: String,
     pub suites: Vec<String>,
     pub signed_by: Option<String>,
+    /// The machine trusts this archive unsigned (`trusted=yes`): so do its
+    /// derived sources, and nothing else is.
+    pub trusted: bool,
 }
 
 /// Parse deb822 `.sources` text.
@@ -44,8 +47,9 @@ pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
         }
         let suites: Vec<String> = field("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
         let signed_by = field("Signed-By").filter(|s| s.starts_with('/'));
+        let trusted = field("Trusted").is_some_and(|v| v == "yes");
         for uri in field("URIs").unwrap_or_default().split_whitespace() {
-            out.push(SourceEntry { uri: uri.to_string(), suites: suites.clone(), signed_by: signed_by.clone() });
+            out.push(SourceEntry { uri: uri.to_string(), suites: suites.clone(), signed_by: signed_by.clone(), trusted });
         }
     }
     out
@@ -61,18 +65,21 @@ pub fn parse_one_line(text: &str) -> Vec<SourceEntry> {
         };
         let mut rest = rest.trim();
         let mut signed_by = None;
-        if rest.starts_with('[') {
-            let end = rest.find(']').unwrap_or(rest.len() - 1);
-            for opt in rest[1..end].split_whitespace() {
+        let mut trusted = false;
+        if let Some(opts) = rest.strip_prefix('[') {
+            // An option list that never closes is not a source apt reads either.
+            let Some((opts, after)) = opts.split_once(']') else { continue };
+            for opt in opts.split_whitespace() {
                 if let Some(v) = opt.strip_prefix("signed-by=") {
                     signed_by = Some(v.to_string());
                 }
+                trusted |= opt == "trusted=yes";
             }
-            rest = rest[end + 1..].trim();
+            rest = after.trim();
         }
         let mut words = rest.split_whitespace();
         if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-            out.push(SourceEntry { uri: uri.to_string(), suites: vec![suite.to_string()], signed_by });
+            out.push(SourceEntry { uri: uri.to_string(), suites: vec![suite.to_string()], signed_by, trusted });
         }
     }
     out
@@ -174,7 +181,8 @@ pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<Strin
             );
         };
         let keyring = entry.signed_by.as_deref().unwrap_or(distro.keyring());
-        lines.push_str(&format!("deb [signed-by={keyring}] {} {suite} {}\n", entry.uri, distro.components()));
+        let trusted = if entry.trusted { " trusted=yes" } else { "" };
+        lines.push_str(&format!("deb [signed-by={keyring}{trusted}] {} {suite} {}\n", entry.uri, distro.components()));
     }
     Ok(lines)
 }
@@ -378,6 +386,17 @@ mod tests {
         let e = derive_sources(&sys, &["bookworm".into()]).unwrap_err().to_string();
         assert!(e.contains("no Debian archive mirror"), "{e}");
         assert!(derive_sources(&sys, &["warty".into()]).is_err());
+    }
+
+    #[test]
+    fn broken_option_lists_are_skipped_not_a_panic() {
+        for text in ["deb [", "deb [é", "deb [signed-by=/k", "deb ]x[", "deb [] ", "deb"] {
+            assert!(parse_one_line(text).is_empty(), "{text:?}");
+        }
+        let l = parse_one_line("deb [trusted=yes] http://127.0.0.1:1/u noble main\n");
+        assert!(l[0].trusted);
+        let s = derive_sources(&l, &["noble".into()]).unwrap();
+        assert!(s.contains("trusted=yes"), "{s}");
     }
 
     #[test]

@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn entry(suite: &str) -> apt::SourceEntry {
-        apt::SourceEntry { uri: "http://mirror.invalid/x".into(), suites: vec![suite.into()], signed_by: None }
+        apt::SourceEntry { uri: "http://mirror.invalid/x".into(), suites: vec![suite.into()], signed_by: None, trusted: false }
     }
 
     #[test]

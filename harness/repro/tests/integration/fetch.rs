@@ -182,3 +182,97 @@ fn unreachable_host_fails_fast_and_a_seeded_cache_is_used_instead() {
     setup.repro().args(["fetch", "el7-fixture"]).assert().success();
     assert!(Path::new(&seed_path).exists());
 }
+
+/// A .deb (ar: debian-binary, control.tar.xz, data.tar.xz) holding `files`.
+fn deb_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar_bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_bytes);
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let mut xz = Vec::new();
+    let mut w = lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default()).unwrap();
+    std::io::Write::write_all(&mut w, &tar_bytes).unwrap();
+    w.finish().unwrap();
+    let mut out = ar::Builder::new(Vec::new());
+    for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("control.tar.xz", &b""[..]), ("data.tar.xz", &xz[..])] {
+        out.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), data).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+/// An Ubuntu kernel from an archive that is Ubuntu's as far as apt can tell:
+/// suite noble, a linux-image-generic metapackage depending on the image
+/// package, served on 127.0.0.1 to a machine whose only apt source it is
+/// (trusted, since the fixture is unsigned). The path a runner's first
+/// `repro check --kernel focal` takes: sources derived per distribution,
+/// the metapackage followed, the image extracted, cached and booted.
+#[test]
+fn ubuntu_kernel_is_fetched_from_the_machines_ubuntu_archive_and_booted() {
+    let image = std::fs::read(debian_6_1()).unwrap();
+    let deb = deb_of(&[("./boot/config-6.1.0-99-generic", b"# cfg"), ("./boot/vmlinuz-6.1.0-99-generic", &image)]);
+    let deb_name = "linux-image-6.1.0-99-generic_6.1.0-99.1_amd64.deb";
+    let packages = format!(
+        "Package: linux-image-generic\nArchitecture: amd64\nVersion: 6.1.0.99.1\nDepends: linux-image-6.1.0-99-generic, linux-firmware\n\
+         Filename: pool/main/l/linux-meta/linux-image-generic_6.1.0.99.1_amd64.deb\nSize: 1000\nSHA256: {}\nDescription: fixture\n\n\
+         Package: linux-image-6.1.0-99-generic\nArchitecture: amd64\nVersion: 6.1.0-99.1\n\
+         Filename: pool/main/l/linux/{deb_name}\nSize: {}\nSHA256: {}\nDescription: fixture\n",
+        "0".repeat(64),
+        deb.len(),
+        sha256(&deb)
+    );
+    let release = format!(
+        "Origin: Ubuntu\nLabel: Ubuntu\nSuite: noble\nCodename: noble\nDate: Thu, 01 Jan 2026 00:00:00 UTC\nArchitectures: amd64\nComponents: main\n\
+         SHA256:\n {} {} main/binary-amd64/Packages\n",
+        sha256(packages.as_bytes()),
+        packages.len()
+    );
+    let server =
+        Server::start(vec![("Release".into(), release.into_bytes()), ("Packages".into(), packages.into_bytes()), (deb_name.into(), deb)]);
+    let catalog =
+        "[[kernel]]\nname = \"ubuntu-fixture\"\naliases = [\"fixture-noble\"]\ndescription = \"fixture\"\nexpect = { seed = \"clean\" }\n\
+                   source = { kind = \"ubuntu\", suites = [\"noble\"], package = \"linux-image-generic\" }\n";
+    let setup = Setup::new(catalog);
+    let sources = format!("Types: deb\nURIs: {}/ubuntu\nSuites: noble\nComponents: main\nTrusted: yes\n", server.url);
+    let env = |c: &mut std::process::Command| {
+        c.env("REPRO_CATALOG", setup.dir.path().join("catalog.toml")).env("REPRO_CACHE_DIR", setup.cache());
+    };
+    let mut fetch = with_apt_sources(&sources, setup.dir.path(), Path::new(REPRO), &["fetch", "fixture-noble"]);
+    env(&mut fetch);
+    let o = fetch.output().unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(line.contains("ubuntu:linux-image-6.1.0-99-generic_6.1.0-99.1_amd64.deb"), "{line}");
+    assert!(line.contains(&sha256(&image)), "the image is not the package's vmlinuz: {line}");
+    let out = setup.dir.path().join("run");
+    let mut run = with_apt_sources(
+        &sources,
+        setup.dir.path(),
+        Path::new(REPRO),
+        &["run", "--kernel", "ubuntu-fixture", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out", out.to_str().unwrap()],
+    );
+    env(&mut run);
+    let o = run.output().unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let s = read_summary(&out);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["kernel"]["name"], "ubuntu-fixture");
+    // A Debian machine has no Ubuntu mirror: a clear refusal, exit 3.
+    let mut deb_machine = with_apt_sources(
+        "Types: deb\nURIs: http://deb.invalid/debian\nSuites: bookworm\nComponents: main\n",
+        &setup.dir.path().join("d"),
+        Path::new(REPRO),
+        &["fetch", "ubuntu-fixture", "--cache-dir", setup.dir.path().join("other-cache").to_str().unwrap()],
+    );
+    deb_machine.env("REPRO_CATALOG", setup.dir.path().join("catalog.toml"));
+    let o = deb_machine.output().unwrap();
+    assert_eq!(o.status.code(), Some(repro_proto::exit_codes::KERNEL_UNAVAILABLE), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("no Ubuntu archive mirror"), "{}", stderr_of(&o));
+}

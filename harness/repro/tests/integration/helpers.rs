@@ -145,3 +145,33 @@ pub fn synthetic_tree(dir: &Path, version: &str, symbols: Option<&[&str]>, image
     std::fs::set_permissions(&merge, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::copy(image, dir.join("prebuilt-bzImage")).unwrap();
 }
+
+/// `program args...` as it would run on a machine whose apt sources are
+/// only `sources` (deb822 text): in a private mount namespace, a directory
+/// holding them is bind-mounted over /etc/apt/sources.list.d and /dev/null
+/// over /etc/apt/sources.list. Needs root, as CI has. An Ubuntu runner's
+/// sources make this an Ubuntu machine as far as repro's apt use goes.
+pub fn with_apt_sources(sources: &str, dir: &Path, program: &Path, args: &[&str]) -> StdCommand {
+    let d = dir.join("sources.list.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("simulated.sources"), sources).unwrap();
+    let mut c = StdCommand::new("unshare");
+    c.args(["-m", "--", "sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /etc/apt/sources.list.d && \
+             { [ ! -e /etc/apt/sources.list ] || mount --bind /dev/null /etc/apt/sources.list; } && shift && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&d)
+        .arg(program)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("REPRO_LOG");
+    c
+}
+
+/// What a GitHub ubuntu-latest runner has in /etc/apt/sources.list.d.
+pub const NOBLE_SOURCES: &str = "Types: deb\nURIs: http://archive.ubuntu.invalid/ubuntu/\nSuites: noble noble-updates noble-backports\n\
+Components: main restricted universe multiverse\nSigned-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\n\
+Types: deb\nURIs: http://security.ubuntu.invalid/ubuntu/\nSuites: noble-security\nComponents: main restricted universe multiverse\n\
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n";

@@ -13,6 +13,7 @@ mod e2e;
 mod eras;
 mod faults;
 mod fetch;
+mod runner;
 mod scenarios;
 mod watch;
 mod workflows;

@@ -71,6 +71,53 @@ fn the_ci_matrix_is_the_catalog() {
     for old in ["3.10.0-514.el7", "4.4.178", "4.9.119", "6.1-noprune"] {
         assert!(got.contains(&old), "{old} missing from the matrix: {got:?}");
     }
+    // Where each job runs: Debian's kernels need Debian's apt (a container
+    // on GitHub's Ubuntu runners); each source tree is built once.
+    for e in include {
+        let k = e["kernel"].as_str().unwrap();
+        let debian = k == "6.1" || k == "5.10" || k == "6.12" || k == "sid" || k.starts_with("6.1-");
+        assert_eq!(e["host"], if debian { "debian" } else { "any" }, "{e}");
+        assert_eq!(e["build"].is_string(), k.starts_with("6.1-") || k.starts_with("4."), "{e}");
+    }
     let wf = std::fs::read_to_string(root().join("ci/workflows/repro.yml")).unwrap();
-    assert!(wf.contains("repro kernels --matrix") && wf.contains("fromJSON(needs.matrix.outputs.matrix)") && wf.contains("ci/job.sh"));
+    for needle in [
+        "ci/matrix.sh",
+        "fromJSON(needs.matrix.outputs.debian)",
+        "fromJSON(needs.matrix.outputs.any)",
+        "fromJSON(needs.matrix.outputs.trees)",
+        "image: debian:bookworm",
+        "--device /dev/kvm",
+        "ci/job.sh",
+        "REQUIRE_KVM",
+        "--expect matrix.json",
+    ] {
+        assert!(wf.contains(needle), "repro.yml lacks {needle:?}");
+    }
+}
+
+#[test]
+fn workflow_inputs_reach_scripts_only_through_the_environment() {
+    for src in workflow_sources() {
+        let text = std::fs::read_to_string(&src).unwrap();
+        let mut in_run = false;
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.starts_with("run:") {
+                in_run = true;
+            } else if t.starts_with("- ")
+                || t.starts_with("uses:")
+                || t.starts_with("env:")
+                || t.starts_with("if:")
+                || t.starts_with("with:")
+            {
+                in_run = false;
+            }
+            if in_run || t.starts_with("run:") {
+                assert!(!line.contains("${{"), "{}: an expression inside a run: script (pass it through env:): {line}", src.display());
+            }
+        }
+        assert!(text.contains("permissions:\n  contents: read"), "{}: no read-only permissions", src.display());
+        assert!(text.contains("persist-credentials: false"), "{}", src.display());
+        assert!(!text.contains("always()"), "{}: always() runs even on cancel; use !cancelled()", src.display());
+    }
 }
