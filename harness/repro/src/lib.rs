@@ -136,7 +136,7 @@ pub struct VmArgs {
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub cpus: u32,
     /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
     #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
@@ -174,13 +174,13 @@ pub struct RunArgs {
     #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
     pub scenario: String,
     /// Network namespaces to create and destroy.
-    #[arg(short = 'n', long, default_value_t = 1000)]
+    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
     /// Parallel churn loops.
-    #[arg(short, long, default_value_t = 1)]
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
     /// Iterations between probe windows [default: iterations / 20].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub window: Option<u64>,
     /// Timed opens per probe path per window [default: from the scenario].
     #[arg(long)]
@@ -237,7 +237,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Run this many times and decide by agreement (any disagreement is inconclusive).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
     /// Swap 0 and 1 (0 regressed, 1 clean), for `git bisect run` hunting a fix with
     /// --term-old=unfixed --term-new=fixed, where the old state must exit 0.
@@ -372,7 +372,7 @@ pub struct WatchArgs {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// Timed opens per path per interval.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub samples: u32,
     /// The sysctl on the hot hash chain.
     #[arg(long, default_value_os_t = watch::default_probe())]

@@ -26,7 +26,12 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            crate::error::fail(
+                crate::error::Kind::Usage,
+                format!("cannot create the run directory {} ({e}): choose another --out", dir.display()),
+            )
+        })?;
         let path = dir.join(SAMPLES);
         let samples = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut r = Recorder {

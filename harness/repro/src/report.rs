@@ -32,12 +32,22 @@ pub fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
             continue;
         }
         let mut subs: Vec<PathBuf> = std::fs::read_dir(a)
-            .with_context(|| format!("reading {}", a.display()))?
+            .map_err(|e| {
+                crate::error::fail(
+                    crate::error::Kind::Usage,
+                    format!("cannot read {} ({e}): pass run directories (each holding summary.json), or directories of them", a.display()),
+                )
+            })?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.join("summary.json").is_file())
             .collect();
-        anyhow::ensure!(!subs.is_empty(), "{} holds no summary.json, nor any run directory that does", a.display());
+        if subs.is_empty() {
+            return Err(crate::error::fail(
+                crate::error::Kind::Usage,
+                format!("{} holds no summary.json, nor any run directory that does", a.display()),
+            ));
+        }
         subs.sort();
         dirs.extend(subs);
     }

@@ -45,11 +45,8 @@ pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
 
 /// Set up, run and record; errors before the run directory exists are Err.
 pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
-    if args.iterations == 0 {
-        bail!("--iterations must be at least 1");
-    }
-    if args.workers == 0 || args.vm.cpus == 0 {
-        bail!("--workers and --cpus must be at least 1");
+    if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
+        return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }
     let mut scenario = crate::scenario::load(&args.scenario)?;
     if let Some(n) = args.probe_samples {
@@ -746,11 +743,11 @@ pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
         (None, Some(name)) => {
             let catalog = Catalog::builtin()?;
             if !matches!(catalog.lookup(name)?.source, Source::Build { .. }) {
-                bail!("{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it");
+                return Err(fail(Kind::Usage, format!("{name} is a prebuilt package, not a build entry: `repro fetch {name}` gets it")));
             }
             kernel::resolve(name, &catalog, &cache, args.cc.as_deref())?
         }
-        (None, None) => bail!("name a catalog build entry or pass --src DIR"),
+        (None, None) => return Err(fail(Kind::Usage, "name a catalog build entry or pass --src DIR")),
     };
     println!("{}\t{}\t{}", img.path.display(), img.sha256, img.source);
     Ok(exit_codes::OK)

@@ -86,6 +86,30 @@ fn missing_agent_is_explained() {
 }
 
 #[test]
+fn every_refusal_of_bad_command_line_input_exits_2() {
+    let d = tempfile::tempdir().unwrap();
+    let img = fake_bzimage(d.path());
+    let img = img.to_str().unwrap();
+    for args in [
+        vec!["run", "-n", "0", "--kernel", img],
+        vec!["run", "--workers", "0", "--kernel", img],
+        vec!["run", "--cpus", "0", "--kernel", img],
+        vec!["run", "--window", "0", "--kernel", img],
+        vec!["check", "-n", "0", "--kernel", img],
+        vec!["check", "--repeat", "0", "--kernel", img],
+        vec!["image", "build", "6.1"],
+        vec!["report", "/nonexistent/runs"],
+        vec!["run", "--kernel", img, "--accel", "tcg", "-n", "10", "--out", "/proc/repro-run"],
+        vec!["kernels", "--matrix", "--kernel", "6.1", "--scenarios", "drop-caches"],
+        vec!["run", "--frobnicate"],
+    ] {
+        let o = repro().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(exit_codes::USAGE), "repro {}: {}", args.join(" "), stderr_of(&o));
+        assert!(!stderr_of(&o).trim().is_empty(), "repro {} said nothing", args.join(" "));
+    }
+}
+
+#[test]
 fn bad_sizes_and_durations_are_usage_errors() {
     repro().args(["run", "--memory", "lots"]).assert().code(exit_codes::USAGE);
     repro().args(["run", "--timeout", "soon"]).assert().code(exit_codes::USAGE);
@@ -117,14 +141,14 @@ fn build_failure_quotes_the_compiler_error_and_names_the_log() {
     // A tree whose make fails the way a compile error does.
     let d = tempfile::tempdir().unwrap();
     let tree = d.path().join("linux");
-    std::fs::create_dir_all(tree.join("arch/x86")).unwrap();
+    synthetic_tree(&tree, "6.1.0", None, &fake_bzimage(d.path()));
     std::fs::write(
         tree.join("Makefile"),
-        "tinyconfig:\n\t@echo '  CC      fs/proc/proc_sysctl.o'\n\t@echo \"fs/proc/proc_sysctl.c:42:1: error: expected ';' before '}' token\" >&2\n\t@exit 2\n",
+        "VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n\ntinyconfig:\n\t@echo '  CC      fs/proc/proc_sysctl.o'\n\t@echo \"fs/proc/proc_sysctl.c:42:1: error: expected ';' before '}' token\" >&2\n\t@exit 2\n",
     )
     .unwrap();
     repro()
-        .args(["image", "build", "--cache-dir"])
+        .args(["image", "build", "--cc", "gcc", "--cache-dir"])
         .arg(d.path().join("cache"))
         .arg("--src")
         .arg(&tree)
