@@ -619,14 +619,17 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(f, "\n### repro: {what}")?;
-    die_with_parent(cmd);
+    // A build outlives nothing: if repro dies, make gets SIGTERM, stops and
+    // deletes its half-written target instead of building on as an orphan.
+    crate::child::own(cmd, nix::sys::signal::Signal::SIGTERM);
     let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("running {what}"))?;
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
         }
         if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            // make and every compiler it runs: its process group.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
             return Err(fail(
                 Kind::Interrupted,
@@ -682,17 +685,6 @@ impl Drop for InterruptFlag {
             // SAFETY: restores the handler that was installed before.
             let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
         }
-    }
-}
-
-/// A build outlives nothing: if repro dies (Ctrl-C, kill), make gets
-/// SIGTERM, stops and deletes its half-written target, instead of building
-/// on as an orphan.
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from));
     }
 }
 

@@ -8,6 +8,7 @@ pub mod apt;
 pub mod bisect;
 pub mod build;
 pub mod catalog;
+pub mod child;
 pub mod deb;
 pub mod era;
 pub mod error;
@@ -443,13 +444,29 @@ pub fn parse_size_mib(s: &str) -> Result<u64, String> {
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     init_logging(cli.verbose, cli.quiet);
-    let result = match cli.command {
-        Command::Run(args) => run_cmd::run(&args, cli.quiet),
-        Command::Check(args) => run_cmd::check(&args, cli.quiet),
+    // A panic is a bug in repro, never a verdict: exit 101 would read as
+    // "bad" to git bisect run. Report it and exit 128, which stops a bisection.
+    let (quiet, command) = (cli.quiet, cli.command);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(command, quiet))) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!(
+                "error: repro hit an internal error (the panic message is above) and stopped; this is a bug in repro, \
+                 not a verdict on the kernel: please report it with the command line"
+            );
+            codes::CANNOT_RUN
+        }
+    }
+}
+
+fn dispatch(command: Command, quiet: bool) -> i32 {
+    let result = match command {
+        Command::Run(args) => run_cmd::run(&args, quiet),
+        Command::Check(args) => run_cmd::check(&args, quiet),
         Command::Kernels(args) => run_cmd::kernels(&args),
         Command::Report(args) => run_cmd::report(&args),
-        Command::Matrix(args) => matrix::matrix(&args, cli.quiet),
-        Command::Bisect(args) => bisect::bisect(&args, cli.quiet),
+        Command::Matrix(args) => matrix::matrix(&args, quiet),
+        Command::Bisect(args) => bisect::bisect(&args, quiet),
         Command::Watch(args) => watch::watch(&args),
         Command::Exec(args) => run_cmd::exec(&args),
         Command::Fetch(args) => run_cmd::fetch(&args),

@@ -24,7 +24,13 @@ pub fn payload_offset(head: &[u8]) -> Result<usize> {
         ensure!(h[..3] == HEADER_MAGIC, "RPM header magic missing at byte {at}");
         let n = u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize;
         let size = u32::from_be_bytes(h[12..16].try_into().unwrap()) as usize;
-        Ok(16 + n * 16 + size)
+        // Sizes come from the file: no arithmetic on them may wrap, and
+        // the header must lie inside the file.
+        let len = n.checked_mul(16).and_then(|i| i.checked_add(16)).and_then(|l| l.checked_add(size));
+        let len = len.filter(|l| at.checked_add(*l).is_some_and(|end| end <= head.len()));
+        len.with_context(|| {
+            format!("RPM header at byte {at} claims {n} entries and {size} bytes, past the end of the file ({} bytes)", head.len())
+        })
     };
     let sig = header_len(LEAD_LEN)?;
     let main_at = LEAD_LEN + sig.div_ceil(8) * 8;
@@ -36,7 +42,7 @@ pub fn payload_offset(head: &[u8]) -> Result<usize> {
 pub fn extract_vmlinuz(path: &Path, out: &mut impl std::io::Write) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let at = payload_offset(&bytes).with_context(|| format!("{} is not a readable RPM", path.display()))?;
-    let payload = &bytes[at..];
+    let payload = bytes.get(at..).with_context(|| format!("{} ends before its payload", path.display()))?;
     let reader: Box<dyn Read + '_> = match payload {
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Box::new(lzma_rust2::XzReader::new(payload, true)),
         [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(payload)),

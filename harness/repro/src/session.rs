@@ -58,6 +58,9 @@ impl Guard {
     /// Kill (if still running) and reap.
     pub async fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            if let Some(pid) = self.child.id() {
+                crate::child::kill_group(pid);
+            }
             let _ = self.child.start_kill();
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
@@ -96,6 +99,9 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         // The async paths stop it properly; this covers early returns.
+        if let Some(pid) = self.child.id() {
+            crate::child::kill_group(pid);
+        }
         let _ = self.child.start_kill();
         let _ = self.child.try_wait();
     }
@@ -170,17 +176,12 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
         .map_err(StartFailure::Other)?;
     let args = qemu::command_args(spec);
     tracing::debug!("qemu command: {} {}", spec.qemu.display(), shell_words(&args));
-    let child = Command::new(&spec.qemu)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        // Its own process group: a terminal's Ctrl-C reaches repro only,
-        // which then records what it has and stops QEMU itself.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
+    let mut cmd = Command::new(&spec.qemu);
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
+    // A terminal's Ctrl-C reaches repro only, which records what it has and
+    // stops QEMU itself; if repro dies, QEMU dies with it.
+    crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
+    let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
     let mut guard = Guard { child, what: "qemu", stderr_log, console_log: Some(spec.console_log.clone()) };
     let until = Instant::now() + deadline;
     let accel = spec.accel.as_str();
@@ -212,16 +213,12 @@ pub async fn start_host(
 ) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join("agent.stderr.log");
     let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
-    let mut child = Command::new(agent_bin)
-        .arg("--job")
-        .arg(job_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
+    let mut cmd = Command::new(agent_bin);
+    cmd.arg("--job").arg(job_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
+    // The agent churns the host's namespaces as root: it and its workers
+    // (its process group) never outlive repro.
+    crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
+    let mut child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), None);
     await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await

@@ -77,13 +77,12 @@ pub fn watch(args: &WatchArgs) -> Result<i32> {
     // The command after --: runs beside the watch and is killed with it.
     let mut child = match args.while_cmd.split_first() {
         None => None,
-        Some((prog, rest)) => Some(ChildGuard(
-            std::process::Command::new(prog)
-                .args(rest)
-                .stdout(std::process::Stdio::from(std::io::stderr()))
-                .spawn()
-                .with_context(|| format!("starting {prog:?}"))?,
-        )),
+        Some((prog, rest)) => {
+            let mut cmd = std::process::Command::new(prog);
+            cmd.args(rest).stdout(std::process::Stdio::from(std::io::stderr()));
+            crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGKILL);
+            Some(ChildGuard(cmd.spawn().with_context(|| format!("starting {prog:?}"))?))
+        }
     };
     let mut ended: Option<Instant> = None;
     loop {
@@ -142,15 +141,17 @@ pub fn watch(args: &WatchArgs) -> Result<i32> {
     }
 }
 
-/// The command after --: killed and reaped whenever the watch ends.
+/// The command after --, with everything it started (its process group):
+/// killed and reaped whenever the watch ends.
 struct ChildGuard(std::process::Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        crate::child::kill_group(self.0.id());
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();
-            let _ = self.0.wait();
         }
+        let _ = self.0.wait();
     }
 }
 

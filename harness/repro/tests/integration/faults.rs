@@ -180,3 +180,57 @@ fn scopeguard(children: Vec<std::process::Child>) -> impl Drop {
     }
     Kill(children)
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        // A zombie has an empty command line: only the living match.
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle)))
+        .collect()
+}
+
+#[test]
+fn sigkill_of_repro_leaves_no_qemu_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let mut child = start_long_run(&out, &[], 2);
+    let needle = out.to_str().unwrap().to_string();
+    assert!(!processes_mentioning(&needle).iter().all(|p| *p == child.id()), "no QEMU found running for {needle}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    wait_until("QEMU to die with repro", Duration::from_secs(20), || processes_mentioning(&needle).is_empty());
+    // What arrived before the kill is on disk.
+    assert!(sample_lines(&out, "window") >= 2);
+}
+
+#[test]
+fn sigkill_of_repro_leaves_no_host_agent_churning() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let mut child = std_repro()
+        .args(["run", "--backend", "host", "-n", "100000000", "--window", "50", "--workers", "2", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("windows in samples.jsonl", Duration::from_secs(60), || sample_lines(&out, "window") >= 2);
+    let agents = children_of(child.id());
+    assert!(!agents.is_empty(), "no agent under repro");
+    let workers: Vec<u32> = agents.iter().flat_map(|a| children_of(*a)).collect();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    // A zombie waiting for init to reap it is dead.
+    let alive = |pids: &[u32]| {
+        pids.iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|st| st.rfind(')').and_then(|i| st[i + 1..].split_whitespace().next()).is_some_and(|state| state != "Z"))
+            })
+            .count()
+    };
+    wait_until("the agent and its workers to die with repro", Duration::from_secs(20), || alive(&agents) + alive(&workers) == 0);
+}

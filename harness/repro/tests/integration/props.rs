@@ -1,0 +1,116 @@
+//! Every parser of outside data, fed what proptest makes of it: each must
+//! return an error or a value, never panic, never write or hold beyond its
+//! bound. Case counts and findings are in TESTING.md.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// A structurally valid RPM, the base that truncation and bit flips start from.
+fn rpm_bytes() -> Vec<u8> {
+    repro::rpm::fixture(&[("./boot/vmlinuz-3.10.0-0.el7.x86_64", b"bzImage bytes")]).unwrap()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn rpm_headers_of_any_bytes_are_an_error_or_inside_the_file(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        if let Ok(at) = repro::rpm::payload_offset(&bytes) {
+            prop_assert!(at <= bytes.len());
+        }
+    }
+
+    #[test]
+    fn truncated_or_flipped_rpms_are_refused_not_a_panic(cut in 0usize..400, flip in 0usize..400, bit in 0u8..8) {
+        let mut b = rpm_bytes();
+        if flip < b.len() {
+            b[flip] ^= 1 << bit;
+        }
+        b.truncate(cut.min(b.len()));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k.rpm");
+        std::fs::write(&p, &b).unwrap();
+        let _ = repro::rpm::extract_vmlinuz(&p, &mut Vec::new());
+    }
+
+    #[test]
+    fn apt_sources_of_any_text_parse_without_panicking(text in "\\PC{0,200}", prefix in prop::sample::select(vec!["deb ", "deb [", "Types: deb\nURIs: ", ""])) {
+        let t = format!("{prefix}{text}");
+        let one = repro::apt::parse_one_line(&t);
+        let many = repro::apt::parse_deb822(&t);
+        let _ = repro::apt::derive_sources(&[one, many].concat(), &["bookworm".into(), "noble-security".into()]);
+    }
+
+    #[test]
+    fn makefile_versions_of_any_text_parse_without_panicking(text in "\\PC{0,300}") {
+        let _ = repro::era::KernelVersion::from_makefile(&text);
+        let _ = repro::era::Fragment::parse(&text);
+    }
+
+    #[test]
+    fn agent_lines_of_any_text_are_a_message_or_an_error(text in "\\PC{0,400}") {
+        let _ = serde_json::from_str::<repro_proto::Message>(&text);
+        let _ = serde_json::from_str::<repro_proto::Summary>(&text);
+    }
+
+    #[test]
+    fn scenario_and_catalog_toml_of_any_text_are_an_error_or_a_value(text in "\\PC{0,300}") {
+        let _ = repro::scenario::parse("prop.toml", &text);
+        let _ = repro::catalog::Catalog::parse(&text);
+        let _ = repro::era::Eras::parse(&text);
+    }
+
+    #[test]
+    fn git_bisect_output_of_any_text_is_read_without_panicking(text in "\\PC{0,300}") {
+        let _ = repro::bisect::parse_git_bisect(&text, "fixed");
+    }
+
+    #[test]
+    fn tarballs_of_any_entries_never_write_outside_their_tree(
+        entries in proptest::collection::vec((
+            prop::sample::select(vec!["top/a", "top/a/b", "top/../x", "/abs", "top/l", "top/l/p", "top/./c", "top/d/../../e"]),
+            0u8..3,
+            prop::sample::select(vec!["../../..", "/etc", "a", "../a", "l/../..", "."]),
+        ), 1..6)
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("tree");
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, target) in &entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(0);
+            let kind = [tar::EntryType::Regular, tar::EntryType::Symlink, tar::EntryType::Link][*kind as usize];
+            h.set_entry_type(kind);
+            if kind == tar::EntryType::Regular {
+                h.set_size(1);
+                // set_path refuses '..'; write the raw name as a hostile archive would.
+                let name = path.as_bytes();
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                h.set_cksum();
+                b.append(&h, &b"x"[..]).unwrap();
+            } else {
+                let name = path.as_bytes();
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                let t = target.as_bytes();
+                h.as_old_mut().linkname[..t.len()].copy_from_slice(t);
+                h.set_cksum();
+                b.append(&h, &b""[..]).unwrap();
+            }
+        }
+        let bytes = b.into_inner().unwrap();
+        for links in [repro::deb::EscapingLinks::Refuse, repro::deb::EscapingLinks::Skip] {
+            let _ = repro::deb::unpack_stripped(&bytes[..], &dest, links);
+            // Nothing appeared beside the tree, in its parent.
+            let beside: Vec<String> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "tree").collect();
+            prop_assert!(beside.is_empty(), "{beside:?} written outside the tree by {entries:?}");
+            let _ = std::fs::remove_dir_all(&dest);
+        }
+        prop_assert!(!Path::new("/abs").exists() && !Path::new("/x").exists());
+    }
+}
