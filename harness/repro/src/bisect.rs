@@ -107,6 +107,36 @@ pub struct Finding {
 }
 
 impl State {
+    /// A state read back from disk is outside data: every recorded answer
+    /// must be one of the two terms or `skip` (a stored "run" would become
+    /// `git bisect run <script>`), and every revision a full commit id (git
+    /// mode) or one of the listed kernels.
+    fn check_steps(&self, path: &Path) -> Result<()> {
+        for (i, s) in self.steps.iter().enumerate() {
+            let answer_ok = s.answer == self.terms.old || s.answer == self.terms.new || s.answer == "skip";
+            let rev_ok = if self.src.is_some() {
+                matches!(s.rev.len(), 40 | 64) && s.rev.bytes().all(|b| b.is_ascii_hexdigit())
+            } else {
+                self.kernels.contains(&s.rev)
+            };
+            if !answer_ok || !rev_ok {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "{} step {}: {} is not a step repro records (answers are {}, {} or skip; revisions are full commit ids or \
+                         listed kernels): the file was edited or is corrupt. Remove it, or give this bisection another --out, to start over",
+                        path.display(),
+                        i + 1,
+                        serde_json::json!({ "rev": s.rev, "answer": s.answer }),
+                        self.terms.old,
+                        self.terms.new
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn same_bisection(&self, other: &State) -> bool {
         (&self.src, &self.old, &self.new, &self.kernels, &self.terms, &self.scenario, self.iterations)
             == (&other.src, &other.old, &other.new, &other.kernels, &other.terms, &other.scenario, other.iterations)
@@ -164,8 +194,12 @@ pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
         let prev: State =
             serde_json::from_str(&text).with_context(|| format!("{} is not a repro bisect state", out.join(STATE).display()))?;
         if !prev.same_bisection(&state) {
-            bail!("{} holds a different bisection ({} .. {}); give this one another --out", out.display(), prev.old, prev.new);
+            return Err(fail(
+                Kind::Usage,
+                format!("{} holds a different bisection ({} .. {}); give this one another --out", out.display(), prev.old, prev.new),
+            ));
         }
+        prev.check_steps(&out.join(STATE))?;
         tracing::info!("resuming the bisection in {} ({} steps recorded)", out.display(), prev.steps.len());
         state = prev;
         state.result = None;
@@ -344,12 +378,8 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
         }
         git(src, &["bisect", "reset"])?;
     }
-    let terms = state.terms.clone();
-    let mut said = git(src, &["bisect", "start", &format!("--term-old={}", terms.old), &format!("--term-new={}", terms.new), &new, &old])?;
-    for s in &state.steps {
-        said = git(src, &["bisect", &s.answer, &s.rev])?;
-    }
-    // Whatever happens below, give the tree back on its branch.
+    // Whatever happens from here on (the replay included), give the tree
+    // back on its branch.
     struct Reset<'a>(&'a Path);
     impl Drop for Reset<'_> {
         fn drop(&mut self) {
@@ -357,6 +387,11 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
         }
     }
     let _reset = Reset(src);
+    let terms = state.terms.clone();
+    let mut said = git(src, &["bisect", "start", &format!("--term-old={}", terms.old), &format!("--term-new={}", terms.new), &new, &old])?;
+    for s in &state.steps {
+        said = git(src, &["bisect", &s.answer, &s.rev])?;
+    }
     let finding = loop {
         match parse_git_bisect(&said, &terms.new) {
             GitSays::Found(sha) => {
@@ -583,6 +618,54 @@ pub fn report(s: &State) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state_with(rev: &str, answer: &str, src: Option<&str>) -> State {
+        State {
+            version: 1,
+            started: String::new(),
+            src: src.map(PathBuf::from),
+            old: "v4.9.115".into(),
+            new: "HEAD".into(),
+            kernels: vec!["4.9.119".into(), "4.9.123".into()],
+            terms: Terms::fix(),
+            scenario: "seed".into(),
+            iterations: 1000,
+            steps: vec![Step {
+                rev: rev.into(),
+                subject: String::new(),
+                answer: answer.into(),
+                outcome: Outcome::Clean,
+                rule: String::new(),
+                build_s: 0.0,
+                run_s: 0.0,
+                residual_per_iteration: None,
+                slope_us_per_1k: None,
+                p50_first_us: None,
+                p50_last_us: None,
+                run_dir: None,
+            }],
+            result: None,
+        }
+    }
+
+    #[test]
+    fn a_resumed_state_replays_only_terms_skips_and_full_commit_ids() {
+        let sha = "f5382b7a".repeat(5);
+        let p = Path::new("bisect.json");
+        assert!(state_with(&sha, "fixed", Some("/src")).check_steps(p).is_ok());
+        assert!(state_with(&sha, "skip", Some("/src")).check_steps(p).is_ok());
+        // `git bisect run` would execute the revision as a script.
+        let e = state_with(&sha, "run", Some("/src")).check_steps(p).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Usage));
+        assert!(format!("{e:#}").contains("step 1") && format!("{e:#}").contains("start over"), "{e:#}");
+        assert!(state_with(&sha, "good", Some("/src")).check_steps(p).is_err(), "the other hunt's terms");
+        for rev in ["HEAD", "f5382b7", "--help", &format!("{sha};rm")] {
+            assert!(state_with(rev, "fixed", Some("/src")).check_steps(p).is_err(), "{rev}");
+        }
+        // List mode: revisions are the listed kernels.
+        assert!(state_with("4.9.123", "fixed", None).check_steps(p).is_ok());
+        assert!(state_with("4.4.178", "fixed", None).check_steps(p).is_err());
+    }
 
     #[test]
     fn terms_map_verdicts_both_ways() {
