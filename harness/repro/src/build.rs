@@ -199,8 +199,8 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         TreeSpec::Local(dir) => dir.canonicalize()?,
     };
     let plan = BuildPlan::new(recipe, &src, &eras, cache)?;
-    // From here on Ctrl-C/SIGTERM stop make and put the tree back.
-    let _signals = InterruptFlag::install();
+    // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
+    // and put the tree back.
     let pristine = build_root.join("pristine");
     restore_pristine(&src, &pristine)?;
     let t0 = Instant::now();
@@ -627,7 +627,7 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        if crate::interrupt::requested() {
             // make and every compiler it runs: its process group.
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
@@ -650,42 +650,6 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         Kind::BuildFailed,
         format!("{what} failed ({status}); full log: {}\n--- errors ---\n{}\n--- last lines ---\n{tail}", log.display(), errors.join("\n")),
     ))
-}
-
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn note_interrupt(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// While alive, SIGINT and SIGTERM only raise [`INTERRUPTED`], which the
-/// build's wait loop turns into a clean stop; the previous handlers come
-/// back on drop.
-struct InterruptFlag {
-    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
-}
-
-impl InterruptFlag {
-    fn install() -> InterruptFlag {
-        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-        INTERRUPTED.store(false, std::sync::atomic::Ordering::Relaxed);
-        let action = SigAction::new(SigHandler::Handler(note_interrupt), SaFlags::SA_RESTART, SigSet::empty());
-        let previous = [Signal::SIGINT, Signal::SIGTERM]
-            .into_iter()
-            // SAFETY: the handler only stores to an atomic.
-            .filter_map(|sig| unsafe { sigaction(sig, &action) }.ok().map(|old| (sig, old)))
-            .collect();
-        InterruptFlag { previous }
-    }
-}
-
-impl Drop for InterruptFlag {
-    fn drop(&mut self) {
-        for (sig, old) in &self.previous {
-            // SAFETY: restores the handler that was installed before.
-            let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
-        }
-    }
 }
 
 /// The build tools and headers a minimal kernel build needs, with the

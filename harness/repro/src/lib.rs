@@ -14,6 +14,7 @@ pub mod era;
 pub mod error;
 pub mod fetch;
 pub mod initramfs;
+pub mod interrupt;
 pub mod kernel;
 pub mod matrix;
 pub mod plot;
@@ -444,6 +445,7 @@ pub fn parse_size_mib(s: &str) -> Result<u64, String> {
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     init_logging(cli.verbose, cli.quiet);
+    interrupt::install();
     // A panic is a bug in repro, never a verdict: exit 101 would read as
     // "bad" to git bisect run. Report it and exit 128, which stops a bisection.
     let (quiet, command) = (cli.quiet, cli.command);
@@ -473,6 +475,12 @@ fn dispatch(command: Command, quiet: bool) -> i32 {
         Command::Image(ImageCommand::Build(args)) => run_cmd::image_build(&args),
     };
     match result {
+        // Whatever a step made of being interrupted (apt-get killed by the
+        // terminal's Ctrl-C reads as a failed fetch), the command was.
+        Err(e) if interrupt::requested() => {
+            eprintln!("error: interrupted: {}", error::render(&e));
+            codes::INTERRUPTED
+        }
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error::render(&e));

@@ -58,13 +58,13 @@ pub fn matrix(args: &MatrixArgs, quiet: bool) -> Result<i32> {
                 Ok(done) => {
                     if let Some(e) = &done.error {
                         eprintln!("error: {}", crate::error::render(e));
-                        interrupted = kind_of(e) == Some(Kind::Interrupted);
+                        interrupted = kind_of(e) == Some(Kind::Interrupted) || crate::interrupt::requested();
                     }
                     decide(&done.summary, &done.summary.scenario_definition.verdict)
                 }
                 Err(e) => {
                     eprintln!("error: {}", crate::error::render(&e));
-                    interrupted = kind_of(&e) == Some(Kind::Interrupted);
+                    interrupted = kind_of(&e) == Some(Kind::Interrupted) || crate::interrupt::requested();
                     record_failure(&dir, kernel, def.clone(), &run, &e, &date)?
                 }
             };

@@ -405,8 +405,14 @@ fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finishe
 /// Ctrl-C are Err: there is nothing to judge.
 pub fn judge(run: &RunArgs, quiet: bool) -> Result<(crate::verdict::Verdict, Option<PathBuf>)> {
     use crate::verdict::{decide, Outcome, Verdict};
+    // Interrupted anywhere (a killed apt-get reads as an unfetchable
+    // kernel) is an interrupt, never a verdict on the kernel.
     let any_kernel = |e: &anyhow::Error| {
-        matches!(kind_of(e), None | Some(Kind::QemuMissing | Kind::ScenarioInvalid | Kind::DiskFull | Kind::Permission | Kind::Interrupted))
+        crate::interrupt::requested()
+            || matches!(
+                kind_of(e),
+                None | Some(Kind::QemuMissing | Kind::ScenarioInvalid | Kind::DiskFull | Kind::Permission | Kind::Interrupted)
+            )
     };
     match execute(run, quiet) {
         Ok(mut done) => {

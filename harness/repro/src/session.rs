@@ -13,7 +13,6 @@ use repro_proto::{HostMessage, MAX_LINE_BYTES};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::{fail, Kind};
@@ -21,25 +20,16 @@ use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::Recorder;
 
-/// SIGINT and SIGTERM, as one stream.
-pub struct Interrupt {
-    int: Signal,
-    term: Signal,
-}
+/// The process-wide interrupt, as the stream loops wait on it.
+pub struct Interrupt;
 
 impl Interrupt {
     pub fn new() -> Result<Interrupt> {
-        Ok(Interrupt {
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        })
+        Ok(Interrupt)
     }
 
     async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {},
-            _ = self.term.recv() => {},
-        }
+        crate::interrupt::raised().await
     }
 }
 

@@ -234,3 +234,31 @@ fn sigkill_of_repro_leaves_no_host_agent_churning() {
     };
     wait_until("the agent and its workers to die with repro", Duration::from_secs(20), || alive(&agents) + alive(&workers) == 0);
 }
+
+/// Ctrl-C during the second run of one process (check --repeat, as in
+/// matrix and bisect) stops it: the first run's signal handling must not
+/// swallow later signals.
+#[test]
+fn ctrl_c_in_a_later_run_of_the_same_process_stops_it() {
+    let img = debian_6_1();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("check");
+    let child = std_repro()
+        .args(["check", "--accel", "tcg", "--cpus", "1", "--repeat", "3", "-n", "60", "--window", "10"])
+        .arg("--kernel")
+        .arg(img)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = out.join("run-2");
+    wait_until("the second run's first window", Duration::from_secs(240), || sample_lines(&second, "window") >= 1);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let t0 = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(exit_codes::INTERRUPTED), "{}", stderr_of(&o));
+    assert!(t0.elapsed() < Duration::from_secs(30), "took {:?} to stop", t0.elapsed());
+    assert!(!out.join("run-3").exists(), "a third run started after Ctrl-C");
+}

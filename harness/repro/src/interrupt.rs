@@ -1,0 +1,58 @@
+//! The one process-wide interrupt. SIGINT, SIGTERM and SIGHUP only raise a
+//! flag, installed once when repro starts; every long operation (a run's
+//! stream, a build's make, a bisection's and a matrix's loops, downloads)
+//! checks it and stops cleanly, keeping what it recorded. Once raised it
+//! stays raised: the whole command is ending, and a `matrix` or `bisect`
+//! must not start its next run. tokio's own signal streams are not used,
+//! since they stay registered after the first run and would swallow every
+//! later Ctrl-C.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+static RAISED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn raise(_: nix::libc::c_int) {
+    RAISED.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGINT, SIGTERM and SIGHUP to the flag (once, at startup).
+pub fn install() {
+    let action = SigAction::new(SigHandler::Handler(raise), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Whether the user (or the system) asked repro to stop.
+pub fn requested() -> bool {
+    RAISED.load(Ordering::SeqCst)
+}
+
+/// Resolves once the interrupt is raised (polled: the handler can only
+/// store to an atomic, and a tenth of a second is quick enough for Ctrl-C).
+pub async fn raised() {
+    while !requested() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_raises_the_same_flag_and_it_stays_raised() {
+        install();
+        assert!(!requested());
+        nix::sys::signal::raise(Signal::SIGHUP).unwrap();
+        assert!(requested());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), raised()).await }).expect("raised() returns once the flag is up");
+        nix::sys::signal::raise(Signal::SIGINT).unwrap();
+        assert!(requested(), "a second signal is honoured too");
+    }
+}
