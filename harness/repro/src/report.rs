@@ -137,9 +137,20 @@ fn relative(dir: &Path, base: &Path) -> String {
 pub fn markdown(rows: &[Row], base: &Path) -> String {
     let mut out = format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
     for r in rows {
-        out.push_str(&format!("| {} |\n", cells(r, base).join(" | ")));
+        out.push_str(&format!("| {} |\n", cells(r, base).iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")));
     }
     out
+}
+
+/// A file name from outside text: letters, digits, `.`, `_`, `-` only, and
+/// never `.` or `..`.
+fn file_stem(s: &str) -> String {
+    let stem: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if stem.trim_matches('.').is_empty() {
+        format!("_{stem}")
+    } else {
+        stem
+    }
 }
 
 /// The write-up's measurement (shared/reference/oppo-dcache-writeup.txt):
@@ -270,7 +281,9 @@ pub fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
             ),
         ];
         for (what, title, y_label, log_y, series) in kinds {
-            out.push((format!("{sc}-{what}"), Chart { title, y_label, log_y, series }));
+            // A scenario name comes from a summary: it names a file in plots/
+            // only through characters that cannot climb out of it.
+            out.push((format!("{}-{what}", file_stem(sc)), Chart { title, y_label, log_y, series }));
         }
     }
     out
@@ -403,9 +416,10 @@ pub fn missing_section(missing: &[Missing], logs: Option<&str>) -> String {
     md
 }
 
-/// A table cell: no pipe or newline from outside data breaks the table.
+/// A table cell: no pipe, newline or control character from outside data
+/// (a summary's kernel or scenario name) breaks the table or the terminal.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().replace('|', "\\|")
 }
 
 impl Document<'_> {
@@ -572,6 +586,14 @@ mod tests {
         let x = extrapolation(&rows);
         assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
         assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("0.57 us per entry, 0.456 s at 799259 entries"), "{x}");
+    }
+
+    #[test]
+    fn names_from_summaries_cannot_break_a_table_or_leave_plots() {
+        assert_eq!(md_cell("a|b\nc\u{1b}[31m"), "a\\|b c [31m");
+        assert_eq!(file_stem("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(file_stem(".."), "_..");
+        assert_eq!(file_stem("seed"), "seed");
     }
 
     #[test]

@@ -537,7 +537,7 @@ fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
 
 fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
     if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
-        progress.status(&format!("guest up: {release}, {cpus} cpus, {} MiB ({accel})", mem_total_kib / 1024));
+        progress.status(&format!("guest up: {}, {cpus} cpus, {} MiB ({accel})", session::printable(release), mem_total_kib / 1024));
         tracing::debug!("guest up: {release} ({accel})");
     }
 }

@@ -398,9 +398,9 @@ pub async fn stream(
             Message::Done { .. } => return Ok(()),
             Message::Error { message } => {
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-                return Err(fail(Kind::GuestFailed, format!("the agent failed: {message}{}", agent.guard.diagnostics())));
+                return Err(fail(Kind::GuestFailed, format!("the agent failed: {}{}", printable(message), agent.guard.diagnostics())));
             }
-            Message::Output { line } => progress.suspend(|| println!("{line}")),
+            Message::Output { line } => progress.suspend(|| println!("{}", printable(line))),
             Message::Hello { .. } | Message::Exited { .. } => {}
         }
     }
@@ -429,6 +429,13 @@ async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
         );
     }
     fail(Kind::GuestFailed, format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()))
+}
+
+/// Text from the guest as a terminal may show it: control characters
+/// (escape sequences that could rewrite the screen or the title) become
+/// U+FFFD; tabs stay.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
 }
 
 /// Quote a command line for logs, so it can be pasted into a shell.
@@ -494,6 +501,11 @@ mod tests {
         let (lines, tail) = read_all(input).await;
         assert_eq!(lines, ["<oversized>", "next"]);
         assert_eq!(tail, None);
+    }
+
+    #[test]
+    fn guest_text_reaches_the_terminal_without_escape_sequences() {
+        assert_eq!(printable("ok\tdone\u{1b}]0;pwned\u{7}\r"), "ok\tdone\u{fffd}]0;pwned\u{fffd}\u{fffd}");
     }
 
     #[test]
