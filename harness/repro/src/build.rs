@@ -328,21 +328,13 @@ impl BuildPlan {
 /// The most recently built image of catalog entry `name`, if any.
 fn newest_built(images: &Path, name: &str) -> Result<Option<KernelImage>> {
     let prefix = format!("{name}-");
-    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(images)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    entries.sort();
-    match entries.pop() {
-        Some((_, entry)) => load_built(&entry, name),
+    let is_entry = |e: &std::fs::DirEntry| {
+        let n = e.file_name();
+        let key = n.to_str().and_then(|n| n.strip_prefix(&prefix));
+        key.is_some_and(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    match crate::kernel::newest_entry(images, is_entry) {
+        Some(entry) => load_built(&entry, name),
         None => Ok(None),
     }
 }

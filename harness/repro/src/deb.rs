@@ -6,21 +6,36 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// Copy the first `boot/vmlinuz-*` of `deb` to `out`; returns its release.
-pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
+/// Call `f` with the decompressed data member of the .deb at `deb`:
+/// `data.tar.xz` (Debian), `data.tar.zst` (Ubuntu since 21.10) or an
+/// uncompressed `data.tar`.
+fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
     let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
     let mut ar = ar::Archive::new(std::io::BufReader::new(file));
     while let Some(member) = ar.next_entry() {
         let member = member.with_context(|| format!("reading {} as a .deb (ar archive)", deb.display()))?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
-        if !name.starts_with("data.tar") {
-            continue;
+        let member = std::io::BufReader::with_capacity(1 << 20, member);
+        match name.as_str() {
+            "data.tar.xz" => return f(&mut lzma_rust2::XzReader::new(member, true)),
+            "data.tar.zst" => {
+                let mut zst = ruzstd::decoding::StreamingDecoder::new(member)
+                    .map_err(|e| anyhow::anyhow!("{}: data.tar.zst is not zstd: {e}", deb.display()))?;
+                return f(&mut zst);
+            }
+            "data.tar" => return f(&mut { member }),
+            n if n.starts_with("data.tar") => {
+                bail!("{}: member {n} is compressed in a way repro does not read (xz, zstd or none)", deb.display())
+            }
+            _ => {}
         }
-        let data: Box<dyn Read> = match name.as_str() {
-            "data.tar.xz" => Box::new(lzma_rust2::XzReader::new(member, true)),
-            "data.tar" => Box::new(member),
-            other => bail!("{}: member {other} is compressed in a way repro does not read (xz or none)", deb.display()),
-        };
+    }
+    bail!("{}: no data.tar member: not a Debian package repro can read", deb.display())
+}
+
+/// Copy the first `boot/vmlinuz-*` of `deb` to `out`; returns its release.
+pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
+    with_data_tar(deb, |data| {
         let mut tar = tar::Archive::new(data);
         for entry in tar.entries()? {
             let mut entry = entry?;
@@ -30,23 +45,16 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
                 return Ok(release);
             }
         }
-        bail!("{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in {name}", deb.display());
-    }
-    bail!("{}: no data.tar member: not a Debian package", deb.display())
+        bail!("{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in the package", deb.display())
+    })
 }
 
 /// Kernel modules by name (`veth` finds `.../veth.ko`, `.ko.xz`) under
 /// `lib/modules/` or `usr/lib/modules/` in a package, decompressed.
 pub fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
-    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
-    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
-    let mut found = Vec::new();
-    while let Some(member) = ar.next_entry() {
-        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
-        if member.header().identifier() != b"data.tar.xz" {
-            continue;
-        }
-        let mut tar = tar::Archive::new(lzma_rust2::XzReader::new(member, true));
+    with_data_tar(deb, |data| {
+        let mut found = Vec::new();
+        let mut tar = tar::Archive::new(data);
         for entry in tar.entries()? {
             let mut entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
@@ -64,8 +72,8 @@ pub fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<
             }
             found.push((name.clone(), bytes));
         }
-    }
-    Ok(found)
+        Ok(found)
+    })
 }
 
 /// The kernel release of a kernel image's path inside a package:
@@ -84,30 +92,18 @@ pub fn vmlinuz_release(path: &str) -> Option<String> {
 /// (`usr/src/linux-source-X.tar.xz` inside its data.tar.xz) into `dest`,
 /// without its top directory. Streams both layers: no temporary tarball.
 pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
-    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
-    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
-    while let Some(member) = ar.next_entry() {
-        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
-        if member.header().identifier() != b"data.tar.xz" {
-            continue;
-        }
-        let mut outer = tar::Archive::new(lzma_rust2::XzReader::new(member, true));
+    with_data_tar(deb, |data| {
+        let mut outer = tar::Archive::new(data);
         for entry in outer.entries()? {
             let entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
-            if !(path.contains("usr/src/linux-source") && path.ends_with(".tar.xz")) {
-                continue;
+            if path.contains("usr/src/linux-source") && path.ends_with(".tar.xz") {
+                let inner = lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, entry), true);
+                return unpack_stripped(inner, dest, EscapingLinks::Refuse);
             }
-            unpack_stripped(
-                lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, entry), true),
-                dest,
-                EscapingLinks::Refuse,
-            )?;
-            return Ok(());
         }
-        bail!("{}: no usr/src/linux-source-*.tar.xz inside", deb.display());
-    }
-    bail!("{}: no data.tar.xz member: not a linux-source package", deb.display())
+        bail!("{}: no usr/src/linux-source-*.tar.xz inside: not a linux-source package", deb.display())
+    })
 }
 
 /// What to do with a symbolic link whose target would leave the tree.
@@ -239,17 +235,7 @@ pub fn link_stays_inside(at: &Path, to: &Path) -> bool {
 /// Unpack the whole data.tar.xz of a binary package into `dest` (package
 /// paths like `./usr/bin/gcc-10` land at `dest/usr/bin/gcc-10`).
 pub fn extract_package(deb: &Path, dest: &Path) -> Result<()> {
-    let file = std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
-    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
-    while let Some(member) = ar.next_entry() {
-        let member = member.with_context(|| format!("reading {} as a .deb", deb.display()))?;
-        if member.header().identifier() != b"data.tar.xz" {
-            continue;
-        }
-        let tar = lzma_rust2::XzReader::new(std::io::BufReader::with_capacity(1 << 20, member), true);
-        return unpack_tar(tar, dest, EscapingLinks::Skip, 0).with_context(|| format!("unpacking {}", deb.display()));
-    }
-    bail!("{}: no data.tar.xz member: not a Debian package repro can read", deb.display())
+    with_data_tar(deb, |data| unpack_tar(data, dest, EscapingLinks::Skip, 0)).with_context(|| format!("unpacking {}", deb.display()))
 }
 
 #[cfg(test)]
@@ -291,6 +277,31 @@ mod tests {
             ar.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), data).unwrap();
         }
         path
+    }
+
+    #[test]
+    fn vmlinuz_is_extracted_from_ubuntus_data_tar_zst() {
+        let mut tar_bytes = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut tar_bytes);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(5);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "./boot/vmlinuz-6.8.0-49-generic", &b"image"[..]).unwrap();
+            b.finish().unwrap();
+        }
+        let zst = ruzstd::encoding::compress_to_vec(&tar_bytes[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("linux-image-6.8.0-49-generic.deb");
+        let mut ar = ar::Builder::new(std::fs::File::create(&path).unwrap());
+        for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("control.tar.zst", &b""[..]), ("data.tar.zst", &zst[..])] {
+            ar.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), data).unwrap();
+        }
+        drop(ar);
+        let mut out = Vec::new();
+        assert_eq!(extract_vmlinuz(&path, &mut out).unwrap(), "6.8.0-49-generic");
+        assert_eq!(out, b"image");
     }
 
     #[test]

@@ -278,16 +278,22 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
 }
 
 fn newest_cached(kdir: &Path, name: &str) -> Result<Option<KernelImage>> {
-    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(kdir)?
-        .flatten()
-        .filter(|e| e.path().join("source.json").exists())
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    dirs.sort();
-    match dirs.pop() {
-        Some((_, d)) => load_cached(&d, name),
+    match newest_entry(kdir, |e| e.path().join("source.json").exists()) {
+        Some(d) => load_cached(&d, name),
         None => Ok(None),
     }
+}
+
+/// The most recently modified entry of cache directory `dir` that `keep`
+/// accepts: the image, build or compiler fetched last.
+pub fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| keep(e))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
 }
 
 /// Refuse anything QEMU's `-kernel` cannot boot as an x86 bzImage.

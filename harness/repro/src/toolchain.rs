@@ -147,14 +147,7 @@ fn fetch(name: &str, spec: &PackagedCompiler, cache: &Cache) -> Result<PathBuf> 
 /// The most recently fetched complete copy of `name`.
 fn newest(base: &Path, name: &str) -> Option<PathBuf> {
     let prefix = format!("{name}-");
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(base)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().join(".repro-complete").exists())
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    found.sort();
-    found.pop().map(|(_, p)| p)
+    crate::kernel::newest_entry(base, |e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().join(".repro-complete").exists())
 }
 
 /// Remove what interrupted fetches left (called under the lock).
