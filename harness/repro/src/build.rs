@@ -605,6 +605,18 @@ fn make_output(src: &Path, out: &Path, vars: &[String], args: &[&str]) -> Result
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// The last non-empty line of a build log (read from its last 4 KiB).
+fn last_log_line(log: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| crate::session::printable(l).chars().take(120).collect())
+}
+
 /// Run with stdout and stderr appended to `log`; on failure, the error
 /// quotes the log's last lines (compiler errors first) and names the log.
 fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
@@ -615,9 +627,16 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     // deletes its half-written target instead of building on as an orphan.
     crate::child::own(cmd, nix::sys::signal::Signal::SIGTERM);
     let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("running {what}"))?;
+    let t0 = Instant::now();
+    let mut next_note = t0 + std::time::Duration::from_secs(30);
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
+        }
+        // A build takes minutes: say every half minute that it goes on, and where.
+        if Instant::now() >= next_note {
+            next_note += std::time::Duration::from_secs(30);
+            tracing::info!("{what}: {:.0}s, at {}", t0.elapsed().as_secs_f64(), last_log_line(log).unwrap_or_default());
         }
         if crate::interrupt::requested() {
             // make and every compiler it runs: its process group.
