@@ -60,7 +60,10 @@ fn noprune_variant_keeps_stale_dentries_and_slows_ipv6_lookups() {
     assert!(residual >= 5.0, "residual {residual} per iteration: the stale dentries were not kept");
     let (first, last) = first_last(&s, "ipv6");
     assert!(last >= 5.0 * first, "ipv6 p50 {first} -> {last}");
-    assert!(slope(&s, "ipv6") > 500.0, "ipv6 slope {} us per 1k", slope(&s, "ipv6"));
+    // Growth judged against the same run's control, not an absolute TCG
+    // speed (a loaded host measured 297 us per 1k here, a quiet one 600+).
+    let (v6, v4) = (slope(&s, "ipv6"), slope(&s, "ipv4"));
+    assert!(v6 > 5.0 * v4.abs().max(10.0), "ipv6 slope {v6} us per 1k against ipv4's {v4}");
     // The control path's chain does not grow: ipv4 stays flat while ipv6 climbs.
     assert!(slope(&s, "ipv4") < FLAT_US_PER_1K, "ipv4 slope {} us per 1k", slope(&s, "ipv4"));
 }
@@ -112,7 +115,8 @@ fn patches_apply_to_the_real_linux_source_6_1_tree() {
     let tree = source_tree();
     let patches = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vm-images/patches");
     let _lock = build_lock();
-    for e in std::fs::read_dir(&patches).unwrap().flatten() {
+    // The catalog's patches (compat/ holds the 3.x era's, for 3.x trees).
+    for e in std::fs::read_dir(&patches).unwrap().flatten().filter(|e| e.path().is_file()) {
         let o = std::process::Command::new("git")
             .args(["apply", "--check", "-v"])
             .arg(e.path())
