@@ -64,14 +64,20 @@ pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
 pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<String> {
     vec![
         "-chardev".into(),
-        format!("file,id=console,path={}", console_log.display()),
+        format!("file,id=console,path={}", option_value(console_log)),
         "-serial".into(),
         "chardev:console".into(),
         "-chardev".into(),
-        format!("socket,id=proto,path={}", proto_socket.display()),
+        format!("socket,id=proto,path={}", option_value(proto_socket)),
         "-serial".into(),
         "chardev:proto".into(),
     ]
+}
+
+/// A path as the value of a QEMU option list (`key=value,key=value`): a
+/// comma in it is written twice, or QEMU would read the rest as options.
+fn option_value(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
 }
 
 /// The guest kernel's command line: console on ttyS0, panic ends QEMU at once.
@@ -179,6 +185,9 @@ mod tests {
         assert_eq!(chardevs[0], "file,id=console,path=/r/console.log");
         assert_eq!(chardevs[1], "socket,id=proto,path=/t/p.sock");
         assert!(!chardevs[1].contains("server"), "QEMU must connect to repro, not listen");
+        // A comma in a path would start a new option.
+        let a = serial_args(Path::new("/runs/a,b/console.log"), Path::new("/t/x,server=on"));
+        assert_eq!(after(&a, "-chardev"), ["file,id=console,path=/runs/a,,b/console.log", "socket,id=proto,path=/t/x,,server=on"]);
     }
 
     #[test]
