@@ -479,18 +479,7 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
             }
         }
     }
-    let mut child = Command::new("git")
-        .args(["apply", "--whitespace=nowarn", "-"])
-        .current_dir(src)
-        // Outside a git checkout, git apply works on the plain files.
-        .env("GIT_CEILING_DIRECTORIES", src.parent().unwrap_or(src))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(Kind::KernelUnavailable, format!("cannot run git to apply patches ({e}): apt-get install git")))?;
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes())?;
-    drop(child.stdin.take());
-    let out = child.wait_with_output()?;
+    let out = git_apply(src, &["--whitespace=nowarn"], text)?;
     if !out.status.success() {
         return Err(fail(
             Kind::BuildFailed,
@@ -700,18 +689,26 @@ fn check_build_tools() -> Result<()> {
 
 /// Whether `patch` applies to the tree as it is now (`git apply --check`).
 fn patch_applies(src: &Path, patch: &str) -> bool {
-    let child = Command::new("git")
-        .args(["apply", "--check", "-"])
+    git_apply(src, &["--check"], patch).is_ok_and(|o| o.status.success())
+}
+
+/// `git apply ARGS -` in `src` with `patch` on stdin; outside a git
+/// checkout, git apply works on the plain files.
+fn git_apply(src: &Path, args: &[&str], patch: &str) -> Result<std::process::Output> {
+    let mut child = Command::new("git")
+        .arg("apply")
+        .args(args)
+        .arg("-")
         .current_dir(src)
         .env("GIT_CEILING_DIRECTORIES", src.parent().unwrap_or(src))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return false };
-    let _ = std::io::Write::write_all(child.stdin.as_mut().expect("piped stdin"), patch.as_bytes());
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(Kind::KernelUnavailable, format!("cannot run git to apply patches ({e}): apt-get install git")))?;
+    std::io::Write::write_all(child.stdin.as_mut().expect("piped stdin"), patch.as_bytes())?;
     drop(child.stdin.take());
-    child.wait().is_ok_and(|s| s.success())
+    Ok(child.wait_with_output()?)
 }
 
 fn hex(b: &[u8]) -> String {

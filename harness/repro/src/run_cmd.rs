@@ -14,7 +14,7 @@ use crate::kernel::{self, Cache};
 use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::{Recorder, CONSOLE};
-use crate::session::{self, Interrupt, StartFailure, StreamLimits};
+use crate::session::{self, StartFailure, StreamLimits};
 use crate::{AccelChoice, Backend, ExecArgs, FetchArgs, ImageBuildArgs, KernelsArgs, RunArgs, VmArgs};
 
 /// Guest memory that holds every stale dentry the run can leave: about six
@@ -134,15 +134,7 @@ fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::initr
 
 /// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
 /// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
-async fn boot(
-    vm_args: &VmArgs,
-    vm: &Vm,
-    initrd: &Path,
-    work: &Path,
-    rec: &mut Recorder,
-    progress: &Progress,
-    interrupt: &mut Interrupt,
-) -> Result<session::Started> {
+async fn boot(vm_args: &VmArgs, vm: &Vm, initrd: &Path, work: &Path, rec: &mut Recorder, progress: &Progress) -> Result<session::Started> {
     let (accels, mut fallback_reason) = session::kvm_plan(vm_args.accel);
     for (i, accel) in accels.iter().enumerate() {
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
@@ -160,7 +152,7 @@ async fn boot(
         };
         let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
         progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
-        match session::start_qemu(&spec, &rec.dir, deadline, interrupt).await {
+        match session::start_qemu(&spec, &rec.dir, deadline).await {
             Ok(started) => {
                 rec.summary.accel = Some(accel.as_str().into());
                 rec.summary.accel_fallback_reason = fallback_reason;
@@ -211,10 +203,9 @@ fn run_qemu(
 
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
-        let mut interrupt = Interrupt::new()?;
-        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress).await?;
         let limits = StreamLimits::new(args.stall_timeout, args.timeout);
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
         if r.is_ok() {
             // The agent powers the guest off after Done.
             if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
@@ -276,10 +267,9 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut progress = Progress::new(0, "", true);
     let outcome: Result<()> = rt.block_on(async {
-        let mut interrupt = Interrupt::new()?;
-        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress, &mut interrupt).await?;
+        let mut started = boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress).await?;
         let limits = StreamLimits::new(args.timeout, Some(args.timeout));
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(30)).await;
         r
     });
@@ -364,8 +354,7 @@ fn run_host(
     tracing::info!("run directory {}", run_dir.display());
     let mut progress = Progress::new(args.iterations, first_probe(&job), quiet);
     let outcome: Result<()> = rt.block_on(async {
-        let mut interrupt = Interrupt::new()?;
-        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30), &mut interrupt).await {
+        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {
             Ok(s) => s,
             Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
             Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
@@ -373,7 +362,7 @@ fn run_host(
         rec.record(&started.hello)?;
         log_hello(&started.hello, "host", &progress);
         let limits = StreamLimits::new(args.stall_timeout, args.timeout);
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, &mut interrupt).await;
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
         r
     });

@@ -20,19 +20,6 @@ use crate::progress::Progress;
 use crate::qemu::{self, Accel, VmSpec};
 use crate::record::Recorder;
 
-/// The process-wide interrupt, as the stream loops wait on it.
-pub struct Interrupt;
-
-impl Interrupt {
-    pub fn new() -> Result<Interrupt> {
-        Ok(Interrupt)
-    }
-
-    async fn recv(&mut self) {
-        crate::interrupt::raised().await
-    }
-}
-
 /// A child process (QEMU or the host agent) that is killed and reaped when
 /// the guard goes away, however the run ends.
 pub struct Guard {
@@ -156,7 +143,7 @@ pub struct Started {
 }
 
 /// Boot QEMU and wait for the agent's hello within `deadline`.
-pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, interrupt: &mut Interrupt) -> Result<Started, StartFailure> {
+pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
     let stderr =
         std::fs::File::create(&stderr_log).with_context(|| format!("creating {}", stderr_log.display())).map_err(StartFailure::Other)?;
@@ -179,7 +166,7 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
         r = listener.accept() => r.map(|(s, _)| s).context("accepting QEMU's serial connection").map_err(StartFailure::Other),
         st = guard.child.wait() => Err(exited_before_hello(&guard, st.ok(), accel)),
         _ = sleep_until(until) => Err(StartFailure::Deadline(format!("QEMU ({accel}) did not connect its serial port within {deadline:?}"))),
-        _ = interrupt.recv() => Err(StartFailure::Interrupted),
+        _ = crate::interrupt::raised() => Err(StartFailure::Interrupted),
     };
     let stream = match stream {
         Ok(s) => s,
@@ -190,17 +177,11 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration, inter
     };
     let (read, write) = stream.into_split();
     let agent = Agent::new(guard, Box::new(read), Some(Box::new(write)));
-    await_hello(agent, until, deadline, accel, interrupt).await
+    await_hello(agent, until, deadline, accel).await
 }
 
 /// Start the agent on the host's own kernel.
-pub async fn start_host(
-    agent_bin: &Path,
-    job_path: &Path,
-    run_dir: &Path,
-    deadline: Duration,
-    interrupt: &mut Interrupt,
-) -> Result<Started, StartFailure> {
+pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join("agent.stderr.log");
     let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
     let mut cmd = Command::new(agent_bin);
@@ -211,7 +192,7 @@ pub async fn start_host(
     let mut child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), None);
-    await_hello(agent, Instant::now() + deadline, deadline, "host", interrupt).await
+    await_hello(agent, Instant::now() + deadline, deadline, "host").await
 }
 
 fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -> StartFailure {
@@ -219,13 +200,7 @@ fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -
     StartFailure::Exited(format!("{} ({accel}) exited ({st}) before the agent said hello{}", guard.what, guard.diagnostics()))
 }
 
-async fn await_hello(
-    mut agent: Agent,
-    until: Instant,
-    deadline: Duration,
-    accel: &str,
-    interrupt: &mut Interrupt,
-) -> Result<Started, StartFailure> {
+async fn await_hello(mut agent: Agent, until: Instant, deadline: Duration, accel: &str) -> Result<Started, StartFailure> {
     loop {
         let line = tokio::select! {
             l = agent.next_line() => l,
@@ -233,7 +208,7 @@ async fn await_hello(
                 agent.guard.stop().await;
                 return Err(StartFailure::Deadline(format!("no hello from the agent within {deadline:?} ({accel})")));
             }
-            _ = interrupt.recv() => {
+            _ = crate::interrupt::raised() => {
                 agent.guard.stop().await;
                 return Err(StartFailure::Interrupted);
             }
@@ -337,13 +312,7 @@ impl StreamLimits {
 /// Stream messages into the recorder until the agent says Done. Every other
 /// ending is an error of the matching kind; the recorder has kept all that
 /// arrived before it.
-pub async fn stream(
-    agent: &mut Agent,
-    rec: &mut Recorder,
-    progress: &mut Progress,
-    limits: &StreamLimits,
-    interrupt: &mut Interrupt,
-) -> Result<()> {
+pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits) -> Result<()> {
     let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
     let overall = limits.overall.unwrap_or(far);
     loop {
@@ -363,7 +332,7 @@ pub async fn stream(
                     "the run exceeded --timeout at iteration {} of {}; the windows so far are kept. Raise --timeout or lower --iterations",
                     rec.summary.iterations_done, rec.summary.iterations_requested)));
             }
-            _ = interrupt.recv() => {
+            _ = crate::interrupt::raised() => {
                 agent.guard.stop().await;
                 return Err(fail(Kind::Interrupted, format!(
                     "interrupted at iteration {} of {}; the windows recorded so far are kept",
