@@ -6,8 +6,10 @@
 //! [`FORMAT_VERSION`]; bump it whenever a field changes meaning or is removed.
 
 pub mod exit_codes;
+mod kinds;
 mod stats;
 
+pub use kinds::{Accel, Backend, ErrorKind};
 pub use stats::{percentile_nearest_rank, ProbeStats};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const GUEST_JOB_PATH: &str = "/repro/job.json";
 /// The serial device the agent streams messages on (the console is ttyS0).
 pub const GUEST_PROTO_TTY: &str = "/dev/ttyS1";
+/// What a kernel prints on the console when it panics; a console that shows
+/// it turns a guest that went silent into a guest panic.
+pub const PANIC_MARKER: &str = "Kernel panic";
 
 /// A workload: what each churned namespace touches, what the probe opens from
 /// the initial namespace, and how the settle phase decides cleanup is over.
@@ -122,6 +127,19 @@ impl Default for VerdictSettings {
             basis: VerdictBasis::Residual,
             settled_ratio_regressed: default_settled_ratio_regressed(),
         }
+    }
+}
+
+impl Scenario {
+    /// The probe a verdict is judged on: the first that is not a control
+    /// (the scenario loader requires one), else the first of all.
+    pub fn judged_probe(&self) -> Option<&ProbePath> {
+        self.probes.iter().find(|p| !p.control).or(self.probes.first())
+    }
+
+    /// The control probe, expected to stay flat whatever the kernel.
+    pub fn control_probe(&self) -> Option<&ProbePath> {
+        self.probes.iter().find(|p| p.control)
     }
 }
 
@@ -391,7 +409,7 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunError {
     /// Stable machine-readable kind, e.g. `guest_panic`.
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     pub exit_code: i32,
 }
@@ -402,10 +420,9 @@ pub struct Summary {
     pub format_version: u32,
     pub provenance: Provenance,
     pub kernel: KernelInfo,
-    /// `qemu` or `host`.
-    pub backend: String,
-    /// `kvm` or `tcg` for QEMU runs, None on the host backend.
-    pub accel: Option<String>,
+    pub backend: Backend,
+    /// For QEMU runs; None on the host backend.
+    pub accel: Option<Accel>,
     /// Why `--accel auto` did not end on KVM (None when it did, or when the
     /// accelerator was chosen explicitly).
     pub accel_fallback_reason: Option<String>,
@@ -427,6 +444,14 @@ pub struct Summary {
     pub settled: Option<Settled>,
     pub residual: Option<Residual>,
     pub duration_s: f64,
+}
+
+impl Summary {
+    /// What the run ran on, for tables: the accelerator of a QEMU run, else
+    /// the backend (`host`, or `qemu` for a run that never booted).
+    pub fn ran_on(&self) -> &'static str {
+        self.accel.map_or(self.backend.as_str(), Accel::as_str)
+    }
 }
 
 /// The JSON schema every `summary.json` satisfies.

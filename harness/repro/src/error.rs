@@ -5,61 +5,9 @@
 //! [`exit_code_of`] finds the `Fail` in the chain (or a full disk) and maps it
 //! to a code from [`repro_proto::exit_codes`].
 
-use repro_proto::exit_codes as codes;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    KernelUnavailable,
-    ImageInvalid,
-    QemuMissing,
-    ScenarioInvalid,
-    GuestPanic,
-    GuestHung,
-    GuestFailed,
-    DiskFull,
-    Permission,
-    BuildFailed,
-    /// The command line asks for something that cannot be done as asked.
-    Usage,
-    Interrupted,
-}
-
-impl Kind {
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Kind::KernelUnavailable => codes::KERNEL_UNAVAILABLE,
-            Kind::ImageInvalid => codes::IMAGE_INVALID,
-            Kind::QemuMissing => codes::QEMU_MISSING,
-            Kind::ScenarioInvalid => codes::SCENARIO_INVALID,
-            Kind::GuestPanic => codes::GUEST_PANIC,
-            Kind::GuestHung => codes::GUEST_HUNG,
-            Kind::GuestFailed => codes::GUEST_FAILED,
-            Kind::DiskFull => codes::DISK_FULL,
-            Kind::Permission => codes::PERMISSION,
-            Kind::BuildFailed => codes::BUILD_FAILED,
-            Kind::Usage => codes::USAGE,
-            Kind::Interrupted => codes::INTERRUPTED,
-        }
-    }
-
-    /// The `error.kind` string written to summary.json.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::KernelUnavailable => "kernel_unavailable",
-            Kind::ImageInvalid => "image_invalid",
-            Kind::QemuMissing => "qemu_missing",
-            Kind::ScenarioInvalid => "scenario_invalid",
-            Kind::GuestPanic => "guest_panic",
-            Kind::GuestHung => "guest_hung",
-            Kind::GuestFailed => "guest_failed",
-            Kind::DiskFull => "disk_full",
-            Kind::Permission => "permission",
-            Kind::BuildFailed => "build_failed",
-            Kind::Usage => "usage",
-            Kind::Interrupted => "interrupted",
-        }
-    }
-}
+/// The kinds, with their exit codes, are the guest's and the summary's too:
+/// [`repro_proto::ErrorKind`].
+pub use repro_proto::ErrorKind as Kind;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -89,7 +37,7 @@ pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
 }
 
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {
-    kind_of(err).map_or(codes::INTERNAL, Kind::exit_code)
+    kind_of(err).unwrap_or(Kind::Internal).exit_code()
 }
 
 /// The message to print: a full disk gets advice of its own.
@@ -108,6 +56,7 @@ pub fn render(err: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
+    use repro_proto::exit_codes as codes;
 
     #[test]
     fn kind_survives_context_layers() {

@@ -1,6 +1,5 @@
 use clap::Parser;
 
 fn main() {
-    let cli = repro::Cli::parse();
-    std::process::exit(repro::run(cli));
+    std::process::exit(repro::run(repro::Cli::parse()));
 }

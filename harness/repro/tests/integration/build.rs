@@ -32,7 +32,7 @@ fn first_last(s: &Value, probe: &str) -> (f64, f64) {
 fn slope(s: &Value, probe: &str) -> f64 {
     let pts: Vec<(f64, f64)> =
         s["windows"].as_array().unwrap().iter().map(|w| (w["iteration"].as_f64().unwrap() / 1000.0, p50(w, probe))).collect();
-    repro::verdict::theil_sen(&pts).unwrap()
+    repro::judge::verdict::theil_sen(&pts).unwrap()
 }
 
 /// One stale chain entry per namespace costs at least ~0.6 us per lookup

@@ -78,7 +78,7 @@ fn rpm_entry(url: &str, sha: Option<&str>) -> String {
 
 fn kernel_rpm() -> Vec<u8> {
     let image = std::fs::read(debian_6_1()).unwrap();
-    repro::rpm::fixture(&[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)]).unwrap()
+    repro::kernel::rpm::fixture(&[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)]).unwrap()
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod e2e;
 mod eras;
 mod faults;
 mod fetch;
+mod layout;
 mod props;
 mod runner;
 mod scenarios;

@@ -12,7 +12,7 @@ fn config() -> ProptestConfig {
 
 /// A structurally valid RPM, the base that truncation and bit flips start from.
 fn rpm_bytes() -> Vec<u8> {
-    repro::rpm::fixture(&[("./boot/vmlinuz-3.10.0-0.el7.x86_64", b"bzImage bytes")]).unwrap()
+    repro::kernel::rpm::fixture(&[("./boot/vmlinuz-3.10.0-0.el7.x86_64", b"bzImage bytes")]).unwrap()
 }
 
 proptest! {
@@ -20,7 +20,7 @@ proptest! {
 
     #[test]
     fn rpm_headers_of_any_bytes_are_an_error_or_inside_the_file(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        if let Ok(at) = repro::rpm::payload_offset(&bytes) {
+        if let Ok(at) = repro::kernel::rpm::payload_offset(&bytes) {
             prop_assert!(at <= bytes.len());
         }
     }
@@ -35,21 +35,21 @@ proptest! {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k.rpm");
         std::fs::write(&p, &b).unwrap();
-        let _ = repro::rpm::extract_vmlinuz(&p, &mut Vec::new());
+        let _ = repro::kernel::rpm::extract_vmlinuz(&p, &mut Vec::new());
     }
 
     #[test]
     fn apt_sources_of_any_text_parse_without_panicking(text in "\\PC{0,200}", prefix in prop::sample::select(vec!["deb ", "deb [", "Types: deb\nURIs: ", ""])) {
         let t = format!("{prefix}{text}");
-        let one = repro::apt::parse_one_line(&t);
-        let many = repro::apt::parse_deb822(&t);
-        let _ = repro::apt::derive_sources(&[one, many].concat(), &["bookworm".into(), "noble-security".into()]);
+        let one = repro::kernel::apt::parse_one_line(&t);
+        let many = repro::kernel::apt::parse_deb822(&t);
+        let _ = repro::kernel::apt::derive_sources(&[one, many].concat(), &["bookworm".into(), "noble-security".into()]);
     }
 
     #[test]
     fn makefile_versions_of_any_text_parse_without_panicking(text in "\\PC{0,300}") {
-        let _ = repro::era::KernelVersion::from_makefile(&text);
-        let _ = repro::era::Fragment::parse(&text);
+        let _ = repro::kernel::era::KernelVersion::from_makefile(&text);
+        let _ = repro::kernel::era::Fragment::parse(&text);
     }
 
     #[test]
@@ -60,14 +60,14 @@ proptest! {
 
     #[test]
     fn scenario_and_catalog_toml_of_any_text_are_an_error_or_a_value(text in "\\PC{0,300}") {
-        let _ = repro::scenario::parse("prop.toml", &text);
-        let _ = repro::catalog::Catalog::parse(&text);
-        let _ = repro::era::Eras::parse(&text);
+        let _ = repro::run::scenario::parse("prop.toml", &text);
+        let _ = repro::kernel::catalog::Catalog::parse(&text);
+        let _ = repro::kernel::era::Eras::parse(&text);
     }
 
     #[test]
     fn git_bisect_output_of_any_text_is_read_without_panicking(text in "\\PC{0,300}") {
-        let _ = repro::bisect::parse_git_bisect(&text, "fixed");
+        let _ = repro::judge::bisect::parse_git_bisect(&text, "fixed");
     }
 
     #[test]
@@ -104,8 +104,8 @@ proptest! {
             }
         }
         let bytes = b.into_inner().unwrap();
-        for links in [repro::deb::EscapingLinks::Refuse, repro::deb::EscapingLinks::Skip] {
-            let _ = repro::deb::unpack_stripped(&bytes[..], &dest, links);
+        for links in [repro::kernel::deb::EscapingLinks::Refuse, repro::kernel::deb::EscapingLinks::Skip] {
+            let _ = repro::kernel::deb::unpack_stripped(&bytes[..], &dest, links);
             // Nothing appeared beside the tree, in its parent.
             let beside: Vec<String> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "tree").collect();
             prop_assert!(beside.is_empty(), "{beside:?} written outside the tree by {entries:?}");

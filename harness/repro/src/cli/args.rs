@@ -1,0 +1,461 @@
+//! The command line as types: every subcommand's clap arguments. A leaf
+//! module: the pipeline below (kernel, guest, run, judge) may read these
+//! types, and nothing here calls into it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{OsStringValueParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::guest::qemu::AccelChoice;
+use crate::kernel::spec::KernelSpec;
+pub use repro_proto::Backend;
+
+fn backend() -> impl TypedValueParser<Value = Backend> {
+    clap::builder::PossibleValuesParser::new([Backend::Qemu.as_str(), Backend::Host.as_str()]).map(|s| {
+        if s == Backend::Host.as_str() {
+            Backend::Host
+        } else {
+            Backend::Qemu
+        }
+    })
+}
+
+/// `--kernel`'s parser: the one name-or-path rule, [`KernelSpec::parse`],
+/// on the argument as the OS gave it (paths need not be UTF-8).
+fn kernel_spec() -> impl TypedValueParser<Value = KernelSpec> {
+    OsStringValueParser::new().map(KernelSpec::from)
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repro",
+    version,
+    about = "Reproduce the /proc/sys/net dcache hash-chain regression on any kernel under QEMU",
+    long_about = "Reproduce the /proc/sys/net dcache hash-chain regression on any kernel under QEMU.\n\n\
+On kernels before v4.11, every network namespace that is created and destroyed leaves its \
+/proc/sys/net dentries cached on one dcache hash chain, and each lookup of /proc/sys/net/ipv6 from \
+the host walks that chain under a global lock. repro boots a kernel in QEMU with an initramfs it \
+writes itself, churns namespaces inside it while timing opens from the initial namespace, and records \
+the latency curve and the dentries left behind.",
+    after_help = "Examples:\n  \
+repro run --kernel 6.1 --iterations 1000        Debian 6.1 under QEMU (fetched with apt)\n  \
+repro run --kernel ./bzImage -n 5000 --json     any bzImage you built\n  \
+repro run --backend host -n 500                 this machine's own kernel (as root)\n  \
+repro run --kernel 6.1-noprune -n 3000          build a variant with the bug and show it\n  \
+repro kernels                                   what --kernel accepts by name"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v debug: includes the full QEMU command line; -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a kernel, churn network namespaces, probe /proc/sys/net opens, record the curve.
+    Run(RunArgs),
+    /// Compare run directories: table, verdicts against expectations, plots, HTML page.
+    Report(ReportArgs),
+    /// Run every kernel x scenario pair, one after another, then write the report.
+    Matrix(MatrixArgs),
+    /// Find the commit (or packaged kernel) where the verdict changes, driving git bisect.
+    Bisect(BisectArgs),
+    /// Watch this host (no VM): ipv6 vs ipv4 sysctl open latency, dentry-state, an alarm.
+    Watch(WatchArgs),
+    /// List the kernels --kernel accepts by name.
+    Kernels(KernelsArgs),
+    /// Run and judge: exit 0 clean, 1 regressed, 125 inconclusive (git bisect run's contract).
+    Check(CheckArgs),
+    /// Boot a kernel and run one command in it (e.g. a static benchmark), printing its output.
+    Exec(ExecArgs),
+    /// Fetch (or build) a catalog kernel into the cache, no boot, and print its path.
+    Fetch(FetchArgs),
+    /// Kernel images: `repro image build NAME` builds a catalog entry or a --src tree.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a kernel (catalog `build` entry, or --src DIR) into the cache and print its path.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  repro image build 6.1-noprune\n  repro image build --src ~/linux --cc gcc-12")]
+pub struct ImageBuildArgs {
+    /// Catalog name of a `build` entry (see `repro kernels`).
+    #[arg(required_unless_present = "src")]
+    pub kernel: Option<String>,
+    /// A kernel source tree to build instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
+    pub src: Option<PathBuf>,
+    /// C compiler for the kernel build [default: by the tree's era, see vm-images/eras.toml]:
+    /// a name on PATH, a path, or one repro fetches (gcc-10).
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How to boot the guest: shared by `run` and `exec`.
+#[derive(Debug, Clone, Args)]
+pub struct VmArgs {
+    /// Kernel to boot: a catalog name (see `repro kernels`) or the path of a bzImage (anything
+    /// with a `/` in it, or a file that exists, is a path).
+    #[arg(short, long, default_value = "6.1", value_name = "NAME|PATH", value_parser = kernel_spec())]
+    pub kernel: KernelSpec,
+    /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub cpus: u32,
+    /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
+    #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// How long the guest may take to boot and say hello under TCG.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub boot_timeout: Duration,
+    /// How long --accel auto waits for a KVM guest before falling back to TCG.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub kvm_timeout: Duration,
+    /// Extra guest kernel command-line arguments.
+    #[arg(long, default_value = "", value_name = "ARGS")]
+    pub append: String,
+    /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build the kernel from this source tree (minimal config fragment, incremental O= build in the cache)
+    /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
+    #[arg(long, visible_alias = "build", value_name = "DIR")]
+    pub src: Option<PathBuf>,
+    /// C compiler for kernel builds [default: by the tree's version: the host's gcc from 5.x on, a
+    /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
+}
+
+impl VmArgs {
+    /// The kernel these arguments name: `--src` builds a tree, else `--kernel`.
+    pub fn kernel_spec(&self) -> KernelSpec {
+        match &self.src {
+            Some(dir) => KernelSpec::Tree(dir.clone()),
+            None => self.kernel.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Workload: a built-in scenario name or the path of a scenario file (see scenarios/).
+    #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// Network namespaces to create and destroy.
+    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+    /// Parallel churn loops.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    /// Iterations between probe windows [default: iterations / 20].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub window: Option<u64>,
+    /// Timed opens per probe path per window [default: from the scenario].
+    #[arg(long)]
+    pub probe_samples: Option<u32>,
+    /// Where to run: qemu (a guest on --kernel), or host (this machine's running kernel, no VM;
+    /// needs root and churns the host's own namespaces).
+    #[arg(long, default_value = "qemu", value_parser = backend())]
+    pub backend: Backend,
+    /// Give up on the whole run after this long, e.g. 2h (windows so far are kept).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// A guest silent for this long is declared hung.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
+    /// Run directory [default: results/runs/<date>-<kernel>-<scenario>-<iterations>].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Also print summary.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Count the hash chain entries each window's probe lookup walks (proc_sys_compare calls, with a
+    /// kprobe event); needs CONFIG_KPROBE_EVENTS (Debian's kernels and repro's builds have it).
+    #[arg(long)]
+    pub chain_walk: bool,
+}
+
+impl RunArgs {
+    /// Iterations between probe windows: `--window`, else a twentieth of the run.
+    pub fn window(&self) -> u64 {
+        self.window.unwrap_or(self.iterations / 20).max(1)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
+repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000")]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Copy a static executable or file into the guest's /bin (HOST[:GUEST_PATH]); repeatable.
+    #[arg(long, value_name = "HOST[:GUEST]")]
+    pub include: Vec<String>,
+    /// Give up after this long.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Keep the console log and messages here [default: a temporary directory].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// The command to run in the guest, after `--`; its exit code becomes repro's.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit status: 0 clean, 1 regressed, 125 inconclusive or cannot test (build failure, boot failure, \
+panic, hang), so that `git bisect run repro check ...` skips what it cannot judge; 128 when repro cannot run whatever \
+the kernel (QEMU missing, bad scenario, disk full), which stops git bisect run; 130 on Ctrl-C.\n\n\
+Examples:\n  repro check --kernel 6.1-noprune -n 3000            exits 1\n  \
+repro check --kernel 6.1 -n 1000 --repeat 3         decides by agreement of three runs\n  \
+git bisect run repro check --build . -n 300         judge each revision of the kernel tree in .")]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Run this many times and decide by agreement (any disagreement is inconclusive).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+    /// Swap 0 and 1 (0 regressed, 1 clean), for `git bisect run` hunting a fix with
+    /// --term-old=unfixed --term-new=fixed, where the old state must exit 0.
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("kernel", |a| a.hide(true)),
+    mut_arg("json", |a| a.hide(true)),
+    mut_arg("src", |a| a.help("Kernel git tree to bisect (a clean working tree: git bisect checks revisions out in it)")),
+    mut_arg("out", |a| a.help("Directory for the state (bisect.json), each step's run and the report (bisect.md); \
+rerunning the same command with the same --out resumes [default: results/runs/bisect-<date>]")),
+    after_help = "Git mode builds every revision git bisect picks from --src (minimal config fragment, incremental: \
+one O= directory per tree in the cache, and every built revision is kept, so resuming or re-checking costs no build). \
+A revision that does not build, boot or decide is skipped. At the end the first new-term commit and its parent are \
+judged again. The tree is given back on its branch (git bisect reset) however the bisection ends.\n\n\
+Exit status: 0 when one revision was named and the re-check held; 125 when skips leave several candidates, the ends \
+do not bracket a change, or the re-check disagreed; 128 when repro cannot run at all; 130 on Ctrl-C (resume with \
+the same command).\n\n\
+Examples:\n  \
+repro bisect --src ~/linux --good v4.10 --bad v4.11 -n 2000            where did it regress?\n  \
+repro bisect --src ~/linux --unfixed v4.10 --fixed v4.11 -n 2000       where was it fixed?\n  \
+repro bisect --kernels 3.10,4.4.178,4.9.119,4.9.123,5.10 --fix         which packaged kernel fixed it?"
+)]
+pub struct BisectArgs {
+    /// Hunting a regression: a revision without it (git bisect's old term "good").
+    #[arg(long, value_name = "REV", requires = "bad", conflicts_with_all = ["fixed", "unfixed"])]
+    pub good: Option<String>,
+    /// Hunting a regression: a revision with it (git bisect's new term "bad").
+    #[arg(long, value_name = "REV", requires = "good")]
+    pub bad: Option<String>,
+    /// Hunting a fix: an old revision with the regression (old term "unfixed").
+    #[arg(long, value_name = "REV", requires = "fixed")]
+    pub unfixed: Option<String>,
+    /// Hunting a fix: a new revision without it (new term "fixed").
+    #[arg(long, value_name = "REV", requires = "unfixed")]
+    pub fixed: Option<String>,
+    /// Binary search over these kernels instead of git: catalog names or bzImage paths, oldest first.
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...", value_parser = kernel_spec())]
+    pub kernels: Vec<KernelSpec>,
+    /// With --kernels: hunt the fix (first clean kernel) instead of the regression.
+    #[arg(long, requires = "kernels")]
+    pub fix: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  \
+repro report results/seed                  the table for every run directory under results/seed\n  \
+repro report results/seed --out results    regenerate results/README.md, results/report.html, results/plots/")]
+pub struct ReportArgs {
+    /// Run directories, or directories of run directories.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Write README.md (table, agreement, extrapolation, plots, provenance), report.html
+    /// (the same, self-contained) and plots/*.svg|png into DIR instead of printing the table.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when a verdict contradicts the catalog's expectation, or a pair of --expect has no
+    /// run (for CI).
+    #[arg(long)]
+    pub strict: bool,
+    /// The matrix that was meant to run (`repro kernels --matrix` JSON): every pair in it without
+    /// a run directory becomes a failed row, so a job that produced nothing cannot go unseen.
+    #[arg(long, value_name = "MATRIX.json")]
+    pub expect: Option<PathBuf>,
+    /// Where the jobs' logs are (the workflow run's URL), shown beside a pair that has no run.
+    #[arg(long, value_name = "URL", requires = "expect")]
+    pub logs: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("kernel", |a| a.hide(true)),
+    mut_arg("scenario", |a| a.hide(true)),
+    mut_arg("out", |a| a.help("Directory for the pairs' run directories and the report [default: results/runs/matrix-<date>]")),
+    mut_arg("json", |a| a.hide(true)),
+    after_help = "Each pair's run directory is OUT/<scenario>/<kernel>-<iterations>; a pair that fails \
+(kernel unavailable, guest panic, hang) is recorded there with its error and the rest still run. \
+Then OUT gets README.md, report.html and plots/ as `repro report --out` writes them.\n\n\
+Exit status: 0 when every pair ran and agrees with the catalog's expectation, 1 when a verdict contradicts it, \
+125 when a pair failed or was inconclusive, 130 on Ctrl-C (pairs done so far are kept and reported).\n\n\
+Example:\n  repro matrix --kernels 5.10,6.1,6.12,6.1-noprune -n 3000 --out results"
+)]
+pub struct MatrixArgs {
+    /// Kernels: catalog names or bzImage paths, comma-separated.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "A,B,...", value_parser = kernel_spec())]
+    pub kernels: Vec<KernelSpec>,
+    /// Scenarios: names or files, comma-separated.
+    #[arg(long, default_value = "seed", value_delimiter = ',', value_name = "X,Y,...")]
+    pub scenarios: Vec<String>,
+    /// Everything else as for `repro run`; --kernels and --scenarios replace --kernel and --scenario.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  repro kernels\n  \
+repro kernels --matrix --scenarios seed      the GitHub Actions matrix (ci/workflows/repro.yml uses it)")]
+pub struct KernelsArgs {
+    /// Print the catalog as JSON.
+    #[arg(long, conflicts_with = "matrix")]
+    pub json: bool,
+    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, cache_key, host, build}]},
+    /// one entry per catalog kernel with an expectation for each scenario; cache_key changes when
+    /// anything that makes the kernel's image changes (entry, tree, patches, era rules and compilers);
+    /// host is "debian" where the kernel needs Debian's apt sources; build names the tree built.
+    #[arg(long)]
+    pub matrix: bool,
+    /// With --matrix: the scenarios, comma-separated.
+    #[arg(long, default_value = "seed", value_delimiter = ',', requires = "matrix")]
+    pub scenarios: Vec<String>,
+    /// With --matrix: only this kernel (a catalog name or alias, resolved to its name).
+    #[arg(long, value_name = "NAME", requires = "matrix")]
+    pub kernel: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Prints one JSON line per interval: probe and control p50 (us), their ratio, nr_dentry, nr_unused, \
+the estimated chain length, the watch's own CPU time (us) and whether the alarm is raised.\n\n\
+Exit status: 1 when the alarm is raised and no --hook is given; 0 after --count intervals, or when the command \
+after -- has ended (and --linger passed); the command's own failure is reported, not passed on.\n\n\
+Examples:\n  repro watch                                   every second, until the alarm\n  \
+repro watch --interval 10s --hook 'logger -t repro \"$REPRO_WATCH_JSON\"'\n  \
+repro watch --count 60 > watch.jsonl              a minute of samples\n  \
+repro watch --interval 500ms --linger 20s -- repro run --backend host -n 2000    beside a churn")]
+pub struct WatchArgs {
+    /// Time between samples.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Timed opens per path per interval.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub samples: u32,
+    /// The sysctl on the hot hash chain.
+    #[arg(long, default_value = "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms")]
+    pub probe: PathBuf,
+    /// A sysctl off it.
+    #[arg(long, default_value = "/proc/sys/net/ipv4/neigh/lo/retrans_time_ms")]
+    pub control: PathBuf,
+    /// Alarm when the probe costs at least this many times the control...
+    #[arg(long, default_value_t = 5.0)]
+    pub ratio_alarm: f64,
+    /// ...or when the estimated chain reaches this many entries.
+    #[arg(long)]
+    pub chain_alarm: Option<u64>,
+    /// ...for this many intervals in a row.
+    #[arg(long, default_value_t = 3)]
+    pub consecutive: u32,
+    /// Microseconds one stale chain entry costs a lookup (the write-up: 0.57; TCG here: ~0.7-1.0).
+    #[arg(long, default_value_t = 0.57)]
+    pub per_entry_us: f64,
+    /// Run this shell command on alarm (with REPRO_WATCH_RATIO, REPRO_WATCH_CHAIN, REPRO_WATCH_JSON) and keep watching.
+    #[arg(long, value_name = "CMD")]
+    pub hook: Option<String>,
+    /// Stop after this many intervals.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// With a command after --: keep watching this long after it ends (to see cleanup settle).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+    /// After --: watch while this command runs (its output goes to stderr), then stop: e.g. a churn,
+    /// `-- repro run --backend host -n 2000`. The alarm without --hook kills it.
+    #[arg(num_args = 1.., allow_hyphen_values = true, value_name = "COMMAND", last = true)]
+    pub while_cmd: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// Catalog name.
+    pub kernel: String,
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// C compiler for a `build` entry [default: the entry's, else its tree's era's].
+    #[arg(long, value_name = "CC")]
+    pub cc: Option<String>,
+}
+
+/// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes
+/// (optionally followed by "iB" or "B") are binary. Hand-written because
+/// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
+pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let mib = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" | "M" => n,
+        "K" => n / 1024.0,
+        "G" => n * 1024.0,
+        "T" => n * 1024.0 * 1024.0,
+        _ => return Err(format!("bad size unit in {s:?}: use K, M, G or T")),
+    };
+    if mib < 1.0 {
+        return Err(format!("size {s:?} is under 1 MiB"));
+    }
+    Ok(mib.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_binary_like_qemu() {
+        assert_eq!(parse_size_mib("2G"), Ok(2048));
+        assert_eq!(parse_size_mib("2GiB"), Ok(2048));
+        assert_eq!(parse_size_mib("1536M"), Ok(1536));
+        assert_eq!(parse_size_mib("512"), Ok(512));
+        assert_eq!(parse_size_mib("1.5g"), Ok(1536));
+        assert!(parse_size_mib("lots").is_err());
+        assert!(parse_size_mib("2X").is_err());
+        assert!(parse_size_mib("10K").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -1,0 +1,57 @@
+//! `repro check`.
+
+use anyhow::Result;
+
+use crate::cli::args::CheckArgs;
+use repro_proto::exit_codes;
+
+use crate::error::{kind_of, Kind};
+use crate::judge::judged::judge;
+
+/// `repro check`: run (`--repeat` times) and judge. Exits 0 clean,
+/// 1 regressed, 125 inconclusive or cannot test: `git bisect run`'s contract.
+pub fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
+    use crate::judge::verdict::{Outcome, Verdict};
+    let repeat = args.repeat.max(1);
+    // With --json, stdout carries the summaries; verdict lines go to stderr.
+    let say = |line: String| if args.run.json { eprintln!("{line}") } else { println!("{line}") };
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for i in 1..=repeat {
+        let mut run = args.run.clone();
+        if let (Some(out), true) = (&args.run.out, repeat > 1) {
+            run.out = Some(out.join(format!("run-{i}")));
+        }
+        let v = match judge(&run, quiet) {
+            Ok(j) => j.verdict,
+            Err(e) if matches!(kind_of(&e), Some(Kind::Interrupted | Kind::Usage)) => return Err(e),
+            Err(e) => {
+                eprintln!("error: {}", crate::error::render(&e));
+                eprintln!("repro cannot run here whatever the kernel; exiting {} so that git bisect run stops", exit_codes::CANNOT_RUN);
+                return Ok(exit_codes::CANNOT_RUN);
+            }
+        };
+        say(format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule));
+        verdicts.push(v);
+    }
+    let first = verdicts[0].outcome;
+    let agreed = verdicts.iter().all(|v| v.outcome == first);
+    let outcome = if agreed { first } else { Outcome::Inconclusive };
+    if repeat > 1 {
+        let residuals: Vec<f64> = verdicts.iter().filter_map(|v| v.evidence.residual_per_iteration).collect();
+        let spread = match (residuals.iter().cloned().reduce(f64::min), residuals.iter().cloned().reduce(f64::max)) {
+            (Some(lo), Some(hi)) => format!("residual per namespace {lo:.2} to {hi:.2}"),
+            _ => "no residuals".into(),
+        };
+        let each: Vec<&str> = verdicts.iter().map(|v| v.outcome.as_str()).collect();
+        say(if agreed {
+            format!("verdict: {} ({repeat} of {repeat} runs agree; {spread})", outcome.as_str())
+        } else {
+            format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
+        });
+    }
+    Ok(match (outcome, args.reverse) {
+        (Outcome::Clean, false) | (Outcome::Regressed, true) => exit_codes::OK,
+        (Outcome::Regressed, false) | (Outcome::Clean, true) => exit_codes::REGRESSED,
+        (Outcome::Inconclusive, _) => exit_codes::INCONCLUSIVE,
+    })
+}

@@ -1,0 +1,78 @@
+//! The command line: parse, dispatch one subcommand, turn its result into
+//! the exit code. One file per subcommand; their arguments are in [`args`].
+
+pub mod args;
+mod bisect;
+mod check;
+mod exec;
+mod fetch;
+mod image;
+mod kernels;
+mod matrix;
+mod report;
+mod run;
+mod watch;
+
+use crate::error;
+use crate::interrupt;
+use args::{Cli, Command, ImageCommand};
+use repro_proto::exit_codes as codes;
+
+/// Run a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    init_logging(cli.verbose, cli.quiet);
+    interrupt::install();
+    // A panic is a bug in repro, never a verdict: exit 101 would read as
+    // "bad" to git bisect run. Report it and exit 128, which stops a bisection.
+    let (quiet, command) = (cli.quiet, cli.command);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(command, quiet))) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!(
+                "error: repro hit an internal error (the panic message is above) and stopped; this is a bug in repro, \
+                 not a verdict on the kernel: please report it with the command line"
+            );
+            codes::CANNOT_RUN
+        }
+    }
+}
+
+fn dispatch(command: Command, quiet: bool) -> i32 {
+    let result = match command {
+        Command::Run(args) => run::run(&args, quiet),
+        Command::Check(args) => check::check(&args, quiet),
+        Command::Kernels(args) => kernels::kernels(&args),
+        Command::Report(args) => report::report(&args),
+        Command::Matrix(args) => matrix::matrix(&args, quiet),
+        Command::Bisect(args) => bisect::bisect(&args, quiet),
+        Command::Watch(args) => watch::watch(&args),
+        Command::Exec(args) => exec::exec(&args),
+        Command::Fetch(args) => fetch::fetch(&args),
+        Command::Image(ImageCommand::Build(args)) => image::image_build(&args),
+    };
+    match result {
+        // Whatever a step made of being interrupted (apt-get killed by the
+        // terminal's Ctrl-C reads as a failed fetch), the command was.
+        Err(e) if interrupt::requested() => {
+            eprintln!("error: interrupted: {}", error::render(&e));
+            codes::INTERRUPTED
+        }
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error::render(&e));
+            error::exit_code_of(&e)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+}

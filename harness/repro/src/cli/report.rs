@@ -1,0 +1,69 @@
+//! `repro report`.
+
+use anyhow::Result;
+
+use crate::cli::args::ReportArgs;
+use repro_proto::exit_codes;
+
+use crate::judge::verdict::Agreement;
+use crate::kernel::catalog::Catalog;
+
+pub fn report(args: &ReportArgs) -> Result<i32> {
+    // With --expect, a directory with no runs at all is a report of
+    // missing pairs, not an error: that is what a matrix whose jobs all
+    // failed before running looks like.
+    let dirs = match crate::judge::report::collect(&args.dirs) {
+        Ok(d) => d,
+        Err(e) if args.expect.is_some() => {
+            tracing::warn!("{e:#}");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let rows = crate::judge::report::rows(&dirs, &Catalog::builtin()?)?;
+    let missing = match &args.expect {
+        Some(m) => crate::judge::report::missing(m, &rows)?,
+        None => Vec::new(),
+    };
+    if let Some(out) = &args.out {
+        let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
+        let doc = crate::judge::report::Document {
+            rows: &rows,
+            out,
+            commands: vec![format!("repro report {} --out {}", dirs.join(" "), out.display())],
+            missing: &missing,
+            logs: args.logs.as_deref(),
+        };
+        crate::judge::report::write(&doc)?;
+        println!("{}", out.join("README.md").display());
+    } else {
+        let base = std::env::current_dir()?;
+        print!("{}", crate::judge::report::markdown(&rows, &base));
+        if !missing.is_empty() {
+            print!("\nRuns that never reported:\n\n{}", crate::judge::report::missing_section(&missing, args.logs.as_deref()));
+        }
+        let x = crate::judge::report::extrapolation(&rows);
+        if !x.is_empty() {
+            print!("\nExtrapolation:\n\n{x}");
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "{} expected run(s) never reported: {}",
+            missing.len(),
+            missing.iter().map(|m| format!("{}/{}", m.kernel, m.scenario)).collect::<Vec<_>>().join(", ")
+        );
+        if args.strict {
+            return Ok(exit_codes::REGRESSED);
+        }
+    }
+    let contradicted = rows.iter().filter(|r| r.agreement() == Agreement::Contradicts);
+    let n = contradicted.count();
+    if n > 0 {
+        eprintln!("{n} verdict(s) contradict the catalog's expectation");
+        if args.strict {
+            return Ok(exit_codes::REGRESSED);
+        }
+    }
+    Ok(exit_codes::OK)
+}

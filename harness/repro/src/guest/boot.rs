@@ -1,0 +1,186 @@
+//! Booting the guest: the kernel resolved and checked, QEMU found, memory
+//! sized, the initramfs written, and the accelerators tried in order until
+//! the agent says hello.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use repro_proto::{Backend, Job, Message, Summary, PANIC_MARKER};
+
+use crate::cli::args::{AccelChoice, VmArgs};
+use crate::error::{fail, Kind};
+use crate::guest::qemu::{self, Accel, VmSpec};
+use crate::guest::session::{self, StartFailure};
+use crate::kernel::cache::{Cache, KernelImage};
+use crate::kernel::catalog::Catalog;
+use crate::run::progress::Progress;
+use crate::run::record::{Recorder, CONSOLE};
+
+/// Guest memory that holds every stale dentry the run can leave: about six
+/// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
+/// with slack) on a base of 512 MiB. Less, and memory pressure prunes the
+/// dcache, which hides the bug.
+pub fn memory_needed_mib(iterations: u64) -> u64 {
+    let mib = 512 + iterations.saturating_mul(8) / 1024;
+    mib.max(1024).div_ceil(256) * 256
+}
+
+/// A kernel, a QEMU and a memory size, checked before anything boots.
+pub struct Vm {
+    pub image: KernelImage,
+    pub qemu: PathBuf,
+    pub memory_mib: u64,
+}
+
+/// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
+pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
+    let catalog = Catalog::builtin()?;
+    let cache = Cache::new(vm.cache_dir.clone());
+    let image = vm.kernel_spec().resolve(&catalog, &cache, vm.cc.as_deref())?;
+    let qemu_bin = qemu::find(vm.qemu.as_deref())?;
+    let needed = memory_needed_mib(iterations);
+    let memory_mib = match vm.memory {
+        Some(m) if m < needed => {
+            tracing::warn!(
+                "--memory {m}M may be too small for {iterations} iterations: the stale dentries of a buggy kernel need about {needed}M; \
+                 memory pressure would prune them and hide the bug"
+            );
+            m
+        }
+        Some(m) => m,
+        None => needed,
+    };
+    summary.provenance.qemu_version = qemu::version(&qemu_bin);
+    summary.backend = Backend::Qemu;
+    summary.kernel.image = Some(image.path.display().to_string());
+    summary.kernel.image_sha256 = Some(image.sha256.clone());
+    summary.kernel.source = image.origin.to_string();
+    summary.guest_cpus = Some(vm.cpus);
+    summary.guest_memory_mib = Some(memory_mib);
+    Ok(Vm { image, qemu: qemu_bin, memory_mib })
+}
+
+/// Write the initramfs (agent as /init, the job, extra files) into `work`.
+pub fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::guest::initramfs::Entry>) -> Result<PathBuf> {
+    let initrd = work.join("initramfs.cpio");
+    let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    let mut entries = crate::guest::initramfs::entries(agent_bytes, serde_json::to_vec(job)?);
+    entries.extend(extra);
+    let f = std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
+    crate::guest::initramfs::write(std::io::BufWriter::new(f), &entries)?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(initrd)
+}
+
+/// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
+/// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
+pub async fn boot(
+    vm_args: &VmArgs,
+    vm: &Vm,
+    initrd: &Path,
+    work: &Path,
+    rec: &mut Recorder,
+    progress: &Progress,
+) -> Result<session::Started> {
+    let (accels, mut fallback_reason) = vm_args.accel.plan();
+    for (i, accel) in accels.iter().enumerate() {
+        let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
+        let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
+        let spec = VmSpec {
+            qemu: vm.qemu.clone(),
+            accel: *accel,
+            cpus: vm_args.cpus,
+            memory_mib: vm.memory_mib,
+            kernel: vm.image.path.clone(),
+            initrd: initrd.to_path_buf(),
+            cmdline: qemu::kernel_cmdline(&vm_args.append),
+            console_log: console,
+            proto_socket: work.join("proto.sock"),
+        };
+        let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
+        progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
+        match session::start_qemu(&spec, &rec.dir, deadline).await {
+            Ok(started) => {
+                rec.summary.accel = Some(*accel);
+                rec.summary.accel_fallback_reason = fallback_reason;
+                rec.record(&started.hello)?;
+                log_hello(&started.hello, accel.as_str(), progress);
+                return Ok(started);
+            }
+            Err(StartFailure::Interrupted) => {
+                return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet"))
+            }
+            Err(f) if is_probe && i + 1 < accels.len() => {
+                let why = format!("KVM did not work: {}", f.describe().lines().next().unwrap_or_default());
+                tracing::warn!("{why}; falling back to TCG");
+                fallback_reason = Some(why);
+            }
+            Err(f) => return Err(boot_failure(f, accel.as_str())),
+        }
+    }
+    bail!("no accelerator to try")
+}
+
+pub fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
+    if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
+        progress.status(&format!("guest up: {}, {cpus} cpus, {} MiB ({accel})", crate::text::printable(release), mem_total_kib / 1024));
+        tracing::debug!("guest up: {release} ({accel})");
+    }
+}
+
+pub fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
+    match f {
+        StartFailure::Exited(msg) if msg.contains(PANIC_MARKER) => fail(Kind::GuestPanic, format!("the guest kernel panicked while booting under {accel}: {msg}")),
+        StartFailure::Exited(msg) => fail(
+            Kind::GuestFailed,
+            format!("the guest did not come up under {accel}: {msg}\nIf the image is not an x86-64 kernel with serial console, initramfs and NET_NS support, it cannot run repro's agent"),
+        ),
+        StartFailure::Deadline(msg) => fail(
+            Kind::GuestHung,
+            format!("the guest did not come up under {accel}: {msg}; raise --boot-timeout if this machine is slow, or look at console.log in the run directory"),
+        ),
+        StartFailure::Interrupted => fail(Kind::Interrupted, "interrupted"),
+        StartFailure::Other(e) => e,
+    }
+}
+
+/// The static agent, beside this executable (one `cargo build` puts it there).
+pub fn agent_path() -> Result<PathBuf> {
+    let path = match std::env::var_os("REPRO_AGENT") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .context("locating the repro executable")?
+            .parent()
+            .context("the repro executable has no directory")?
+            .join("repro-agent"),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "the guest agent is missing at {} ({e}): build the whole workspace with `cargo build --workspace` \
+             (it puts repro-agent beside repro), or set REPRO_AGENT",
+            path.display()
+        )
+    })?;
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!("{} is not an ELF executable", path.display());
+    }
+    if bytes.windows(14).take(8192).any(|w| w == b"/lib64/ld-linu") {
+        bail!(
+            "{} is dynamically linked, so it cannot be /init of an initramfs: build it with the workspace's .cargo/config.toml \
+             (static glibc, --target x86_64-unknown-linux-gnu)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_default_grows_with_iterations() {
+        assert_eq!(memory_needed_mib(1_000), 1024);
+        let big = memory_needed_mib(800_000);
+        assert!(big >= 6_500 && big.is_multiple_of(256), "{big}");
+    }
+}

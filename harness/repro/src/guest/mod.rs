@@ -1,0 +1,5 @@
+//! guest
+pub mod boot;
+pub mod initramfs;
+pub mod qemu;
+pub mod session;

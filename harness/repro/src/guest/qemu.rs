@@ -1,0 +1,222 @@
+//! QEMU: the command line, built from small pure functions, and a guard that
+//! owns the process.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error::{fail, Kind};
+pub use repro_proto::Accel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if /dev/kvm opens and a guest boots on it within --kvm-timeout; else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl AccelChoice {
+    /// The accelerators to try, in order, and why KVM is not among them.
+    pub fn plan(self) -> (Vec<Accel>, Option<String>) {
+        match self {
+            AccelChoice::Kvm => (vec![Accel::Kvm], None),
+            AccelChoice::Tcg => (vec![Accel::Tcg], None),
+            AccelChoice::Auto => match kvm_device_usable() {
+                Ok(()) => (vec![Accel::Kvm, Accel::Tcg], None),
+                Err(why) => (vec![Accel::Tcg], Some(why)),
+            },
+        }
+    }
+}
+
+/// Everything one boot needs.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    pub console_log: PathBuf,
+    pub proto_socket: PathBuf,
+}
+
+/// No default devices, no display, no monitor; exit instead of rebooting.
+pub fn base_args() -> Vec<String> {
+    args(&["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
+}
+
+pub fn accel_args(accel: Accel) -> Vec<String> {
+    match accel {
+        Accel::Kvm => args(&["-accel", "kvm", "-cpu", "host"]),
+        // `max` gives TCG every feature it emulates; kernels and the static
+        // agent need nothing beyond baseline x86-64.
+        Accel::Tcg => args(&["-accel", "tcg", "-cpu", "max"]),
+    }
+}
+
+pub fn machine_args(cpus: u32, memory_mib: u64) -> Vec<String> {
+    vec!["-smp".into(), cpus.to_string(), "-m".into(), format!("{memory_mib}M")]
+}
+
+pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
+    vec!["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string(), "-append".into(), cmdline.into()]
+}
+
+/// ttyS0: the console, to a file. ttyS1: the agent's protocol, to repro's
+/// Unix socket (QEMU connects as the client, so repro listens first).
+pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("file,id=console,path={}", option_value(console_log)),
+        "-serial".into(),
+        "chardev:console".into(),
+        "-chardev".into(),
+        format!("socket,id=proto,path={}", option_value(proto_socket)),
+        "-serial".into(),
+        "chardev:proto".into(),
+    ]
+}
+
+/// A path as the value of a QEMU option list (`key=value,key=value`): a
+/// comma in it is written twice, or QEMU would read the rest as options.
+fn option_value(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// The guest kernel's command line: console on ttyS0, panic ends QEMU at once.
+pub fn kernel_cmdline(extra: &str) -> String {
+    let mut c = String::from("console=ttyS0 panic=-1 rdinit=/init");
+    if !extra.trim().is_empty() {
+        c.push(' ');
+        c.push_str(extra.trim());
+    }
+    c
+}
+
+pub fn command_args(spec: &VmSpec) -> Vec<String> {
+    [
+        base_args(),
+        accel_args(spec.accel),
+        machine_args(spec.cpus, spec.memory_mib),
+        boot_args(&spec.kernel, &spec.initrd, &spec.cmdline),
+        serial_args(&spec.console_log, &spec.proto_socket),
+    ]
+    .concat()
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// Find qemu-system-x86_64: `--qemu`, else $REPRO_QEMU, else $PATH.
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
+    let candidate = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os("REPRO_QEMU").map(PathBuf::from));
+    if let Some(p) = candidate {
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        return Err(fail(
+            Kind::QemuMissing,
+            format!(
+                "QEMU at {} does not exist or is not executable; fix --qemu/REPRO_QEMU, or drop it to use qemu-system-x86_64 from PATH",
+                p.display()
+            ),
+        ));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("qemu-system-x86_64")).find(|p| is_executable(p)).ok_or_else(|| {
+        fail(
+            Kind::QemuMissing,
+            "qemu-system-x86_64 is not installed (not found on PATH): install it with `sudo apt-get install -y qemu-system-x86` \
+                 on Debian/Ubuntu (or run ci/setup.sh), or point --qemu at a QEMU binary; `repro run --backend host` runs without QEMU",
+        )
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// First line of `qemu --version`, for provenance.
+pub fn version(qemu: &Path) -> Option<String> {
+    let out = std::process::Command::new(qemu).arg("--version").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())
+}
+
+/// Whether /dev/kvm can be opened for read and write. Necessary, not
+/// sufficient: nested KVM can open fine and then hang the guest, which only
+/// a boot handshake can tell.
+pub fn kvm_device_usable() -> Result<(), String> {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop).map_err(|e| format!("/dev/kvm cannot be opened ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(accel: Accel) -> VmSpec {
+        VmSpec {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            accel,
+            cpus: 2,
+            memory_mib: 2048,
+            kernel: "/k/bzImage".into(),
+            initrd: "/r/initramfs.cpio".into(),
+            cmdline: kernel_cmdline(""),
+            console_log: "/r/console.log".into(),
+            proto_socket: "/t/proto.sock".into(),
+        }
+    }
+
+    fn after<'a>(v: &'a [String], flag: &str) -> Vec<&'a str> {
+        v.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn accel_args_pick_the_accelerator_and_cpu_model() {
+        assert_eq!(accel_args(Accel::Tcg), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(accel_args(Accel::Kvm), ["-accel", "kvm", "-cpu", "host"]);
+    }
+
+    #[test]
+    fn console_is_ttys0_and_protocol_is_ttys1() {
+        let a = serial_args(Path::new("/r/console.log"), Path::new("/t/p.sock"));
+        // The order of -serial options is the order of ttyS devices.
+        assert_eq!(after(&a, "-serial"), ["chardev:console", "chardev:proto"]);
+        let chardevs = after(&a, "-chardev");
+        assert_eq!(chardevs[0], "file,id=console,path=/r/console.log");
+        assert_eq!(chardevs[1], "socket,id=proto,path=/t/p.sock");
+        assert!(!chardevs[1].contains("server"), "QEMU must connect to repro, not listen");
+        // A comma in a path would start a new option.
+        let a = serial_args(Path::new("/runs/a,b/console.log"), Path::new("/t/x,server=on"));
+        assert_eq!(after(&a, "-chardev"), ["file,id=console,path=/runs/a,,b/console.log", "socket,id=proto,path=/t/x,,server=on"]);
+    }
+
+    #[test]
+    fn full_command_boots_kernel_and_initrd_without_defaults() {
+        let a = command_args(&spec(Accel::Tcg));
+        assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+        assert_eq!(after(&a, "-kernel"), ["/k/bzImage"]);
+        assert_eq!(after(&a, "-initrd"), ["/r/initramfs.cpio"]);
+        assert_eq!(after(&a, "-m"), ["2048M"]);
+        assert_eq!(after(&a, "-smp"), ["2"]);
+        let append = after(&a, "-append")[0];
+        assert!(append.contains("console=ttyS0") && append.contains("panic=-1"), "{append}");
+    }
+
+    #[test]
+    fn cmdline_extra_is_appended() {
+        assert_eq!(kernel_cmdline("  loglevel=3 "), "console=ttyS0 panic=-1 rdinit=/init loglevel=3");
+    }
+
+    #[test]
+    fn explicit_missing_qemu_is_a_qemu_missing_error() {
+        let e = find(Some(Path::new("/nonexistent/qemu"))).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::QemuMissing));
+    }
+}

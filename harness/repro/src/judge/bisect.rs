@@ -1,0 +1,470 @@
+//! `repro bisect`: find the commit (or the kernel in a list) where the
+//! verdict changes.
+//!
+//! Git mode drives `git bisect` in the source tree: each revision git
+//! checks out is built incrementally (one O= directory per tree, so a step
+//! recompiles only what changed), run and judged like `repro check`, and
+//! answered with git's own terms: good/bad when hunting a regression,
+//! unfixed/fixed when hunting the fix. List mode binary-searches an ordered
+//! list of kernels without git.
+//!
+//! Every step is appended to `<out>/bisect.json` before git hears of it.
+//! Rerunning the same command with the same --out resumes: the recorded
+//! answers are replayed into a fresh `git bisect start`, which puts git
+//! exactly where it was. At the end the first new-term revision and its
+//! parent are judged again, and `<out>/bisect.md` tells the whole chain.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use repro_proto::exit_codes;
+
+use crate::cli::args::BisectArgs;
+use crate::error::{fail, Kind};
+use crate::git::{git, subject_of};
+use crate::judge::bisect_state::*;
+use crate::judge::judged::judge;
+use crate::judge::verdict::{Outcome, Verdict};
+use crate::kernel::cache::Cache;
+use crate::kernel::spec::KernelSpec;
+
+/// `repro bisect`.
+pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
+    let (terms, old, new) = match (&args.good, &args.bad, &args.unfixed, &args.fixed) {
+        (Some(g), Some(b), None, None) => (Terms::regression(), g.clone(), b.clone()),
+        (None, None, Some(u), Some(f)) => (Terms::fix(), u.clone(), f.clone()),
+        (None, None, None, None) if !args.kernels.is_empty() && args.run.vm.src.is_none() => {
+            (if args.fix { Terms::fix() } else { Terms::regression() }, String::new(), String::new())
+        }
+        _ => {
+            return Err(fail(
+                Kind::Usage,
+                "say which end is which: --good OLD --bad NEW to find where a regression came in, or --unfixed OLD --fixed NEW \
+                 to find its fix (with --kernels, the list's first and last are the ends; add --fix to hunt a fix)",
+            ))
+        }
+    };
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(format!("bisect-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if args.run.vm.src.is_some() && !args.kernels.is_empty() {
+        return Err(fail(Kind::Usage, "--src bisects a git tree and --kernels a list of kernels: give one of them"));
+    }
+    let src = match &args.run.vm.src {
+        Some(s) => Some(s.canonicalize().with_context(|| format!("kernel source {}", s.display()))?),
+        None => None,
+    };
+    let mut state = State {
+        version: STATE_VERSION,
+        started: date,
+        src: src.clone(),
+        old,
+        new,
+        kernels: args.kernels.iter().map(KernelSpec::label).collect(),
+        terms,
+        scenario: args.run.scenario.clone(),
+        iterations: args.run.iterations,
+        steps: Vec::new(),
+        result: None,
+    };
+    if let Ok(text) = std::fs::read_to_string(out.join(STATE)) {
+        let prev: State =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a repro bisect state", out.join(STATE).display()))?;
+        if !prev.same_bisection(&state) {
+            return Err(fail(
+                Kind::Usage,
+                format!("{} holds a different bisection ({} .. {}); give this one another --out", out.display(), prev.old, prev.new),
+            ));
+        }
+        prev.check_steps(&out.join(STATE))?;
+        tracing::info!("resuming the bisection in {} ({} steps recorded)", out.display(), prev.steps.len());
+        state = prev;
+        state.result = None;
+    }
+    let judge_ctx = Judge { args, out: &out, quiet };
+    let code = match &src {
+        Some(src) => git_bisect(src, &mut state, &judge_ctx)?,
+        None => list_bisect(&mut state, &judge_ctx)?,
+    };
+    let md = report(&state);
+    std::fs::write(out.join(REPORT), &md).with_context(|| format!("writing {}", out.join(REPORT).display()))?;
+    print!("{md}");
+    Ok(code)
+}
+
+struct Judge<'a> {
+    args: &'a BisectArgs,
+    out: &'a Path,
+    quiet: bool,
+}
+
+impl Judge<'_> {
+    /// Build (git mode) and run one revision; a build failure is a skip.
+    fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
+        let n = state.steps.len() + 1;
+        let short: String = rev.chars().take(12).collect();
+        let slug: String = short.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let mut run = self.args.run.clone();
+        run.out = Some(self.out.join("steps").join(format!("{n:02}-{slug}")));
+        run.json = false;
+        let t0 = Instant::now();
+        let mut build_s = 0.0;
+        let built = match (&state.src, kernel) {
+            (Some(src), _) => {
+                tracing::info!("step {n}: building {short} ({subject})");
+                let built = crate::kernel::build::build(
+                    &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
+                    &Cache::new(self.args.run.vm.cache_dir.clone()),
+                );
+                build_s = t0.elapsed().as_secs_f64();
+                match built {
+                    // Boot the image just built: with --src still set, the run would hash the tree again.
+                    Ok(img) => {
+                        run.vm.src = None;
+                        run.vm.kernel = KernelSpec::Image(img.path);
+                        Ok(())
+                    }
+                    // A revision that does not compile is skipped; anything else (no compiler, no tree) stops.
+                    Err(e) if crate::error::kind_of(&e) != Some(Kind::BuildFailed) => return Err(e),
+                    Err(e) => Err(e),
+                }
+            }
+            (None, Some(k)) => {
+                run.vm.kernel = KernelSpec::parse(std::ffi::OsStr::new(k));
+                Ok(())
+            }
+            (None, None) => bail!("nothing to run for {rev}"),
+        };
+        let (verdict, dir) = match built {
+            Ok(()) => {
+                tracing::info!("step {n}: running {short}");
+                let j = judge(&run, self.quiet)?;
+                (j.verdict, j.dir)
+            }
+            Err(e) => {
+                let msg = crate::error::render(&e);
+                eprintln!("error: {msg}");
+                (
+                    Verdict {
+                        outcome: Outcome::Inconclusive,
+                        rule: format!("build failed: {}", msg.lines().next().unwrap_or("")),
+                        evidence: Default::default(),
+                    },
+                    None,
+                )
+            }
+        };
+        let run_s = t0.elapsed().as_secs_f64() - build_s;
+        let e = &verdict.evidence;
+        let step = Step {
+            rev: rev.to_string(),
+            subject: subject.to_string(),
+            answer: state.terms.term_for(verdict.outcome).unwrap_or("skip").to_string(),
+            outcome: verdict.outcome,
+            rule: verdict.rule.clone(),
+            build_s,
+            run_s,
+            residual_per_iteration: e.residual_per_iteration,
+            slope_us_per_1k: e.slope_us_per_1k,
+            p50_first_us: e.p50_first_us,
+            p50_last_us: e.p50_last_us,
+            run_dir: dir,
+        };
+        let msg = format!("step {n}: {short} {}: {} (build {:.0}s, run {:.0}s; {})", subject, step.answer, build_s, run_s, step.rule);
+        if self.quiet {
+            eprintln!("{msg}");
+        } else {
+            tracing::info!("{msg}");
+        }
+        Ok(step)
+    }
+}
+
+/// What `git bisect` said after an answer.
+#[derive(Debug, PartialEq)]
+pub enum GitSays {
+    /// Test the checked-out revision next.
+    Continue,
+    /// "<sha> is the first <new> commit".
+    Found(String),
+    /// Only skipped commits are left; the first new one is among these.
+    OnlySkipped(Vec<String>),
+}
+
+/// Read git bisect's answer (stdout of `git bisect <term>` or `start`).
+pub fn parse_git_bisect(text: &str, new_term: &str) -> GitSays {
+    let found = format!(" is the first {new_term} commit");
+    if let Some(line) = text.lines().find(|l| l.contains(&found)) {
+        return GitSays::Found(line.split_whitespace().next().unwrap_or_default().to_string());
+    }
+    if text.contains("only 'skip'ped commits left") {
+        let shas = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.len() >= 40 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(String::from)
+            .collect();
+        return GitSays::OnlySkipped(shas);
+    }
+    GitSays::Continue
+}
+
+fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
+    git(src, &["rev-parse", "--git-dir"]).map_err(|_| {
+        fail(
+            Kind::Usage,
+            format!("{} is not a git checkout: repro bisect --src needs the kernel's git history (or use --kernels)", src.display()),
+        )
+    })?;
+    let dirty = git(src, &["status", "--porcelain", "--untracked-files=no"])?;
+    if !dirty.trim().is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "{} has uncommitted changes; git bisect would carry them into every revision. Commit or stash them first",
+                src.display()
+            ),
+        ));
+    }
+    let resolve = |rev: &str| -> Result<String> {
+        git(src, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+            .map(|s| s.trim().to_string())
+            .map_err(|_| fail(Kind::Usage, format!("{rev:?} is not a commit in {}", src.display())))
+    };
+    let (old, new) = (resolve(&state.old)?, resolve(&state.new)?);
+    let git_dir = PathBuf::from(git(src, &["rev-parse", "--absolute-git-dir"])?.trim());
+    if git_dir.join("BISECT_START").exists() {
+        if state.steps.is_empty() {
+            return Err(fail(
+                Kind::Usage,
+                format!("a git bisect is already in progress in {}; end it with `git bisect reset` first", src.display()),
+            ));
+        }
+        git(src, &["bisect", "reset"])?;
+    }
+    // Whatever happens from here on (the replay included), give the tree
+    // back on its branch.
+    struct Reset<'a>(&'a Path);
+    impl Drop for Reset<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("git").arg("-C").arg(self.0).args(["bisect", "reset"]).output();
+        }
+    }
+    let _reset = Reset(src);
+    let terms = state.terms.clone();
+    let mut said = git(src, &["bisect", "start", &format!("--term-old={}", terms.old), &format!("--term-new={}", terms.new), &new, &old])?;
+    for s in &state.steps {
+        said = git(src, &["bisect", &s.answer, &s.rev])?;
+    }
+    let finding = loop {
+        match parse_git_bisect(&said, &terms.new) {
+            GitSays::Found(sha) => {
+                break Finding { subject: subject_of(src, &sha), first_new: Some(sha), candidates: vec![], recheck: vec![], held: false }
+            }
+            GitSays::OnlySkipped(c) => {
+                break Finding { first_new: None, subject: String::new(), candidates: c, recheck: vec![], held: false }
+            }
+            GitSays::Continue => {}
+        }
+        let head = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
+        let step = j.step(state, &head, &subject_of(src, &head), None)?;
+        state.steps.push(step);
+        save(state, j.out)?;
+        let answer = state.steps.last().map(|s| s.answer.clone()).unwrap_or_default();
+        said = git(src, &["bisect", &answer])?;
+    };
+    let log = git(src, &["bisect", "log"]).unwrap_or_default();
+    std::fs::write(j.out.join("git-bisect.log"), log)?;
+    git(src, &["bisect", "reset"])?;
+    let mut finding = finding;
+    if let Some(first) = finding.first_new.clone() {
+        // Judge the answer again: the first new revision, then its parent.
+        let parent = resolve(&format!("{first}^"))?;
+        let orig = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
+        let orig_ref = git(src, &["symbolic-ref", "-q", "--short", "HEAD"]).map(|s| s.trim().to_string()).unwrap_or_default();
+        let mut held = true;
+        for (rev, want) in [(&first, &terms.new), (&parent, &terms.old)] {
+            git(src, &["checkout", "-q", "--detach", rev])?;
+            let step = j.step(state, rev, &format!("re-check: {}", subject_of(src, rev)), None);
+            let back = if orig_ref.is_empty() { orig.clone() } else { orig_ref.clone() };
+            git(src, &["checkout", "-q", &back])?;
+            held &= recheck(state, &mut finding, step?, want, j.out)?;
+        }
+        finding.held = held;
+    }
+    conclude(state, finding, j.out)
+}
+
+/// Record a re-check step; whether it agrees with the answer.
+fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: &str, out: &Path) -> Result<bool> {
+    let agrees = step.answer == want;
+    finding.recheck.push((step.rev.clone(), step.answer.clone()));
+    state.steps.push(step);
+    save(state, out)?;
+    Ok(agrees)
+}
+
+/// Save the finding; the exit code it makes.
+fn conclude(state: &mut State, finding: Finding, out: &Path) -> Result<i32> {
+    let code = verdict_code(&finding);
+    state.result = Some(finding);
+    save(state, out)?;
+    Ok(code)
+}
+
+fn verdict_code(f: &Finding) -> i32 {
+    if f.first_new.is_some() && f.held {
+        exit_codes::OK
+    } else {
+        exit_codes::INCONCLUSIVE
+    }
+}
+
+/// Binary search over kernels ordered oldest first. Both ends are judged
+/// too: a list is a claim, not a git bisect's given.
+fn list_bisect(state: &mut State, j: &Judge) -> Result<i32> {
+    let ks = state.kernels.clone();
+    if ks.len() < 2 {
+        return Err(fail(Kind::Usage, "--kernels needs at least two kernels, oldest first"));
+    }
+    let terms = state.terms.clone();
+    // Answers so far, by index; a resumed state already holds some.
+    let answer = |state: &mut State, i: usize| -> Result<String> {
+        if let Some(s) = state.steps.iter().find(|s| s.rev == ks[i] && !s.subject.starts_with("re-check")) {
+            return Ok(s.answer.clone());
+        }
+        let step = j.step(state, &ks[i], &format!("kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
+        let a = step.answer.clone();
+        state.steps.push(step);
+        save(state, j.out)?;
+        Ok(a)
+    };
+    let (first, last) = (answer(state, 0)?, answer(state, ks.len() - 1)?);
+    if first != terms.old || last != terms.new {
+        let f = Finding {
+            first_new: None,
+            subject: format!("the ends do not bracket a change: {} is {first}, {} is {last}", ks[0], ks[ks.len() - 1]),
+            candidates: vec![],
+            recheck: vec![],
+            held: false,
+        };
+        state.result = Some(f);
+        save(state, j.out)?;
+        return Ok(exit_codes::INCONCLUSIVE);
+    }
+    let (mut lo, mut hi) = (0usize, ks.len() - 1);
+    let mut skipped: Vec<usize> = Vec::new();
+    loop {
+        let open: Vec<usize> = (lo + 1..hi).filter(|i| !skipped.contains(i)).collect();
+        if open.is_empty() {
+            break;
+        }
+        let mid = open[open.len() / 2];
+        match answer(state, mid)? {
+            a if a == terms.old => lo = mid,
+            a if a == terms.new => hi = mid,
+            _ => skipped.push(mid),
+        }
+    }
+    let between: Vec<usize> = skipped.iter().copied().filter(|i| *i > lo && *i < hi).collect();
+    let mut finding = if between.is_empty() {
+        Finding { first_new: Some(ks[hi].clone()), subject: format!("after {}", ks[lo]), candidates: vec![], recheck: vec![], held: false }
+    } else {
+        let mut c: Vec<String> = between.iter().map(|i| ks[*i].clone()).collect();
+        c.push(ks[hi].clone());
+        Finding { first_new: None, subject: String::new(), candidates: c, recheck: vec![], held: false }
+    };
+    if finding.first_new.is_some() {
+        let mut held = true;
+        for (i, want) in [(hi, &terms.new), (lo, &terms.old)] {
+            let step = j.step(state, &ks[i], &format!("re-check: kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
+            held &= recheck(state, &mut finding, step, want, j.out)?;
+        }
+        finding.held = held;
+    }
+    conclude(state, finding, j.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(rev: &str, answer: &str, src: Option<&str>) -> State {
+        State {
+            version: 1,
+            started: String::new(),
+            src: src.map(PathBuf::from),
+            old: "v4.9.115".into(),
+            new: "HEAD".into(),
+            kernels: vec!["4.9.119".into(), "4.9.123".into()],
+            terms: Terms::fix(),
+            scenario: "seed".into(),
+            iterations: 1000,
+            steps: vec![Step {
+                rev: rev.into(),
+                subject: String::new(),
+                answer: answer.into(),
+                outcome: Outcome::Clean,
+                rule: String::new(),
+                build_s: 0.0,
+                run_s: 0.0,
+                residual_per_iteration: None,
+                slope_us_per_1k: None,
+                p50_first_us: None,
+                p50_last_us: None,
+                run_dir: None,
+            }],
+            result: None,
+        }
+    }
+
+    #[test]
+    fn a_resumed_state_replays_only_terms_skips_and_full_commit_ids() {
+        let sha = "f5382b7a".repeat(5);
+        let p = Path::new("bisect.json");
+        assert!(state_with(&sha, "fixed", Some("/src")).check_steps(p).is_ok());
+        assert!(state_with(&sha, "skip", Some("/src")).check_steps(p).is_ok());
+        // `git bisect run` would execute the revision as a script.
+        let e = state_with(&sha, "run", Some("/src")).check_steps(p).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Usage));
+        assert!(format!("{e:#}").contains("step 1") && format!("{e:#}").contains("start over"), "{e:#}");
+        assert!(state_with(&sha, "good", Some("/src")).check_steps(p).is_err(), "the other hunt's terms");
+        for rev in ["HEAD", "f5382b7", "--help", &format!("{sha};rm")] {
+            assert!(state_with(rev, "fixed", Some("/src")).check_steps(p).is_err(), "{rev}");
+        }
+        // List mode: revisions are the listed kernels.
+        assert!(state_with("4.9.123", "fixed", None).check_steps(p).is_ok());
+        assert!(state_with("4.4.178", "fixed", None).check_steps(p).is_err());
+    }
+
+    #[test]
+    fn terms_map_verdicts_both_ways() {
+        let r = Terms::regression();
+        assert_eq!(r.term_for(Outcome::Regressed), Some("bad"));
+        assert_eq!(r.term_for(Outcome::Clean), Some("good"));
+        assert_eq!(r.term_for(Outcome::Inconclusive), None);
+        let f = Terms::fix();
+        assert_eq!(f.term_for(Outcome::Regressed), Some("unfixed"));
+        assert_eq!(f.term_for(Outcome::Clean), Some("fixed"));
+    }
+
+    #[test]
+    fn git_bisect_output_is_read() {
+        let found = "abc0123456789abc0123456789abc0123456789a is the first bad commit\ncommit abc...\n";
+        assert_eq!(parse_git_bisect(found, "bad"), GitSays::Found("abc0123456789abc0123456789abc0123456789a".into()));
+        assert_eq!(
+            parse_git_bisect("Bisecting: 3 revisions left to test after this (roughly 2 steps)\n[abc] x\n", "bad"),
+            GitSays::Continue
+        );
+        let fixed = "0123456789012345678901234567890123456789 is the first fixed commit\n";
+        assert!(matches!(parse_git_bisect(fixed, "fixed"), GitSays::Found(_)));
+        let skipped = "There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n\
+                       1111111111111111111111111111111111111111\n2222222222222222222222222222222222222222\n\
+                       We cannot bisect more!\n";
+        assert_eq!(parse_git_bisect(skipped, "bad"), GitSays::OnlySkipped(vec!["1".repeat(40), "2".repeat(40)]));
+    }
+}

@@ -1,0 +1,226 @@
+//! A bisection's record: `bisect.json` (the terms, the range and every step,
+//! validated before a resumed bisection trusts it) and `bisect.md`, the
+//! report of the chain of steps and the answer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{fail, Kind};
+use crate::judge::verdict::Outcome;
+
+pub const STATE: &str = "bisect.json";
+pub const REPORT: &str = "bisect.md";
+pub const STATE_VERSION: u32 = 1;
+
+/// What the two ends of the range are called, git's way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub old: String,
+    pub new: String,
+    /// True when hunting a fix: the old state is the regression.
+    pub reverse: bool,
+}
+
+impl Terms {
+    pub fn regression() -> Terms {
+        Terms { old: "good".into(), new: "bad".into(), reverse: false }
+    }
+    pub fn fix() -> Terms {
+        Terms { old: "unfixed".into(), new: "fixed".into(), reverse: true }
+    }
+    /// The answer to give git for a verdict; None is `skip`.
+    pub fn term_for(&self, o: Outcome) -> Option<&str> {
+        match (o, self.reverse) {
+            (Outcome::Inconclusive, _) => None,
+            (Outcome::Clean, false) | (Outcome::Regressed, true) => Some(&self.old),
+            (Outcome::Regressed, false) | (Outcome::Clean, true) => Some(&self.new),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Full commit id (git mode) or the kernel as given (list mode).
+    pub rev: String,
+    pub subject: String,
+    /// The answer given: a term, or "skip".
+    pub answer: String,
+    pub outcome: Outcome,
+    pub rule: String,
+    pub build_s: f64,
+    pub run_s: f64,
+    pub residual_per_iteration: Option<f64>,
+    pub slope_us_per_1k: Option<f64>,
+    pub p50_first_us: Option<f64>,
+    pub p50_last_us: Option<f64>,
+    pub run_dir: Option<PathBuf>,
+}
+
+/// The bisection's parameters, which a resume must match, and its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub started: String,
+    /// The source tree (git mode) or None (list mode).
+    pub src: Option<PathBuf>,
+    pub old: String,
+    pub new: String,
+    /// List mode: the kernels, oldest first.
+    pub kernels: Vec<String>,
+    pub terms: Terms,
+    pub scenario: String,
+    pub iterations: u64,
+    pub steps: Vec<Step>,
+    pub result: Option<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The first revision (kernel) in the new state, when one was named.
+    pub first_new: Option<String>,
+    pub subject: String,
+    /// Candidates when skipped revisions leave more than one.
+    pub candidates: Vec<String>,
+    /// Re-checks of the first new revision and its parent: (rev, answer).
+    pub recheck: Vec<(String, String)>,
+    pub held: bool,
+}
+
+impl State {
+    /// A state read back from disk is outside data: every recorded answer
+    /// must be one of the two terms or `skip` (a stored "run" would become
+    /// `git bisect run <script>`), and every revision a full commit id (git
+    /// mode) or one of the listed kernels.
+    pub fn check_steps(&self, path: &Path) -> Result<()> {
+        for (i, s) in self.steps.iter().enumerate() {
+            let answer_ok = s.answer == self.terms.old || s.answer == self.terms.new || s.answer == "skip";
+            let rev_ok = if self.src.is_some() {
+                matches!(s.rev.len(), 40 | 64) && s.rev.bytes().all(|b| b.is_ascii_hexdigit())
+            } else {
+                self.kernels.contains(&s.rev)
+            };
+            if !answer_ok || !rev_ok {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "{} step {}: {} is not a step repro records (answers are {}, {} or skip; revisions are full commit ids or \
+                         listed kernels): the file was edited or is corrupt. Remove it, or give this bisection another --out, to start over",
+                        path.display(),
+                        i + 1,
+                        serde_json::json!({ "rev": s.rev, "answer": s.answer }),
+                        self.terms.old,
+                        self.terms.new
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn same_bisection(&self, other: &State) -> bool {
+        (&self.src, &self.old, &self.new, &self.kernels, &self.terms, &self.scenario, self.iterations)
+            == (&other.src, &other.old, &other.new, &other.kernels, &other.terms, &other.scenario, other.iterations)
+    }
+}
+
+/// Save the state after every step, atomically: a bisection stopped at any
+/// point resumes from the last step that finished.
+pub fn save(state: &State, out: &Path) -> Result<()> {
+    crate::run::record::write_json_atomic(&out.join(STATE), state)
+}
+
+fn num(x: Option<f64>, d: usize) -> String {
+    x.map_or("-".into(), |v| format!("{v:.d$}"))
+}
+
+/// The bisect report: parameters, the chain of steps, the answer.
+pub fn report(s: &State) -> String {
+    let short = |r: &str| if s.src.is_some() { r.chars().take(12).collect() } else { r.to_string() };
+    let mut md = String::from("# repro bisect\n\n");
+    match &s.src {
+        Some(src) => md.push_str(&format!(
+            "Tree {}; {} {} .. {} {}; scenario {}, {} iterations per step; started {}.\n\n",
+            src.display(),
+            s.terms.old,
+            short(&s.old),
+            s.terms.new,
+            short(&s.new),
+            s.scenario,
+            s.iterations,
+            s.started
+        )),
+        None => md.push_str(&format!(
+            "Kernels, oldest first: {}; terms {}/{}; scenario {}, {} iterations per step; started {}.\n\n",
+            s.kernels.join(", "),
+            s.terms.old,
+            s.terms.new,
+            s.scenario,
+            s.iterations,
+            s.started
+        )),
+    }
+    md.push_str("| # | revision | subject | build (s) | run (s) | verdict | answer | residual per ns | slope (us per 1k) | p50 first → last (us) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (i, st) in s.steps.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} → {} |\n",
+            i + 1,
+            short(&st.rev),
+            st.subject.replace('|', "/"),
+            st.build_s,
+            st.run_s,
+            st.outcome.as_str(),
+            st.answer,
+            num(st.residual_per_iteration, 2),
+            num(st.slope_us_per_1k, 1),
+            num(st.p50_first_us, 1),
+            num(st.p50_last_us, 1),
+        ));
+    }
+    md.push('\n');
+    match &s.result {
+        Some(Finding { first_new: Some(r), subject, recheck, held, .. }) => {
+            md.push_str(&format!("First {} {}: {} {}\n\n", s.terms.new, if s.src.is_some() { "commit" } else { "kernel" }, r, subject));
+            let checks: Vec<String> = recheck.iter().map(|(r, a)| format!("{} is {a}", short(r))).collect();
+            md.push_str(&format!(
+                "Re-checked: {}. {}\n",
+                checks.join(", "),
+                if *held { "The answer held." } else { "The answer did NOT hold: the verdicts are not stable at this iteration count; rerun with more iterations or check --repeat." }
+            ));
+        }
+        Some(Finding { candidates, subject, .. }) if !candidates.is_empty() || !subject.is_empty() => {
+            if candidates.is_empty() {
+                md.push_str(&format!("No answer: {subject}.\n"));
+            } else {
+                let c: Vec<String> = candidates.iter().map(|c| short(c)).collect();
+                md.push_str(&format!(
+                    "No single answer: skipped revisions leave these candidates for the first {}: {}\n",
+                    s.terms.new,
+                    c.join(", ")
+                ));
+            }
+        }
+        _ => md.push_str("Not finished: rerun the same command with the same --out to resume.\n"),
+    }
+    if let Some(src) = &s.src {
+        md.push_str(&format!(
+            "\nThe same with git alone:\n\n    cd {}\n    git bisect start --term-old={} --term-new={} {} {}\n    git bisect run repro check --build . --scenario {} -n {}{}\n",
+            src.display(),
+            s.terms.old,
+            s.terms.new,
+            s.new,
+            s.old,
+            s.scenario,
+            s.iterations,
+            if s.terms.reverse { " --reverse" } else { "" }
+        ));
+        if s.terms.reverse {
+            md.push_str(
+                "\n(`--reverse` makes repro check exit 0 on the regressed, old state, as git bisect run needs when hunting a fix.)\n",
+            );
+        }
+    }
+    md
+}

@@ -1,0 +1,80 @@
+//! One run judged: the same path for `check`, `bisect` and `matrix`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use crate::cli::args::RunArgs;
+use crate::error::{kind_of, Kind};
+use crate::judge::verdict::{decide, Outcome, Verdict};
+use crate::run::execute::execute;
+use crate::run::record::{write_json_atomic, SUMMARY};
+use crate::run::summary::{new_summary, run_error};
+use crate::text::first_line;
+
+/// A verdict and the run directory it was judged on, if one was written.
+pub struct Judged {
+    pub verdict: Verdict,
+    pub dir: Option<PathBuf>,
+}
+
+/// One run and its verdict (also written to the run directory's
+/// verdict.json). What the kernel under test causes (build failure, boot
+/// failure, panic, hang, an unfetchable kernel) is an inconclusive verdict:
+/// that revision cannot be tested; with `--out`, a run that failed before it
+/// began still leaves a summary with its error there. What would fail on any
+/// kernel ([`Kind::is_kernel_independent`]) and Ctrl-C are Err: there is
+/// nothing to judge.
+pub fn judge(run: &RunArgs, quiet: bool) -> Result<Judged> {
+    // Interrupted anywhere (a killed apt-get reads as an unfetchable
+    // kernel) is an interrupt, never a verdict on the kernel.
+    let any_kernel = |e: &anyhow::Error| crate::interrupt::requested() || kind_of(e).unwrap_or(Kind::Internal).is_kernel_independent();
+    match execute(run, quiet) {
+        Ok(mut done) => {
+            if let Some(e) = done.error.take() {
+                if any_kernel(&e) {
+                    return Err(e);
+                }
+                eprintln!("error: {}", crate::error::render(&e));
+            }
+            let verdict = decide(&done.summary, &done.summary.scenario_definition.verdict);
+            verdict.write(&done.dir)?;
+            Ok(Judged { verdict, dir: Some(done.dir) })
+        }
+        Err(e) if any_kernel(&e) => Err(e),
+        Err(e) => {
+            let msg = crate::error::render(&e);
+            eprintln!("error: {msg}");
+            match &run.out {
+                Some(dir) => {
+                    let verdict = record_failure(dir, run, &e)?;
+                    Ok(Judged { verdict, dir: Some(dir.clone()) })
+                }
+                None => Ok(Judged {
+                    verdict: Verdict {
+                        outcome: Outcome::Inconclusive,
+                        rule: format!("cannot test: {}", first_line(&msg)),
+                        evidence: Default::default(),
+                    },
+                    dir: None,
+                }),
+            }
+        }
+    }
+}
+
+/// A run that failed before it began (kernel fetch or build) still gets a
+/// run directory: an incomplete summary with the error, and its verdict.
+fn record_failure(dir: &Path, run: &RunArgs, e: &anyhow::Error) -> Result<Verdict> {
+    let scenario = crate::run::scenario::load(&run.scenario)?;
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let mut s = new_summary(&date, &run.vm.kernel_spec().label(), scenario, run.iterations, run.workers, run.window());
+    s.backend = run.backend;
+    s.error = Some(run_error(e));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_json_atomic(&dir.join(SUMMARY), &s)?;
+    let verdict = decide(&s, &s.scenario_definition.verdict);
+    verdict.write(dir)?;
+    Ok(verdict)
+}

@@ -1,0 +1,111 @@
+//! `repro matrix`: every kernel x scenario pair, one after another (two
+//! cores do not run two TCG guests well), then the report over all of them.
+//! A pair that fails is recorded as an incomplete run with its error, so the
+//! report shows it and the remaining pairs still run.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Result;
+use repro_proto::exit_codes;
+
+use crate::cli::args::MatrixArgs;
+use crate::error::{kind_of, Kind};
+use crate::judge::judged::judge;
+use crate::judge::report::{self, Document};
+use crate::judge::verdict::{Agreement, Outcome};
+use crate::kernel::catalog::Catalog;
+use crate::kernel::spec::{slug, KernelSpec};
+use crate::run::record::SUMMARY;
+use crate::run::summary::command_line;
+
+/// `<out>/<scenario>/<kernel>-<iterations>`, with path-hostile characters replaced.
+pub fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &str, iterations: u64) -> PathBuf {
+    let scenario = Path::new(scenario).file_stem().map_or(scenario.to_string(), |f| f.to_string_lossy().into_owned());
+    out.join(slug(&scenario)).join(format!("{}-{iterations}", kernel.slug()))
+}
+
+pub fn matrix(args: &MatrixArgs, quiet: bool) -> Result<i32> {
+    // Names that cannot work fail now, not an hour into the matrix.
+    let catalog = Catalog::builtin()?;
+    for k in &args.kernels {
+        if let KernelSpec::Catalog(name) = k {
+            catalog.lookup(name)?;
+        }
+    }
+    let scenarios = args.scenarios.iter().map(|s| crate::run::scenario::load(s).map(|_| s.clone())).collect::<Result<Vec<_>>>()?;
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(format!("matrix-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
+    });
+    let total = args.kernels.len() * scenarios.len();
+    let mut dirs = Vec::new();
+    let mut interrupted = false;
+    'pairs: for name in &scenarios {
+        for kernel in &args.kernels {
+            let dir = pair_dir(&out, kernel, name, args.run.iterations);
+            let i = dirs.len() + 1;
+            tracing::info!("[{i}/{total}] {kernel} x {name} -> {}", dir.display());
+            let mut run = args.run.clone();
+            run.vm.kernel = kernel.clone();
+            run.scenario = name.clone();
+            run.out = Some(dir.clone());
+            run.json = false;
+            // The same judge as check and bisect; a pair the kernel cannot
+            // run is an inconclusive row and the rest still run.
+            match judge(&run, quiet) {
+                Ok(j) => println!("[{i}/{total}] {kernel} x {name}: {} ({})", j.verdict.outcome.as_str(), j.verdict.rule),
+                Err(e) if kind_of(&e) == Some(Kind::Interrupted) || crate::interrupt::requested() => interrupted = true,
+                Err(e) => return Err(e),
+            }
+            if dir.join(SUMMARY).exists() {
+                dirs.push(dir);
+            }
+            if interrupted {
+                eprintln!("interrupted: {} of {total} pairs ran; writing the report for them", dirs.len());
+                break 'pairs;
+            }
+        }
+    }
+    let rows = report::rows(&dirs, &catalog)?;
+    let doc = Document {
+        rows: &rows,
+        out: &out,
+        commands: vec![
+            command_line(),
+            format!(
+                "repro report {} --out {}",
+                scenarios.iter().map(|n| out.join(n).display().to_string()).collect::<Vec<_>>().join(" "),
+                out.display()
+            ),
+        ],
+        // Every pair leaves a run directory (a failed one, incomplete).
+        missing: &[],
+        logs: None,
+    };
+    report::write(&doc)?;
+    println!("report: {}", out.join("README.md").display());
+    if interrupted {
+        return Ok(exit_codes::INTERRUPTED);
+    }
+    Ok(if rows.iter().any(|r| r.agreement() == Agreement::Contradicts) {
+        exit_codes::REGRESSED
+    } else if rows.iter().any(|r| r.verdict.outcome == Outcome::Inconclusive) {
+        exit_codes::INCONCLUSIVE
+    } else {
+        exit_codes::OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_directories_are_named_by_scenario_and_kernel() {
+        let out = Path::new("m");
+        let spec = |s: &str| KernelSpec::parse(std::ffi::OsStr::new(s));
+        assert_eq!(pair_dir(out, &spec("6.1-noprune"), "seed", 3000), Path::new("m/seed/6.1-noprune-3000"));
+        assert_eq!(pair_dir(out, &spec("/tmp/x/bzImage"), "scenarios/held-fd.toml", 10), Path::new("m/held-fd/bzImage-10"));
+    }
+}

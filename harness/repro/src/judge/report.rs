@@ -1,0 +1,598 @@
+//! `repro report DIR...`: run directories into a comparison across kernels.
+//! The rows (one per run, with its verdict and the catalog's expectation)
+//! become a markdown table, charts, and a directory holding README.md, the
+//! plots as SVG and PNG, and one self-contained report.html.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use repro_proto::Summary;
+
+use crate::judge::plot::{Chart, Series};
+use crate::judge::verdict::{decide, Agreement, Outcome, Verdict};
+use crate::kernel::catalog::{Catalog, Expect};
+
+/// One run, with its verdict and what the catalog expected.
+pub struct Row {
+    pub dir: PathBuf,
+    pub summary: Summary,
+    pub verdict: Verdict,
+    pub expected: Option<Expect>,
+    /// The catalog's known issue with this kernel, if any.
+    pub known_issue: Option<String>,
+}
+
+impl Row {
+    pub fn agreement(&self) -> Agreement {
+        Agreement::of(self.expected, self.verdict.outcome)
+    }
+}
+
+/// The run directories under `args`: a directory holding summary.json is a
+/// run; otherwise its subdirectories that hold one are, in name order.
+pub fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for a in args {
+        if a.join("summary.json").is_file() {
+            dirs.push(a.clone());
+            continue;
+        }
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(a)
+            .map_err(|e| {
+                crate::error::fail(
+                    crate::error::Kind::Usage,
+                    format!("cannot read {} ({e}): pass run directories (each holding summary.json), or directories of them", a.display()),
+                )
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("summary.json").is_file())
+            .collect();
+        if subs.is_empty() {
+            return Err(crate::error::fail(
+                crate::error::Kind::Usage,
+                format!("{} holds no summary.json, nor any run directory that does", a.display()),
+            ));
+        }
+        subs.sort();
+        dirs.extend(subs);
+    }
+    Ok(dirs)
+}
+
+pub fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
+    dirs.iter()
+        .map(|dir| {
+            let path = dir.join("summary.json");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
+            let verdict = decide(&summary, &summary.scenario_definition.verdict);
+            let entry = catalog.lookup(&summary.kernel.name).ok();
+            let expected = entry.and_then(|e| e.expect.get(&summary.scenario).copied());
+            let known_issue = entry.and_then(|e| e.known_issue.clone());
+            Ok(Row { dir: dir.clone(), summary, verdict, expected, known_issue })
+        })
+        .collect()
+}
+
+fn num(x: Option<f64>, decimals: usize) -> String {
+    x.map_or("-".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn expect_str(x: Option<Expect>) -> &'static str {
+    x.map_or("-", Expect::as_str)
+}
+
+pub const COLUMNS: [&str; 13] = [
+    "kernel",
+    "release",
+    "accel",
+    "scenario",
+    "iterations",
+    "residual per namespace",
+    "probe p50 first → last (us)",
+    "slope (us per 1k)",
+    "chain walked, settled",
+    "verdict",
+    "expected",
+    "agrees",
+    "run",
+];
+
+/// One row's cells, in [`COLUMNS`] order; shared by the markdown and HTML tables.
+fn cells(r: &Row, base: &Path) -> [String; 13] {
+    let s = &r.summary;
+    let e = &r.verdict.evidence;
+    [
+        s.kernel.name.clone(),
+        s.kernel.release.clone().unwrap_or_else(|| "?".into()),
+        s.ran_on().to_string(),
+        s.scenario.clone(),
+        s.iterations_done.to_string(),
+        num(e.residual_per_iteration, 2),
+        format!("{} {} → {}", e.probe.as_deref().unwrap_or("probe"), num(e.p50_first_us, 1), num(e.p50_last_us, 1)),
+        num(e.slope_us_per_1k, 1),
+        s.settled.as_ref().and_then(|st| st.window.chain_walk).map_or("-".into(), |c| c.to_string()),
+        r.verdict.outcome.as_str().to_string(),
+        expect_str(r.expected).to_string(),
+        r.agreement().as_str().to_string(),
+        relative(&r.dir, base),
+    ]
+}
+
+/// `dir` relative to `base` where it lies below it (both made absolute).
+fn relative(dir: &Path, base: &Path) -> String {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (d, b) = (abs(dir), abs(base));
+    d.strip_prefix(&b).unwrap_or(&d).display().to_string()
+}
+
+/// The comparison table, one row per run.
+pub fn markdown(rows: &[Row], base: &Path) -> String {
+    let mut out = format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
+    for r in rows {
+        out.push_str(&format!("| {} |\n", cells(r, base).iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")));
+    }
+    out
+}
+
+/// A file name from outside text: letters, digits, `.`, `_`, `-` only, and
+/// never `.` or `..`.
+fn file_stem(s: &str) -> String {
+    let stem: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if stem.trim_matches('.').is_empty() {
+        format!("_{stem}")
+    } else {
+        stem
+    }
+}
+
+/// The write-up's measurement (shared/reference/oppo-dcache-writeup.txt):
+/// one open() of an ipv6 sysctl took 0.456366 s with 799,259 entries on the
+/// chain, about 0.57 us per entry.
+pub const WRITEUP_OPEN_S: f64 = 0.456366;
+pub const WRITEUP_CHAIN: f64 = 799_259.0;
+
+/// For runs judged regressed: what one stale chain entry costs on this run
+/// (the probe's p50 slope: each churned namespace leaves one `ipv6` entry
+/// on the hot chain) and the open() latency that predicts at 800,000
+/// churned namespaces, beside the write-up's figure.
+pub fn extrapolation(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows.iter().filter(|r| r.verdict.outcome == Outcome::Regressed) {
+        let e = &r.verdict.evidence;
+        let (Some(slope), Some(first)) = (e.slope_us_per_1k, e.p50_first_us) else { continue };
+        let per_entry_us = slope / 1000.0;
+        let at_800k_s = (first + per_entry_us * 800_000.0) / 1e6;
+        out.push_str(&format!(
+            "- {} on {} ({}): {:.2} us per stale chain entry; predicted open() at 800,000 churned namespaces: {:.3} s \
+             (write-up: {:.2} us per entry, {:.3} s at {} entries, on its hardware)\n",
+            r.summary.kernel.name,
+            r.summary.scenario,
+            r.summary.ran_on(),
+            per_entry_us,
+            at_800k_s,
+            WRITEUP_OPEN_S / WRITEUP_CHAIN * 1e6,
+            WRITEUP_OPEN_S,
+            WRITEUP_CHAIN as u64,
+        ));
+    }
+    out
+}
+
+/// The fix's own figures (d6cffbbe9a7e's message, reproducer
+/// `for i in {1..100000}; do unshare -n -- sysctl -a; done`): dentry-state
+/// after 100,000 iterations without and with the prune.
+pub const UPSTREAM_ITERATIONS: f64 = 100_000.0;
+pub const UPSTREAM_DENTRIES_WITHOUT: u64 = 25_812_579;
+pub const UPSTREAM_DENTRIES_WITH: u64 = 92_712;
+
+/// sysctl-all runs scaled to the upstream reproducer's 100,000 iterations,
+/// beside the commit message's dentry-state figures.
+pub fn upstream_comparison(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows.iter().filter(|r| r.summary.scenario == "sysctl-all") {
+        let (Some(res), Some(base)) = (&r.summary.residual, &r.summary.baseline) else { continue };
+        let predicted = base.nr_dentry as f64 + res.per_iteration.max(0.0) * UPSTREAM_ITERATIONS;
+        out.push_str(&format!(
+            "- {} ({}): {:.1} dentries left per namespace over a baseline of {}: {:.0} in dentry-state at 100,000 iterations \
+             (d6cffbbe9a7e's message: {} without the prune, {} with it)\n",
+            r.summary.kernel.name,
+            r.summary.ran_on(),
+            res.per_iteration,
+            base.nr_dentry,
+            predicted,
+            UPSTREAM_DENTRIES_WITHOUT,
+            UPSTREAM_DENTRIES_WITH,
+        ));
+    }
+    out
+}
+
+/// The probe a scenario is judged on: its first non-control probe.
+fn judged_probe(s: &Summary) -> Option<&str> {
+    let p = &s.scenario_definition.probes;
+    p.iter().find(|p| !p.control).or(p.first()).map(|p| p.name.as_str())
+}
+
+/// A line's label: the kernel, with the accelerator when runs of one
+/// kernel differ in it, and the run directory when they still collide.
+fn labels(rows: &[&Row]) -> Vec<String> {
+    let base: Vec<String> = rows.iter().map(|r| r.summary.kernel.name.clone()).collect();
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let dup = base.iter().filter(|b| **b == base[i]).count() > 1;
+            if !dup {
+                return base[i].clone();
+            }
+            let name = r.dir.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+            format!("{} ({}, {name})", base[i], r.summary.ran_on())
+        })
+        .collect()
+}
+
+/// Charts per scenario: the judged probe's p50 and p99 and nr_dentry
+/// against iteration, one line per run. Named `<scenario>-<what>`.
+pub fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
+    let mut scenarios: Vec<&str> = rows.iter().map(|r| r.summary.scenario.as_str()).collect();
+    scenarios.sort();
+    scenarios.dedup();
+    let mut out = Vec::new();
+    for sc in scenarios {
+        let runs: Vec<&Row> = rows.iter().filter(|r| r.summary.scenario == sc && !r.summary.windows.is_empty()).collect();
+        let names = labels(&runs);
+        let probe = runs.first().and_then(|r| judged_probe(&r.summary)).unwrap_or("probe").to_string();
+        let latency = |pick: fn(&repro_proto::ProbeStats) -> f64| -> Vec<Series> {
+            runs.iter()
+                .zip(&names)
+                .map(|(r, label)| Series {
+                    label: label.clone(),
+                    points: r
+                        .summary
+                        .windows
+                        .iter()
+                        .filter_map(|w| w.probes.iter().find(|p| p.name == probe).map(|p| (w.iteration as f64, pick(p))))
+                        .collect(),
+                })
+                .collect()
+        };
+        let kinds: [(&str, String, String, bool, Vec<Series>); 3] = [
+            ("p50", format!("{sc}: {probe} open() p50"), "microseconds (log scale)".into(), true, latency(|p| p.p50_us)),
+            ("p99", format!("{sc}: {probe} open() p99"), "microseconds (log scale)".into(), true, latency(|p| p.p99_us)),
+            (
+                "nr_dentry",
+                format!("{sc}: dentries in the dcache"),
+                "nr_dentry".into(),
+                false,
+                runs.iter()
+                    .zip(&names)
+                    .map(|(r, label)| Series {
+                        label: label.clone(),
+                        points: r.summary.windows.iter().map(|w| (w.iteration as f64, w.nr_dentry as f64)).collect(),
+                    })
+                    .collect(),
+            ),
+        ];
+        for (what, title, y_label, log_y, series) in kinds {
+            // A scenario name comes from a summary: it names a file in plots/
+            // only through characters that cannot climb out of it.
+            out.push((format!("{}-{what}", file_stem(sc)), Chart { title, y_label, log_y, series }));
+        }
+    }
+    out
+}
+
+/// Where the report's verdicts and the catalog's expectations part, and why.
+pub fn agreement_notes(rows: &[Row], base: &Path) -> String {
+    let mut out = String::new();
+    let mut agree = 0;
+    for r in rows {
+        match r.agreement() {
+            Agreement::Agrees => agree += 1,
+            Agreement::NoExpectation => out.push_str(&format!(
+                "- {} on {}: the catalog has no expectation for this scenario; measured {} ({})\n",
+                r.summary.kernel.name,
+                r.summary.scenario,
+                r.verdict.outcome.as_str(),
+                r.verdict.rule
+            )),
+            other => out.push_str(&format!(
+                "- {} on {} ({}): expected {}, measured {}{}: {}{}\n",
+                r.summary.kernel.name,
+                r.summary.scenario,
+                relative(&r.dir, base),
+                expect_str(r.expected),
+                r.verdict.outcome.as_str(),
+                if other == Agreement::Contradicts { " (CONTRADICTION)" } else { "" },
+                r.verdict.rule,
+                r.known_issue.as_deref().map_or(String::new(), |k| format!(". Known issue (catalog): {k}")),
+            )),
+        }
+    }
+    format!(
+        "{agree} of {} runs agree with the catalog's expected verdict.\n{}",
+        rows.len(),
+        if out.is_empty() { String::new() } else { format!("\n{out}") }
+    )
+}
+
+/// Provenance of every run, one line each.
+pub fn provenance(rows: &[Row], base: &Path) -> String {
+    let mut out = String::from(
+        "| run | kernel release | image sha256 | accel | guest | QEMU | host CPU / kernel | repro | date | duration |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let s = &r.summary;
+        let p = &s.provenance;
+        out.push_str(&format!(
+            "| {} | {} | {} | {}{} | {} | {} | {} / {} | {} | {} | {:.0} s |\n",
+            relative(&r.dir, base),
+            s.kernel.release.as_deref().unwrap_or("?"),
+            s.kernel.image_sha256.as_deref().map_or("-".to_string(), |h| h[..h.len().min(16)].to_string()),
+            s.ran_on(),
+            s.accel_fallback_reason.as_deref().map_or(String::new(), |w| format!(" (fallback: {})", w.replace('|', "/"))),
+            match (s.guest_cpus, s.guest_memory_mib) {
+                (Some(c), Some(m)) => format!("{c} cpus, {m} MiB"),
+                _ => "-".into(),
+            },
+            p.qemu_version.as_deref().map_or("-", |q| q.trim_start_matches("QEMU emulator version ")),
+            p.host_cpu,
+            p.host_kernel,
+            p.repro_version,
+            p.date,
+            s.duration_s,
+        ));
+    }
+    out
+}
+
+/// What a written report is made of, and how it was made.
+pub struct Document<'a> {
+    pub rows: &'a [Row],
+    /// The directory the report is written to; paths are relative to it.
+    pub out: &'a Path,
+    /// The commands that made this report, shown verbatim after the
+    /// commands the runs record in their provenance.
+    pub commands: Vec<String>,
+    /// Pairs that were meant to run and left no run directory.
+    pub missing: &'a [Missing],
+    /// Where the jobs' logs are, for the missing pairs.
+    pub logs: Option<&'a str>,
+}
+
+/// A (kernel, scenario) pair of the expected matrix with no run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub kernel: String,
+    pub scenario: String,
+}
+
+/// One row of a `repro kernels --matrix` file; the rest is ignored.
+#[derive(Debug, serde::Deserialize)]
+struct MatrixRow {
+    kernel: String,
+    scenario: String,
+}
+
+/// The pairs of the matrix in `path` that no row ran.
+pub fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
+    #[derive(serde::Deserialize)]
+    struct Matrix {
+        include: Vec<MatrixRow>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let m: Matrix = serde_json::from_str(&text).map_err(|e| {
+        crate::error::fail(crate::error::Kind::Usage, format!("{} is not a `repro kernels --matrix` file: {e}", path.display()))
+    })?;
+    Ok(m.include
+        .into_iter()
+        .filter(|p| !rows.iter().any(|r| r.summary.kernel.name == p.kernel && r.summary.scenario == p.scenario))
+        .map(|p| Missing { kernel: p.kernel, scenario: p.scenario })
+        .collect())
+}
+
+/// The markdown section for pairs that never reported.
+pub fn missing_section(missing: &[Missing], logs: Option<&str>) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("| kernel | scenario | verdict |\n|---|---|---|\n");
+    for m in missing {
+        md.push_str(&format!("| {} | {} | **failed: no run** |\n", md_cell(&m.kernel), md_cell(&m.scenario)));
+    }
+    md.push_str(&format!(
+        "\nEach of these was in the matrix and left no run directory: its job failed before the run started \
+         (fetch, build, boot), or its artifact was not uploaded.{}\n",
+        logs.map(|l| format!(" The jobs' logs: {l}")).unwrap_or_default()
+    ));
+    md
+}
+
+/// A table cell: no pipe, newline or control character from outside data
+/// (a summary's kernel or scenario name) breaks the table or the terminal.
+fn md_cell(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().replace('|', "\\|")
+}
+
+impl Document<'_> {
+    /// The runs' own command lines (first seen first), then the report's.
+    fn all_commands(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for c in self.rows.iter().filter_map(|r| r.summary.provenance.command.clone()).chain(self.commands.iter().cloned()) {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        all
+    }
+}
+
+const PLOTS: &str = "plots";
+
+/// Write README.md, report.html and plots/*.svg|png into `doc.out`.
+pub fn write(doc: &Document) -> Result<()> {
+    let plots = doc.out.join(PLOTS);
+    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+    let charts = charts(doc.rows);
+    let mut svgs = Vec::new();
+    for (name, chart) in &charts {
+        let svg = crate::judge::plot::svg(chart)?;
+        let path = plots.join(format!("{name}.svg"));
+        std::fs::write(&path, &svg).with_context(|| format!("writing {}", path.display()))?;
+        crate::judge::plot::png(chart, &plots.join(format!("{name}.png")))?;
+        svgs.push((name.clone(), chart.title.clone(), svg));
+    }
+    let md = document_markdown(doc, &charts);
+    write_file(&doc.out.join("README.md"), &md)?;
+    write_file(&doc.out.join("report.html"), &document_html(doc, &svgs))?;
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+const INTRO: &str = "Every number here comes from a real run of repro; nothing is written or edited by hand. \
+Each run directory holds its `summary.json` (with provenance: repro version, date, host CPU and kernel, QEMU \
+version, the guest's `uname -r`, the image's sha256 and where it came from, the accelerator and why), the raw \
+`samples.jsonl` and the guest's `console.log`. This page, the plots and `report.html` (the same, self-contained) \
+are written by `repro report`; edit the runs, never this page.";
+
+/// The report as markdown: table, agreement, extrapolation, plots, provenance.
+pub fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> String {
+    let mut md = format!("# Recorded runs\n\n{INTRO}\n\nMade with:\n\n");
+    for c in doc.all_commands() {
+        md.push_str(&format!("    {c}\n"));
+    }
+    md.push_str(&format!("\n## Verdicts\n\n{}\n", markdown(doc.rows, doc.out)));
+    if !doc.missing.is_empty() {
+        md.push_str(&format!("\n## Runs that never reported\n\n{}", missing_section(doc.missing, doc.logs)));
+    }
+    md.push_str(&format!("\n{}", agreement_notes(doc.rows, doc.out)));
+    let x = extrapolation(doc.rows);
+    if !x.is_empty() {
+        md.push_str(&format!("\n## Extrapolation to 800,000 namespaces\n\n{x}"));
+    }
+    let up = upstream_comparison(doc.rows);
+    if !up.is_empty() {
+        md.push_str(&format!("\n## sysctl-all beside the fix's own figures\n\n{up}"));
+    }
+    if !charts.is_empty() {
+        md.push_str("\n## Plots\n\nOne line per run; PNG beside each SVG. Text in both is drawn from the font compiled into repro.\n\n");
+        for (name, chart) in charts {
+            md.push_str(&format!("![{}]({PLOTS}/{name}.svg)\n\n", chart.title));
+        }
+    }
+    md.push_str(&format!("## Provenance\n\n{}", provenance(doc.rows, doc.out)));
+    md
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// One page with everything inline: no scripts, fonts or images to fetch.
+pub fn document_html(doc: &Document, svgs: &[(String, String, String)]) -> String {
+    let mut h = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>repro report</title>\n<style>\n\
+         body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\n\
+         table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}\n\
+         th{background:#f3f3f3}tr.NO td{background:#fdd}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}\n\
+         figure{margin:1em 0}svg{max-width:100%;height:auto}\n</style></head><body>\n<h1>Recorded runs</h1>\n",
+    );
+    h.push_str(&format!(
+        "<p>{}</p>\n<pre>{}</pre>\n<h2>Verdicts</h2>\n<table>\n<tr>",
+        html_escape(INTRO),
+        html_escape(&doc.all_commands().join("\n"))
+    ));
+    for c in COLUMNS {
+        h.push_str(&format!("<th>{}</th>", html_escape(c)));
+    }
+    h.push_str("</tr>\n");
+    for r in doc.rows {
+        h.push_str(&format!("<tr class=\"{}\">", r.agreement().as_str()));
+        for c in cells(r, doc.out) {
+            h.push_str(&format!("<td>{}</td>", html_escape(&c)));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    let list = |text: &str| -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix("- ") {
+                Some(item) => format!("<li>{}</li>\n", html_escape(item)),
+                None if l.is_empty() => String::new(),
+                None => format!("<p>{}</p>\n", html_escape(l)),
+            })
+            .collect()
+    };
+    h.push_str(&format!("<ul>{}</ul>\n", list(&agreement_notes(doc.rows, doc.out))));
+    let x = extrapolation(doc.rows);
+    if !x.is_empty() {
+        h.push_str(&format!("<h2>Extrapolation to 800,000 namespaces</h2>\n<ul>{}</ul>\n", list(&x)));
+    }
+    let up = upstream_comparison(doc.rows);
+    if !up.is_empty() {
+        h.push_str(&format!("<h2>sysctl-all beside the fix's own figures</h2>\n<ul>{}</ul>\n", list(&up)));
+    }
+    h.push_str("<h2>Plots</h2>\n");
+    for (_, title, svg) in svgs {
+        h.push_str(&format!("<figure aria-label=\"{}\">\n{svg}\n</figure>\n", html_escape(title)));
+    }
+    h.push_str("<h2>Provenance</h2>\n<table>\n");
+    for (i, line) in provenance(doc.rows, doc.out).lines().enumerate() {
+        if i == 1 {
+            continue; // the markdown separator row
+        }
+        let tag = if i == 0 { "th" } else { "td" };
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+        h.push_str("<tr>");
+        for c in cells {
+            h.push_str(&format!("<{tag}>{}</{tag}>", html_escape(c.trim())));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_markdown_of_the_recorded_seed_runs() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
+        let dirs = collect(&[results.join("seed")]).unwrap();
+        let rows = rows(&dirs, &Catalog::parse(crate::kernel::catalog::CATALOG_TOML).unwrap()).unwrap();
+        for r in &rows {
+            let a = r.agreement();
+            assert!(
+                a == Agreement::Agrees || (a == Agreement::Inconclusive && r.known_issue.is_some()),
+                "{} disagrees with the catalog unexplained",
+                r.dir.display()
+            );
+        }
+        assert!(rows.iter().all(|r| r.agreement() != Agreement::Contradicts), "a recorded run contradicts the catalog");
+        insta::assert_snapshot!(markdown(&rows, &results));
+        let x = extrapolation(&rows);
+        assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
+        assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("0.57 us per entry, 0.456 s at 799259 entries"), "{x}");
+    }
+
+    #[test]
+    fn names_from_summaries_cannot_break_a_table_or_leave_plots() {
+        assert_eq!(md_cell("a|b\nc\u{1b}[31m"), "a\\|b c [31m");
+        assert_eq!(file_stem("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(file_stem(".."), "_..");
+        assert_eq!(file_stem("seed"), "seed");
+    }
+
+    #[test]
+    fn a_directory_without_runs_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(collect(&[d.path().to_path_buf()]).is_err());
+    }
+}

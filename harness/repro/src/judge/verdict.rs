@@ -1,0 +1,372 @@
+//! From a run's numbers to an answer: `regressed`, `clean` or
+//! `inconclusive`, with the evidence and the rule that decided.
+//!
+//! The deciding evidence is what remains once namespace cleanup has
+//! settled: stale dentries per churned namespace (`residual`). A kernel with
+//! the bug keeps about six per namespace; a fixed one returns to its
+//! baseline. Latency is reported beside it (the slope of the probe's p50
+//! against iteration, robustly fitted; last/first window; ipv6/ipv4) and
+//! must not contradict it. Thresholds come from the scenario's [verdict].
+
+use crate::kernel::catalog::Expect;
+use crate::text::first_line;
+use repro_proto::{Summary, VerdictBasis, VerdictSettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Regressed,
+    Clean,
+    Inconclusive,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Regressed => "regressed",
+            Outcome::Clean => "clean",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The verdict on one run, as written to `verdict.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The rule that decided, in words, with the numbers.
+    pub rule: String,
+    pub evidence: Evidence,
+}
+
+impl Verdict {
+    /// The file a run directory keeps its verdict in.
+    pub const FILE: &'static str = "verdict.json";
+
+    /// Write verdict.json into run directory `dir`, atomically.
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        crate::run::record::write_json_atomic(&dir.join(Self::FILE), self)
+    }
+}
+
+/// A verdict against the catalog's expectation for its kernel and scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agreement {
+    NoExpectation,
+    Inconclusive,
+    Agrees,
+    Contradicts,
+}
+
+impl Agreement {
+    /// The one rule: an inconclusive verdict neither agrees nor contradicts.
+    pub fn of(expected: Option<Expect>, outcome: Outcome) -> Agreement {
+        match (expected, outcome) {
+            (None, _) => Agreement::NoExpectation,
+            (Some(_), Outcome::Inconclusive) => Agreement::Inconclusive,
+            (Some(Expect::Regressed), Outcome::Regressed) | (Some(Expect::Clean), Outcome::Clean) => Agreement::Agrees,
+            (Some(Expect::Regressed), Outcome::Clean) | (Some(Expect::Clean), Outcome::Regressed) => Agreement::Contradicts,
+        }
+    }
+
+    /// The report's "agrees" column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Agreement::NoExpectation => "no expectation",
+            Agreement::Inconclusive => "inconclusive",
+            Agreement::Agrees => "yes",
+            Agreement::Contradicts => "NO",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub residual_per_iteration: Option<f64>,
+    /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
+    pub slope_us_per_1k: Option<f64>,
+    pub p50_first_us: Option<f64>,
+    pub p50_last_us: Option<f64>,
+    /// Last window's p50 over the first's.
+    pub last_over_first: Option<f64>,
+    /// Last window's probe p50 over the control path's.
+    pub probe_over_control: Option<f64>,
+    /// The same once cleanup settled: what the stale entries that remain cost.
+    #[serde(default)]
+    pub settled_probe_over_control: Option<f64>,
+    pub probe: Option<String>,
+    pub windows: usize,
+    pub iterations: u64,
+}
+
+/// Median, or None for no values.
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+}
+
+/// Theil-Sen estimator: the median of the slopes between every pair of
+/// points. Robust to the outlying windows TCG produces; hand-written
+/// because it is a dozen lines and no maintained crate offers it.
+/// The most points the slope is taken over: at most 1,999,000 pairs (16
+/// MB of slopes) however many windows a run has. Longer series are thinned
+/// evenly, first and last point kept; the median of pairwise slopes is
+/// robust to that as it is to outliers.
+pub const THEIL_SEN_MAX_POINTS: usize = 2000;
+
+pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
+    let thinned: Vec<(f64, f64)>;
+    let points = if points.len() > THEIL_SEN_MAX_POINTS {
+        let step = (points.len() - 1) as f64 / (THEIL_SEN_MAX_POINTS - 1) as f64;
+        thinned = (0..THEIL_SEN_MAX_POINTS).map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)]).collect();
+        &thinned[..]
+    } else {
+        points
+    };
+    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            if b.0 != a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    median(&mut slopes)
+}
+
+pub fn evidence(s: &Summary) -> Evidence {
+    let probes = &s.scenario_definition.probes;
+    let probe = probes.iter().find(|p| !p.control).map(|p| p.name.clone());
+    let control = probes.iter().find(|p| p.control).map(|p| p.name.clone());
+    let p50 = |w: &repro_proto::Window, name: &Option<String>| {
+        name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| p.p50_us)
+    };
+    let points: Vec<(f64, f64)> = s.windows.iter().filter_map(|w| Some((w.iteration as f64 / 1000.0, p50(w, &probe)?))).collect();
+    let first = s.windows.first().and_then(|w| p50(w, &probe));
+    let last = s.windows.last().and_then(|w| p50(w, &probe));
+    let last_control = s.windows.last().and_then(|w| p50(w, &control));
+    let settled = s.settled.as_ref().map(|st| &st.window);
+    let settled_ratio = settled.and_then(|w| p50(w, &probe).zip(p50(w, &control))).filter(|(_, c)| *c > 0.0).map(|(p, c)| p / c);
+    Evidence {
+        residual_per_iteration: s.residual.as_ref().map(|r| r.per_iteration),
+        slope_us_per_1k: theil_sen(&points),
+        p50_first_us: first,
+        p50_last_us: last,
+        last_over_first: first.zip(last).filter(|(f, _)| *f > 0.0).map(|(f, l)| l / f),
+        probe_over_control: last.zip(last_control).filter(|(_, c)| *c > 0.0).map(|(l, c)| l / c),
+        settled_probe_over_control: settled_ratio,
+        probe,
+        windows: s.windows.len(),
+        iterations: s.iterations_done,
+    }
+}
+
+pub fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
+    let e = evidence(s);
+    let verdict = |outcome, rule: String| Verdict { outcome, rule, evidence: e.clone() };
+    if !s.complete {
+        let why = s.error.as_ref().map_or("it did not finish".to_string(), |err| format!("{}: {}", err.kind, first_line(&err.message)));
+        return verdict(Outcome::Inconclusive, format!("the run is incomplete ({why})"));
+    }
+    if e.iterations < t.min_iterations || e.windows < t.min_windows as usize {
+        return verdict(
+            Outcome::Inconclusive,
+            format!(
+                "too short: {} iterations in {} windows, the scenario needs at least {} iterations and {} windows",
+                e.iterations, e.windows, t.min_iterations, t.min_windows
+            ),
+        );
+    }
+    let latency = format!(
+        "{} p50 slope {} us per 1k iterations, last/first {}",
+        e.probe.as_deref().unwrap_or("probe"),
+        e.slope_us_per_1k.map_or("?".into(), |x| format!("{x:.1}")),
+        e.last_over_first.map_or("?".into(), |x| format!("{x:.2}x")),
+    );
+    if t.basis == VerdictBasis::SettledRatio {
+        let probe = e.probe.as_deref().unwrap_or("probe");
+        return match e.settled_probe_over_control {
+            None => verdict(Outcome::Inconclusive, "no settled probe/control ratio: the settle phase did not report both".into()),
+            Some(r) if r >= t.settled_ratio_regressed => verdict(
+                Outcome::Regressed,
+                format!(
+                    "after settling the {probe} open costs {r:.2}x the control's (>= {}): stale entries stay on the probed hash chain; {latency}",
+                    t.settled_ratio_regressed
+                ),
+            ),
+            Some(r) if r <= t.settled_ratio_clean => verdict(
+                Outcome::Clean,
+                format!("after settling the {probe} open costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
+            ),
+            Some(r) => verdict(
+                Outcome::Inconclusive,
+                format!(
+                    "too noisy to separate: after settling the {probe} open costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
+                    t.settled_ratio_clean, t.settled_ratio_regressed
+                ),
+            ),
+        };
+    }
+    let Some(residual) = e.residual_per_iteration else {
+        return verdict(Outcome::Inconclusive, "no residual: the settle phase did not report".into());
+    };
+    if residual >= t.residual_regressed {
+        return verdict(
+            Outcome::Regressed,
+            format!("{residual:.2} stale dentries per namespace remain after cleanup settled (>= {}); {latency}", t.residual_regressed),
+        );
+    }
+    if residual <= t.residual_clean {
+        let settled = s.settled.as_ref().is_some_and(|st| st.stable);
+        if !settled {
+            return verdict(
+                Outcome::Inconclusive,
+                format!("residual {residual:.2} looks clean but cleanup had not settled within the scenario's bound; {latency}"),
+            );
+        }
+        return verdict(
+            Outcome::Clean,
+            format!("{residual:.2} dentries per namespace remain after cleanup settled (<= {}); {latency}", t.residual_clean),
+        );
+    }
+    // Between the thresholds: the leftover dentries may be anywhere (proc
+    // pid entries of the churn's children, say). Whether they sit on the
+    // probed chain shows in what the probe costs against its control once
+    // everything settled.
+    let stable = s.settled.as_ref().is_some_and(|st| st.stable);
+    match e.settled_probe_over_control {
+        Some(ratio) if stable && ratio <= t.settled_ratio_clean => verdict(
+            Outcome::Clean,
+            format!(
+                "residual {residual:.2} per namespace is between clean (<= {}) and regressed (>= {}), but after settling the {} open \
+                 costs {ratio:.2}x the control's (<= {}): the leftover dentries are not on the probed chain; {latency}",
+                t.residual_clean,
+                t.residual_regressed,
+                e.probe.as_deref().unwrap_or("probe"),
+                t.settled_ratio_clean
+            ),
+        ),
+        ratio => verdict(
+            Outcome::Inconclusive,
+            format!(
+                "too noisy to separate: residual {residual:.2} per namespace is between clean (<= {}) and regressed (>= {}), \
+                 and after settling the probe costs {} the control's; {latency}",
+                t.residual_clean,
+                t.residual_regressed,
+                ratio.map_or("?".into(), |r| format!("{r:.2}x"))
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repro_proto::*;
+
+    /// A synthetic run: `n` windows whose ipv6 p50 follows `ipv6(i)`.
+    fn run(n: u64, ipv6: impl Fn(u64) -> f64, residual: f64, complete: bool) -> Summary {
+        let text = include_str!("../../../../results/seed/6.1-src-3000/summary.json");
+        let mut s: Summary = serde_json::from_str(text).unwrap();
+        s.windows = (1..=n)
+            .map(|k| {
+                let mut w = s.windows[0].clone();
+                w.iteration = k * 100;
+                w.probes[0].p50_us = ipv6(k);
+                w.probes[1].p50_us = 50.0;
+                w
+            })
+            .collect();
+        s.iterations_done = n * 100;
+        s.complete = complete;
+        // Settled: the probe where the last window left it, the control flat.
+        let st = s.settled.as_mut().unwrap();
+        st.stable = true;
+        st.window.probes[0].p50_us = ipv6(n);
+        st.window.probes[1].p50_us = 50.0;
+        s.residual = Residual::compute(10_000, 10_000 + (residual * (n * 100) as f64) as u64, n * 100);
+        s
+    }
+
+    fn t() -> VerdictSettings {
+        VerdictSettings { residual_regressed: 1.0, ..VerdictSettings::default() }
+    }
+
+    /// Deterministic noise in [-1, 1].
+    fn noise(k: u64) -> f64 {
+        ((k.wrapping_mul(2654435761) % 1000) as f64 / 500.0) - 1.0
+    }
+
+    #[test]
+    fn theil_sen_ignores_outliers_that_least_squares_would_follow() {
+        let mut pts: Vec<(f64, f64)> = (0..20).map(|x| (x as f64, 2.0 * x as f64 + 1.0)).collect();
+        pts[19].1 = 10_000.0;
+        pts[3].1 = -500.0;
+        assert!((theil_sen(&pts).unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(theil_sen(&[(1.0, 1.0)]), None);
+    }
+
+    #[test]
+    fn theil_sen_of_a_hundred_thousand_windows_is_bounded_and_still_right() {
+        // --window 1 -n 100000 asked for 5e9 slopes (40 GB) before.
+        let pts: Vec<(f64, f64)> = (0..100_000).map(|x| (x as f64, 3.0 * x as f64 + 20.0 * noise(x))).collect();
+        let m = theil_sen(&pts).unwrap();
+        assert!((m - 3.0).abs() < 0.01, "{m}");
+    }
+
+    #[test]
+    fn flat_noisy_series_with_no_residual_is_clean() {
+        let v = decide(&run(20, |k| 60.0 + 20.0 * noise(k), 0.01, true), &t());
+        assert_eq!(v.outcome, Outcome::Clean, "{}", v.rule);
+        assert!(v.evidence.slope_us_per_1k.unwrap().abs() < 10.0);
+    }
+
+    #[test]
+    fn linear_growth_with_stale_dentries_is_regressed() {
+        let v = decide(&run(20, |k| 60.0 + 60.0 * k as f64 + 10.0 * noise(k), 6.0, true), &t());
+        assert_eq!(v.outcome, Outcome::Regressed, "{}", v.rule);
+        assert!((v.evidence.slope_us_per_1k.unwrap() - 600.0).abs() < 20.0, "{:?}", v.evidence);
+        assert!(v.rule.contains("6.00 stale dentries"), "{}", v.rule);
+    }
+
+    #[test]
+    fn short_incomplete_or_gray_runs_are_inconclusive() {
+        let short = decide(&run(1, |_| 60.0, 6.0, true), &t());
+        assert_eq!(short.outcome, Outcome::Inconclusive);
+        assert!(short.rule.starts_with("too short"), "{}", short.rule);
+        let incomplete = decide(&run(20, |k| 60.0 * k as f64, 6.0, false), &t());
+        assert_eq!(incomplete.outcome, Outcome::Inconclusive);
+        assert!(incomplete.rule.contains("incomplete"));
+        let gray = decide(&run(20, |k| 60.0 + 10.0 * k as f64, 0.8, true), &t());
+        assert_eq!(gray.outcome, Outcome::Inconclusive);
+        assert!(gray.rule.starts_with("too noisy") && gray.rule.contains("costs 5.20x the control's"), "{}", gray.rule);
+    }
+
+    #[test]
+    fn settled_ratio_basis_ignores_the_residual_of_held_dentries() {
+        let t = VerdictSettings { basis: VerdictBasis::SettledRatio, ..VerdictSettings::default() };
+        // Held fds keep ~3 dentries per namespace allocated on every kernel.
+        let unhashed = decide(&run(20, |k| 60.0 + 5.0 * noise(k), 3.0, true), &t);
+        assert_eq!(unhashed.outcome, Outcome::Clean, "{}", unhashed.rule);
+        let on_chain = decide(&run(20, |k| 60.0 + 60.0 * k as f64, 3.0, true), &t);
+        assert_eq!(on_chain.outcome, Outcome::Regressed, "{}", on_chain.rule);
+        assert!(on_chain.rule.contains("stay on the probed hash chain"), "{}", on_chain.rule);
+        let between = decide(&run(20, |_| 150.0, 3.0, true), &t);
+        assert_eq!(between.outcome, Outcome::Inconclusive, "{}", between.rule);
+    }
+
+    #[test]
+    fn gray_residual_off_the_probed_chain_is_clean() {
+        // Debian 6.1 under TCG: 0.62 dentries per namespace left, but the
+        // settled ipv6 open costs what the ipv4 one does.
+        let v = decide(&run(20, |k| 60.0 + 5.0 * noise(k), 0.62, true), &t());
+        assert_eq!(v.outcome, Outcome::Clean, "{}", v.rule);
+        assert!(v.rule.contains("not on the probed chain"), "{}", v.rule);
+        assert!(v.evidence.settled_probe_over_control.unwrap() < 2.0);
+    }
+}

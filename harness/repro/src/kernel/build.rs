@@ -1,0 +1,480 @@
+//! Building guest kernels from source.
+//!
+//! A catalog entry of kind `build` names a source tree, patches and a config
+//! fragment. The image is cached under a key that hashes all three (plus the
+//! compiler and this recipe's version), so a second run boots it at once.
+//!
+//! One work tree per source tree, under a lock: patches are applied with
+//! `git apply` after saving pristine copies of the files they touch, and the
+//! copies are put back before the next build (also after an interrupted
+//! one). Objects go to one O= directory per config and compiler, shared by
+//! the variants, so switching variant recompiles only the patched files.
+//! The finished bzImage is renamed into its cache entry: an interrupted
+//! build never leaves a half-written entry.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{fail, Kind};
+use crate::kernel::cache::{hex_sha256 as hex, sha256_file, Cache, KernelImage, Origin};
+use crate::kernel::catalog::{BuildSource, Catalog, TreeKind, PATCHES};
+use crate::kernel::era::{ConfigPlan, Eras, Fragment, KernelVersion};
+use crate::kernel::make::{check_build_tools, make, make_output, run_logged};
+use crate::kernel::patch::{apply_patch, patch_applies, restore_pristine};
+use crate::kernel::toolchain::{self, Compiler};
+use crate::kernel::tree::{ensure_tree, local_tree_state, tree_identity};
+
+/// Bump when the build steps change in a way that changes the image.
+const RECIPE_VERSION: u32 = 2;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The catalog name, or `local` for `--src`.
+    pub name: String,
+    pub tree: TreeSpec,
+    pub patches: Vec<(String, String)>,
+    /// A config fragment to use instead of the era's (catalog `config`).
+    pub config: Option<String>,
+    /// A compiler instead of the era's (`--cc`, catalog `cc`).
+    pub cc: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TreeSpec {
+    /// A tree from the catalog's `[[tree]]` table.
+    Catalog { name: String, kind: TreeKind },
+    /// A kernel tree on disk (`--src DIR`), built in place with O= output.
+    Local(PathBuf),
+}
+
+/// What the cache records beside each built image.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BuildInfo {
+    pub name: String,
+    pub tree: String,
+    /// The tree's version, from its Makefile.
+    #[serde(default)]
+    pub version: String,
+    /// The era of vm-images/eras.toml it was built by.
+    #[serde(default)]
+    pub era: String,
+    /// Compatibility patches applied (era), then the entry's own.
+    pub patches: Vec<String>,
+    pub config: String,
+    /// Fragment options this tree's Kconfig does not define.
+    #[serde(default)]
+    pub config_skipped: Vec<String>,
+    /// The compiler's `--version` line.
+    pub cc: String,
+    /// Where the compiler came from (host, PATH, fetched packages).
+    #[serde(default)]
+    pub cc_origin: String,
+    /// The make variables (CC with its flags, LD...).
+    #[serde(default)]
+    pub make_vars: Vec<String>,
+    pub release: String,
+    pub key: String,
+    pub image_sha256: String,
+    pub build_seconds: f64,
+}
+
+impl Recipe {
+    /// A catalog `build` entry.
+    pub fn catalog(catalog: &Catalog, name: &str, source: &BuildSource, cc: Option<&str>) -> Result<Recipe> {
+        let t = catalog.tree(&source.tree)?;
+        let patches = source
+            .patches
+            .iter()
+            .map(|p| {
+                PATCHES
+                    .iter()
+                    .find(|(n, _)| n == p)
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .with_context(|| format!("catalog entry {name} names patch {p}, which is not in vm-images/patches/"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Recipe {
+            name: name.to_string(),
+            tree: TreeSpec::Catalog { name: t.name.clone(), kind: t.kind.clone() },
+            patches,
+            config: source.config.clone(),
+            cc: cc.map(str::to_string).or_else(|| source.cc.clone()),
+        })
+    }
+
+    /// A tree on disk (`--src`, `--build`, bisect), built by its era's rules.
+    /// The image's key: a hash of everything that makes it. `tree` is the
+    /// tree's identity as far as the caller can know it (the build: the exact
+    /// source package or the git state; CI, before any fetch: the catalog's
+    /// tree entry) and `host_cc` the host compiler's version (the compiler of
+    /// current trees; fetched ones are pinned by the era rules). The one
+    /// function behind the cache entry and CI's cache key.
+    pub fn key(&self, tree: &str, host_cc: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "recipe {RECIPE_VERSION}\ntree {tree}\nhost cc {host_cc}\ncc {:?}\nconfig {:?}\n{}\n",
+            self.cc,
+            self.config,
+            Eras::fingerprint()
+        ));
+        for (n, t) in &self.patches {
+            h.update(format!("patch {n}\n{t}\n"));
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    pub fn local(dir: &Path, cc: Option<&str>) -> Recipe {
+        Recipe {
+            name: "local".into(),
+            tree: TreeSpec::Local(dir.to_path_buf()),
+            patches: Vec::new(),
+            config: None,
+            cc: cc.map(str::to_string),
+        }
+    }
+}
+
+/// Build (or find in the cache) the image for `recipe`.
+pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
+    check_build_tools()?;
+    let eras = Eras::builtin();
+    let images = cache.root.join("images");
+    let (tree_id, tree_key) = match &recipe.tree {
+        TreeSpec::Catalog { name, kind } => match tree_identity(name, kind, cache) {
+            Ok(id) => (name.clone(), id),
+            Err(e) => {
+                // The tree cannot be had (apt cannot be set up here, no
+                // network): an image built before, or restored from CI's
+                // build job, is still that kernel.
+                return match newest_built(&images, &recipe.name)? {
+                    Some(img) => {
+                        tracing::warn!("{e:#}; using the cached build {}", img.path.display());
+                        Ok(img)
+                    }
+                    None => Err(e),
+                };
+            }
+        },
+        TreeSpec::Local(dir) => {
+            let dir = dir.canonicalize().with_context(|| format!("kernel source {}", dir.display()))?;
+            if !dir.join("Makefile").exists() || !dir.join("arch/x86").is_dir() {
+                return Err(fail(
+                    Kind::KernelUnavailable,
+                    format!("{} is not a Linux kernel source tree (no Makefile or arch/x86)", dir.display()),
+                ));
+            }
+            (format!("local-{}", &hex(dir.to_string_lossy().as_bytes())[..12]), local_tree_state(&dir)?)
+        }
+    };
+    // What the image depends on, known before the tree is at hand (a cache
+    // hit needs no tree): the tree, the era rules with every fragment and
+    // compatibility patch, the overrides, and the host's compiler (the
+    // compiler of current trees; fetched ones are pinned by the rules).
+    let host_cc = toolchain::version_of(Path::new("gcc")).unwrap_or_default();
+    let key = recipe.key(&tree_key, &host_cc);
+    let entry = images.join(format!("{}-{}", recipe.name, &key[..16]));
+    if let Some(img) = load_built(&entry, &recipe.name)? {
+        tracing::info!("using the cached build of {} ({})", recipe.name, entry.display());
+        return Ok(img);
+    }
+
+    let build_root = cache.root.join("build").join(&tree_id);
+    std::fs::create_dir_all(&build_root).with_context(|| format!("creating {}", build_root.display()))?;
+    let lock = File::create(build_root.join(".lock"))?;
+    tracing::info!("waiting for the build lock of {tree_id}");
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", build_root.display()))?;
+    // Someone may have built it while we waited.
+    if let Some(img) = load_built(&entry, &recipe.name)? {
+        return Ok(img);
+    }
+
+    let src = match &recipe.tree {
+        TreeSpec::Catalog { name, kind } => ensure_tree(name, kind, &tree_key, cache)?,
+        TreeSpec::Local(dir) => dir.canonicalize()?,
+    };
+    let plan = BuildPlan::new(recipe, &src, &eras, cache)?;
+    // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
+    // and put the tree back.
+    let pristine = build_root.join("pristine");
+    restore_pristine(&src, &pristine)?;
+    let t0 = Instant::now();
+    let result = (|| -> Result<(PathBuf, String, Vec<String>)> {
+        let mut applied = Vec::new();
+        for (name, text) in &plan.compat {
+            apply_patch(&src, &pristine, name, text)?;
+            applied.push(name.clone());
+        }
+        for (name, text) in &plan.compat_if_applicable {
+            if patch_applies(&src, text) {
+                apply_patch(&src, &pristine, name, text)?;
+                applied.push(name.clone());
+            } else {
+                tracing::info!("{name} does not apply to this tree: not needed here");
+            }
+        }
+        for (name, text) in &recipe.patches {
+            apply_patch(&src, &pristine, name, text)?;
+            applied.push(name.clone());
+        }
+        let cfg_key =
+            &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
+        let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
+        std::fs::create_dir_all(&out)?;
+        let log = out.join("build.log");
+        configure(&src, &out, &plan, &log)?;
+        tracing::info!(
+            "building {} ({} tree, era {}, {}; make bzImage; log: {})",
+            recipe.name,
+            plan.version,
+            plan.era,
+            plan.compiler.version,
+            log.display()
+        );
+        make(&src, &out, &plan.make_vars, &["bzImage"], &log)?;
+        let release = make_output(&src, &out, &plan.make_vars, &["-s", "kernelrelease"])?;
+        Ok((out.join("arch/x86/boot/bzImage"), release.trim().to_string(), applied))
+    })();
+    // Leave the tree as it was fetched, whatever happened.
+    let restored = restore_pristine(&src, &pristine);
+    let (bz, release, applied) = result.with_context(|| format!("building kernel {}", recipe.name))?;
+    restored?;
+
+    std::fs::create_dir_all(&images)?;
+    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(&images)?;
+    std::fs::copy(&bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
+    crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
+    let info = BuildInfo {
+        name: recipe.name.clone(),
+        tree: tree_key,
+        version: plan.version.to_string(),
+        era: plan.era.clone(),
+        patches: applied,
+        config: plan.config.name.clone(),
+        config_skipped: plan.config.skipped.clone(),
+        cc: plan.compiler.version.clone(),
+        cc_origin: plan.compiler.origin.clone(),
+        make_vars: plan.make_vars.clone(),
+        release,
+        key,
+        image_sha256: sha256_file(&tmp.path().join("bzImage"))?,
+        build_seconds: t0.elapsed().as_secs_f64(),
+    };
+    std::fs::write(tmp.path().join("build.json"), serde_json::to_vec_pretty(&info)?)?;
+    if entry.exists() {
+        std::fs::remove_dir_all(&entry)?;
+    }
+    std::fs::rename(tmp.keep(), &entry).with_context(|| format!("installing {}", entry.display()))?;
+    tracing::info!("built {} ({}) in {:.0}s", recipe.name, info.release, info.build_seconds);
+    load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
+}
+
+/// Everything decided about one build once its tree is at hand.
+pub struct BuildPlan {
+    version: KernelVersion,
+    era: String,
+    /// The make target the fragments are merged onto (tinyconfig).
+    base: String,
+    compiler: Compiler,
+    config: ConfigPlan,
+    /// `NAME=value` arguments for every make call.
+    make_vars: Vec<String>,
+    compat: Vec<(String, String)>,
+    compat_if_applicable: Vec<(String, String)>,
+}
+
+impl BuildPlan {
+    fn new(recipe: &Recipe, src: &Path, eras: &Eras, cache: &Cache) -> Result<BuildPlan> {
+        let version = KernelVersion::of_tree(src)?;
+        let era = eras.for_version(&version)?;
+        let compiler = Compiler::resolve(recipe.cc.as_deref().unwrap_or(&era.cc), eras, cache)?;
+        let config = match &recipe.config {
+            Some(name) => {
+                let f = Fragment::parse(crate::kernel::era::config_text(name)?);
+                ConfigPlan::new(&[(name.as_str(), f)], &crate::kernel::era::kconfig_symbols(src)?)?
+            }
+            None => ConfigPlan::for_tree(era, src)?,
+        };
+        if !config.skipped.is_empty() {
+            tracing::info!(
+                "config {}: skipped, not defined by this {version} tree's Kconfig: {}",
+                config.name,
+                config.skipped.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let mut make_vars = vec![format!("CC={}", compiler.make_cc(&era.cc_flags))];
+        make_vars.extend(era.make.iter().map(|(k, v)| format!("{k}={v}")));
+        let named = |names: &[String]| -> Result<Vec<(String, String)>> {
+            names.iter().map(|n| crate::kernel::era::compat_patch(n).map(|t| (n.clone(), t.to_string()))).collect()
+        };
+        Ok(BuildPlan {
+            version,
+            era: era.name.clone(),
+            base: era.base.clone(),
+            compiler,
+            config,
+            make_vars,
+            compat: named(&era.patches)?,
+            compat_if_applicable: named(&era.patches_if_applicable)?,
+        })
+    }
+}
+
+/// The most recently built image of catalog entry `name`, if any.
+fn newest_built(images: &Path, name: &str) -> Result<Option<KernelImage>> {
+    let prefix = format!("{name}-");
+    let is_entry = |e: &std::fs::DirEntry| {
+        let n = e.file_name();
+        let key = n.to_str().and_then(|n| n.strip_prefix(&prefix));
+        key.is_some_and(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    match crate::kernel::cache::newest_entry(images, is_entry) {
+        Some(entry) => load_built(&entry, name),
+        None => Ok(None),
+    }
+}
+
+fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
+    let Ok(text) = std::fs::read_to_string(entry.join("build.json")) else {
+        return Ok(None);
+    };
+    let info: BuildInfo = serde_json::from_str(&text).with_context(|| format!("reading {}/build.json", entry.display()))?;
+    let path = entry.join("bzImage");
+    if sha256_file(&path).ok().as_deref() != Some(info.image_sha256.as_str()) {
+        tracing::warn!("cached build {} is corrupt; building it again", entry.display());
+        std::fs::remove_dir_all(entry)?;
+        return Ok(None);
+    }
+    Ok(Some(KernelImage {
+        name: name.to_string(),
+        sha256: info.image_sha256,
+        origin: Origin::Build {
+            recipe: format!(
+                "{}{}+{} ({})",
+                info.tree,
+                info.patches.iter().map(|p| format!("+{p}")).collect::<String>(),
+                info.config,
+                info.cc
+            ),
+        },
+        path,
+    }))
+}
+
+/// The era's base config (tinyconfig) + the planned fragment +
+/// olddefconfig, then check that the
+/// options the churn and probe need survived (others that did not are
+/// reported). Skipped when fragment and make variables have not changed
+/// since the last configure of this output directory.
+fn configure(src: &Path, out: &Path, plan: &BuildPlan, log: &Path) -> Result<()> {
+    let stamp = out.join(".repro-config");
+    let fragment_text = plan.config.fragment_text();
+    let want = hex(format!("{}\n{fragment_text}\n{}", plan.base, plan.make_vars.join("\n")).as_bytes());
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) && out.join(".config").exists() {
+        return Ok(());
+    }
+    let fragment = out.join("repro.config");
+    std::fs::write(&fragment, &fragment_text)?;
+    make(src, out, &plan.make_vars, &[plan.base.as_str()], log)?;
+    run_logged(
+        Command::new(src.join("scripts/kconfig/merge_config.sh"))
+            .args(["-m", "-O"])
+            .arg(out)
+            .arg(out.join(".config"))
+            .arg(&fragment)
+            .current_dir(src),
+        log,
+        "merge_config.sh",
+    )?;
+    make(src, out, &plan.make_vars, &["olddefconfig"], log)?;
+    let merged = std::fs::read_to_string(out.join(".config"))?;
+    let (required, other) = plan.config.check(&merged);
+    if !other.is_empty() {
+        tracing::warn!(
+            "config {}: olddefconfig dropped {} (unmet dependencies in this {} tree; repro does not need them)",
+            plan.config.name,
+            other.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", "),
+            plan.version
+        );
+    }
+    if !required.is_empty() {
+        return Err(fail(
+            Kind::BuildFailed,
+            format!(
+                "config {}: {} did not survive olddefconfig in this {} tree, and repro's churn and probe need them \
+                 (unmet dependencies in the tree's Kconfig; see {} and adjust vm-images/config/)",
+                plan.config.name,
+                required.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", "),
+                plan.version,
+                out.join(".config").display()
+            ),
+        ));
+    }
+    std::fs::write(&stamp, want)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::patch::patched_files;
+
+    #[test]
+    fn every_catalog_patch_in_vm_images_is_compiled_in() {
+        let on_disk: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vm-images/patches"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for f in &on_disk {
+            assert!(PATCHES.iter().any(|(n, _)| n == f), "vm-images/patches/{f} is not in the table");
+        }
+    }
+
+    #[test]
+    fn patches_name_the_upstream_commit_they_undo_or_emulate() {
+        for (name, text) in PATCHES {
+            assert!(text.contains("d6cffbbe9a7e") || text.contains("f90f3cafe8d5"), "{name} has no header naming a commit");
+            assert!(!patched_files(text).is_empty(), "{name} touches no file");
+        }
+        assert_eq!(patched_files(PATCHES[0].1), ["fs/proc/proc_sysctl.c"]);
+    }
+
+    fn fixture_tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/fs/proc")).unwrap();
+        std::fs::write(d.path().join("src/fs/proc/a.c"), "one\ntwo\nthree\n").unwrap();
+        d
+    }
+
+    const PATCH: &str = "header text\n\n--- a/fs/proc/a.c\n+++ b/fs/proc/a.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n--- /dev/null\n+++ b/fs/proc/new.c\n@@ -0,0 +1 @@\n+new\n";
+
+    #[test]
+    fn patches_apply_and_pristine_restores_the_tree() {
+        let d = fixture_tree();
+        let (src, pristine) = (d.path().join("src"), d.path().join("pristine"));
+        apply_patch(&src, &pristine, "t.patch", PATCH).unwrap();
+        assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\nTWO\nthree\n");
+        assert!(src.join("fs/proc/new.c").exists());
+        restore_pristine(&src, &pristine).unwrap();
+        assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\ntwo\nthree\n");
+        assert!(!src.join("fs/proc/new.c").exists() && !pristine.exists());
+    }
+
+    #[test]
+    fn a_patch_that_no_longer_applies_names_the_patch_and_the_file() {
+        let d = fixture_tree();
+        let src = d.path().join("src");
+        std::fs::write(src.join("fs/proc/a.c"), "one\nchanged upstream\nthree\n").unwrap();
+        let e = format!("{:#}", apply_patch(&src, &d.path().join("pristine"), "t.patch", PATCH).unwrap_err());
+        assert!(e.contains("t.patch no longer applies") && e.contains("fs/proc/a.c"), "{e}");
+    }
+}

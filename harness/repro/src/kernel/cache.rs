@@ -1,0 +1,142 @@
+//! The cache: where kernels, builds, compilers and apt state live, and the
+//! checks every image passes before it is booted.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::error::{fail, Kind};
+use crate::kernel::apt::Distro;
+
+/// A kernel image ready to boot.
+#[derive(Debug, Clone)]
+pub struct KernelImage {
+    /// What the user asked for.
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub origin: Origin,
+}
+
+/// Where an image came from. Its display (`debian:linux-image-…deb`,
+/// `rpm:kernel-…rpm`, `build:…`, `path:…`) is the summary's
+/// `kernel.source`; code decides on the variant, never on that text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A distribution's kernel package fetched with apt.
+    Package { distro: Distro, archive: String },
+    /// A binary RPM downloaded and verified.
+    Rpm { file: String },
+    /// Built by repro: tree, patches, config and compiler.
+    Build { recipe: String },
+    /// A bzImage the user named.
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Package { distro, archive } => write!(f, "{}:{archive}", distro.id()),
+            Origin::Rpm { file } => write!(f, "rpm:{file}"),
+            Origin::Build { recipe } => write!(f, "build:{recipe}"),
+            Origin::Path(p) => write!(f, "path:{}", p.display()),
+        }
+    }
+}
+
+/// repro's cache: fetched kernels and private apt state. Shared between runs
+/// (and CI jobs): entries are written under a lock and renamed into place.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    /// `--cache-dir`, else $REPRO_CACHE_DIR, else $XDG_CACHE_HOME/repro, else ~/.cache/repro.
+    pub fn new(explicit: Option<PathBuf>) -> Cache {
+        let root = explicit
+            .or_else(|| std::env::var_os("REPRO_CACHE_DIR").map(PathBuf::from))
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("repro")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/repro")))
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/repro-cache"));
+        Cache { root }
+    }
+}
+
+/// The most recently modified entry of cache directory `dir` that `keep`
+/// accepts: the image, build or compiler fetched last.
+pub fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| keep(e))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// Refuse anything QEMU's `-kernel` cannot boot as an x86 bzImage.
+pub fn check_bzimage(path: &Path) -> Result<()> {
+    let mut head = [0u8; 0x210];
+    let mut f = File::open(path).map_err(|e| {
+        fail(
+            Kind::ImageInvalid,
+            format!("cannot open kernel image {}: {e}; pass an existing bzImage or a catalog name (see `repro kernels`)", path.display()),
+        )
+    })?;
+    let n = read_up_to(&mut f, &mut head)?;
+    if head[..n].starts_with(b"\x7fELF") {
+        return Err(fail(
+            Kind::ImageInvalid,
+            format!("{} is an ELF file (vmlinux?), not a bzImage: pass arch/x86/boot/bzImage from the build tree", path.display()),
+        ));
+    }
+    if n < 0x206 || &head[0x202..0x206] != b"HdrS" {
+        return Err(fail(
+            Kind::ImageInvalid,
+            format!(
+                "{} is not an x86 bzImage (no \"HdrS\" boot header at 0x202; {n} bytes read): the file is truncated or not a kernel. \
+                 Rebuild it, or for a catalog kernel delete its cache entry and run again",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The sha256 of `bytes`, in hex.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut HashWriter(&mut h))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+impl Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! The kernel catalog (vm-images/catalog.toml), compiled into the binary.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::error::{fail, Kind};
+
+pub const CATALOG_TOML: &str = include_str!("../../../../vm-images/catalog.toml");
+
+/// The catalog's patches, compiled in so the binary works anywhere. The
+/// era compatibility patches are in [`crate::kernel::era::COMPAT_PATCHES`].
+pub const PATCHES: &[(&str, &str)] = &[
+    ("6.1-noprune.patch", include_str!("../../../../vm-images/patches/6.1-noprune.patch")),
+    ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub kernel: Vec<Entry>,
+    /// Source trees that `build` entries compile.
+    #[serde(default)]
+    pub tree: Vec<Tree>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "source")]
+    pub kind: TreeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TreeKind {
+    /// Debian's linux-source-X package: a tarball under /usr/src.
+    DebianSource { suites: Vec<String>, package: String },
+    /// A source tarball by URL (.tar.xz or .tar.gz), e.g. from kernel.org.
+    Tarball { url: String, sha256: Option<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// Expected verdict per scenario name: "regressed" or "clean".
+    #[serde(default)]
+    pub expect: BTreeMap<String, Expect>,
+    /// What is known to go wrong with this kernel here, measured; the report
+    /// shows it beside a run that does not match the expectation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<String>,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Regressed,
+    Clean,
+}
+
+impl Expect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expect::Regressed => "regressed",
+            Expect::Clean => "clean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// A Debian binary kernel package.
+    Debian { suites: Vec<String>, package: String },
+    /// An Ubuntu binary kernel package, fetched the same way from the
+    /// machine's Ubuntu mirror (GitHub's runners have one).
+    Ubuntu { suites: Vec<String>, package: String },
+    /// A binary kernel RPM by URL (CentOS/RHEL): boot/vmlinuz-* is booted.
+    Rpm { url: String, sha256: Option<String> },
+    /// Built from a `[[tree]]` with patches from vm-images/patches/, by the
+    /// rules of the tree's era (vm-images/eras.toml).
+    Build(BuildSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSource {
+    pub tree: String,
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// A config fragment instead of the era's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// A compiler instead of the era's (gcc-10, or a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc: Option<String>,
+}
+
+impl Catalog {
+    /// The catalog compiled in, or the file named by $REPRO_CATALOG (a
+    /// private catalog, or a test's).
+    pub fn builtin() -> Result<Catalog> {
+        match std::env::var_os("REPRO_CATALOG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading REPRO_CATALOG={}", path.to_string_lossy()))?;
+                Catalog::parse(&text).with_context(|| format!("parsing REPRO_CATALOG={}", path.to_string_lossy()))
+            }
+            None => Catalog::parse(CATALOG_TOML).context("parsing the built-in vm-images/catalog.toml"),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog> {
+        let c: Catalog = toml::from_str(text)?;
+        let mut seen = std::collections::HashSet::new();
+        for e in &c.kernel {
+            for n in std::iter::once(&e.name).chain(&e.aliases) {
+                anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
+            }
+            if let Source::Build(b) = &e.source {
+                anyhow::ensure!(
+                    c.tree.iter().any(|t| t.name == b.tree),
+                    "kernel {} builds tree {:?}, which has no [[tree]] entry",
+                    e.name,
+                    b.tree
+                );
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn tree(&self, name: &str) -> Result<&Tree> {
+        self.tree.iter().find(|t| t.name == name).with_context(|| format!("the catalog has no [[tree]] named {name:?}"))
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.kernel.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    pub fn lookup(&self, name: &str) -> Result<&Entry> {
+        self.kernel.iter().find(|e| e.name == name || e.aliases.iter().any(|a| a == name)).ok_or_else(|| {
+            fail(
+                Kind::KernelUnavailable,
+                format!(
+                    "unknown kernel {name:?}: the catalog knows {} (see `repro kernels`); \
+                     to boot any other kernel pass the path of its bzImage, e.g. --kernel arch/x86/boot/bzImage",
+                    self.names().join(", ")
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_resolves_names_and_aliases() {
+        let c = Catalog::builtin().unwrap();
+        assert_eq!(c.lookup("6.1").unwrap().name, "6.1");
+        assert_eq!(c.lookup("bookworm").unwrap().name, "6.1");
+        let Source::Debian { suites, package } = &c.lookup("5.10").unwrap().source else { panic!("5.10 is a Debian package") };
+        assert_eq!(suites[0], "bullseye");
+        assert!(package.starts_with("linux-image-"));
+        let Source::Build(b) = &c.lookup("6.1-noprune").unwrap().source else { panic!("6.1-noprune is built") };
+        assert_eq!(
+            (b.tree.as_str(), b.patches.as_slice(), b.config.as_deref()),
+            ("debian-6.1", &["6.1-noprune.patch".to_string()][..], None)
+        );
+        assert_eq!(c.lookup("6.1-noprune").unwrap().expect["seed"], Expect::Regressed);
+        for e in &c.kernel {
+            assert!(e.expect.contains_key("seed"), "{} has no expectation for seed", e.name);
+        }
+    }
+
+    #[test]
+    fn unknown_kernel_lists_known_ones_and_suggests_a_path() {
+        let c = Catalog::builtin().unwrap();
+        let e = format!("{:#}", c.lookup("2.6.32").unwrap_err());
+        assert!(e.contains("6.1") && e.contains("5.10") && e.contains("bzImage"), "{e}");
+        assert_eq!(crate::error::kind_of(&c.lookup("x").unwrap_err()), Some(Kind::KernelUnavailable));
+    }
+
+    #[test]
+    fn build_entries_must_name_a_known_tree() {
+        let t = "[[kernel]]\nname = \"x\"\ndescription = \"\"\nsource = { kind = \"build\", tree = \"nope\" }\n";
+        assert!(format!("{:#}", Catalog::parse(t).unwrap_err()).contains("no [[tree]] entry"));
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let t = r#"
+[[kernel]]
+name = "a"
+description = ""
+source = { kind = "debian", suites = ["x"], package = "p" }
+[[kernel]]
+name = "b"
+aliases = ["a"]
+description = ""
+source = { kind = "debian", suites = ["x"], package = "p" }
+"#;
+        assert!(Catalog::parse(t).is_err());
+    }
+}

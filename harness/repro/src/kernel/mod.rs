@@ -1,0 +1,16 @@
+//! kernel
+pub mod apt;
+pub mod build;
+pub mod cache;
+pub mod catalog;
+pub mod ci;
+pub mod deb;
+pub mod download;
+pub mod era;
+pub mod make;
+pub mod packaged;
+pub mod patch;
+pub mod rpm;
+pub mod spec;
+pub mod toolchain;
+pub mod tree;

@@ -1,0 +1,119 @@
+//! `--kernel`, decided once: a catalog name, a bzImage on disk, or a source
+//! tree to build. Every command that takes kernels (run, check, exec,
+//! matrix, bisect) parses them into a [`KernelSpec`] and resolves it here to
+//! a [`KernelImage`], whose path goes to QEMU's `-kernel` unchanged.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::kernel::apt::Distro;
+use crate::kernel::build::{self, Recipe};
+use crate::kernel::cache::{check_bzimage, sha256_file, Cache, KernelImage, Origin};
+use crate::kernel::catalog::{Catalog, Source};
+use crate::kernel::packaged;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSpec {
+    /// A catalog entry or alias (`repro kernels`).
+    Catalog(String),
+    /// An x86 bzImage on disk.
+    Image(PathBuf),
+    /// A kernel source tree, built by its era (`--src`).
+    Tree(PathBuf),
+}
+
+impl KernelSpec {
+    /// The one rule for a name-or-path: an argument with a `/` in it, or
+    /// naming something that exists, is a path; anything else is a name.
+    pub fn parse(arg: &OsStr) -> KernelSpec {
+        let path = Path::new(arg);
+        if arg.as_encoded_bytes().contains(&b'/') || path.exists() {
+            KernelSpec::Image(path.to_path_buf())
+        } else {
+            KernelSpec::Catalog(arg.to_string_lossy().into_owned())
+        }
+    }
+
+    /// The kernel's name in summaries and reports: the catalog name, the
+    /// image's path, or `src:DIR`.
+    pub fn label(&self) -> String {
+        match self {
+            KernelSpec::Catalog(n) => n.clone(),
+            KernelSpec::Image(p) => p.display().to_string(),
+            KernelSpec::Tree(d) => format!("src:{}", d.display()),
+        }
+    }
+
+    /// The kernel's part of a run directory's name: a catalog name whole
+    /// ("6.1" has no file stem to speak of), a path by its file name, with
+    /// path-hostile characters replaced.
+    pub fn slug(&self) -> String {
+        match self {
+            KernelSpec::Catalog(n) => slug(n),
+            KernelSpec::Image(p) | KernelSpec::Tree(p) => slug(&p.file_name().unwrap_or(p.as_os_str()).to_string_lossy()),
+        }
+    }
+
+    /// Fetch, build or check the image; `cc` is the compiler for builds.
+    pub fn resolve(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
+        match self {
+            KernelSpec::Image(p) => {
+                check_bzimage(p)?;
+                let path = p.canonicalize().with_context(|| format!("resolving {}", p.display()))?;
+                Ok(KernelImage { name: self.label(), sha256: sha256_file(&path)?, origin: Origin::Path(path.clone()), path })
+            }
+            KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc), cache),
+            KernelSpec::Catalog(name) => {
+                let entry = catalog.lookup(name)?;
+                match &entry.source {
+                    Source::Debian { suites, package } => packaged::fetch_apt(Distro::Debian, &entry.name, suites, package, cache),
+                    Source::Ubuntu { suites, package } => packaged::fetch_apt(Distro::Ubuntu, &entry.name, suites, package, cache),
+                    Source::Rpm { url, sha256 } => packaged::fetch_rpm(&entry.name, url, sha256.as_deref(), cache),
+                    Source::Build(b) => Recipe::catalog(catalog, &entry.name, b, cc).and_then(|r| build::build(&r, cache)),
+                }
+                .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
+            }
+        }
+    }
+}
+
+impl From<OsString> for KernelSpec {
+    fn from(arg: OsString) -> KernelSpec {
+        KernelSpec::parse(&arg)
+    }
+}
+
+impl fmt::Display for KernelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A file-name-safe form of `s`: what is not alphanumeric, `.`, `-` or `_` becomes `_`.
+pub fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slash_makes_a_path_and_a_bare_word_a_name() {
+        assert_eq!(KernelSpec::parse(OsStr::new("6.1-noprune")), KernelSpec::Catalog("6.1-noprune".into()));
+        assert_eq!(KernelSpec::parse(OsStr::new("./bzImage")), KernelSpec::Image("./bzImage".into()));
+        assert_eq!(KernelSpec::parse(OsStr::new("/nonexistent/bzImage")), KernelSpec::Image("/nonexistent/bzImage".into()));
+    }
+
+    #[test]
+    fn slugs_keep_names_and_shorten_paths() {
+        assert_eq!(KernelSpec::Catalog("6.1".into()).slug(), "6.1");
+        assert_eq!(KernelSpec::Image("/tmp/x/bzImage".into()).slug(), "bzImage");
+        assert_eq!(KernelSpec::Image("/tmp/a b/vmlinuz-4.9.115".into()).slug(), "vmlinuz-4.9.115");
+        assert_eq!(KernelSpec::Tree("/src/linux 3".into()).slug(), "linux_3");
+        assert_eq!(KernelSpec::Tree("/src/linux".into()).label(), "src:/src/linux");
+    }
+}

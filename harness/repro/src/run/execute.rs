@@ -1,0 +1,170 @@
+//! One run, from the command line to a run directory: the job, the guest
+//! (or the host backend), the stream recorded, the summary finished.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use repro_proto::{AgentMode, Backend, Job, Summary, FORMAT_VERSION};
+
+use crate::cli::args::RunArgs;
+use crate::error::{fail, Kind};
+use crate::guest::boot::{self, agent_path};
+use crate::guest::session::{self, StartFailure, StreamLimits};
+use crate::kernel::cache::Cache;
+use crate::kernel::catalog::Catalog;
+use crate::kernel::packaged;
+use crate::run::progress::Progress;
+use crate::run::record::Recorder;
+use crate::run::summary::{new_summary, print_report, run_dir, run_error};
+
+/// A run that got as far as a run directory: its summary on disk, and the
+/// error that ended it early, if any.
+pub struct Finished {
+    pub summary: Summary,
+    pub dir: PathBuf,
+    pub error: Option<anyhow::Error>,
+}
+
+/// Set up, run and record; errors before the run directory exists are Err.
+pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
+    if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
+        return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
+    }
+    let mut scenario = crate::run::scenario::load(&args.scenario)?;
+    if let Some(n) = args.probe_samples {
+        scenario.probe.samples = n.max(1);
+        scenario.probe.min_samples = scenario.probe.min_samples.min(scenario.probe.samples);
+    }
+    let window = args.window();
+    let job = Job {
+        format_version: FORMAT_VERSION,
+        mode: match args.backend {
+            Backend::Qemu => AgentMode::Guest,
+            Backend::Host => AgentMode::Host,
+        },
+        scenario: scenario.clone(),
+        iterations: args.iterations,
+        workers: args.workers,
+        window,
+        progress_interval_ms: 1000,
+        exec: None,
+        load_modules: Vec::new(),
+        count_chain: args.chain_walk,
+    };
+    let agent = agent_path()?;
+
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let summary = new_summary(&date, &args.vm.kernel_spec().label(), scenario, args.iterations, args.workers, window);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match args.backend {
+        Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
+        Backend::Qemu => run_qemu(args, quiet, summary, job, &agent, &date, &rt),
+    }
+}
+
+fn run_qemu(
+    args: &RunArgs,
+    quiet: bool,
+    mut summary: Summary,
+    mut job: Job,
+    agent: &Path,
+    date: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Finished> {
+    let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
+    // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
+    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &Cache::new(args.vm.cache_dir.clone()))?;
+    let mut extra = Vec::new();
+    if !modules.is_empty() {
+        extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });
+    }
+    for (name, data) in modules {
+        job.load_modules.push(format!("/repro/modules/{name}.ko"));
+        extra.push(crate::guest::initramfs::Entry::File { path: format!("repro/modules/{name}.ko"), mode: 0o644, data });
+    }
+    let run_dir = run_dir(args, date)?;
+    let mut rec = Recorder::create(&run_dir, summary)?;
+    tracing::info!("run directory {}", run_dir.display());
+    // The socket path must stay short (108 bytes), so it lives in /tmp.
+    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let initrd = boot::write_initramfs(work.path(), agent, &job, extra)?;
+
+    let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
+    let outcome: Result<()> = rt.block_on(async {
+        let mut started = boot::boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress).await?;
+        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
+        if r.is_ok() {
+            // The agent powers the guest off after Done.
+            if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
+                tracing::warn!("the guest did not power off within 30s; QEMU was killed");
+            }
+        }
+        r
+    });
+    progress.finish();
+    finish(&mut rec, outcome, args.json)
+}
+
+fn run_host(
+    args: &RunArgs,
+    quiet: bool,
+    mut summary: Summary,
+    job: Job,
+    agent: &Path,
+    date: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Finished> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(fail(
+            Kind::Permission,
+            "--backend host needs root: unshare(CLONE_NEWNET) requires CAP_SYS_ADMIN. Run it with sudo, or use the default QEMU backend",
+        ));
+    }
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    tracing::warn!(
+        "--backend host churns {} network namespaces on this machine's running kernel ({release}); \
+         on a kernel before 4.11 their dentries stay cached until memory pressure or `echo 2 > /proc/sys/vm/drop_caches`",
+        args.iterations
+    );
+    summary.backend = Backend::Host;
+    summary.kernel.source = "host".into();
+    let run_dir = run_dir(args, date)?;
+    let job_path = run_dir.join("job.json");
+    let mut rec = Recorder::create(&run_dir, summary)?;
+    std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
+    tracing::info!("run directory {}", run_dir.display());
+    let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
+    let outcome: Result<()> = rt.block_on(async {
+        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {
+            Ok(s) => s,
+            Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
+            Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
+        };
+        rec.record(&started.hello)?;
+        boot::log_hello(&started.hello, "host", &progress);
+        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
+        started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+        r
+    });
+    progress.finish();
+    finish(&mut rec, outcome, args.json)
+}
+
+/// Record how the run ended, print the result, and pick the exit code.
+fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finished> {
+    let saved = rec.finish(outcome.as_ref().err().map(run_error));
+    let s = &rec.summary;
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    }
+    print_report(s, &rec.dir, json);
+    // A summary that could not be saved is the error to report (disk full).
+    let error = match saved {
+        Err(e) => Some(e),
+        Ok(()) => outcome.err(),
+    };
+    Ok(Finished { summary: rec.summary.clone(), dir: rec.dir.clone(), error })
+}

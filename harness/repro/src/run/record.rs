@@ -1,0 +1,122 @@
+//! The run directory: samples appended as they arrive, and summary.json
+//! rewritten atomically after every window so that whatever stops the run
+//! (panic, hang, Ctrl-C, full disk, SIGKILL) leaves the recorded windows on
+//! disk with `complete: false`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use repro_proto::{Message, Residual, RunError, Summary};
+
+pub const SUMMARY: &str = "summary.json";
+pub const SAMPLES: &str = "samples.jsonl";
+pub const CONSOLE: &str = "console.log";
+
+pub struct Recorder {
+    pub dir: PathBuf,
+    samples: BufWriter<File>,
+    pub summary: Summary,
+    started: std::time::Instant,
+    done: bool,
+    /// The exit code of `repro exec`'s command.
+    pub exec_exit: Option<i32>,
+}
+
+impl Recorder {
+    pub fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            crate::error::fail(
+                crate::error::Kind::Usage,
+                format!("cannot create the run directory {} ({e}): choose another --out", dir.display()),
+            )
+        })?;
+        let path = dir.join(SAMPLES);
+        let samples = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut r = Recorder {
+            dir: dir.to_path_buf(),
+            samples: BufWriter::new(samples),
+            summary,
+            started: std::time::Instant::now(),
+            done: false,
+            exec_exit: None,
+        };
+        r.write_summary()?;
+        Ok(r)
+    }
+
+    /// Record one message from the agent. Progress heartbeats are not kept.
+    pub fn record(&mut self, msg: &Message) -> Result<()> {
+        if !matches!(msg, Message::Progress { .. }) {
+            serde_json::to_writer(&mut self.samples, msg)?;
+            self.samples.write_all(b"\n")?;
+            self.samples.flush().with_context(|| format!("writing {}", self.dir.join(SAMPLES).display()))?;
+        }
+        let s = &mut self.summary;
+        match msg {
+            Message::Hello { release, cpus, .. } => {
+                s.kernel.release = Some(release.clone());
+                s.guest_cpus = s.guest_cpus.or(Some(*cpus));
+            }
+            Message::Started { baseline, chain_counter } => {
+                s.baseline = Some(*baseline);
+                s.chain_counter = chain_counter.clone();
+            }
+            Message::Progress { iteration, .. } => s.iterations_done = *iteration,
+            Message::Window(w) => {
+                s.iterations_done = w.iteration;
+                s.windows.push(w.clone());
+                self.write_summary()?;
+            }
+            Message::Settled(st) => {
+                s.residual = s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration));
+                s.settled = Some(st.clone());
+                self.write_summary()?;
+            }
+            Message::Done { iterations_done, .. } => {
+                s.iterations_done = *iterations_done;
+                self.done = true;
+            }
+            Message::Exited { code } => self.exec_exit = Some(*code),
+            Message::Error { .. } | Message::Output { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Close the run: complete only if the agent said Done and nothing failed.
+    pub fn finish(&mut self, error: Option<RunError>) -> Result<()> {
+        self.summary.complete = self.done && error.is_none();
+        self.summary.error = error;
+        self.write_summary()
+    }
+
+    pub fn write_summary(&mut self) -> Result<()> {
+        self.summary.duration_s = self.started.elapsed().as_secs_f64();
+        write_json_atomic(&self.dir.join(SUMMARY), &self.summary)
+    }
+}
+
+/// Write `value` as pretty JSON to `path` so that a reader (or a crash, or
+/// a full disk) only ever sees the old file or the new one: a temporary
+/// file beside it, synced, renamed over it, and the directory synced so the
+/// rename itself survives a power cut. Every JSON file of a run directory
+/// (summary.json, verdict.json) is written through here.
+pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = BufWriter::new(File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut f, value)?;
+        f.write_all(b"\n")?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        // A full disk must not also lose the previous, complete file.
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::from(e).context(format!("writing {}", path.display()))
+    })
+}

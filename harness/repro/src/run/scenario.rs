@@ -1,0 +1,349 @@
+//! Scenario files (TOML, in scenarios/): parsing, validation with file:line
+//! errors, and the built-in set compiled into the binary.
+
+use std::path::Path;
+
+use anyhow::Result;
+use repro_proto::{ProbePath, ProbeSettings, Scenario, SettleSettings};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{fail, Kind};
+
+/// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("seed", include_str!("../../../../scenarios/seed.toml")),
+    ("sysctl-all", include_str!("../../../../scenarios/sysctl-all.toml")),
+    ("held-fd", include_str!("../../../../scenarios/held-fd.toml")),
+    ("drop-caches", include_str!("../../../../scenarios/drop-caches.toml")),
+    ("veth", include_str!("../../../../scenarios/veth.toml")),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    churn: RawChurn,
+    probe: RawProbe,
+    settle: RawSettle,
+    #[serde(default)]
+    verdict: Option<Spanned<RawVerdict>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerdict {
+    residual_regressed: f64,
+    residual_clean: f64,
+    min_iterations: u64,
+    min_windows: u32,
+    #[serde(default)]
+    settled_ratio_clean: Option<f64>,
+    #[serde(default)]
+    basis: Option<repro_proto::VerdictBasis>,
+    #[serde(default)]
+    settled_ratio_regressed: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChurn {
+    touch: Spanned<Vec<Spanned<String>>>,
+    /// A directory under /proc/sys read whole in each namespace.
+    #[serde(default)]
+    read_all: Option<Spanned<String>>,
+    #[serde(default)]
+    hold: Option<RawHold>,
+    #[serde(default)]
+    drop_caches_every: Option<Spanned<u64>>,
+    #[serde(default)]
+    veth: bool,
+    #[serde(default)]
+    modules: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHold {
+    paths: Spanned<Vec<Spanned<String>>>,
+    /// "never", or a duration.
+    release_after: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    samples: Spanned<u32>,
+    budget: Spanned<String>,
+    min_samples: Spanned<u32>,
+    paths: Spanned<Vec<RawProbePath>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbePath {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    control: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettle {
+    poll: Spanned<String>,
+    stable_polls: u32,
+    max: Spanned<String>,
+    baseline_tolerance: Spanned<f64>,
+}
+
+/// Resolve `--scenario`: a built-in name, or a path to a TOML file.
+pub fn load(arg: &str) -> Result<Scenario> {
+    if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == arg) {
+        return parse(&format!("scenarios/{arg}.toml (built in)"), text);
+    }
+    let looks_like_path = arg.contains('/') || arg.ends_with(".toml") || Path::new(arg).exists();
+    if !looks_like_path {
+        let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        return Err(fail(
+            Kind::ScenarioInvalid,
+            format!(
+                "unknown scenario {arg:?}: built-in scenarios are {}; or pass the path of a scenario file (see scenarios/seed.toml for the format)",
+                names.join(", ")
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(arg).map_err(|e| fail(Kind::ScenarioInvalid, format!("cannot read scenario file {arg}: {e}")))?;
+    parse(arg, &text)
+}
+
+/// Parse and validate one scenario file; errors name `origin:line:column`.
+pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        let (line, col) = line_col(text, span.start);
+        fail(Kind::ScenarioInvalid, format!("{origin}:{line}:{col}: {msg}"))
+    };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_string();
+        match e.span() {
+            Some(span) => at(span, msg),
+            None => fail(Kind::ScenarioInvalid, format!("{origin}: {msg}")),
+        }
+    })?;
+
+    if raw.name.get_ref().trim().is_empty() {
+        return Err(at(raw.name.span(), "name must not be empty".into()));
+    }
+    if raw.churn.touch.get_ref().is_empty() {
+        return Err(at(raw.churn.touch.span(), "churn.touch needs at least one path".into()));
+    }
+    let sysctl_path = |p: &Spanned<String>| -> Result<String> { sysctl_path(p.get_ref()).map_err(|m| at(p.span(), m)) };
+    let duration_ms = |d: &Spanned<String>| -> Result<u64> {
+        humantime::parse_duration(d.get_ref())
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
+    };
+    let touch = raw.churn.touch.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?;
+    // "." is all of /proc/sys, as `sysctl -a` reads it.
+    let read_all = match &raw.churn.read_all {
+        Some(d) if d.get_ref() == "." => Some("/proc/sys".to_string()),
+        d => d.as_ref().map(sysctl_path).transpose()?,
+    };
+    let hold = match &raw.churn.hold {
+        None => None,
+        Some(h) => {
+            if h.paths.get_ref().is_empty() {
+                return Err(at(h.paths.span(), "churn.hold.paths needs at least one directory".into()));
+            }
+            let release_after_ms = if h.release_after.get_ref().trim() == "never" { None } else { Some(duration_ms(&h.release_after)?) };
+            Some(repro_proto::Hold { paths: h.paths.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?, release_after_ms })
+        }
+    };
+    let drop_caches_every = match &raw.churn.drop_caches_every {
+        Some(k) if *k.get_ref() == 0 => return Err(at(k.span(), "churn.drop_caches_every must be at least 1".into())),
+        k => k.as_ref().map(|k| *k.get_ref()),
+    };
+
+    if raw.probe.paths.get_ref().is_empty() {
+        return Err(at(raw.probe.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
+    }
+    let mut probes = Vec::new();
+    for p in raw.probe.paths.get_ref() {
+        let name = p.name.get_ref().trim().to_string();
+        if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
+            return Err(at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
+        }
+        probes.push(ProbePath { name, path: sysctl_path(&p.path)?, control: p.control });
+    }
+    let samples = *raw.probe.samples.get_ref();
+    if samples == 0 {
+        return Err(at(raw.probe.samples.span(), "probe.samples must be at least 1".into()));
+    }
+    let min_samples = *raw.probe.min_samples.get_ref();
+    if min_samples == 0 || min_samples > samples {
+        return Err(at(raw.probe.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
+    }
+    let verdict = match &raw.verdict {
+        None => repro_proto::VerdictSettings::default(),
+        Some(v) => {
+            let r = v.get_ref();
+            if r.residual_clean >= r.residual_regressed || r.residual_clean.is_nan() || r.residual_clean < 0.0 {
+                return Err(at(
+                    v.span(),
+                    format!("verdict.residual_clean ({}) must be below residual_regressed ({})", r.residual_clean, r.residual_regressed),
+                ));
+            }
+            repro_proto::VerdictSettings {
+                residual_regressed: r.residual_regressed,
+                residual_clean: r.residual_clean,
+                min_iterations: r.min_iterations,
+                min_windows: r.min_windows.max(1),
+                settled_ratio_clean: match r.settled_ratio_clean {
+                    Some(x) if x.is_nan() || x < 1.0 => {
+                        return Err(at(v.span(), format!("verdict.settled_ratio_clean ({x}) must be at least 1")))
+                    }
+                    Some(x) => x,
+                    None => repro_proto::VerdictSettings::default().settled_ratio_clean,
+                },
+                basis: r.basis.unwrap_or_default(),
+                settled_ratio_regressed: r
+                    .settled_ratio_regressed
+                    .unwrap_or(repro_proto::VerdictSettings::default().settled_ratio_regressed),
+            }
+        }
+    };
+    Ok(Scenario {
+        name: raw.name.into_inner(),
+        description: raw.description,
+        touch,
+        read_all,
+        hold,
+        drop_caches_every,
+        veth: raw.churn.veth,
+        modules: raw.churn.modules.clone(),
+        probes,
+        probe: ProbeSettings { samples, budget_ms: duration_ms(&raw.probe.budget)?, min_samples },
+        settle: SettleSettings {
+            poll_ms: duration_ms(&raw.settle.poll)?.max(10),
+            stable_polls: raw.settle.stable_polls,
+            max_ms: duration_ms(&raw.settle.max)?,
+            baseline_tolerance: {
+                let t = *raw.settle.baseline_tolerance.get_ref();
+                if !(0.0..=100.0).contains(&t) {
+                    return Err(at(
+                        raw.settle.baseline_tolerance.span(),
+                        format!("settle.baseline_tolerance must be between 0 and 100, got {t}"),
+                    ));
+                }
+                t
+            },
+        },
+        verdict,
+    })
+}
+
+/// A path relative to /proc/sys, made absolute.
+fn sysctl_path(rel: &str) -> Result<String, String> {
+    if rel.starts_with('/') {
+        return Err(format!("{rel:?}: paths are relative to /proc/sys (write \"net/core/somaxconn\")"));
+    }
+    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!("{rel:?} is not a plain path below /proc/sys"));
+    }
+    Ok(format!("/proc/sys/{rel}"))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_scenario_parses_with_its_options() {
+        let all: Vec<Scenario> = BUILTIN.iter().map(|(n, _)| load(n).unwrap()).collect();
+        assert!(all.iter().all(|s| BUILTIN.iter().any(|(n, _)| *n == s.name)), "a file's name differs from its built-in name");
+        let by = |n: &str| all.iter().find(|s| s.name == n).unwrap();
+        assert_eq!(by("sysctl-all").read_all.as_deref(), Some("/proc/sys"));
+        let hold = by("held-fd").hold.clone().unwrap();
+        assert_eq!((hold.paths, hold.release_after_ms), (vec!["/proc/sys/net/ipv6/conf/all".to_string()], None));
+        assert_eq!(by("held-fd").verdict.basis, repro_proto::VerdictBasis::SettledRatio);
+        assert_eq!(by("drop-caches").drop_caches_every, Some(500));
+    }
+
+    #[test]
+    fn hold_and_drop_caches_are_validated() {
+        let held = include_str!("../../../../scenarios/held-fd.toml");
+        let e = format!("{:#}", parse("h.toml", &held.replace("release_after = \"never\"", "release_after = \"soon\"")).unwrap_err());
+        assert!(e.starts_with("h.toml:") && e.contains("bad duration"), "{e}");
+        let ok = parse("h.toml", &held.replace("release_after = \"never\"", "release_after = \"3s\"")).unwrap();
+        assert_eq!(ok.hold.unwrap().release_after_ms, Some(3000));
+        let drop = include_str!("../../../../scenarios/drop-caches.toml");
+        let e = format!("{:#}", parse("d.toml", &drop.replace("drop_caches_every = 500", "drop_caches_every = 0")).unwrap_err());
+        assert!(e.contains("drop_caches_every must be at least 1"), "{e}");
+    }
+
+    fn seed_text() -> &'static str {
+        BUILTIN[0].1
+    }
+
+    #[test]
+    fn seed_scenario_parses_to_absolute_paths() {
+        let s = load("seed").unwrap();
+        assert_eq!(s.name, "seed");
+        assert_eq!(s.touch, ["/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/core/somaxconn"]);
+        assert_eq!(s.probes[0].path, "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms");
+        assert!(!s.probes[0].control && s.probes[1].control);
+        assert_eq!(s.probe.budget_ms, 2000);
+        assert_eq!(s.settle.max_ms, 120_000);
+        assert_eq!(s.settle.baseline_tolerance, 0.1);
+        assert_eq!((s.verdict.residual_regressed, s.verdict.residual_clean), (1.0, 0.5));
+    }
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", parse("x.toml", text).unwrap_err())
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let broken = seed_text().replace("samples = 100", "samples = = 100");
+        let line = seed_text().lines().position(|l| l.starts_with("samples = 100")).unwrap() + 1;
+        let e = err_of(&broken);
+        assert!(e.starts_with(&format!("x.toml:{line}:")), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let e = err_of(&seed_text().replace("[settle]", "[settle]\nbogus = 1"));
+        assert!(e.contains("bogus") && e.starts_with("x.toml:"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_absolute_paths_are_located() {
+        let e = err_of(&seed_text().replace("budget = \"2s\"", "budget = \"2 parsecs\""));
+        assert!(e.contains("bad duration") && e.starts_with("x.toml:"), "{e}");
+        let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"/proc/sys/net/core/somaxconn\""));
+        assert!(e.contains("relative to /proc/sys"), "{e}");
+        let e = err_of(&seed_text().replace("\"net/core/somaxconn\"", "\"net/../../etc/passwd\""));
+        assert!(e.contains("not a plain path"), "{e}");
+    }
+
+    #[test]
+    fn verdict_thresholds_must_be_ordered() {
+        let e = err_of(&seed_text().replace("residual_clean = 0.5", "residual_clean = 2.0"));
+        assert!(e.contains("must be below residual_regressed") && e.starts_with("x.toml:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_scenario_names_list_the_builtins() {
+        let e = format!("{:#}", load("nope").unwrap_err());
+        assert!(e.contains("seed"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! Text the host shows a person: lines from outside made printable, tails
+//! of logs, and command lines quoted so they can be pasted into a shell.
+//! Every module that shows such text uses these, so each rule exists once.
+
+use std::ffi::OsStr;
+
+/// Guest or tool output made safe for a terminal: control characters
+/// (escape sequences included) become U+FFFD; tabs stay.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The first line of `s` (all of it when it has none).
+pub fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// One word as a POSIX shell reads it back: bare when it holds only
+/// characters no shell treats specially, else in single quotes.
+pub fn shell_quote(word: &OsStr) -> String {
+    let w = word.to_string_lossy();
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c)) {
+        w.into_owned()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// A command line for logs and provenance, pasteable into a shell.
+pub fn shell_words<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    args.into_iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_quotes_only_what_needs_it() {
+        let a = ["-append", "console=ttyS0 panic=-1", "it's", "", "a,b=c@d"];
+        assert_eq!(shell_words(a), r"-append 'console=ttyS0 panic=-1' 'it'\''s' '' a,b=c@d");
+    }
+
+    #[test]
+    fn escape_sequences_are_not_passed_to_the_terminal() {
+        assert_eq!(printable("ok\x1b[2J\tdone\r"), "ok\u{fffd}[2J\tdone\u{fffd}");
+    }
+
+    #[test]
+    fn tails_and_first_lines() {
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(first_line("x\ny"), "x");
+        assert_eq!(first_line(""), "");
+    }
+}

@@ -1,0 +1,147 @@
+//! The shape of the code, as ARCHITECTURE.md draws it: no module of the
+//! host crate depends on itself through others, and no source file grows
+//! past what one sitting can read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Longest a source file may grow (ARCHITECTURE.md's rules of the house).
+const MAX_LINES: usize = 600;
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `kernel/build.rs` -> `kernel::build`, `kernel/mod.rs` -> `kernel`, `lib.rs` -> ``.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The modules a file's non-test code names through `crate::`.
+fn references(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let mut paths = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(list) = rest.strip_prefix('{') {
+            // `use crate::{a::X, b};`
+            let end = list.find('}').unwrap_or(list.len());
+            paths.extend(list[..end].split(',').map(|s| s.trim().to_string()));
+        } else {
+            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len());
+            paths.push(rest[..end].to_string());
+        }
+    }
+    paths
+        .iter()
+        .filter_map(|p| {
+            // The longest prefix of the path that is a module.
+            let segs: Vec<&str> = p.split("::").filter(|s| !s.is_empty()).collect();
+            (1..=segs.len()).rev().map(|n| segs[..n].join("::")).find(|m| modules.contains(m))
+        })
+        .collect()
+}
+
+/// Each module and the modules it uses.
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+fn graph() -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(&src, f)).collect();
+    let mut g = BTreeMap::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let m = module_of(&src, f);
+        let mut refs = references(&text, &modules);
+        refs.remove(&m);
+        g.insert(m, refs);
+    }
+    g
+}
+
+/// A cycle through `g`, if there is one, as the modules along it.
+fn find_cycle(g: &Graph) -> Option<Vec<String>> {
+    fn visit(m: &str, g: &BTreeMap<String, BTreeSet<String>>, path: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in g.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys().find_map(|m| visit(m, g, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_of_the_host_crate_depends_on_itself() {
+    let g = graph();
+    assert!(g.len() > 30, "the module graph was not read: {g:?}");
+    assert!(g["kernel::spec"].contains("kernel::build"), "references are not being found: {:?}", g["kernel::spec"]);
+    if let Some(cycle) = find_cycle(&g) {
+        panic!("module cycle: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let mut g = BTreeMap::new();
+    g.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+    g.insert("b".to_string(), BTreeSet::from(["c".to_string()]));
+    g.insert("c".to_string(), BTreeSet::from(["a".to_string()]));
+    assert_eq!(find_cycle(&g).unwrap(), ["a", "b", "c", "a"]);
+    g.insert("c".to_string(), BTreeSet::new());
+    assert!(find_cycle(&g).is_none());
+}
+
+#[test]
+fn the_pipeline_never_reaches_up_into_the_commands() {
+    let g = graph();
+    for (m, refs) in &g {
+        if !m.starts_with("cli") {
+            let up: Vec<&String> = refs.iter().filter(|r| r.starts_with("cli") && *r != "cli::args").collect();
+            assert!(up.is_empty(), "{m} depends on {up:?}: only cli::args (the typed command line) may be used below cli/");
+        }
+    }
+}
+
+#[test]
+fn no_source_file_is_longer_than_600_lines() {
+    let mut files = Vec::new();
+    for krate in ["repro", "agent", "proto"] {
+        sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(krate).join("src"), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .map(|f| (f, std::fs::read_to_string(f).unwrap().lines().count()))
+        .filter(|(_, n)| *n > MAX_LINES)
+        .map(|(f, n)| format!("{} ({n} lines)", f.display()))
+        .collect();
+    assert!(long.is_empty(), "split these by what they do: {long:?}");
+}
