@@ -4,7 +4,9 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::error::{fail, Kind};
 
 /// Call `f` with the decompressed data member of the .deb at `deb`:
 /// `data.tar.xz` (Debian), `data.tar.zst` (Ubuntu since 21.10) or an
@@ -25,12 +27,15 @@ fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> R
             }
             "data.tar" => return f(&mut { member }),
             n if n.starts_with("data.tar") => {
-                bail!("{}: member {n} is compressed in a way repro does not read (xz, zstd or none)", deb.display())
+                return Err(fail(
+                    Kind::KernelUnavailable,
+                    format!("{}: member {n} is compressed in a way repro does not read (xz, zstd or none)", deb.display()),
+                ))
             }
             _ => {}
         }
     }
-    bail!("{}: no data.tar member: not a Debian package repro can read", deb.display())
+    Err(fail(Kind::KernelUnavailable, format!("{}: no data.tar member: not a Debian package repro can read", deb.display())))
 }
 
 /// Copy the first `boot/vmlinuz-*` of `deb` to `out`; returns its release.
@@ -45,7 +50,7 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
                 return Ok(release);
             }
         }
-        bail!("{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in the package", deb.display())
+        Err(fail(Kind::KernelUnavailable, format!("{}: no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in the package", deb.display())))
     })
 }
 
@@ -102,7 +107,10 @@ pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
                 return unpack_stripped(inner, dest, EscapingLinks::Refuse);
             }
         }
-        bail!("{}: no usr/src/linux-source-*.tar.xz inside: not a linux-source package", deb.display())
+        Err(fail(
+            Kind::KernelUnavailable,
+            format!("{}: no usr/src/linux-source-*.tar.xz inside: not a linux-source package", deb.display()),
+        ))
     })
 }
 
@@ -137,7 +145,7 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
     let strip = |p: &Path| -> Result<PathBuf> {
         let rel: PathBuf = p.components().skip_while(|c| matches!(c, Component::CurDir)).skip(strip).collect();
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            bail!("refusing to unpack {}: it names a place outside the tree", p.display());
+            return Err(fail(Kind::Unverified, format!("refusing to unpack {}: it names a place outside the tree", p.display())));
         }
         Ok(rel)
     };
@@ -156,14 +164,19 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
             dir.push(c);
             match std::fs::symlink_metadata(&dir) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    bail!(
-                        "refusing to unpack {}: {} is a symbolic link in the archive",
-                        p.display(),
-                        dir.strip_prefix(dest).unwrap_or(&dir).display()
-                    )
+                    return Err(fail(
+                        Kind::Unverified,
+                        format!(
+                            "refusing to unpack {}: {} is a symbolic link in the archive",
+                            p.display(),
+                            dir.strip_prefix(dest).unwrap_or(&dir).display()
+                        ),
+                    ))
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => bail!("refusing to unpack {}: {} is not a directory", p.display(), dir.display()),
+                Ok(_) => {
+                    return Err(fail(Kind::Unverified, format!("refusing to unpack {}: {} is not a directory", p.display(), dir.display())))
+                }
                 Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
             }
         }
@@ -174,7 +187,10 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
                     match links {
                         EscapingLinks::Skip => continue,
                         EscapingLinks::Refuse => {
-                            bail!("refusing to unpack {}: it is a link to {}, outside the tree", p.display(), to.display())
+                            return Err(fail(
+                                Kind::Unverified,
+                                format!("refusing to unpack {}: it is a link to {}, outside the tree", p.display(), to.display()),
+                            ))
                         }
                     }
                 }
@@ -206,7 +222,12 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
                 e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
             }
             EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
-            other => bail!("refusing to unpack {}: a {other:?} entry has no place in a source tree or package", p.display()),
+            other => {
+                return Err(fail(
+                    Kind::Unverified,
+                    format!("refusing to unpack {}: a {other:?} entry has no place in a source tree or package", p.display()),
+                ))
+            }
         }
     }
     Ok(())

@@ -154,7 +154,7 @@ pub fn extract_tarball(archive: &Path, dest: &Path) -> Result<()> {
     } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         Box::new(flate2::read::GzDecoder::new(f))
     } else {
-        anyhow::bail!("{name}: repro unpacks .tar.xz and .tar.gz tarballs");
+        return Err(fail(Kind::KernelUnavailable, format!("{name}: repro unpacks .tar.xz and .tar.gz tarballs")));
     };
     crate::kernel::deb::unpack_stripped(reader, dest, crate::kernel::deb::EscapingLinks::Refuse)
 }

@@ -9,7 +9,9 @@
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+
+use crate::error::{fail, Kind};
 
 const LEAD_LEN: usize = 96;
 const LEAD_MAGIC: [u8; 4] = [0xed, 0xab, 0xee, 0xdb];
@@ -47,13 +49,15 @@ pub fn extract_vmlinuz(path: &Path, out: &mut impl std::io::Write) -> Result<Str
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Box::new(lzma_rust2::XzReader::new(payload, true)),
         [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(payload)),
         [b'0', b'7', b'0', b'7', b'0', b'1', ..] => Box::new(payload),
-        _ => bail!("{}: payload compression not supported (xz, gzip or none)", path.display()),
+        _ => {
+            return Err(fail(Kind::KernelUnavailable, format!("{}: payload compression not supported (xz, gzip or none)", path.display())))
+        }
     };
     let mut rest: Box<dyn Read + '_> = Box::new(BufReader::new(reader));
     loop {
         let mut entry = cpio::NewcReader::new(rest).with_context(|| format!("{}: reading the cpio payload", path.display()))?;
         if entry.entry().is_trailer() {
-            bail!("{}: no boot/vmlinuz-* in the package", path.display());
+            return Err(fail(Kind::KernelUnavailable, format!("{}: no boot/vmlinuz-* in the package", path.display())));
         }
         let name = entry.entry().name().to_string();
         let file = name.rsplit('/').next().unwrap_or("").to_string();

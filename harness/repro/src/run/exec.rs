@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use repro_proto::{AgentMode, Job, FORMAT_VERSION};
 
 use crate::cli::args::ExecArgs;
+use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
 use crate::guest::session::{self, StreamLimits};
 use crate::run::progress::Progress;
@@ -23,7 +24,9 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned())))
             }
         };
-        let data = std::fs::read(&host).with_context(|| format!("reading --include {host}"))?;
+        let data = std::fs::read(&host).map_err(|e| {
+            fail(Kind::Usage, format!("cannot read --include {host} ({e}): name a static executable or file on this machine"))
+        })?;
         extra.push(crate::guest::initramfs::Entry::File { path: guest, mode: 0o755, data });
     }
     let scenario = repro_proto::Scenario {

@@ -102,6 +102,8 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["run", "--kernel", img, "--accel", "tcg", "-n", "10", "--out", "/proc/repro-run"],
         vec!["kernels", "--matrix", "--kernel", "6.1", "--scenarios", "drop-caches"],
         vec!["run", "--frobnicate"],
+        vec!["run", "--backend", "vm"],
+        vec!["exec", "--kernel", img, "--include", "/nonexistent/churn-ref", "--", "/bin/churn-ref"],
     ] {
         let o = repro().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(exit_codes::USAGE), "repro {}: {}", args.join(" "), stderr_of(&o));
