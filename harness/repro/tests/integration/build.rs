@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
+use repro_proto::{Summary, Window};
 
 use crate::helpers::*;
 
-fn p50(w: &Value, probe: &str) -> f64 {
-    w["probes"].as_array().unwrap().iter().find(|p| p["name"] == probe).unwrap()["p50_us"].as_f64().unwrap()
+fn p50(w: &Window, probe: &str) -> f64 {
+    w.probes.iter().find(|p| p.name == probe).unwrap().p50_us
 }
 
 /// Median p50 of the first and of the last three windows: single windows
 /// under TCG on a busy host are noisy.
-fn first_last(s: &Value, probe: &str) -> (f64, f64) {
-    let w = s["windows"].as_array().unwrap();
-    let med = |ws: &[Value]| {
+fn first_last(s: &Summary, probe: &str) -> (f64, f64) {
+    let w = &s.windows;
+    let med = |ws: &[Window]| {
         let mut v: Vec<f64> = ws.iter().map(|w| p50(w, probe)).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -29,9 +29,8 @@ fn first_last(s: &Value, probe: &str) -> (f64, f64) {
 }
 
 /// Theil-Sen slope of the probe's p50, us per 1,000 iterations.
-fn slope(s: &Value, probe: &str) -> f64 {
-    let pts: Vec<(f64, f64)> =
-        s["windows"].as_array().unwrap().iter().map(|w| (w["iteration"].as_f64().unwrap() / 1000.0, p50(w, probe))).collect();
+fn slope(s: &Summary, probe: &str) -> f64 {
+    let pts: Vec<(f64, f64)> = s.windows.iter().map(|w| (w.iteration as f64 / 1000.0, p50(w, probe))).collect();
     repro::judge::verdict::theil_sen(&pts).unwrap()
 }
 
@@ -41,22 +40,21 @@ fn slope(s: &Value, probe: &str) -> f64 {
 /// busy the host, has no growing chain: it is flat.
 const FLAT_US_PER_1K: f64 = 100.0;
 
-fn run_variant(kernel: &str, n: &str) -> Value {
+fn run_variant(kernel: &str, n: &str) -> Summary {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
     let o = repro().args(["run", "-q", "--accel", "tcg", "--kernel", kernel, "-n", n, "--out"]).arg(&out).output().unwrap();
     assert!(o.status.success(), "repro run --kernel {kernel} failed:\n{}", stderr_of(&o));
     let s = read_summary(&out);
-    assert_schema_valid(&s);
-    assert_eq!(s["complete"], true);
-    assert!(s["kernel"]["source"].as_str().unwrap().starts_with("build:debian:linux-source-6.1="), "{}", s["kernel"]);
+    assert!(s.complete);
+    assert!(s.kernel.source.starts_with("build:debian:linux-source-6.1="), "{:?}", s.kernel);
     s
 }
 
 #[test]
 fn noprune_variant_keeps_stale_dentries_and_slows_ipv6_lookups() {
     let s = run_variant("6.1-noprune", "1000");
-    let residual = s["residual"]["per_iteration"].as_f64().unwrap();
+    let residual = s.residual.as_ref().unwrap().per_iteration;
     assert!(residual >= 5.0, "residual {residual} per iteration: the stale dentries were not kept");
     let (first, last) = first_last(&s, "ipv6");
     assert!(last >= 5.0 * first, "ipv6 p50 {first} -> {last}");
@@ -71,7 +69,7 @@ fn noprune_variant_keeps_stale_dentries_and_slows_ipv6_lookups() {
 #[test]
 fn stock_source_build_is_clean_and_ipv4_stays_flat() {
     let s = run_variant("6.1-src", "1000");
-    let residual = s["residual"]["per_iteration"].as_f64().unwrap();
+    let residual = s.residual.as_ref().unwrap().per_iteration;
     assert!(residual.abs() < 0.5, "residual {residual} per iteration on the unpatched tree");
     assert!(slope(&s, "ipv4") < FLAT_US_PER_1K, "ipv4 slope {} us per 1k", slope(&s, "ipv4"));
 }
@@ -92,7 +90,7 @@ fn second_build_of_a_variant_reuses_the_cached_image() {
     assert_eq!(first.stdout, second.stdout, "same image, same hash");
     assert!(stderr_of(&second).contains("using the cached build"), "{}", stderr_of(&second));
     assert_eq!(std::fs::metadata(&info).unwrap().modified().unwrap(), mtime, "build.json was rewritten");
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
     assert_eq!(info["patches"], serde_json::json!(["6.1-noprune.patch"]));
     assert!(info["release"].as_str().unwrap().starts_with("6.1."));
 }

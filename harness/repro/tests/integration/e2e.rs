@@ -2,37 +2,33 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use repro_proto::{Accel, Backend, Summary};
 
 use crate::helpers::*;
 
 /// What every complete run must show, whatever the kernel.
-fn assert_complete_curve(s: &Value, min_windows: usize) {
-    assert_schema_valid(s);
-    assert_eq!(s["complete"], true, "{:#}", s["error"]);
-    assert_eq!(s["iterations_done"], s["iterations_requested"]);
-    let windows = s["windows"].as_array().unwrap();
-    assert!(windows.len() >= min_windows, "only {} windows", windows.len());
-    for w in windows {
-        assert!(w["nr_dentry"].as_u64().unwrap() > 0, "{w}");
-        assert!(w["churn_rate"].as_f64().unwrap() > 0.0, "{w}");
-        for p in w["probes"].as_array().unwrap() {
-            assert!(p["count"].as_u64().unwrap() >= 5, "{p}");
-            assert!(p["p50_us"].as_f64().unwrap() > 0.0 && p["min_us"].as_f64() <= p["max_us"].as_f64(), "{p}");
+fn assert_complete_curve(s: &Summary, min_windows: usize) {
+    assert!(s.complete, "{:#?}", s.error);
+    assert_eq!(s.iterations_done, s.iterations_requested);
+    assert!(s.windows.len() >= min_windows, "only {} windows", s.windows.len());
+    for w in &s.windows {
+        assert!(w.nr_dentry > 0 && w.churn_rate > 0.0, "{w:?}");
+        for p in &w.probes {
+            assert!(p.count >= 5 && p.p50_us > 0.0 && p.min_us <= p.max_us, "{p:?}");
         }
     }
-    let names: Vec<&str> = windows[0]["probes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = s.windows[0].probes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["ipv6", "ipv4"]);
-    let r = &s["residual"];
-    assert!(r["nr_dentry_before"].as_u64().unwrap() > 0 && r["nr_dentry_after"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(s["settled"]["window"]["iteration"], s["iterations_done"]);
+    let r = s.residual.as_ref().expect("a residual");
+    assert!(r.nr_dentry_before > 0 && r.nr_dentry_after > 0, "{r:?}");
+    assert_eq!(s.settled.as_ref().unwrap().window.iteration, s.iterations_done);
 }
 
-fn run_json(args: &[&str], out: &Path) -> Value {
+fn run_json(args: &[&str], out: &Path) -> Summary {
     let output = repro().args(["run", "--json", "-q"]).args(args).arg("--out").arg(out).output().unwrap();
     assert!(output.status.success(), "repro run {args:?} failed:\n{}", stderr_of(&output));
     // --json prints exactly the summary written to disk.
-    let printed: Value = serde_json::from_slice(&output.stdout).expect("stdout is the summary JSON");
+    let printed: Summary = serde_json::from_slice(&output.stdout).expect("stdout is the summary JSON");
     assert_eq!(printed, read_summary(out));
     printed
 }
@@ -43,18 +39,19 @@ fn debian_6_1_under_tcg_records_a_full_curve() {
     let out = d.path().join("run");
     let s = run_json(&["--kernel", "6.1", "--accel", "tcg", "-n", "300"], &out);
     assert_complete_curve(&s, 10);
-    assert!(s["kernel"]["release"].as_str().unwrap().starts_with("6.1."), "{}", s["kernel"]);
-    assert_eq!(s["kernel"]["image_sha256"].as_str().unwrap().len(), 64);
-    assert!(s["kernel"]["source"].as_str().unwrap().starts_with("debian:linux-image-6.1"));
-    assert_eq!((s["backend"].as_str(), s["accel"].as_str()), (Some("qemu"), Some("tcg")));
-    assert!(s["accel_fallback_reason"].is_null(), "tcg was asked for, nothing fell back");
-    assert!(s["provenance"]["qemu_version"].as_str().unwrap().starts_with("QEMU emulator version"));
+    assert!(s.kernel.release.as_deref().unwrap().starts_with("6.1."), "{:?}", s.kernel);
+    assert_eq!(s.kernel.image_sha256.as_deref().unwrap().len(), 64);
+    assert!(s.kernel.source.starts_with("debian:linux-image-6.1"));
+    assert_eq!((s.backend, s.accel), (Backend::Qemu, Some(Accel::Tcg)));
+    assert!(s.accel_fallback_reason.is_none(), "tcg was asked for, nothing fell back");
+    assert!(s.provenance.qemu_version.as_deref().unwrap().starts_with("QEMU emulator version"));
     // 6.1 has the fix: once cleanup has settled, nothing per namespace remains.
-    let residual = s["residual"]["per_iteration"].as_f64().unwrap();
-    assert!(residual.abs() < 0.5, "fixed kernel left {residual} dentries per iteration: {:#}", s["settled"]["trace"]);
-    assert_eq!(s["settled"]["stable"], true);
+    let settled = s.settled.as_ref().unwrap();
+    let residual = s.residual.as_ref().unwrap().per_iteration;
+    assert!(residual.abs() < 0.5, "fixed kernel left {residual} dentries per iteration: {:?}", settled.trace);
+    assert!(settled.stable);
     // Every window is on disk as a line too, and the guest's console was kept.
-    assert_eq!(sample_lines(&out, "window"), s["windows"].as_array().unwrap().len());
+    assert_eq!(sample_lines(&out, "window"), s.windows.len());
     assert!(std::fs::read_to_string(out.join("console.log")).unwrap().contains("Linux version 6.1"));
 }
 
@@ -63,10 +60,9 @@ fn accel_auto_proves_kvm_or_falls_back_to_tcg_and_says_why() {
     let d = tempfile::tempdir().unwrap();
     let s = run_json(&["--kernel", "6.1", "--accel", "auto", "-n", "40", "--cpus", "1"], &d.path().join("run"));
     assert_complete_curve(&s, 10);
-    match s["accel"].as_str().unwrap() {
-        "kvm" => assert!(s["accel_fallback_reason"].is_null()),
-        "tcg" => assert!(s["accel_fallback_reason"].as_str().is_some_and(|r| !r.is_empty()), "{s:#}"),
-        other => panic!("accel {other}"),
+    match s.accel.unwrap() {
+        Accel::Kvm => assert!(s.accel_fallback_reason.is_none()),
+        Accel::Tcg => assert!(s.accel_fallback_reason.as_deref().is_some_and(|r| !r.is_empty()), "{s:#?}"),
     }
 }
 
@@ -76,8 +72,8 @@ fn kernel_path_boots_any_bzimage() {
     let d = tempfile::tempdir().unwrap();
     let s = run_json(&["--kernel", img.to_str().unwrap(), "--accel", "tcg", "-n", "60", "--cpus", "1"], &d.path().join("run"));
     assert_complete_curve(&s, 10);
-    assert!(s["kernel"]["source"].as_str().unwrap().starts_with("path:"));
-    assert_eq!(s["kernel"]["image"].as_str().unwrap(), img.to_str().unwrap());
+    assert!(s.kernel.source.starts_with("path:"));
+    assert_eq!(s.kernel.image.as_deref().unwrap(), img.to_str().unwrap());
 }
 
 #[test]
@@ -86,10 +82,10 @@ fn host_backend_churns_the_running_kernel() {
     let d = tempfile::tempdir().unwrap();
     let s = run_json(&["--backend", "host", "-n", "200"], &d.path().join("run"));
     assert_complete_curve(&s, 10);
-    assert_eq!(s["backend"], "host");
-    assert!(s["accel"].is_null());
+    assert_eq!(s.backend, Backend::Host);
+    assert!(s.accel.is_none());
     let host_release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
-    assert_eq!(s["kernel"]["release"].as_str().unwrap(), host_release);
+    assert_eq!(s.kernel.release.as_deref().unwrap(), host_release);
 }
 
 #[test]
@@ -97,7 +93,7 @@ fn two_workers_churn_in_parallel() {
     let d = tempfile::tempdir().unwrap();
     let s = run_json(&["--kernel", "6.1", "--accel", "tcg", "-n", "100", "--workers", "2"], &d.path().join("run"));
     assert_complete_curve(&s, 10);
-    assert_eq!(s["workers"], 2);
+    assert_eq!(s.workers, 2);
 }
 
 #[test]

@@ -42,9 +42,12 @@ pub fn debian_6_1() -> &'static Path {
     })
 }
 
-pub fn read_summary(dir: &Path) -> Value {
+/// A run directory's summary.json, checked against the schema and read as
+/// the type the host wrote it from.
+pub fn read_summary(dir: &Path) -> repro_proto::Summary {
     let text = std::fs::read_to_string(dir.join("summary.json")).unwrap_or_else(|e| panic!("no summary.json in {}: {e}", dir.display()));
-    serde_json::from_str(&text).unwrap()
+    assert_schema_valid(&serde_json::from_str(&text).unwrap());
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}/summary.json is not a repro_proto::Summary: {e}", dir.display()))
 }
 
 pub fn assert_schema_valid(v: &Value) {

@@ -131,6 +131,34 @@ fn the_pipeline_never_reaches_up_into_the_commands() {
     }
 }
 
+/// The folders in pipeline order: each may use those before it (and the
+/// shared top-level modules, rank 0), never one after it. `cli::args`, the
+/// typed command line, is the one thing below `cli/` may read.
+fn rank(module: &str) -> usize {
+    match module.split("::").next().unwrap_or_default() {
+        "kernel" => 1,
+        "run" => 2,
+        "guest" => 3,
+        "judge" => 4,
+        "cli" if module == "cli::args" => 0,
+        "cli" => 5,
+        "" => 6,
+        _ => 0,
+    }
+}
+
+#[test]
+fn each_folder_uses_only_the_folders_before_it_in_the_pipeline() {
+    let g = graph();
+    let mut upward = Vec::new();
+    for (m, refs) in &g {
+        for r in refs.iter().filter(|r| rank(r) > rank(m) && m.as_str() != "cli::args") {
+            upward.push(format!("{m} -> {r}"));
+        }
+    }
+    assert!(upward.is_empty(), "uses against the pipeline (kernel < run < guest < judge < cli): {upward:?}");
+}
+
 #[test]
 fn no_source_file_is_longer_than_600_lines() {
     let mut files = Vec::new();

@@ -57,7 +57,7 @@ fn a_job_whose_kvm_proof_fails_fails_with_the_reason() {
     let summary = std::fs::read_to_string(out.join("job-summary.md")).unwrap();
     if o.status.success() {
         // KVM works on this machine: the proof held.
-        assert!(read_summary(&out)["accel"] == "kvm", "{summary}");
+        assert_eq!(read_summary(&out).accel, Some(repro_proto::Accel::Kvm), "{summary}");
         return;
     }
     assert!(summary.contains("--accel kvm") && summary.contains("does NOT match"), "{summary}");
