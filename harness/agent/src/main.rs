@@ -9,6 +9,7 @@
 //! The agent forks a child per iteration, so it stays single-threaded.
 
 mod chain;
+mod plan;
 mod veth;
 mod workload;
 
@@ -19,22 +20,34 @@ use std::os::fd::AsFd;
 use nix::sys::termios;
 use repro_proto::{AgentMode, HostMessage, Job, Message, ACK_TIMEOUT_S, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY};
 
-/// Where messages go: the protocol serial port or stdout.
+/// Where messages go (the protocol serial port, or stdout), and where the
+/// host's answers come from (the same tty, or stdin).
 pub struct Channel {
     out: Box<dyn Write>,
-    /// The protocol tty in a guest: drained and read for the host's ack
-    /// before the machine powers off.
-    tty: Option<File>,
+    input: File,
+    /// A guest: the output is a UART to drain, and the machine may power
+    /// off only after the host's ack.
+    guest: bool,
 }
 
 impl Channel {
     pub fn send(&mut self, msg: &Message) {
         // A failed write cannot be reported anywhere else; the host sees the
         // missing lines and a guest that stopped answering.
-        if let Ok(line) = serde_json::to_string(msg) {
-            let _ = writeln!(self.out, "{line}");
+        if let Some(line) = plan::encode(msg) {
+            let _ = self.out.write_all(line.as_bytes());
             let _ = self.out.flush();
         }
+    }
+
+    /// The host's answer to a [`Message::Round`]: Continue or Stop. With no
+    /// answer within `timeout` the run goes on, as it would without rounds.
+    pub fn answer(&mut self, timeout: std::time::Duration) -> HostMessage {
+        let _ = self.out.flush();
+        wait_for(&self.input, timeout, |m| matches!(m, HostMessage::Continue | HostMessage::Stop)).unwrap_or_else(|e| {
+            eprintln!("repro-agent: going on without the host's answer to a round: {e}");
+            HostMessage::Continue
+        })
     }
 
     /// Block until the host has read everything sent so far (its
@@ -42,19 +55,23 @@ impl Channel {
     /// guest power off: the UART and QEMU still hold the stream's tail.
     fn finish(&mut self) {
         let _ = self.out.flush();
-        let Some(tty) = &self.tty else { return };
+        if !self.guest {
+            // A pipe loses nothing when the agent exits: no ack is needed.
+            return;
+        }
         // Everything written has left the guest's UART.
-        let _ = termios::tcdrain(tty.as_fd());
-        if let Err(e) = wait_for_ack(tty, std::time::Duration::from_secs(ACK_TIMEOUT_S)) {
+        let _ = termios::tcdrain(self.input.as_fd());
+        if let Err(e) = wait_for(&self.input, std::time::Duration::from_secs(ACK_TIMEOUT_S), |m| *m == HostMessage::Ack) {
             // On the console (ttyS0): the host's diagnostics show it.
             eprintln!("repro-agent: powering off without the host's ack: {e}");
         }
     }
 }
 
-/// Read lines from `f` until one is the host's ack, for at most `timeout`.
-/// Anything else on the line (noise from QEMU's chardev) is skipped.
-fn wait_for_ack(f: &File, timeout: std::time::Duration) -> Result<(), String> {
+/// Read lines from `f` until one is a host message `want` accepts, for at
+/// most `timeout`. Anything else on the line (noise from QEMU's chardev) is
+/// skipped.
+fn wait_for(f: &File, timeout: std::time::Duration, want: impl Fn(&HostMessage) -> bool) -> Result<HostMessage, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::io::Read;
     let deadline = std::time::Instant::now() + timeout;
@@ -63,7 +80,7 @@ fn wait_for_ack(f: &File, timeout: std::time::Duration) -> Result<(), String> {
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            return Err(format!("no ack within {}s", timeout.as_secs()));
+            return Err(format!("no answer within {:?}", timeout));
         }
         let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
@@ -79,8 +96,10 @@ fn wait_for_ack(f: &File, timeout: std::time::Duration) -> Result<(), String> {
         pending.extend_from_slice(&buf[..n]);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            if matches!(serde_json::from_slice::<HostMessage>(&line), Ok(HostMessage::Ack)) {
-                return Ok(());
+            if let Ok(m) = serde_json::from_slice::<HostMessage>(&line) {
+                if want(&m) {
+                    return Ok(m);
+                }
             }
         }
         // A stray byte stream with no newline cannot grow without bound.
@@ -115,8 +134,10 @@ fn main() {
 
 fn host_main(job_path: &str) -> io::Result<()> {
     let job = read_job(job_path)?;
-    // A pipe loses nothing when the agent exits: no ack is needed.
-    let mut ch = Channel { out: Box::new(BufWriter::new(io::stdout())), tty: None };
+    // SAFETY: fd 0 is this process's stdin, which repro pipes to it, and
+    // nothing else in the agent uses it.
+    let stdin = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(0) };
+    let mut ch = Channel { out: Box::new(BufWriter::new(io::stdout())), input: stdin, guest: false };
     run_job(&job, &mut ch, AgentMode::Host);
     ch.finish();
     Ok(())
@@ -125,7 +146,7 @@ fn host_main(job_path: &str) -> io::Result<()> {
 fn guest_main() -> io::Result<()> {
     mount_pseudo_filesystems();
     let tty = open_proto_tty()?;
-    let mut ch = Channel { out: Box::new(BufWriter::new(tty.try_clone()?)), tty: Some(tty) };
+    let mut ch = Channel { out: Box::new(BufWriter::new(tty.try_clone()?)), input: tty, guest: true };
     match read_job(GUEST_JOB_PATH) {
         Ok(job) => run_job(&job, &mut ch, AgentMode::Guest),
         Err(e) => ch.send(&Message::Error { message: format!("reading {GUEST_JOB_PATH}: {e}") }),
@@ -256,7 +277,7 @@ mod tests {
             host.write_all(&HostMessage::Ack.line().as_bytes()[8..]).unwrap();
             host
         });
-        wait_for_ack(&agent, Duration::from_secs(5)).unwrap();
+        assert_eq!(wait_for(&agent, Duration::from_secs(5), |m| *m == HostMessage::Ack).unwrap(), HostMessage::Ack);
         drop(writer.join());
     }
 
@@ -265,8 +286,8 @@ mod tests {
         let (agent, mut host) = pair();
         host.write_all(b"{\"type\":\"nack\"}\n").unwrap();
         let t0 = Instant::now();
-        let e = wait_for_ack(&agent, Duration::from_millis(300)).unwrap_err();
-        assert!(e.contains("no ack"), "{e}");
+        let e = wait_for(&agent, Duration::from_millis(300), |m| *m == HostMessage::Ack).unwrap_err();
+        assert!(e.contains("no answer"), "{e}");
         assert!(t0.elapsed() >= Duration::from_millis(300) && t0.elapsed() < Duration::from_secs(5));
     }
 
@@ -274,6 +295,15 @@ mod tests {
     fn a_closed_channel_ends_the_wait_at_once() {
         let (agent, host) = pair();
         drop(host);
-        assert!(wait_for_ack(&agent, Duration::from_secs(30)).unwrap_err().contains("closed"));
+        assert!(wait_for(&agent, Duration::from_secs(30), |_| true).unwrap_err().contains("closed"));
+    }
+
+    #[test]
+    fn a_round_waits_for_continue_or_stop_and_skips_a_late_ack() {
+        let (agent, mut host) = pair();
+        host.write_all(HostMessage::Ack.line().as_bytes()).unwrap();
+        host.write_all(HostMessage::Stop.line().as_bytes()).unwrap();
+        let got = wait_for(&agent, Duration::from_secs(5), |m| matches!(m, HostMessage::Continue | HostMessage::Stop));
+        assert_eq!(got.unwrap(), HostMessage::Stop);
     }
 }

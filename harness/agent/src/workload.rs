@@ -27,9 +27,13 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{close, fork, read, ForkResult};
-use repro_proto::{DentryState, Job, Message, ProbeStats, SettlePoint, Settled, Window};
+use repro_proto::{DentryState, HostMessage, Job, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
 
+use crate::plan::{admit, fd_limit, Held, Rounds, SettleWatch, Ticket, WindowClock};
 use crate::Channel;
+
+/// How long a paused run waits for the host's answer to a round.
+const ROUND_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a churned namespace does, prepared before any fork.
 struct ChildPlan {
@@ -44,12 +48,16 @@ struct Shared {
     claimed: AtomicU64,
     done: AtomicU64,
     errors: AtomicU64,
+    /// Tickets below this may run (the current round; see [`Rounds`]).
+    limit: AtomicU64,
+    /// Non-zero once the host stopped the run at a round.
+    stop: AtomicU64,
 }
 
 fn shared_counters() -> Result<&'static Shared, String> {
     let len = NonZeroUsize::new(std::mem::size_of::<Shared>()).unwrap();
     // SAFETY: a fresh anonymous shared mapping, zero-filled, which is a valid
-    // `Shared` (three zero atomics); it lives until the process exits.
+    // `Shared` (zero atomics); it lives until the process exits.
     unsafe {
         let p = mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
             .map_err(|e| format!("mmap of the shared counters: {e}"))?;
@@ -75,7 +83,7 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
     let release_after = sc.hold.as_ref().and_then(|h| h.release_after_ms).map(Duration::from_millis);
     let keep_workers = sc.hold.is_some();
     if keep_workers {
-        raise_fd_limit(job.iterations * plan.hold.len() as u64 + 256)?;
+        raise_fd_limit(fd_limit(job.iterations, plan.hold.len()))?;
     }
 
     check_namespaces_work(&plan)?;
@@ -91,6 +99,12 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
     ch.send(&Message::Started { baseline, chain_counter });
 
     let shared = shared_counters()?;
+    // Rounds pause the churn to settle and ask the host; runs that hold fds
+    // or drop caches on a schedule are not paused (their state would not
+    // settle the way a round assumes).
+    let first_round = job.first_round.filter(|_| sc.hold.is_none() && sc.drop_caches_every.is_none());
+    let mut rounds = Rounds::new(job.iterations, first_round);
+    shared.limit.store(rounds.limit(), Ordering::Release);
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..job.workers.max(1) {
@@ -108,13 +122,14 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         }
     }
 
-    let window = job.window.max(1);
     let progress_every = Duration::from_millis(job.progress_interval_ms.max(100));
-    let mut next_window = window;
+    let mut clock = WindowClock::new(job.window);
     let mut last_progress = Instant::now();
-    let (mut last_iter, mut last_t) = (0u64, 0.0f64);
+    let mut last_t = 0.0f64;
     let drop_every = sc.drop_caches_every.filter(|k| *k > 0);
     let mut next_drop = drop_every.unwrap_or(u64::MAX);
+    // The settled state of the round the host stopped the run at.
+    let mut stopped_at: Option<Settled> = None;
     loop {
         let done = shared.done.load(Ordering::Acquire);
         if let Some(k) = drop_every.filter(|_| done >= next_drop) {
@@ -122,13 +137,28 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
             next_drop = (done / k + 1) * k;
         }
         let finished = done >= job.iterations;
-        if done >= next_window || (finished && done > last_iter) {
+        let paused = done >= rounds.limit();
+        if clock.due(done, paused) {
             let elapsed = start.elapsed().as_secs_f64();
-            let rate = (done - last_iter) as f64 / (elapsed - last_t).max(1e-9);
+            let rate = (done - clock.last()) as f64 / (elapsed - last_t).max(1e-9);
             let w = window_now(job, &prober, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
             ch.send(&Message::Window(w));
-            (last_iter, last_t) = (done, elapsed);
-            next_window = (done / window + 1) * window;
+            clock.taken(done);
+            last_t = elapsed;
+        } else if paused && !rounds.is_last() {
+            // A round: everything up to the limit has churned. Settle, show
+            // the host, and go on or stop as it says.
+            let errors = shared.errors.load(Ordering::Relaxed);
+            let settled = settle(job, ch, &prober, baseline.nr_dentry, done, start.elapsed().as_secs_f64(), errors)?;
+            ch.send(&Message::Round(settled.clone()));
+            if ch.answer(ROUND_ANSWER_TIMEOUT) == HostMessage::Stop {
+                shared.stop.store(1, Ordering::Release);
+                stopped_at = Some(settled);
+                break;
+            }
+            rounds.advance();
+            shared.limit.store(rounds.limit(), Ordering::Release);
+            last_t = start.elapsed().as_secs_f64();
         } else if last_progress.elapsed() >= progress_every {
             ch.send(&Message::Progress {
                 iteration: done,
@@ -156,7 +186,10 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
         return Err(format!("every one of {iterations_done} churn iterations failed (unshare or open in the new namespace)"));
     }
 
-    let settled = settle(job, ch, &prober, baseline.nr_dentry, iterations_done, churn_s, errors)?;
+    let settled = match stopped_at {
+        Some(s) => s,
+        None => settle(job, ch, &prober, baseline.nr_dentry, iterations_done, churn_s, errors)?,
+    };
     // Held "until the run ends": the run has now settled and been probed.
     for w in workers {
         let _ = nix::sys::signal::kill(w, nix::sys::signal::Signal::SIGKILL);
@@ -177,8 +210,21 @@ fn worker_loop(shared: &Shared, total: u64, plan: &ChildPlan, release_after: Opt
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC).ok()
     };
-    let mut held: std::collections::VecDeque<(Instant, Vec<OwnedFd>)> = Default::default();
-    while shared.claimed.fetch_add(1, Ordering::AcqRel) < total {
+    let mut held: Held<Vec<OwnedFd>> = Held::new(release_after);
+    loop {
+        let ticket = shared.claimed.fetch_add(1, Ordering::AcqRel);
+        let go = loop {
+            match admit(ticket, shared.limit.load(Ordering::Acquire), total, shared.stop.load(Ordering::Acquire) != 0) {
+                Ticket::Go => break true,
+                Ticket::Over => break false,
+                // Beyond this round: the main process is settling and asking
+                // the host; poll for its answer cheaply.
+                Ticket::Wait => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        if !go {
+            break;
+        }
         // SAFETY: the worker is single-threaded; the child only makes
         // syscalls on memory prepared before the fork, then `_exit`s.
         let ok = match unsafe { fork() } {
@@ -191,7 +237,7 @@ fn worker_loop(shared: &Shared, total: u64, plan: &ChildPlan, release_after: Opt
                 let got = pair.as_ref().map(|(rx, _)| receive_fds(rx.as_raw_fd())).unwrap_or_default();
                 let complete = got.len() == plan.hold.len();
                 if !got.is_empty() {
-                    held.push_back((Instant::now(), got));
+                    held.hold(Instant::now(), got);
                 }
                 exited && complete
             }
@@ -201,17 +247,13 @@ fn worker_loop(shared: &Shared, total: u64, plan: &ChildPlan, release_after: Opt
             shared.errors.fetch_add(1, Ordering::Relaxed);
         }
         shared.done.fetch_add(1, Ordering::AcqRel);
-        if let Some(after) = release_after {
-            while held.front().is_some_and(|(t, _)| t.elapsed() >= after) {
-                held.pop_front();
-            }
-        }
+        held.release_due(Instant::now());
     }
     match release_after {
         // Release the rest on schedule, then exit.
-        Some(after) => {
-            while let Some((t, fds)) = held.pop_front() {
-                std::thread::sleep(after.saturating_sub(t.elapsed()));
+        Some(_) => {
+            while let Some((wait, fds)) = held.next_due(Instant::now()) {
+                std::thread::sleep(wait);
                 drop(fds);
             }
         }
@@ -372,9 +414,10 @@ struct Prober {
     counter: Option<crate::chain::Counter>,
 }
 
-/// The probe path a verdict is about: the first that is not a control.
+/// The path of the probe a verdict is about ([`repro_proto::Scenario::judged_probe`]).
 fn judged_probe(job: &Job, paths: &[CString]) -> Option<CString> {
-    let i = job.scenario.probes.iter().position(|p| !p.control).unwrap_or(0);
+    let judged = job.scenario.judged_probe()?;
+    let i = job.scenario.probes.iter().position(|p| std::ptr::eq(p, judged))?;
     paths.get(i).cloned()
 }
 
@@ -429,32 +472,25 @@ fn settle(
 ) -> Result<Settled, String> {
     let s = &job.scenario.settle;
     let t0 = Instant::now();
-    let back_at = baseline + (s.baseline_tolerance * iterations as f64) as u64;
-    let mut low = dentry_state()?.nr_dentry;
-    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: low }];
-    let mut stable_for = 0;
-    let stable = loop {
-        if low <= back_at || stable_for >= s.stable_polls {
-            break true;
-        }
-        if t0.elapsed() >= Duration::from_millis(s.max_ms) {
-            break false;
+    let first = dentry_state()?.nr_dentry;
+    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: first }];
+    let mut watch = SettleWatch::new(s, baseline, iterations, first);
+    let ended = loop {
+        if let Some(end) = watch.end(t0.elapsed().as_secs_f64()) {
+            break end;
         }
         std::thread::sleep(Duration::from_millis(s.poll_ms));
         let now = dentry_state()?.nr_dentry;
-        trace.push(SettlePoint { t_s: t0.elapsed().as_secs_f64(), nr_dentry: now });
+        let t_s = t0.elapsed().as_secs_f64();
+        trace.push(SettlePoint { t_s, nr_dentry: now });
+        watch.observe(t_s, now);
         // A heartbeat, so a long settle is not taken for a hung guest.
-        ch.send(&Message::Progress { iteration: iterations, elapsed_s: churn_s + t0.elapsed().as_secs_f64(), churn_errors: errors });
-        if now < low {
-            low = now;
-            stable_for = 0;
-        } else {
-            stable_for += 1;
-        }
+        ch.send(&Message::Progress { iteration: iterations, elapsed_s: churn_s + t_s, churn_errors: errors });
     };
+    let stable = ended != SettleEnd::MaxTime;
     let settle_s = t0.elapsed().as_secs_f64();
     let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
-    Ok(Settled { settle_s, stable, trace, window })
+    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window })
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {

@@ -106,6 +106,16 @@ pub struct VerdictSettings {
     /// With basis settled_ratio: at or above, regressed.
     #[serde(default = "default_settled_ratio_regressed")]
     pub settled_ratio_regressed: f64,
+    /// Sequential verdicts: dentries of nr_dentry a round's residual must
+    /// clear its threshold by (as noise) before the churn may stop early.
+    #[serde(default = "default_early_margin_dentries")]
+    pub early_margin_dentries: f64,
+}
+
+/// The fixed kernels' recorded runs leave 1 to 73 dentries over 2,000 to
+/// 3,000 namespaces of the seed workload; 100 covers them.
+fn default_early_margin_dentries() -> f64 {
+    100.0
 }
 
 fn default_settled_ratio_regressed() -> f64 {
@@ -126,6 +136,7 @@ impl Default for VerdictSettings {
             settled_ratio_clean: default_settled_ratio_clean(),
             basis: VerdictBasis::Residual,
             settled_ratio_regressed: default_settled_ratio_regressed(),
+            early_margin_dentries: default_early_margin_dentries(),
         }
     }
 }
@@ -175,6 +186,14 @@ pub struct SettleSettings {
     /// Cleanup is over as soon as nr_dentry is within this many dentries per
     /// churned namespace of the baseline (a fixed kernel gets back there).
     pub baseline_tolerance: f64,
+    /// Adaptive end: the count has made no new low for this long, and for
+    /// `flat_factor` times the longest wait between two lows seen so far
+    /// (cleanup that is visibly progressing in batches gets that long to
+    /// show its next batch). 0 turns the adaptive end off.
+    #[serde(default)]
+    pub flat_ms: u64,
+    #[serde(default)]
+    pub flat_factor: f64,
 }
 
 /// Where the agent runs, which decides how it talks and how it ends.
@@ -210,6 +229,12 @@ pub struct Job {
     /// Count proc_sys_compare() calls per probe open with a kprobe (`--chain-walk`).
     #[serde(default)]
     pub count_chain: bool,
+    /// Sequential verdicts: pause the churn after this many iterations (and
+    /// after each doubling of it), settle, report a [`Message::Round`] and
+    /// go on or stop as the host answers ([`HostMessage::Continue`] or
+    /// [`HostMessage::Stop`]). None: churn all `iterations` in one go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_round: Option<u64>,
 }
 
 /// One line the agent streams to the host.
@@ -243,6 +268,9 @@ pub enum Message {
     Window(Window),
     /// After the churn: cleanup has settled; the probe ran once more.
     Settled(Settled),
+    /// A pause of a sequential run: the churn so far has settled and been
+    /// probed; the agent waits for the host's Continue or Stop.
+    Round(Settled),
     /// A line the command of `repro exec` printed (stdout and stderr merged).
     Output {
         line: String,
@@ -280,7 +308,13 @@ impl Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {
+    /// The final message arrived: a guest may power off.
     Ack,
+    /// After a Round: churn on to the next round.
+    Continue,
+    /// After a Round: the verdict is decided; end the run with this round's
+    /// settled state.
+    Stop,
 }
 
 impl HostMessage {
@@ -348,10 +382,27 @@ pub struct Settled {
     pub settle_s: f64,
     /// Whether nr_dentry stopped falling before the bound.
     pub stable: bool,
+    /// What ended the settle phase (absent in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<SettleEnd>,
     /// nr_dentry at every poll of the settle phase.
     #[serde(default)]
     pub trace: Vec<SettlePoint>,
     pub window: Window,
+}
+
+/// What ended a settle phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleEnd {
+    /// nr_dentry came back within the tolerance of the baseline.
+    Baseline,
+    /// No new low for the adaptive flat interval.
+    Flat,
+    /// No new low for `stable_polls` polls.
+    StablePolls,
+    /// The phase's upper bound (`max`): cleanup may not be over.
+    MaxTime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -444,6 +495,39 @@ pub struct Summary {
     pub settled: Option<Settled>,
     pub residual: Option<Residual>,
     pub duration_s: f64,
+    /// The pauses of a sequential run (`Job::first_round`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+    /// The host stopped the churn early: a round decided the verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
+    /// On a churn that slows as the chain grows: when it will finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+/// A churn's projected duration from its windows so far: each iteration
+/// costs `t0_s + per_entry_s * x` at chain length x.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub at_iteration: u64,
+    pub t0_s: f64,
+    pub per_entry_s: f64,
+    /// Seconds of churn for the whole run (`iterations_requested`).
+    pub finish_s: f64,
+    /// Seconds of churn to reach the write-up's 799,259 entries.
+    pub writeup_chain_s: f64,
+}
+
+/// One pause of a sequential run, as the summary keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub iteration: u64,
+    pub settle_s: f64,
+    pub ended: Option<SettleEnd>,
+    pub residual: Option<Residual>,
+    /// Whether the host stopped the run at this round.
+    pub stop: bool,
 }
 
 impl Summary {

@@ -48,7 +48,14 @@ fn sample_summary() -> Summary {
             modules: vec![],
             probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
             probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
-            settle: SettleSettings { poll_ms: 100, stable_polls: 2, max_ms: 1000, baseline_tolerance: 0.1 },
+            settle: SettleSettings {
+                poll_ms: 100,
+                stable_polls: 2,
+                max_ms: 1000,
+                baseline_tolerance: 0.1,
+                flat_ms: 3000,
+                flat_factor: 3.0,
+            },
             verdict: VerdictSettings::default(),
         },
         iterations_requested: 100,
@@ -60,9 +67,24 @@ fn sample_summary() -> Summary {
         baseline: Some(DentryState { nr_dentry: 10_000, nr_unused: 100 }),
         chain_counter: Some("kprobe on proc_sys_compare".into()),
         windows: vec![window.clone()],
-        settled: Some(Settled { settle_s: 2.0, stable: true, trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }], window }),
+        settled: Some(Settled {
+            settle_s: 2.0,
+            stable: true,
+            ended: Some(SettleEnd::Flat),
+            trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }],
+            window,
+        }),
         residual: Residual::compute(10_000, 10_050, 100),
         duration_s: 12.0,
+        rounds: vec![Round {
+            iteration: 50,
+            settle_s: 3.0,
+            ended: Some(SettleEnd::Flat),
+            residual: Residual::compute(10_000, 10_020, 50),
+            stop: false,
+        }],
+        stopped_early: true,
+        projection: Some(Projection { at_iteration: 100, t0_s: 0.01, per_entry_s: 7e-6, finish_s: 120.0, writeup_chain_s: 2.2e6 }),
     }
 }
 

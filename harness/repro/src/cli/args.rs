@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// Also print summary.json on stdout.
     #[arg(long)]
     pub json: bool,
+    /// check, bisect and matrix stop churning at the first round (after the scenario's min_iterations,
+    /// then each doubling) whose settled residual decides the verdict with margin; --full churns all
+    /// --iterations anyway. `repro run` always churns them all.
+    #[arg(long)]
+    pub full: bool,
     /// Count the hash chain entries each window's probe lookup walks (proc_sys_compare calls, with a
     /// kprobe event); needs CONFIG_KPROBE_EVENTS (Debian's kernels and repro's builds have it).
     #[arg(long)]

@@ -4,11 +4,11 @@ use anyhow::Result;
 use repro_proto::exit_codes;
 
 use crate::cli::args::RunArgs;
-use crate::run::execute::execute;
+use crate::guest::execute::execute;
 
 /// `repro run`: exit 0 when the run completed, else the error's code.
 pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
-    let done = execute(args, quiet)?;
+    let done = execute(args, quiet, None)?;
     match done.error {
         Some(e) => Err(e),
         None => Ok(exit_codes::OK),

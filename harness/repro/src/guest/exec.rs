@@ -40,7 +40,14 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         modules: Vec::new(),
         probes: Vec::new(),
         probe: repro_proto::ProbeSettings { samples: 1, budget_ms: 0, min_samples: 1 },
-        settle: repro_proto::SettleSettings { poll_ms: 0, stable_polls: 0, max_ms: 0, baseline_tolerance: 0.0 },
+        settle: repro_proto::SettleSettings {
+            poll_ms: 0,
+            stable_polls: 0,
+            max_ms: 0,
+            baseline_tolerance: 0.0,
+            flat_ms: 0,
+            flat_factor: 0.0,
+        },
         verdict: Default::default(),
     };
     let job = Job {
@@ -54,6 +61,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         exec: Some(args.command.clone()),
         load_modules: Vec::new(),
         count_chain: false,
+        first_round: None,
     };
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let mut summary = new_summary(&date, &args.vm.kernel_spec().label(), scenario, 0, 1, 1);

@@ -10,7 +10,7 @@ use repro_proto::{AgentMode, Backend, Job, Summary, FORMAT_VERSION};
 use crate::cli::args::RunArgs;
 use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
-use crate::guest::session::{self, StartFailure, StreamLimits};
+use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
 use crate::kernel::cache::Cache;
 use crate::kernel::catalog::Catalog;
 use crate::kernel::packaged;
@@ -27,7 +27,18 @@ pub struct Finished {
 }
 
 /// Set up, run and record; errors before the run directory exists are Err.
-pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
+/// What both backends get from [`execute`].
+struct Setup<'a> {
+    args: &'a RunArgs,
+    quiet: bool,
+    agent: &'a Path,
+    date: &'a str,
+    early: Option<Decider>,
+}
+
+/// `early`: decide at rounds (sequential verdicts) with this rule; None
+/// churns every iteration, as `repro run` does.
+pub fn execute(args: &RunArgs, quiet: bool, early: Option<Decider>) -> Result<Finished> {
     if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
         return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }
@@ -36,7 +47,13 @@ pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
         scenario.probe.samples = n.max(1);
         scenario.probe.min_samples = scenario.probe.min_samples.min(scenario.probe.samples);
     }
-    let window = args.window();
+    // Sequential: the first round is the least the verdict will judge, and
+    // windows small enough that it has the windows it needs.
+    let first_round = early.map(|_| scenario.verdict.min_iterations.max(1)).filter(|f| *f < args.iterations);
+    let window = match (args.window, first_round) {
+        (None, Some(first)) => args.window().min(first / u64::from(scenario.verdict.min_windows.max(1))).max(1),
+        _ => args.window(),
+    };
     let job = Job {
         format_version: FORMAT_VERSION,
         mode: match args.backend {
@@ -51,6 +68,7 @@ pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
         exec: None,
         load_modules: Vec::new(),
         count_chain: args.chain_walk,
+        first_round,
     };
     let agent = agent_path()?;
 
@@ -58,20 +76,13 @@ pub fn execute(args: &RunArgs, quiet: bool) -> Result<Finished> {
     let summary = new_summary(&date, &args.vm.kernel_spec().label(), scenario, args.iterations, args.workers, window);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
-        Backend::Host => run_host(args, quiet, summary, job, &agent, &date, &rt),
-        Backend::Qemu => run_qemu(args, quiet, summary, job, &agent, &date, &rt),
+        Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),
+        Backend::Qemu => run_qemu(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),
     }
 }
 
-fn run_qemu(
-    args: &RunArgs,
-    quiet: bool,
-    mut summary: Summary,
-    mut job: Job,
-    agent: &Path,
-    date: &str,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Finished> {
+fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
+    let Setup { args, quiet, agent, date, early } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
     let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &Cache::new(args.vm.cache_dir.clone()))?;
@@ -93,7 +104,7 @@ fn run_qemu(
     let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
     let outcome: Result<()> = rt.block_on(async {
         let mut started = boot::boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress).await?;
-        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
+        let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
         let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
         if r.is_ok() {
             // The agent powers the guest off after Done.
@@ -107,15 +118,8 @@ fn run_qemu(
     finish(&mut rec, outcome, args.json)
 }
 
-fn run_host(
-    args: &RunArgs,
-    quiet: bool,
-    mut summary: Summary,
-    job: Job,
-    agent: &Path,
-    date: &str,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Finished> {
+fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
+    let Setup { args, quiet, agent, date, early } = *setup;
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
             Kind::Permission,
@@ -144,7 +148,7 @@ fn run_host(
         };
         rec.record(&started.hello)?;
         boot::log_hello(&started.hello, "host", &progress);
-        let limits = StreamLimits::new(args.stall_timeout, args.timeout);
+        let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
         let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
         r

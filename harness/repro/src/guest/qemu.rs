@@ -1,6 +1,8 @@
 //! QEMU: the command line, built from small pure functions, and a guard that
 //! owns the process.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -45,11 +47,11 @@ pub struct VmSpec {
 }
 
 /// No default devices, no display, no monitor; exit instead of rebooting.
-pub fn base_args() -> Vec<String> {
+pub fn base_args() -> Vec<OsString> {
     args(&["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
 }
 
-pub fn accel_args(accel: Accel) -> Vec<String> {
+pub fn accel_args(accel: Accel) -> Vec<OsString> {
     match accel {
         Accel::Kvm => args(&["-accel", "kvm", "-cpu", "host"]),
         // `max` gives TCG every feature it emulates; kernels and the static
@@ -58,33 +60,42 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
     }
 }
 
-pub fn machine_args(cpus: u32, memory_mib: u64) -> Vec<String> {
-    vec!["-smp".into(), cpus.to_string(), "-m".into(), format!("{memory_mib}M")]
+pub fn machine_args(cpus: u32, memory_mib: u64) -> Vec<OsString> {
+    vec!["-smp".into(), cpus.to_string().into(), "-m".into(), format!("{memory_mib}M").into()]
 }
 
-pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
-    vec!["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string(), "-append".into(), cmdline.into()]
+/// The kernel and initrd paths go to QEMU as the OS spelled them.
+pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
+    vec!["-kernel".into(), kernel.into(), "-initrd".into(), initrd.into(), "-append".into(), cmdline.into()]
 }
 
 /// ttyS0: the console, to a file. ttyS1: the agent's protocol, to repro's
 /// Unix socket (QEMU connects as the client, so repro listens first).
-pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<String> {
+pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<OsString> {
     vec![
         "-chardev".into(),
-        format!("file,id=console,path={}", option_value(console_log)),
+        option("file,id=console,path=", console_log),
         "-serial".into(),
         "chardev:console".into(),
         "-chardev".into(),
-        format!("socket,id=proto,path={}", option_value(proto_socket)),
+        option("socket,id=proto,path=", proto_socket),
         "-serial".into(),
         "chardev:proto".into(),
     ]
 }
 
-/// A path as the value of a QEMU option list (`key=value,key=value`): a
-/// comma in it is written twice, or QEMU would read the rest as options.
-fn option_value(p: &Path) -> String {
-    p.display().to_string().replace(',', ",,")
+/// `prefix` and a path as the value of a QEMU option list
+/// (`key=value,key=value`): a comma in the path is written twice, or QEMU
+/// would read the rest as options. Bytes, so any path the OS allows survives.
+fn option(prefix: &str, p: &Path) -> OsString {
+    let mut bytes = prefix.as_bytes().to_vec();
+    for &b in p.as_os_str().as_bytes() {
+        bytes.push(b);
+        if b == b',' {
+            bytes.push(b',');
+        }
+    }
+    OsString::from_vec(bytes)
 }
 
 /// The guest kernel's command line: console on ttyS0, panic ends QEMU at once.
@@ -97,7 +108,7 @@ pub fn kernel_cmdline(extra: &str) -> String {
     c
 }
 
-pub fn command_args(spec: &VmSpec) -> Vec<String> {
+pub fn command_args(spec: &VmSpec) -> Vec<OsString> {
     [
         base_args(),
         accel_args(spec.accel),
@@ -108,8 +119,8 @@ pub fn command_args(spec: &VmSpec) -> Vec<String> {
     .concat()
 }
 
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
+fn args(a: &[&str]) -> Vec<OsString> {
+    a.iter().map(OsString::from).collect()
 }
 
 /// Find qemu-system-x86_64: `--qemu`, else $REPRO_QEMU, else $PATH.
@@ -173,8 +184,8 @@ mod tests {
         }
     }
 
-    fn after<'a>(v: &'a [String], flag: &str) -> Vec<&'a str> {
-        v.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    fn after<'a>(v: &'a [OsString], flag: &str) -> Vec<&'a str> {
+        v.windows(2).filter(|w| w[0] == flag).map(|w| w[1].to_str().unwrap()).collect()
     }
 
     #[test]
@@ -200,13 +211,22 @@ mod tests {
     #[test]
     fn full_command_boots_kernel_and_initrd_without_defaults() {
         let a = command_args(&spec(Accel::Tcg));
-        assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+        assert!(a.contains(&"-nodefaults".into()) && a.contains(&"-no-reboot".into()));
         assert_eq!(after(&a, "-kernel"), ["/k/bzImage"]);
         assert_eq!(after(&a, "-initrd"), ["/r/initramfs.cpio"]);
         assert_eq!(after(&a, "-m"), ["2048M"]);
         assert_eq!(after(&a, "-smp"), ["2"]);
         let append = after(&a, "-append")[0];
         assert!(append.contains("console=ttyS0") && append.contains("panic=-1"), "{append}");
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_reaches_qemu_byte_for_byte() {
+        let kernel = PathBuf::from(OsString::from_vec(b"/k/\xffbzImage".to_vec()));
+        let a = boot_args(&kernel, Path::new("/r/i"), "");
+        assert_eq!(a[1].as_bytes(), b"/k/\xffbzImage");
+        let s = serial_args(&PathBuf::from(OsString::from_vec(b"/r/\xfe,c.log".to_vec())), Path::new("/t/p"));
+        assert_eq!(s[1].as_bytes(), b"file,id=console,path=/r/\xfe,,c.log");
     }
 
     #[test]

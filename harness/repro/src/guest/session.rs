@@ -93,8 +93,8 @@ fn read_lossy(p: &Path) -> String {
 pub struct Agent {
     pub guard: Guard,
     lines: Lines,
-    /// The way back to a guest agent, for its [`HostMessage::Ack`]. None for
-    /// the host agent, whose pipe loses nothing when it exits.
+    /// The way back to the agent ([`HostMessage`]): the guest's serial
+    /// socket, or the host agent's stdin.
     ack: Option<Box<dyn AsyncWrite + Unpin + Send>>,
 }
 
@@ -181,13 +181,14 @@ pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadl
     let stderr_log = run_dir.join("agent.stderr.log");
     let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
     let mut cmd = Command::new(agent_bin);
-    cmd.arg("--job").arg(job_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
+    cmd.arg("--job").arg(job_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
     // The agent churns the host's namespaces as root: it and its workers
     // (its process group) never outlive repro.
     crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
     let mut child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), None);
+    let stdin = child.stdin.take().expect("piped stdin");
+    let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), Some(Box::new(stdin)));
     await_hello(agent, Instant::now() + deadline, deadline, "host").await
 }
 
@@ -239,10 +240,14 @@ impl Agent {
 
     /// Tell a guest agent its final message arrived, so it may power off.
     async fn acknowledge(&mut self) {
+        self.answer(HostMessage::Ack).await;
+    }
+
+    /// Write one host message back to the agent.
+    async fn answer(&mut self, msg: HostMessage) {
         if let Some(w) = &mut self.ack {
-            let line = HostMessage::Ack.line();
-            if let Err(e) = w.write_all(line.as_bytes()).await.and(w.flush().await) {
-                tracing::debug!("could not acknowledge the agent's final message: {e}");
+            if let Err(e) = w.write_all(msg.line().as_bytes()).await.and(w.flush().await) {
+                tracing::debug!("could not send {msg:?} to the agent: {e}");
             }
         }
     }
@@ -290,18 +295,25 @@ impl Lines {
     }
 }
 
+/// Whether a sequential run may stop at a round (the run so far, the
+/// round's settled state): the judge's rule, handed down to the stream.
+pub type Decider = fn(&repro_proto::Summary, &repro_proto::Settled) -> bool;
+
+/// How the stream may end besides Done.
 pub struct StreamLimits {
     /// No message for this long: the guest is hung.
     pub stall: Duration,
     /// The whole run's deadline (--timeout).
     pub overall: Option<Instant>,
+    /// Answers the agent's rounds; None answers Continue.
+    pub early: Option<Decider>,
 }
 
 impl StreamLimits {
     /// Silence allowed between messages, and an optional deadline for the
     /// whole stream counted from now.
     pub fn new(stall: Duration, timeout: Option<Duration>) -> StreamLimits {
-        StreamLimits { stall, overall: timeout.map(|t| Instant::now() + t) }
+        StreamLimits { stall, overall: timeout.map(|t| Instant::now() + t), early: None }
     }
 }
 
@@ -360,6 +372,18 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
             Message::Window(w) => progress.window(w),
             Message::Started { baseline, .. } => progress.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry)),
             Message::Settled(s) => progress.status(&format!("settled after {:.1}s", s.settle_s)),
+            Message::Round(s) => {
+                let stop = limits.early.is_some_and(|decided| decided(&rec.summary, s));
+                rec.round_answered(stop)?;
+                agent.answer(if stop { HostMessage::Stop } else { HostMessage::Continue }).await;
+                let r = rec.summary.rounds.last().and_then(|r| r.residual.as_ref()).map_or(f64::NAN, |r| r.per_iteration);
+                progress.status(&format!(
+                    "round at {}: {r:.2} stale dentries per namespace after {:.1}s settling; {}",
+                    s.window.iteration,
+                    s.settle_s,
+                    if stop { "decided, stopping" } else { "not decided yet, churning on" }
+                ));
+            }
             Message::Done { .. } => return Ok(()),
             Message::Error { message } => {
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 
 use crate::cli::args::RunArgs;
 use crate::error::{kind_of, Kind};
+use crate::guest::execute::execute;
+use crate::guest::session::Decider;
 use crate::judge::verdict::{decide, Outcome, Verdict};
-use crate::run::execute::execute;
 use crate::run::record::{write_json_atomic, SUMMARY};
 use crate::run::summary::{new_summary, run_error};
 use crate::text::first_line;
@@ -30,7 +31,9 @@ pub fn judge(run: &RunArgs, quiet: bool) -> Result<Judged> {
     // Interrupted anywhere (a killed apt-get reads as an unfetchable
     // kernel) is an interrupt, never a verdict on the kernel.
     let any_kernel = |e: &anyhow::Error| crate::interrupt::requested() || kind_of(e).unwrap_or(Kind::Internal).is_kernel_independent();
-    match execute(run, quiet) {
+    // Sequential unless --full: a round that decides ends the churn.
+    let early = (!run.full).then_some(crate::judge::verdict::decided_at_round as Decider);
+    match execute(run, quiet, early) {
         Ok(mut done) => {
             if let Some(e) = done.error.take() {
                 if any_kernel(&e) {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use repro_proto::Summary;
 
+use crate::judge::extrapolate;
 use crate::judge::plot::{Chart, Series};
 use crate::judge::verdict::{decide, Agreement, Outcome, Verdict};
 use crate::kernel::catalog::{Catalog, Expect};
@@ -147,38 +148,37 @@ fn file_stem(s: &str) -> String {
     }
 }
 
-/// The write-up's measurement (shared/reference/oppo-dcache-writeup.txt):
-/// one open() of an ipv6 sysctl took 0.456366 s with 799,259 entries on the
-/// chain, about 0.57 us per entry.
-pub const WRITEUP_OPEN_S: f64 = 0.456366;
-pub const WRITEUP_CHAIN: f64 = 799_259.0;
-
-/// For runs judged regressed: what one stale chain entry costs on this run
-/// (the probe's p50 slope: each churned namespace leaves one `ipv6` entry
-/// on the hot chain) and the open() latency that predicts at 800,000
-/// churned namespaces, beside the write-up's figure.
+/// For runs judged regressed: the probe's cost fitted against chain length
+/// so that it can bend ([`extrapolate`]) and what that predicts at the
+/// write-up's 799,259 entries, with an interval and the straight line
+/// beside it; and, for runs long enough, the fit on their first 2,000
+/// namespaces checked against what they measured at the end.
 pub fn extrapolation(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| r.verdict.outcome == Outcome::Regressed) {
-        let e = &r.verdict.evidence;
-        let (Some(slope), Some(first)) = (e.slope_us_per_1k, e.p50_first_us) else { continue };
-        let per_entry_us = slope / 1000.0;
-        let at_800k_s = (first + per_entry_us * 800_000.0) / 1e6;
-        out.push_str(&format!(
-            "- {} on {} ({}): {:.2} us per stale chain entry; predicted open() at 800,000 churned namespaces: {:.3} s \
-             (write-up: {:.2} us per entry, {:.3} s at {} entries, on its hardware)\n",
-            r.summary.kernel.name,
-            r.summary.scenario,
-            r.summary.ran_on(),
-            per_entry_us,
-            at_800k_s,
-            WRITEUP_OPEN_S / WRITEUP_CHAIN * 1e6,
-            WRITEUP_OPEN_S,
-            WRITEUP_CHAIN as u64,
-        ));
+        let Some(line) = extrapolate::line(&r.summary, r.verdict.evidence.slope_us_per_1k) else { continue };
+        out.push_str(&format!("- {} on {} ({}): {line}\n", r.summary.kernel.name, r.summary.scenario, r.summary.ran_on()));
+        if let Some(v) = extrapolate::validate(&r.summary, VALIDATION_FIT_UPTO) {
+            out.push_str(&format!(
+                "  - checked: fitted on its first {:.0} namespaces ({} windows, exponent {:.2}), it predicts {:.0} us at {:.0}{}; \
+                 measured {:.0} us (median of the last three windows): error {:+.0}%; a straight line through the same range: {}\n",
+                v.fit.x_max,
+                v.fit.points,
+                v.fit.c,
+                v.predicted_us,
+                v.at,
+                v.interval_us.map_or(String::new(), |(lo, hi)| format!(" (5-95%: {lo:.0}-{hi:.0})")),
+                v.measured_us,
+                v.error * 100.0,
+                v.straight_error.map_or("-".into(), |e| format!("{:+.0}%", e * 100.0)),
+            ));
+        }
     }
     out
 }
+
+/// How much of a long run the validated fit sees.
+pub const VALIDATION_FIT_UPTO: f64 = 2000.0;
 
 /// The fix's own figures (d6cffbbe9a7e's message, reproducer
 /// `for i in {1..100000}; do unshare -n -- sysctl -a; done`): dentry-state
@@ -209,10 +209,9 @@ pub fn upstream_comparison(rows: &[Row]) -> String {
     out
 }
 
-/// The probe a scenario is judged on: its first non-control probe.
+/// The name of the probe a run is judged on ([`repro_proto::Scenario::judged_probe`]).
 fn judged_probe(s: &Summary) -> Option<&str> {
-    let p = &s.scenario_definition.probes;
-    p.iter().find(|p| !p.control).or(p.first()).map(|p| p.name.as_str())
+    s.scenario_definition.judged_probe().map(|p| p.name.as_str())
 }
 
 /// A line's label: the kernel, with the accelerator when runs of one
@@ -579,7 +578,8 @@ mod tests {
         insta::assert_snapshot!(markdown(&rows, &results));
         let x = extrapolation(&rows);
         assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
-        assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("0.57 us per entry, 0.456 s at 799259 entries"), "{x}");
+        assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("Write-up: 0.456 s (0.57 us per entry)"), "{x}");
+        assert!(x.contains("fitted on chains of 150-3000 entries (20 windows)"), "{x}");
     }
 
     #[test]

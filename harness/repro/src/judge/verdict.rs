@@ -10,7 +10,7 @@
 
 use crate::kernel::catalog::Expect;
 use crate::text::first_line;
-use repro_proto::{Summary, VerdictBasis, VerdictSettings};
+use repro_proto::{Residual, Settled, Summary, VerdictBasis, VerdictSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +97,14 @@ pub struct Evidence {
     pub settled_probe_over_control: Option<f64>,
     pub probe: Option<String>,
     pub windows: usize,
+    /// Namespaces churned when the verdict was decided...
     pub iterations: u64,
+    /// ...and the run's seconds, boot included.
+    #[serde(default)]
+    pub seconds: f64,
+    /// A round decided the verdict before `--iterations` were churned.
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// Median, or None for no values.
@@ -140,9 +147,8 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
 }
 
 pub fn evidence(s: &Summary) -> Evidence {
-    let probes = &s.scenario_definition.probes;
-    let probe = probes.iter().find(|p| !p.control).map(|p| p.name.clone());
-    let control = probes.iter().find(|p| p.control).map(|p| p.name.clone());
+    let probe = s.scenario_definition.judged_probe().map(|p| p.name.clone());
+    let control = s.scenario_definition.control_probe().map(|p| p.name.clone());
     let p50 = |w: &repro_proto::Window, name: &Option<String>| {
         name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| p.p50_us)
     };
@@ -163,6 +169,31 @@ pub fn evidence(s: &Summary) -> Evidence {
         probe,
         windows: s.windows.len(),
         iterations: s.iterations_done,
+        seconds: s.duration_s,
+        stopped_early: s.stopped_early,
+    }
+}
+
+/// Sequential verdicts: whether the churn may stop at this round. The run
+/// so far, judged as if it ended with `round`'s settled state, must reach
+/// a verdict, and on the residual it rests on the verdict must hold even if
+/// `early_margin_dentries` of the count were noise (the margin per
+/// namespace shrinks as the run grows). Anything else (a verdict on the
+/// probe/control ratio, an inconclusive one) waits for more churn.
+pub fn decided_at_round(s: &Summary, round: &Settled) -> bool {
+    let t = &s.scenario_definition.verdict;
+    let mut at = s.clone();
+    at.settled = Some(round.clone());
+    at.residual = s.baseline.and_then(|b| Residual::compute(b.nr_dentry, round.window.nr_dentry, round.window.iteration));
+    at.iterations_done = round.window.iteration;
+    at.complete = true;
+    let v = decide(&at, t);
+    let Some(r) = at.residual.as_ref().map(|r| r.per_iteration) else { return false };
+    let margin = t.early_margin_dentries / round.window.iteration.max(1) as f64;
+    match v.outcome {
+        Outcome::Regressed => t.basis == VerdictBasis::Residual && r - margin >= t.residual_regressed,
+        Outcome::Clean => t.basis == VerdictBasis::Residual && r + margin <= t.residual_clean,
+        Outcome::Inconclusive => false,
     }
 }
 
@@ -267,7 +298,6 @@ pub fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repro_proto::*;
 
     /// A synthetic run: `n` windows whose ipv6 p50 follows `ipv6(i)`.
     fn run(n: u64, ipv6: impl Fn(u64) -> f64, residual: f64, complete: bool) -> Summary {

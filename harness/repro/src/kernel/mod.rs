@@ -1,4 +1,7 @@
-//! kernel
+//! Getting a bootable kernel image: `--kernel` parsed ([`spec`]), catalog
+//! entries fetched through apt or downloaded and verified, or built by era;
+//! everything cached.
+
 pub mod apt;
 pub mod build;
 pub mod cache;

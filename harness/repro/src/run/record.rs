@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use repro_proto::{Message, Residual, RunError, Summary};
+use repro_proto::{Message, Residual, Round, RunError, Summary};
 
 pub const SUMMARY: &str = "summary.json";
 pub const SAMPLES: &str = "samples.jsonl";
@@ -67,6 +67,30 @@ impl Recorder {
             Message::Window(w) => {
                 s.iterations_done = w.iteration;
                 s.windows.push(w.clone());
+                let projection = crate::run::projection::project(&s.windows, s.iterations_requested);
+                if let (None, Some(p)) = (&s.projection, &projection) {
+                    // Said once, when the slowdown first shows; kept current in the summary.
+                    tracing::warn!(
+                        "the churn slows as the chain grows ({:.1} ms per iteration + {:.2} us per stale entry): \
+                         {} namespaces will take about {}, and the write-up's 799,259 about {}",
+                        p.t0_s * 1e3,
+                        p.per_entry_s * 1e6,
+                        s.iterations_requested,
+                        humantime::format_duration(std::time::Duration::from_secs(p.finish_s as u64)),
+                        humantime::format_duration(std::time::Duration::from_secs(p.writeup_chain_s as u64)),
+                    );
+                }
+                s.projection = projection.or(s.projection.take());
+                self.write_summary()?;
+            }
+            Message::Round(st) => {
+                s.rounds.push(Round {
+                    iteration: st.window.iteration,
+                    settle_s: st.settle_s,
+                    ended: st.ended,
+                    residual: s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration)),
+                    stop: false,
+                });
                 self.write_summary()?;
             }
             Message::Settled(st) => {
@@ -82,6 +106,15 @@ impl Recorder {
             Message::Error { .. } | Message::Output { .. } => {}
         }
         Ok(())
+    }
+
+    /// The host's answer to the last round: stop there, or go on.
+    pub fn round_answered(&mut self, stop: bool) -> Result<()> {
+        if let Some(r) = self.summary.rounds.last_mut() {
+            r.stop = stop;
+        }
+        self.summary.stopped_early |= stop;
+        self.write_summary()
     }
 
     /// Close the run: complete only if the agent said Done and nothing failed.

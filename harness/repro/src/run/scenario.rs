@@ -45,6 +45,8 @@ struct RawVerdict {
     basis: Option<repro_proto::VerdictBasis>,
     #[serde(default)]
     settled_ratio_regressed: Option<f64>,
+    #[serde(default)]
+    early_margin: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -97,7 +99,20 @@ struct RawSettle {
     stable_polls: u32,
     max: Spanned<String>,
     baseline_tolerance: Spanned<f64>,
+    /// Adaptive end, see [`SettleSettings::flat_ms`]; "0s" turns it off.
+    #[serde(default)]
+    flat: Option<Spanned<String>>,
+    #[serde(default)]
+    flat_factor: Option<f64>,
 }
+
+/// The adaptive settle's defaults. Recorded settle traces (results/): a
+/// fixed kernel is back at its baseline when the churn ends, or its
+/// cleanup batches come 0.5 s apart (Debian 6.1); a kernel with the bug is
+/// flat from the first poll. Three seconds is six polls and six times the
+/// longest gap seen; three times the longest gap so far covers slower batches.
+const DEFAULT_FLAT_MS: u64 = 3000;
+const DEFAULT_FLAT_FACTOR: f64 = 3.0;
 
 /// Resolve `--scenario`: a built-in name, or a path to a TOML file.
 pub fn load(arg: &str) -> Result<Scenario> {
@@ -211,6 +226,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
                 settled_ratio_regressed: r
                     .settled_ratio_regressed
                     .unwrap_or(repro_proto::VerdictSettings::default().settled_ratio_regressed),
+                early_margin_dentries: r.early_margin.unwrap_or(repro_proto::VerdictSettings::default().early_margin_dentries).max(0.0),
             }
         }
     };
@@ -229,6 +245,11 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
             poll_ms: duration_ms(&raw.settle.poll)?.max(10),
             stable_polls: raw.settle.stable_polls,
             max_ms: duration_ms(&raw.settle.max)?,
+            flat_ms: match &raw.settle.flat {
+                Some(f) => duration_ms(f)?,
+                None => DEFAULT_FLAT_MS,
+            },
+            flat_factor: raw.settle.flat_factor.unwrap_or(DEFAULT_FLAT_FACTOR).max(0.0),
             baseline_tolerance: {
                 let t = *raw.settle.baseline_tolerance.get_ref();
                 if !(0.0..=100.0).contains(&t) {

@@ -49,6 +49,9 @@ pub(crate) fn new_summary(
         settled: None,
         residual: None,
         duration_s: 0.0,
+        rounds: Vec::new(),
+        stopped_early: false,
+        projection: None,
     }
 }
 
