@@ -441,6 +441,11 @@ pub struct KernelInfo {
     pub image_sha256: Option<String>,
     /// e.g. `debian:linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb`.
     pub source: String,
+    /// How the download it came from was verified (RPMs and source
+    /// tarballs repro downloaded), e.g. `RPM signature by centos-7 …`, or
+    /// `UNVERIFIED (--insecure-download; …)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }
 
 /// Where the numbers were measured.

@@ -30,6 +30,7 @@ fn sample_summary() -> Summary {
             image: Some("/cache/vmlinuz".into()),
             image_sha256: Some("a".repeat(64)),
             source: "debian:x.deb".into(),
+            verified: Some("RPM signature by centos-7 6341ab27".into()),
         },
         backend: repro_proto::Backend::Qemu,
         accel: Some(repro_proto::Accel::Tcg),

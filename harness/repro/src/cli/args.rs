@@ -9,6 +9,7 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::guest::qemu::AccelChoice;
+use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
 pub use repro_proto::Backend;
 
@@ -103,6 +104,11 @@ pub struct ImageBuildArgs {
     pub cc: Option<String>,
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
+    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
+    /// records it as UNVERIFIED.
+    #[arg(long)]
+    pub insecure_download: bool,
 }
 
 /// How to boot the guest: shared by `run` and `exec`.
@@ -144,9 +150,19 @@ pub struct VmArgs {
     /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
+    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
+    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
+    /// records it as UNVERIFIED.
+    #[arg(long)]
+    pub insecure_download: bool,
 }
 
 impl VmArgs {
+    /// The cache, and whether it may take unverified downloads.
+    pub fn cache(&self) -> Cache {
+        Cache::new(self.cache_dir.clone()).allowing_unverified(self.insecure_download)
+    }
+
     /// The kernel these arguments name: `--src` builds a tree, else `--kernel`.
     pub fn kernel_spec(&self) -> KernelSpec {
         match &self.src {
@@ -419,6 +435,11 @@ pub struct FetchArgs {
     /// C compiler for a `build` entry [default: the entry's, else its tree's era's].
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
+    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
+    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
+    /// records it as UNVERIFIED.
+    #[arg(long)]
+    pub insecure_download: bool,
 }
 
 /// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes

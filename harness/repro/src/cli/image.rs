@@ -10,7 +10,7 @@ use crate::kernel::catalog::{Catalog, Source};
 use crate::kernel::spec::KernelSpec;
 
 pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
-    let cache = Cache::new(args.cache_dir.clone());
+    let cache = Cache::new(args.cache_dir.clone()).allowing_unverified(args.insecure_download);
     let img = match (&args.src, &args.kernel) {
         (Some(dir), _) => KernelSpec::Tree(dir.clone()).resolve(&Catalog::builtin()?, &cache, args.cc.as_deref())?,
         (None, Some(name)) => {

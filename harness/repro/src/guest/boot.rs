@@ -11,7 +11,7 @@ use crate::cli::args::{AccelChoice, VmArgs};
 use crate::error::{fail, Kind};
 use crate::guest::qemu::{self, Accel, VmSpec};
 use crate::guest::session::{self, StartFailure};
-use crate::kernel::cache::{Cache, KernelImage};
+use crate::kernel::cache::KernelImage;
 use crate::kernel::catalog::Catalog;
 use crate::run::progress::Progress;
 use crate::run::record::{Recorder, CONSOLE};
@@ -35,7 +35,7 @@ pub struct Vm {
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
 pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
-    let cache = Cache::new(vm.cache_dir.clone());
+    let cache = vm.cache();
     let image = vm.kernel_spec().resolve(&catalog, &cache, vm.cc.as_deref())?;
     let qemu_bin = qemu::find(vm.qemu.as_deref())?;
     let needed = memory_needed_mib(iterations);
@@ -55,6 +55,7 @@ pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result
     summary.kernel.image = Some(image.path.display().to_string());
     summary.kernel.image_sha256 = Some(image.sha256.clone());
     summary.kernel.source = image.origin.to_string();
+    summary.kernel.verified = image.verified.clone();
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
     Ok(Vm { image, qemu: qemu_bin, memory_mib })

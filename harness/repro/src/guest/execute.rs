@@ -11,7 +11,6 @@ use crate::cli::args::RunArgs;
 use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
 use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
-use crate::kernel::cache::Cache;
 use crate::kernel::catalog::Catalog;
 use crate::kernel::packaged;
 use crate::run::progress::Progress;
@@ -85,7 +84,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     let Setup { args, quiet, agent, date, early } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
-    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &Cache::new(args.vm.cache_dir.clone()))?;
+    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache())?;
     let mut extra = Vec::new();
     if !modules.is_empty() {
         extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });

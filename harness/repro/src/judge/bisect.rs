@@ -27,7 +27,6 @@ use crate::git::{git, subject_of};
 use crate::judge::bisect_state::*;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
-use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
 
 /// `repro bisect`.
@@ -118,7 +117,7 @@ impl Judge<'_> {
                 tracing::info!("step {n}: building {short} ({subject})");
                 let built = crate::kernel::build::build(
                     &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
-                    &Cache::new(self.args.run.vm.cache_dir.clone()),
+                    &self.args.run.vm.cache(),
                 );
                 build_s = t0.elapsed().as_secs_f64();
                 match built {

@@ -84,6 +84,9 @@ pub struct BuildInfo {
     pub key: String,
     pub image_sha256: String,
     pub build_seconds: f64,
+    /// How the tree's download was verified (a tarball); None otherwise.
+    #[serde(default)]
+    pub tree_verified: Option<String>,
 }
 
 impl Recipe {
@@ -252,6 +255,7 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     std::fs::copy(&bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
     crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
     let info = BuildInfo {
+        tree_verified: crate::kernel::tree::verified(&src),
         name: recipe.name.clone(),
         tree: tree_key,
         version: plan.version.to_string(),
@@ -353,6 +357,7 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         return Ok(None);
     }
     Ok(Some(KernelImage {
+        verified: info.tree_verified.clone(),
         name: name.to_string(),
         sha256: info.image_sha256,
         origin: Origin::Build {

@@ -19,6 +19,9 @@ pub struct KernelImage {
     pub path: PathBuf,
     pub sha256: String,
     pub origin: Origin,
+    /// How the download it came from was verified (packages and trees repro
+    /// downloaded; None for apt's, which apt verified, and for paths).
+    pub verified: Option<String>,
 }
 
 /// Where an image came from. Its display (`debian:linux-image-…deb`,
@@ -52,9 +55,17 @@ impl std::fmt::Display for Origin {
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
+    /// `--insecure-download`: a download nothing verifies is used anyway,
+    /// its hash kept as first seen ([`crate::kernel::verify::accept`]).
+    pub insecure_download: bool,
 }
 
 impl Cache {
+    pub fn allowing_unverified(mut self, yes: bool) -> Cache {
+        self.insecure_download = yes;
+        self
+    }
+
     /// `--cache-dir`, else $REPRO_CACHE_DIR, else $XDG_CACHE_HOME/repro, else ~/.cache/repro.
     pub fn new(explicit: Option<PathBuf>) -> Cache {
         let root = explicit
@@ -62,7 +73,7 @@ impl Cache {
             .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("repro")))
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/repro")))
             .unwrap_or_else(|| PathBuf::from("/var/tmp/repro-cache"));
-        Cache { root }
+        Cache { root, insecure_download: false }
     }
 }
 

@@ -40,7 +40,13 @@ pub enum TreeKind {
     /// Debian's linux-source-X package: a tarball under /usr/src.
     DebianSource { suites: Vec<String>, package: String },
     /// A source tarball by URL (.tar.xz or .tar.gz), e.g. from kernel.org.
-    Tarball { url: String, sha256: Option<String> },
+    Tarball {
+        url: String,
+        sha256: Option<String>,
+        /// The key whose signed sha256sums.asc lists it [default: kernel.org].
+        #[serde(default)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -85,7 +91,13 @@ pub enum Source {
     /// machine's Ubuntu mirror (GitHub's runners have one).
     Ubuntu { suites: Vec<String>, package: String },
     /// A binary kernel RPM by URL (CentOS/RHEL): boot/vmlinuz-* is booted.
-    Rpm { url: String, sha256: Option<String> },
+    Rpm {
+        url: String,
+        sha256: Option<String>,
+        /// The key that signs the package [default: centos-7].
+        #[serde(default)]
+        key: Option<String>,
+    },
     /// Built from a `[[tree]]` with patches from vm-images/patches/, by the
     /// rules of the tree's era (vm-images/eras.toml).
     Build(BuildSource),

@@ -3,10 +3,10 @@
 //! Old kernels (CentOS 7 RPMs, kernel.org tarballs) come from hosts that
 //! networked machines reach and this one may not. A download lands in
 //! `cache/downloads/<file name>`; a file placed there by hand (fetched
-//! elsewhere) is used as is, after the same check. The hash is the
-//! catalog's pin when it has one; else the `sha256sums.asc` published
-//! beside the file (kernel.org does); else it is recorded as first seen
-//! and said so.
+//! elsewhere) goes through the same check. The hash is the catalog's pin
+//! when it has one, else the `sha256sums.asc` published beside the file
+//! when its signature verifies (kernel.org's); what is left unverified is
+//! the caller's to verify or refuse ([`verify::accept`]).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,14 +17,16 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{fail, Kind};
 use crate::kernel::cache::{sha256_file, Cache};
+use crate::kernel::verify::{self, Verification};
 
-/// A verified file in the cache, and how its hash was established.
+/// A downloaded file in the cache, and what verified its hash, if anything
+/// did (the caller may verify it further, e.g. by its RPM signature, and
+/// then applies [`verify::accept`]).
 #[derive(Debug)]
 pub struct Fetched {
     pub path: PathBuf,
     pub sha256: String,
-    /// `pinned`, `sha256sums.asc` or `unverified (first seen)`.
-    pub verified_by: String,
+    pub verified: Result<Verification>,
 }
 
 pub fn file_name(url: &str) -> &str {
@@ -36,48 +38,52 @@ pub fn cache_path(cache: &Cache, url: &str) -> PathBuf {
     cache.root.join("downloads").join(file_name(url))
 }
 
-pub fn fetch(url: &str, pinned: Option<&str>, cache: &Cache) -> Result<Fetched> {
+/// Download `url` into the cache (or take the copy already there), checked
+/// against the catalog's `pinned` sha256, else against the sha256sums.asc
+/// beside it when `sums_key` (armored) verifies its signature.
+pub fn fetch(url: &str, pinned: Option<&str>, sums_key: Option<&str>, cache: &Cache) -> Result<Fetched> {
     let path = cache_path(cache, url);
     let unavailable = |what: String| {
         fail(
             Kind::KernelUnavailable,
             format!(
                 "{what}. On a machine that reaches that host repro downloads it by itself; here, download it elsewhere and copy it to {} \
-                 (it is checked against {}), or boot an image you have with --kernel PATH",
+                 (it is checked like a download), or boot an image you have with --kernel PATH",
                 path.display(),
-                pinned.map_or("the published sha256 where there is one".to_string(), |p| format!("sha256 {p}"))
             ),
         )
     };
-    let expected = || -> Result<Option<(String, String)>> {
+    // The hash the file must have, and what vouches for it; Err when
+    // nothing does (no pin, no signed listing reachable).
+    let expected = || -> Result<(String, Verification)> {
         if let Some(p) = pinned {
-            return Ok(Some((p.to_ascii_lowercase(), "pinned".into())));
+            return Ok((p.to_ascii_lowercase(), Verification::Pinned));
         }
-        // kernel.org publishes sha256sums.asc beside its tarballs.
+        let Some(key) = sums_key else { anyhow::bail!("the catalog pins no sha256 for {}", file_name(url)) };
         let sums_url = format!("{}/sha256sums.asc", url.rsplit_once('/').map_or(url, |(d, _)| d));
-        match get_text(&sums_url) {
-            Ok(sums) => match sums_entry(&sums, file_name(url)) {
-                Some(h) => Ok(Some((h, "sha256sums.asc".into()))),
-                None => Err(unavailable(format!("{sums_url} lists no {}", file_name(url)))),
-            },
-            Err(_) => Ok(None),
+        let sums = get_text(&sums_url).with_context(|| format!("no sha256 pinned, and {sums_url} cannot be fetched"))?;
+        let text = verify::signed_text(&sums, key)?;
+        let (_, fp) = verify::parse_key(key)?;
+        match verify::sums_entry(&text, file_name(url)) {
+            Some(h) => Ok((h, Verification::SignedSums { key: fp })),
+            None => Err(fail(Kind::Unverified, format!("the signed {sums_url} lists no {}", file_name(url)))),
         }
     };
 
     if path.exists() {
         let have = sha256_file(&path)?;
         // A seeded or earlier download: check it before trusting it.
-        match expected().ok().flatten() {
-            Some((w, by)) if w == have => return Ok(Fetched { path, sha256: have, verified_by: by }),
-            Some((w, _)) => {
+        match expected() {
+            Ok((w, by)) if w == have => return Ok(Fetched { path, sha256: have, verified: Ok(by) }),
+            Ok((w, _)) => {
                 tracing::warn!("{} has sha256 {have}, expected {w}: downloading it again", path.display());
                 std::fs::remove_file(&path)?;
             }
-            None => return Ok(Fetched { path, sha256: have, verified_by: "unverified (first seen)".into() }),
+            Err(why) => return Ok(Fetched { path, sha256: have, verified: Err(why) }),
         }
     }
 
-    let want = expected()?;
+    let want = expected();
     std::fs::create_dir_all(path.parent().unwrap())?;
     let part = path.with_extension("part");
     tracing::info!("downloading {url}");
@@ -86,22 +92,19 @@ pub fn fetch(url: &str, pinned: Option<&str>, cache: &Cache) -> Result<Fetched> 
         // ureq's message starts with the URL, which is said already.
         unavailable(format!("cannot download {url}: {}", format!("{e:#}").replace(&format!("{url}: "), "")))
     })?;
-    let verified_by = match want {
-        Some((w, by)) if w == got => by,
-        Some((w, by)) => {
+    let verified = match want {
+        Ok((w, by)) if w == got => Ok(by),
+        Ok((w, by)) => {
             let _ = std::fs::remove_file(&part);
             return Err(fail(
                 Kind::ImageInvalid,
-                format!("{url} has sha256 {got}, but {by} says {w}: the download is corrupt or was tampered with; nothing was kept"),
+                format!("{url} has sha256 {got}, but the {by} says {w}: the download is corrupt or was tampered with; nothing was kept"),
             ));
         }
-        None => {
-            tracing::warn!("{url} has no published or pinned sha256; recording {got} as first seen");
-            "unverified (first seen)".into()
-        }
+        Err(why) => Err(why),
     };
     std::fs::rename(&part, &path)?;
-    Ok(Fetched { path, sha256: got, verified_by })
+    Ok(Fetched { path, sha256: got, verified })
 }
 
 fn agent() -> ureq::Agent {
@@ -135,16 +138,6 @@ fn download(url: &str, out: &Path) -> Result<String> {
     Ok(format!("{:x}", hash.finalize()))
 }
 
-/// The hash of `name` in a `sha256sum`-style listing (as kernel.org's
-/// sha256sums.asc, whose PGP armour lines do not match).
-pub fn sums_entry(sums: &str, name: &str) -> Option<String> {
-    sums.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let (h, n) = (w.next()?, w.next()?);
-        (n.trim_start_matches('*') == name && h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())).then(|| h.to_ascii_lowercase())
-    })
-}
-
 /// Unpack a .tar.xz or .tar.gz into `dest`, dropping its top directory.
 pub fn extract_tarball(archive: &Path, dest: &Path) -> Result<()> {
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(archive)?);
@@ -164,16 +157,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sha256sums_listing_is_parsed_past_the_pgp_armour() {
-        let h = "a".repeat(64);
-        let sums = format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{h}  linux-4.9.119.tar.xz\n{}  linux-4.9.119.tar.gz\n-----BEGIN PGP SIGNATURE-----\n", "b".repeat(64));
-        assert_eq!(sums_entry(&sums, "linux-4.9.119.tar.xz"), Some(h));
-        assert_eq!(sums_entry(&sums, "linux-4.9.120.tar.xz"), None);
-    }
-
-    #[test]
     fn cache_path_is_the_url_file_name() {
-        let c = Cache { root: "/c".into() };
+        let c = Cache { root: "/c".into(), insecure_download: false };
         assert_eq!(cache_path(&c, "https://h.example/a/kernel-3.10.rpm"), Path::new("/c/downloads/kernel-3.10.rpm"));
     }
 }

@@ -17,3 +17,4 @@ pub mod rpm;
 pub mod spec;
 pub mod toolchain;
 pub mod tree;
+pub mod verify;

@@ -12,6 +12,7 @@ use crate::error::{fail, Kind};
 use crate::kernel::apt::{self, AptRoot, Distro};
 use crate::kernel::cache::{check_bzimage, newest_entry, sha256_file, Cache, KernelImage, Origin};
 use crate::kernel::catalog::{Catalog, Source};
+use crate::kernel::verify::Verification;
 
 /// What the cache records beside each fetched image.
 #[derive(Debug, Serialize, Deserialize)]
@@ -25,6 +26,9 @@ struct CachedImage {
     deb_sha256: String,
     release: String,
     image_sha256: String,
+    /// How the archive was verified (downloads; apt verifies its own).
+    #[serde(default)]
+    verified: Option<String>,
 }
 
 impl CachedImage {
@@ -46,6 +50,7 @@ impl CachedImage {
             deb_sha256: archive_sha256,
             release: String::new(),
             image_sha256: String::new(),
+            verified: None,
         }
     }
 }
@@ -209,7 +214,7 @@ fn debian() -> String {
 }
 
 /// A binary kernel RPM (CentOS 7): download, verify, extract boot/vmlinuz-*.
-pub fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, cache: &Cache) -> Result<KernelImage> {
+pub fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, key: &Option<String>, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
     let _lock = lock_kernel_dir(&kdir)?;
     let file = crate::kernel::download::file_name(url);
@@ -217,9 +222,20 @@ pub fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, cache: &Cache) -> 
     if let Some(img) = load_cached(&dir, name)? {
         return Ok(img);
     }
-    let got = crate::kernel::download::fetch(url, sha256, cache)?;
+    let got = crate::kernel::download::fetch(url, sha256, None, cache)?;
+    // Unpinned, the package's own signature vouches for it.
+    let key_name = key.as_deref().unwrap_or("centos-7");
+    let verified = got.verified.or_else(|unpinned| {
+        let key = crate::kernel::verify::key_text(key_name)?;
+        crate::kernel::rpm::verify_signature(&got.path, &key)
+            .map(|fp| Verification::RpmSignature { key: format!("{key_name} {fp}") })
+            .map_err(|e| e.context(format!("{unpinned:#}")))
+    });
+    let v = crate::kernel::verify::accept(cache, file, &got.sha256, verified)?;
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
-    let meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), got.verified_by, &got.path, got.sha256);
+    let version = file.trim_end_matches(".rpm").trim_start_matches("kernel-").trim_end_matches(".x86_64").to_string();
+    let mut meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), version, &got.path, got.sha256);
+    meta.verified = Some(v.to_string());
     install_image(tmp, &dir, name, &got.path, crate::kernel::rpm::extract_vmlinuz, meta)
 }
 
@@ -235,7 +251,7 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
         std::fs::remove_dir_all(dir)?;
         return Ok(None);
     }
-    Ok(Some(KernelImage { name: name.to_string(), path, sha256: sha, origin: meta.origin() }))
+    Ok(Some(KernelImage { name: name.to_string(), path, sha256: sha, origin: meta.origin(), verified: meta.verified.clone() }))
 }
 
 fn newest_cached(kdir: &Path, name: &str) -> Result<Option<KernelImage>> {
@@ -283,6 +299,7 @@ mod tests {
             deb_sha256: "0".repeat(64),
             release: "x".into(),
             image_sha256: recorded_sha.into(),
+            verified: None,
         };
         std::fs::write(dir.join("source.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         dir

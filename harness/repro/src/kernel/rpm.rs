@@ -1,140 +1,134 @@
-//! The kernel image out of an RPM: lead, signature header, header, then a
-//! compressed cpio payload holding `./boot/vmlinuz-RELEASE`.
-//!
-//! Written here rather than taken from the `rpm` crate: all that is needed
-//! is where the payload starts (two header sizes) and its compressor, which
-//! is a few dozen lines against a crate built for writing and signing
-//! packages.
+//! A binary kernel RPM (CentOS 7): its signature checked with the `rpm`
+//! crate against the key the catalog names, and `boot/vmlinuz-*` taken out
+//! of its payload only if the file's digest matches the one its (signed)
+//! header lists: the signature covers the header, the header the files.
 
-use std::io::{BufReader, Read};
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 
 use crate::error::{fail, Kind};
 
-const LEAD_LEN: usize = 96;
-const LEAD_MAGIC: [u8; 4] = [0xed, 0xab, 0xee, 0xdb];
-const HEADER_MAGIC: [u8; 3] = [0x8e, 0xad, 0xe8];
-
-/// Byte offset of the payload: after the lead, the signature header (padded
-/// to 8 bytes) and the main header.
-pub fn payload_offset(head: &[u8]) -> Result<usize> {
-    ensure!(head.len() >= LEAD_LEN && head[..4] == LEAD_MAGIC, "not an RPM (no lead magic)");
-    let header_len = |at: usize| -> Result<usize> {
-        let h = head.get(at..at + 16).context("RPM truncated inside a header")?;
-        ensure!(h[..3] == HEADER_MAGIC, "RPM header magic missing at byte {at}");
-        let n = u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize;
-        let size = u32::from_be_bytes(h[12..16].try_into().unwrap()) as usize;
-        // Sizes come from the file: no arithmetic on them may wrap, and
-        // the header must lie inside the file.
-        let len = n.checked_mul(16).and_then(|i| i.checked_add(16)).and_then(|l| l.checked_add(size));
-        let len = len.filter(|l| at.checked_add(*l).is_some_and(|end| end <= head.len()));
-        len.with_context(|| {
-            format!("RPM header at byte {at} claims {n} entries and {size} bytes, past the end of the file ({} bytes)", head.len())
-        })
-    };
-    let sig = header_len(LEAD_LEN)?;
-    let main_at = LEAD_LEN + sig.div_ceil(8) * 8;
-    Ok(main_at + header_len(main_at)?)
+fn open(path: &Path) -> Result<rpm::Package> {
+    rpm::Package::open(path).map_err(|e| fail(Kind::KernelUnavailable, format!("{} is not a readable RPM: {e}", path.display())))
 }
 
-/// Copy the first `boot/vmlinuz-*` of the RPM at `path` to `out`; returns
-/// the release it names.
-pub fn extract_vmlinuz(path: &Path, out: &mut impl std::io::Write) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let at = payload_offset(&bytes).with_context(|| format!("{} is not a readable RPM", path.display()))?;
-    let payload = bytes.get(at..).with_context(|| format!("{} ends before its payload", path.display()))?;
-    let reader: Box<dyn Read + '_> = match payload {
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Box::new(lzma_rust2::XzReader::new(payload, true)),
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(payload)),
-        [b'0', b'7', b'0', b'7', b'0', b'1', ..] => Box::new(payload),
-        _ => {
-            return Err(fail(Kind::KernelUnavailable, format!("{}: payload compression not supported (xz, gzip or none)", path.display())))
+/// Check the package's signature with `armored_key`; the key's fingerprint
+/// when it verifies.
+pub fn verify_signature(path: &Path, armored_key: &str) -> Result<String> {
+    let pkg = open(path)?;
+    let (_, fp) = crate::kernel::verify::parse_key(armored_key)?;
+    let verifier = rpm::signature::pgp::Verifier::from_asc(armored_key).context("loading the signing key")?;
+    pkg.verify_signature(verifier).map_err(|e| {
+        fail(
+            Kind::Unverified,
+            format!(
+                "{}: its RPM signature does not verify with key {fp} ({e}): the package was altered, or is not the distribution's",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(fp)
+}
+
+/// Copy the package's `boot/vmlinuz-*` to `out`; returns the release it
+/// names. The image must match the sha256 its header lists for it.
+pub fn extract_vmlinuz(path: &Path, out: &mut impl Write) -> Result<String> {
+    let pkg = open(path)?;
+    let files = pkg.files().map_err(|e| fail(Kind::KernelUnavailable, format!("{}: cannot read its payload: {e}", path.display())))?;
+    for f in files {
+        let f = f.map_err(|e| fail(Kind::KernelUnavailable, format!("{}: a damaged payload: {e}", path.display())))?;
+        let p = f.metadata.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !(p.starts_with("/boot") || p.starts_with("boot") || p.starts_with("./boot")) || !name.starts_with("vmlinuz-") {
+            continue;
         }
-    };
-    let mut rest: Box<dyn Read + '_> = Box::new(BufReader::new(reader));
-    loop {
-        let mut entry = cpio::NewcReader::new(rest).with_context(|| format!("{}: reading the cpio payload", path.display()))?;
-        if entry.entry().is_trailer() {
-            return Err(fail(Kind::KernelUnavailable, format!("{}: no boot/vmlinuz-* in the package", path.display())));
+        let want = f.metadata.digest().map(|d| (d.algorithm(), d.as_hex().to_ascii_lowercase()));
+        let content = f.into_content().unwrap_or_default();
+        match want {
+            Some((rpm::DigestAlgorithm::Sha2_256, hex)) if hex == format!("{:x}", Sha256::digest(&content)) => {}
+            Some((rpm::DigestAlgorithm::Sha2_256, hex)) => {
+                return Err(fail(
+                    Kind::Unverified,
+                    format!(
+                        "{}: {} does not match the sha256 its header lists ({hex}): the payload was altered",
+                        path.display(),
+                        p.display()
+                    ),
+                ))
+            }
+            other => {
+                return Err(fail(
+                    Kind::Unverified,
+                    format!(
+                        "{}: the header lists no sha256 for {} ({other:?}), so the image cannot be tied to it",
+                        path.display(),
+                        p.display()
+                    ),
+                ))
+            }
         }
-        let name = entry.entry().name().to_string();
-        let file = name.rsplit('/').next().unwrap_or("").to_string();
-        if name.trim_start_matches("./").starts_with("boot/") && file.starts_with("vmlinuz-") {
-            std::io::copy(&mut entry, out)?;
-            return Ok(file.trim_start_matches("vmlinuz-").to_string());
-        }
-        rest = Box::new(entry.finish()?);
+        out.write_all(&content)?;
+        return Ok(name.trim_start_matches("vmlinuz-").to_string());
     }
+    Err(fail(Kind::KernelUnavailable, format!("{}: no boot/vmlinuz-* in the package", path.display())))
 }
 
-/// A minimal, structurally valid RPM holding `files` (lead, a signature
-/// header that needs padding, a main header, an xz cpio payload): the
-/// fixture that tests serve in place of a CentOS kernel package.
+/// A kernel package holding `files` (path, bytes), signed with
+/// `secret_key` if given: the fixture that tests serve in place of a
+/// CentOS kernel package.
 #[doc(hidden)]
-pub fn fixture(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
-    use std::io::Write;
-    fn header(entries: u32, data: &[u8]) -> Vec<u8> {
-        let mut h = vec![0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
-        h.extend(entries.to_be_bytes());
-        h.extend((data.len() as u32).to_be_bytes());
-        h.extend(std::iter::repeat_n(0u8, entries as usize * 16));
-        h.extend(data);
-        h
+pub fn fixture(files: &[(&str, &[u8])], secret_key: Option<&str>) -> Result<Vec<u8>> {
+    let mut b = rpm::PackageBuilder::new("kernel", "3.10.0", "GPLv2", "x86_64", "repro test fixture");
+    // CentOS 7's format: v4 headers, an xz payload.
+    b.using_config(rpm::BuildConfig::v4().compression(rpm::CompressionType::Xz));
+    for (path, data) in files {
+        b.with_file_contents(data.to_vec(), rpm::FileOptions::new(format!("/{}", path.trim_start_matches("./"))))?;
     }
-    let mut cpio_bytes = Vec::new();
-    for (i, (name, data)) in files.iter().enumerate() {
-        let mut w = cpio::NewcBuilder::new(name).ino(i as u32 + 1).mode(0o100644).nlink(1).write(cpio_bytes, data.len() as u32);
-        w.write_all(data)?;
-        cpio_bytes = w.finish()?;
-    }
-    cpio_bytes = cpio::newc::trailer(cpio_bytes)?;
-    let mut xz = Vec::new();
-    let mut w = lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default())?;
-    w.write_all(&cpio_bytes)?;
-    w.finish()?;
-    let mut rpm = LEAD_MAGIC.to_vec();
-    rpm.resize(LEAD_LEN, 0);
-    let sig = header(2, b"sig-data-13");
-    rpm.extend(&sig);
-    rpm.resize(LEAD_LEN + sig.len().div_ceil(8) * 8, 0);
-    rpm.extend(header(3, b"name\0version\0release\0"));
-    rpm.extend(xz);
-    Ok(rpm)
+    let pkg = match secret_key {
+        Some(k) => b.build_and_sign(rpm::signature::pgp::Signer::from_asc(k)?)?,
+        None => b.build()?,
+    };
+    let mut bytes = Vec::new();
+    pkg.write(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fixture_rpm(files: &[(&str, &[u8])]) -> Vec<u8> {
-        fixture(files).unwrap()
-    }
-
     #[test]
     fn vmlinuz_is_extracted_from_an_xz_payload() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("kernel.rpm");
-        std::fs::write(
-            &p,
-            fixture_rpm(&[("./boot/config-3.10.0-514.el7.x86_64", b"cfg"), ("./boot/vmlinuz-3.10.0-514.el7.x86_64", b"bzImage")]),
-        )
-        .unwrap();
+        let rpm = fixture(&[("./boot/config-3.10.0-514.el7.x86_64", b"cfg"), ("./boot/vmlinuz-3.10.0-514.el7.x86_64", b"bzImage")], None);
+        std::fs::write(&p, rpm.unwrap()).unwrap();
         let mut out = Vec::new();
         assert_eq!(extract_vmlinuz(&p, &mut out).unwrap(), "3.10.0-514.el7.x86_64");
         assert_eq!(out, b"bzImage");
     }
 
     #[test]
-    fn rpms_without_a_kernel_or_with_bad_headers_are_refused() {
+    fn rpms_without_a_kernel_or_that_are_not_rpms_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.rpm");
-        std::fs::write(&p, fixture_rpm(&[("./usr/bin/true", b"x")])).unwrap();
+        std::fs::write(&p, fixture(&[("./usr/bin/true", b"x")], None).unwrap()).unwrap();
         assert!(format!("{:#}", extract_vmlinuz(&p, &mut Vec::new()).unwrap_err()).contains("no boot/vmlinuz"));
-        let mut broken = fixture_rpm(&[]);
-        broken[LEAD_LEN] = 0;
-        std::fs::write(&p, broken).unwrap();
-        assert!(format!("{:#}", extract_vmlinuz(&p, &mut Vec::new()).unwrap_err()).contains("header magic"));
+        std::fs::write(&p, b"not an rpm at all").unwrap();
+        let e = extract_vmlinuz(&p, &mut Vec::new()).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::KernelUnavailable));
+    }
+
+    #[test]
+    fn an_unsigned_package_does_not_verify_with_centos_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k.rpm");
+        std::fs::write(&p, fixture(&[("./boot/vmlinuz-3.10.0-1.el7.x86_64", b"bz")], None).unwrap()).unwrap();
+        let key = crate::kernel::verify::KEYS.iter().find(|k| k.name == "centos-7").unwrap();
+        let e = verify_signature(&p, key.armored).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Unverified), "{e:#}");
     }
 }

@@ -63,7 +63,13 @@ impl KernelSpec {
             KernelSpec::Image(p) => {
                 check_bzimage(p)?;
                 let path = p.canonicalize().with_context(|| format!("resolving {}", p.display()))?;
-                Ok(KernelImage { name: self.label(), sha256: sha256_file(&path)?, origin: Origin::Path(path.clone()), path })
+                Ok(KernelImage {
+                    name: self.label(),
+                    sha256: sha256_file(&path)?,
+                    origin: Origin::Path(path.clone()),
+                    path,
+                    verified: None,
+                })
             }
             KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc), cache),
             KernelSpec::Catalog(name) => {
@@ -71,7 +77,7 @@ impl KernelSpec {
                 match &entry.source {
                     Source::Debian { suites, package } => packaged::fetch_apt(Distro::Debian, &entry.name, suites, package, cache),
                     Source::Ubuntu { suites, package } => packaged::fetch_apt(Distro::Ubuntu, &entry.name, suites, package, cache),
-                    Source::Rpm { url, sha256 } => packaged::fetch_rpm(&entry.name, url, sha256.as_deref(), cache),
+                    Source::Rpm { url, sha256, key } => packaged::fetch_rpm(&entry.name, url, sha256.as_deref(), key, cache),
                     Source::Build(b) => Recipe::catalog(catalog, &entry.name, b, cc).and_then(|r| build::build(&r, cache)),
                 }
                 .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))

@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_compiler_repro_cannot_find_or_fetch_is_a_build_failure_naming_it() {
-        let cache = Cache { root: tempfile::tempdir().unwrap().keep() };
+        let cache = Cache { root: tempfile::tempdir().unwrap().keep(), insecure_download: false };
         let e = Compiler::resolve("gcc-0-nonexistent", &Eras::builtin(), &cache).unwrap_err();
         assert_eq!(crate::error::kind_of(&e), Some(Kind::BuildFailed));
         let msg = format!("{e:#}");
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_host_compiler_and_compilers_on_path_are_used_as_they_are() {
-        let cache = Cache { root: tempfile::tempdir().unwrap().keep() };
+        let cache = Cache { root: tempfile::tempdir().unwrap().keep(), insecure_download: false };
         let c = Compiler::resolve("host", &Eras::builtin(), &cache).unwrap();
         assert_eq!((c.program.as_path(), c.origin.as_str()), (Path::new("gcc"), "host"));
         assert!(c.version.contains("gcc") || c.version.contains("GCC"), "{}", c.version);

@@ -32,7 +32,9 @@ pub fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<Strin
                 }
             }
         }
-        TreeKind::Tarball { url, sha256 } => Ok(format!("tarball:{url}{}", sha256.as_deref().map(|s| format!("@{s}")).unwrap_or_default())),
+        TreeKind::Tarball { url, sha256, .. } => {
+            Ok(format!("tarball:{url}{}", sha256.as_deref().map(|s| format!("@{s}")).unwrap_or_default()))
+        }
     }
 }
 
@@ -57,6 +59,15 @@ pub fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
     v.into_iter().map(|(_, id, p)| (id, p)).collect()
 }
 
+/// Beside an extracted tree: how its download was verified.
+pub const VERIFIED: &str = ".repro-verified";
+
+/// How the download of the tree extracted at `src` (its `linux/`) was
+/// verified; None for trees that came through apt.
+pub fn verified(src: &Path) -> Option<String> {
+    std::fs::read_to_string(src.parent()?.join(VERIFIED)).ok()
+}
+
 /// The extracted source tree of a catalog tree, fetching it if needed.
 pub fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Result<PathBuf> {
     let id = id.to_string();
@@ -76,10 +87,14 @@ pub fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Resu
             crate::kernel::deb::extract_source_tarball(&deb, &tmp.path().join("linux"))?;
             std::fs::remove_file(&deb)?;
         }
-        TreeKind::Tarball { url, sha256 } => {
-            let got = crate::kernel::download::fetch(url, sha256.as_deref(), cache)?;
-            tracing::info!("extracting {} (sha256 {}, {})", got.path.display(), got.sha256, got.verified_by);
+        TreeKind::Tarball { url, sha256, key } => {
+            let key = crate::kernel::verify::key_text(key.as_deref().unwrap_or("kernel.org"))?;
+            let got = crate::kernel::download::fetch(url, sha256.as_deref(), Some(&key), cache)?;
+            let file = crate::kernel::download::file_name(url);
+            let v = crate::kernel::verify::accept(cache, file, &got.sha256, got.verified)?;
+            tracing::info!("extracting {} (sha256 {}, {v})", got.path.display(), got.sha256);
             crate::kernel::download::extract_tarball(&got.path, &tmp.path().join("linux"))?;
+            std::fs::write(tmp.path().join(VERIFIED), v.to_string())?;
         }
     }
     std::fs::write(tmp.path().join(".repro-tree"), &id)?;

@@ -70,15 +70,25 @@ impl Setup {
 }
 
 fn rpm_entry(url: &str, sha: Option<&str>) -> String {
+    rpm_entry_with_key(url, sha, None)
+}
+
+fn rpm_entry_with_key(url: &str, sha: Option<&str>, key: Option<&Path>) -> String {
     format!(
-        "[[kernel]]\nname = \"el7-fixture\"\ndescription = \"fixture rpm\"\nexpect = {{ seed = \"clean\" }}\nsource = {{ kind = \"rpm\", url = \"{url}\"{} }}\n",
-        sha.map(|s| format!(", sha256 = \"{s}\"")).unwrap_or_default()
+        "[[kernel]]\nname = \"el7-fixture\"\ndescription = \"fixture rpm\"\nexpect = {{ seed = \"clean\" }}\nsource = {{ kind = \"rpm\", url = \"{url}\"{}{} }}\n",
+        sha.map(|s| format!(", sha256 = \"{s}\"")).unwrap_or_default(),
+        key.map(|k| format!(", key = \"{}\"", k.display())).unwrap_or_default()
     )
 }
 
 fn kernel_rpm() -> Vec<u8> {
+    signed_kernel_rpm(None)
+}
+
+fn signed_kernel_rpm(key: Option<&TestKey>) -> Vec<u8> {
     let image = std::fs::read(debian_6_1()).unwrap();
-    repro::kernel::rpm::fixture(&[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)]).unwrap()
+    let files: &[(&str, &[u8])] = &[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)];
+    repro::kernel::rpm::fixture(files, key.map(|k| k.secret_asc.as_str())).unwrap()
 }
 
 #[test]
@@ -97,10 +107,48 @@ fn rpm_kernel_is_downloaded_verified_cached_and_booted() {
     let s = read_summary(&out);
     assert!(s.complete);
     assert_eq!(s.kernel.source, "rpm:kernel-3.10.0-0.el7.x86_64.rpm");
+    assert_eq!(s.kernel.verified.as_deref(), Some("sha256 pinned by the catalog"));
     assert!(s.kernel.release.as_deref().unwrap().starts_with("6.1."), "the fixture carries Debian's 6.1 image");
     // With the server gone, the cached image still serves.
     drop(server);
     setup.repro().args(["fetch", "el7-fixture"]).assert().success().stdout(predicate::str::contains("kernel-3.10.0-0.el7.x86_64"));
+}
+
+#[test]
+fn an_unpinned_rpm_is_taken_on_its_own_signature_and_refused_without_one() {
+    let key = TestKey::new();
+    let signed = signed_kernel_rpm(Some(&key));
+    let server = Server::start(vec![("kernel-3.10.0-0.el7.x86_64.rpm".into(), signed), ("kernel-u.rpm".into(), kernel_rpm())]);
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = key.public_file(dir.path());
+    // Signed by the key the catalog names: used, and the summary says how.
+    let setup = Setup::new(&rpm_entry_with_key(&format!("{}/kernel-3.10.0-0.el7.x86_64.rpm", server.url), None, Some(&keyfile)));
+    setup.repro().args(["fetch", "el7-fixture"]).assert().success();
+    let meta = std::fs::read_to_string(setup.cache().join("kernels/el7-fixture/kernel-3.10.0-0.el7.x86_64/source.json")).unwrap();
+    assert!(meta.contains("RPM signature by /") && meta.contains(&keyfile.display().to_string()), "{meta}");
+    // The same package checked against CentOS's key (the default) is refused.
+    let setup = Setup::new(&rpm_entry(&format!("{}/kernel-3.10.0-0.el7.x86_64.rpm", server.url), None));
+    setup.repro().args(["fetch", "el7-fixture"]).assert().code(exit_codes::KERNEL_UNAVAILABLE).stderr(
+        predicate::str::contains("does not verify with key 6341ab2753d78a78a7c27bb124c6a8a7f4a80eb5")
+            .and(predicate::str::contains("--insecure-download")),
+    );
+    assert!(!setup.cache().join("kernels/el7-fixture/kernel-3.10.0-0.el7.x86_64").exists(), "a refused package was extracted");
+    // An unsigned one: refused, unless the user says so; then its hash is
+    // kept as first seen, and a different file under that name is refused.
+    let setup = Setup::new(&rpm_entry(&format!("{}/kernel-u.rpm", server.url), None));
+    setup.repro().args(["fetch", "el7-fixture"]).assert().code(exit_codes::KERNEL_UNAVAILABLE);
+    setup.repro().args(["fetch", "el7-fixture", "--insecure-download"]).assert().success();
+    let seen = std::fs::read_to_string(setup.cache().join("downloads/first-seen.json")).unwrap();
+    assert!(seen.contains(&sha256(&kernel_rpm())) || seen.contains("kernel-u.rpm"), "{seen}");
+    let other = signed_kernel_rpm(Some(&key));
+    std::fs::write(setup.cache().join("downloads/kernel-u.rpm"), &other).unwrap();
+    std::fs::remove_dir_all(setup.cache().join("kernels")).unwrap();
+    setup
+        .repro()
+        .args(["fetch", "el7-fixture", "--insecure-download"])
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("first seen here as"));
 }
 
 #[test]
@@ -138,13 +186,26 @@ fn fixture_tarball() -> Vec<u8> {
 #[test]
 fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
     let tarball = fixture_tarball();
-    let sums = format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}  linux-4.9.999.tar.xz\n", sha256(&tarball));
+    let key = TestKey::new();
+    let sums = key.clearsign(&format!("{}  linux-4.9.999.tar.xz\n", sha256(&tarball)));
     let server = Server::start(vec![("linux-4.9.999.tar.xz".into(), tarball), ("sha256sums.asc".into(), sums.into_bytes())]);
+    let keydir = tempfile::tempdir().unwrap();
     let catalog = format!(
         "[[kernel]]\nname = \"4.9.999\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"regressed\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
-         [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\" }}\n",
-        server.url
+         [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\", key = \"{}\" }}\n",
+        server.url,
+        key.public_file(keydir.path()).display()
     );
+    // Checked against kernel.org's own key, the listing's signature fails.
+    let kernel_org = catalog.replace(&format!(", key = \"{}\"", keydir.path().join("test-key.asc").display()), "");
+    let refused = Setup::new(&kernel_org);
+    refused
+        .repro()
+        .args(["image", "build", "4.9.999"])
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("signature of sha256sums.asc does not verify with key b8868c80ba62a1fffaf5fda9632d3a06589da6b1"));
+    assert!(!refused.cache().join("src/linux-4.9.999").read_dir().is_ok_and(|mut d| d.any(|e| e.unwrap().path().join("linux").exists())));
     let setup = Setup::new(&catalog);
     let out = setup.dir.path().join("run");
     let o = setup
@@ -159,6 +220,7 @@ fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
     let s = read_summary(&out);
     assert!(s.complete);
     assert!(s.kernel.source.starts_with("build:tarball:"), "{:?}", s.kernel);
+    assert!(s.kernel.verified.as_deref().unwrap().starts_with("sha256sums.asc signed by "), "{:?}", s.kernel);
     // The tree was unpacked without its top directory.
     let src = std::fs::read_dir(setup.cache().join("src/linux-4.9.999")).unwrap().flatten().next().unwrap().path();
     assert!(src.join("linux/Makefile").exists());

@@ -178,3 +178,37 @@ pub const NOBLE_SOURCES: &str = "Types: deb\nURIs: http://archive.ubuntu.invalid
 Components: main restricted universe multiverse\nSigned-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\n\
 Types: deb\nURIs: http://security.ubuntu.invalid/ubuntu/\nSuites: noble-security\nComponents: main restricted universe multiverse\n\
 Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n";
+
+/// A throwaway OpenPGP key standing in for kernel.org's or CentOS's in the
+/// fixture tests: its public half goes into the test catalog (`key = PATH`).
+pub struct TestKey {
+    pub secret: pgp::composed::SignedSecretKey,
+    pub public_asc: String,
+    pub secret_asc: String,
+}
+
+impl TestKey {
+    pub fn new() -> TestKey {
+        use pgp::composed::{ArmorOptions, KeyType, SecretKeyParamsBuilder};
+        let mut b = SecretKeyParamsBuilder::default();
+        b.key_type(KeyType::Ed25519Legacy).can_certify(true).can_sign(true).primary_user_id("repro test key <test@repro.invalid>".into());
+        let secret = b.build().unwrap().generate(rand::thread_rng()).unwrap();
+        let public_asc = secret.to_public_key().to_armored_string(ArmorOptions::default()).unwrap();
+        let secret_asc = secret.to_armored_string(ArmorOptions::default()).unwrap();
+        TestKey { secret, public_asc, secret_asc }
+    }
+
+    /// `text` cleartext-signed, as kernel.org signs sha256sums.asc.
+    pub fn clearsign(&self, text: &str) -> String {
+        use pgp::composed::{ArmorOptions, CleartextSignedMessage};
+        let msg = CleartextSignedMessage::sign(rand::thread_rng(), text, &self.secret.primary_key, &pgp::types::Password::empty()).unwrap();
+        msg.to_armored_string(ArmorOptions::default()).unwrap()
+    }
+
+    /// The public key written to `dir`, for a catalog's `key = "PATH"`.
+    pub fn public_file(&self, dir: &Path) -> PathBuf {
+        let p = dir.join("test-key.asc");
+        std::fs::write(&p, &self.public_asc).unwrap();
+        p
+    }
+}
