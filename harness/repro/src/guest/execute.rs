@@ -26,6 +26,9 @@ pub struct Finished {
 }
 
 /// Set up, run and record; errors before the run directory exists are Err.
+/// The most windows one run records.
+pub const MAX_WINDOWS: u64 = 10_000;
+
 /// What both backends get from [`execute`].
 struct Setup<'a> {
     args: &'a RunArgs,
@@ -53,6 +56,20 @@ pub fn execute(args: &RunArgs, quiet: bool, early: Option<Decider>) -> Result<Fi
         (None, Some(first)) => args.window().min(first / u64::from(scenario.verdict.min_windows.max(1))).max(1),
         _ => args.window(),
     };
+    // Every window is a message, a line of samples.jsonl and a rewrite of
+    // summary.json: their number is bounded, whatever the run's length.
+    if args.iterations / window > MAX_WINDOWS {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "--window {window} makes {} windows of {} iterations; repro records at most {MAX_WINDOWS}: \
+                 use --window {} or more (or leave it out: a twentieth of the run)",
+                args.iterations / window,
+                args.iterations,
+                args.iterations.div_ceil(MAX_WINDOWS)
+            ),
+        ));
+    }
     let job = Job {
         format_version: FORMAT_VERSION,
         mode: match args.backend {

@@ -58,7 +58,7 @@ impl Guard {
     /// Its stderr and the last console lines, for error messages.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
-        let stderr = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let stderr = read_lossy(&self.stderr_log);
         if !stderr.trim().is_empty() {
             out.push_str(&format!("\n--- {} stderr ({}) ---\n{}", self.what, self.stderr_log.display(), tail(&stderr, 15)));
         }
@@ -70,7 +70,7 @@ impl Guard {
     }
 
     fn console_panicked(&self) -> bool {
-        self.console_log.as_deref().is_some_and(|c| read_lossy(c).contains("Kernel panic"))
+        self.console_log.as_deref().is_some_and(|c| read_lossy(c).contains(repro_proto::PANIC_MARKER))
     }
 }
 
@@ -85,9 +85,20 @@ impl Drop for Guard {
     }
 }
 
+/// At most the last [`LOG_TAIL_BYTES`] of a log the guest or QEMU wrote:
+/// a guest that floods its console cannot make repro read gigabytes.
 fn read_lossy(p: &Path) -> String {
-    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(p) else { return String::new() };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+    let mut b = Vec::new();
+    let _ = f.take(LOG_TAIL_BYTES).read_to_end(&mut b);
+    String::from_utf8_lossy(&b).into_owned()
 }
+
+/// How much of the end of console.log and QEMU's stderr repro reads.
+pub const LOG_TAIL_BYTES: u64 = 1 << 20;
 
 /// A running agent whose messages can be read.
 pub struct Agent {

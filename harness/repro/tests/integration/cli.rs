@@ -103,6 +103,7 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["kernels", "--matrix", "--kernel", "6.1", "--scenarios", "drop-caches"],
         vec!["run", "--frobnicate"],
         vec!["run", "--backend", "vm"],
+        vec!["run", "--kernel", img, "-n", "100000", "--window", "1"],
         vec!["exec", "--kernel", img, "--include", "/nonexistent/churn-ref", "--", "/bin/churn-ref"],
     ] {
         let o = repro().args(&args).output().unwrap();

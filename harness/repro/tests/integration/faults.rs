@@ -37,7 +37,7 @@ fn guest_panic_is_reported_with_console_lines() {
 fn start_long_run(out: &std::path::Path, extra: &[&str], windows: usize) -> std::process::Child {
     let img = debian_6_1();
     let child = std_repro()
-        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "1000000", "--window", "10"])
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "100000", "--window", "10"])
         .args(extra)
         .arg("--kernel")
         .arg(img)
@@ -209,7 +209,7 @@ fn sigkill_of_repro_leaves_no_host_agent_churning() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
     let mut child = std_repro()
-        .args(["run", "--backend", "host", "-n", "100000000", "--window", "50", "--workers", "2", "--out"])
+        .args(["run", "--backend", "host", "-n", "500000", "--window", "50", "--workers", "2", "--out"])
         .arg(&out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
