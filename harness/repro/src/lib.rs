@@ -6,7 +6,7 @@
 //! [`guest`] boots it and talks to the agent, [`run`] records a run,
 //! [`judge`] turns runs into verdicts, reports and bisections, and [`cli`]
 //! parses the command line and dispatches. `error`, `interrupt`, `child`,
-//! `git` and `text` serve them all. ARCHITECTURE.md draws it.
+//! `atomic`, `git`, `lockfile` and `text` serve them all. ARCHITECTURE.md draws it.
 
 pub mod cli;
 pub mod error;
@@ -15,9 +15,11 @@ pub mod judge;
 pub mod kernel;
 pub mod run;
 
+mod atomic;
 mod child;
 mod git;
 mod interrupt;
+mod lockfile;
 mod text;
 
 pub use cli::args::Cli;

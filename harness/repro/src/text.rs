@@ -50,12 +50,14 @@ mod tests {
     #[test]
     fn escape_sequences_are_not_passed_to_the_terminal() {
         assert_eq!(printable("ok\x1b[2J\tdone\r"), "ok\u{fffd}[2J\tdone\u{fffd}");
+        assert_eq!(printable("ok\tdone\u{1b}]0;pwned\u{7}\r"), "ok\tdone\u{fffd}]0;pwned\u{fffd}\u{fffd}");
     }
 
     #[test]
     fn tails_and_first_lines() {
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
         assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
         assert_eq!(first_line("x\ny"), "x");
         assert_eq!(first_line(""), "");
     }

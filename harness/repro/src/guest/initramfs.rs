@@ -28,7 +28,7 @@ pub fn entries(agent: Vec<u8>, job_json: Vec<u8>) -> Vec<Entry> {
         dir("sys"),
         dir("repro"),
         Entry::File { path: "init".into(), mode: 0o755, data: agent },
-        Entry::File { path: "repro/job.json".into(), mode: 0o644, data: job_json },
+        Entry::File { path: repro_proto::GUEST_JOB_PATH.trim_start_matches('/').into(), mode: 0o644, data: job_json },
     ]
 }
 

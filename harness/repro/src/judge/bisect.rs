@@ -108,7 +108,14 @@ impl Judge<'_> {
         let short: String = rev.chars().take(12).collect();
         let slug: String = short.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
         let mut run = self.args.run.clone();
-        run.out = Some(self.out.join("steps").join(format!("{n:02}-{slug}")));
+        let dir = self.out.join("steps").join(format!("{n:02}-{slug}"));
+        // A step directory that bisect.json does not list is what an
+        // interrupted step left: this step replaces it.
+        if dir.exists() {
+            tracing::info!("step {n}: replacing {} left by an interrupted step", dir.display());
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        run.out = Some(dir);
         run.json = false;
         let t0 = Instant::now();
         let mut build_s = 0.0;

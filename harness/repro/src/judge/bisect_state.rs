@@ -128,7 +128,7 @@ impl State {
 /// Save the state after every step, atomically: a bisection stopped at any
 /// point resumes from the last step that finished.
 pub fn save(state: &State, out: &Path) -> Result<()> {
-    crate::run::record::write_json_atomic(&out.join(STATE), state)
+    crate::atomic::write_json(&out.join(STATE), state)
 }
 
 fn num(x: Option<f64>, d: usize) -> String {

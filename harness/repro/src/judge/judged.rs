@@ -10,7 +10,7 @@ use crate::error::{kind_of, Kind};
 use crate::guest::execute::execute;
 use crate::guest::session::Decider;
 use crate::judge::verdict::{decide, Outcome, Verdict};
-use crate::run::record::{write_json_atomic, SUMMARY};
+use crate::run::record::SUMMARY;
 use crate::run::summary::{new_summary, run_error};
 use crate::text::first_line;
 
@@ -76,7 +76,7 @@ fn record_failure(dir: &Path, run: &RunArgs, e: &anyhow::Error) -> Result<Verdic
     s.backend = run.backend;
     s.error = Some(run_error(e));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_json_atomic(&dir.join(SUMMARY), &s)?;
+    crate::atomic::write_json(&dir.join(SUMMARY), &s)?;
     let verdict = decide(&s, &s.scenario_definition.verdict);
     verdict.write(dir)?;
     Ok(verdict)

@@ -46,7 +46,7 @@ impl Verdict {
 
     /// Write verdict.json into run directory `dir`, atomically.
     pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
-        crate::run::record::write_json_atomic(&dir.join(Self::FILE), self)
+        crate::atomic::write_json(&dir.join(Self::FILE), self)
     }
 }
 

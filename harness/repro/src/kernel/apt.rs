@@ -209,9 +209,7 @@ impl AptRoot {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
             std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
-        let lock_file = std::fs::File::create(dir.join(".repro-lock"))?;
-        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
+        let lock = crate::lockfile::lock(&dir.join(".repro-lock"), "the private apt root")?;
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(sources_list) {
             std::fs::write(&path, sources_list).with_context(|| format!("writing {}", path.display()))?;

@@ -12,13 +12,11 @@
 //! The finished bzImage is renamed into its cache entry: an interrupted
 //! build never leaves a half-written entry.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -191,9 +189,7 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
 
     let build_root = cache.root.join("build").join(&tree_id);
     std::fs::create_dir_all(&build_root).with_context(|| format!("creating {}", build_root.display()))?;
-    let lock = File::create(build_root.join(".lock"))?;
-    tracing::info!("waiting for the build lock of {tree_id}");
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", build_root.display()))?;
+    let _lock = crate::lockfile::lock(&build_root.join(".lock"), &format!("the build tree of {tree_id}"))?;
     // Someone may have built it while we waited.
     if let Some(img) = load_built(&entry, &recipe.name)? {
         return Ok(img);

@@ -56,7 +56,7 @@ impl std::fmt::Display for Origin {
 pub struct Cache {
     pub root: PathBuf,
     /// `--insecure-download`: a download nothing verifies is used anyway,
-    /// its hash kept as first seen ([`crate::kernel::verify::accept`]).
+    /// its hash kept as first seen (see `kernel::verify`).
     pub insecure_download: bool,
 }
 

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{fail, Kind};
@@ -191,8 +191,7 @@ fn install_image(
 /// other) and clear what interrupted fetches left there.
 fn lock_kernel_dir(kdir: &Path) -> Result<Flock<File>> {
     std::fs::create_dir_all(kdir).with_context(|| format!("creating cache directory {}", kdir.display()))?;
-    let lock = Flock::lock(File::create(kdir.join(".lock"))?, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", kdir.display()))?;
+    let lock = crate::lockfile::lock(&kdir.join(".lock"), "the kernel's cache entry")?;
     sweep_interrupted_fetches(kdir);
     Ok(lock)
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{fail, Kind};
 use crate::kernel::apt::{self, AptRoot};
@@ -110,9 +109,7 @@ fn fetch(name: &str, spec: &PackagedCompiler, cache: &Cache) -> Result<PathBuf> 
     let sources = apt::derive_sources(&system, suites).map_err(|e| unavailable(format!("{e:#}")))?;
     let base = cache.root.join("toolchains");
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let lock = std::fs::File::create(base.join(format!(".{name}.lock")))?;
-    tracing::info!("waiting for the toolchain lock of {name}");
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", base.display()))?;
+    let _lock = crate::lockfile::lock(&base.join(format!(".{name}.lock")), &format!("the toolchain {name}"))?;
     sweep(&base);
 
     let root = AptRoot::create(&cache.root.join("apt").join(format!("toolchain-{name}")), &sources)?;

@@ -147,7 +147,7 @@ impl FirstSeen {
             )),
             None => {
                 self.seen.insert(name.to_string(), sha.to_string());
-                crate::run::record::write_json_atomic(&Self::path(downloads), self)
+                crate::atomic::write_json(&Self::path(downloads), self)
             }
         }
     }

@@ -26,6 +26,16 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
+        // An earlier run's samples are never overwritten.
+        if dir.join(SUMMARY).exists() {
+            return Err(crate::error::fail(
+                crate::error::Kind::Usage,
+                format!(
+                    "{} already holds a run (its {SUMMARY}): choose another --out, or remove that directory if the run is not wanted",
+                    dir.display()
+                ),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             crate::error::fail(
                 crate::error::Kind::Usage,
@@ -126,30 +136,6 @@ impl Recorder {
 
     pub fn write_summary(&mut self) -> Result<()> {
         self.summary.duration_s = self.started.elapsed().as_secs_f64();
-        write_json_atomic(&self.dir.join(SUMMARY), &self.summary)
+        crate::atomic::write_json(&self.dir.join(SUMMARY), &self.summary)
     }
-}
-
-/// Write `value` as pretty JSON to `path` so that a reader (or a crash, or
-/// a full disk) only ever sees the old file or the new one: a temporary
-/// file beside it, synced, renamed over it, and the directory synced so the
-/// rename itself survives a power cut. Every JSON file of a run directory
-/// (summary.json, verdict.json) is written through here.
-pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = BufWriter::new(File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut f, value)?;
-        f.write_all(b"\n")?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        // A full disk must not also lose the previous, complete file.
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::from(e).context(format!("writing {}", path.display()))
-    })
 }

@@ -31,7 +31,16 @@ fn module_of(src: &Path, file: &Path) -> String {
 
 /// The modules a file's non-test code names through `crate::`.
 fn references(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    // Comments (doc links included) name modules without using them.
+    let code: String = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or(text)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
     let mut paths = Vec::new();
     let mut rest = code;
     while let Some(i) = rest.find("crate::") {
