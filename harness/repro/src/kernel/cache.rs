@@ -72,8 +72,25 @@ impl Cache {
             .or_else(|| std::env::var_os("REPRO_CACHE_DIR").map(PathBuf::from))
             .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("repro")))
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/repro")))
-            .unwrap_or_else(|| PathBuf::from("/var/tmp/repro-cache"));
+            .unwrap_or_else(private_fallback);
         Cache { root, insecure_download: false }
+    }
+}
+
+/// With no HOME: a cache of this user's own under /var/tmp, created 0700.
+/// A shared, predictable directory there could be prepared by another user
+/// to feed repro a kernel; one that is not ours is not used.
+fn private_fallback() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = PathBuf::from(format!("/var/tmp/repro-cache-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid => dir,
+        _ => {
+            tracing::warn!("{} is not this user's own directory; using a fresh one (set REPRO_CACHE_DIR or --cache-dir)", dir.display());
+            tempfile::Builder::new().prefix("repro-cache-").tempdir().map(|t| t.keep()).unwrap_or(dir)
+        }
     }
 }
 

@@ -64,11 +64,10 @@ pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, 
         return Ok(Vec::new());
     }
     let entry_dir = image.path.parent().context("a cached image has a directory")?;
+    // Under the entry's lock: two runs extract once, and never half.
+    let _lock = lock_kernel_dir(entry_dir.parent().context("a cached image's entry has a kernel directory")?)?;
     let dir = entry_dir.join("modules");
-    let cached = || -> Option<Vec<(String, Vec<u8>)>> {
-        names.iter().map(|n| std::fs::read(dir.join(format!("{n}.ko"))).ok().map(|b| (n.clone(), b))).collect()
-    };
-    if let Some(m) = cached() {
+    if let Some(m) = cached_modules(&dir, names) {
         return Ok(m);
     }
     let meta: CachedImage = serde_json::from_str(&std::fs::read_to_string(entry_dir.join("source.json"))?)?;
@@ -99,11 +98,40 @@ pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, 
             ),
         ));
     }
-    std::fs::create_dir_all(&dir)?;
+    // Written beside the image in a temporary directory with their hashes,
+    // then renamed into place.
+    let staged = tmp.path().join("modules");
+    std::fs::create_dir_all(&staged)?;
+    let mut sums = String::new();
     for (n, bytes) in &found {
-        std::fs::write(dir.join(format!("{n}.ko")), bytes)?;
+        std::fs::write(staged.join(format!("{n}.ko")), bytes)?;
+        sums.push_str(&format!("{}  {n}.ko\n", crate::kernel::cache::hex_sha256(bytes)));
     }
+    std::fs::write(staged.join(MODULE_SUMS), sums)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staged, &dir).with_context(|| format!("moving the modules into {}", dir.display()))?;
     Ok(found)
+}
+
+/// Beside cached modules: their sha256s, checked on every use.
+const MODULE_SUMS: &str = "SHA256SUMS";
+
+/// Modules `names` cached in `dir`, if all are there and match the hashes
+/// recorded when they were extracted; None sends them to be fetched again.
+fn cached_modules(dir: &Path, names: &[String]) -> Option<Vec<(String, Vec<u8>)>> {
+    let sums = std::fs::read_to_string(dir.join(MODULE_SUMS)).ok()?;
+    names
+        .iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(format!("{n}.ko"))).ok()?;
+            let want = crate::kernel::verify::sums_entry(&sums, &format!("{n}.ko"))?;
+            if want != crate::kernel::cache::hex_sha256(&bytes) {
+                tracing::warn!("cached module {n}.ko in {} does not match its recorded sha256: fetching it again", dir.display());
+                return None;
+            }
+            Some((n.clone(), bytes))
+        })
+        .collect()
 }
 
 /// The private apt root of Debian catalog kernel `name` (one per kernel, in the cache).
@@ -320,6 +348,22 @@ mod tests {
         let dir = cached_entry(d.path(), b"truncated", &"f".repeat(64));
         assert!(load_cached(&dir, "6.1").unwrap().is_none());
         assert!(!dir.exists(), "the corrupt entry must be removed");
+    }
+
+    #[test]
+    fn cached_modules_are_used_only_whole_and_unaltered() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("modules");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("veth.ko"), b"elf").unwrap();
+        let names = vec!["veth".to_string()];
+        assert!(cached_modules(&dir, &names).is_none(), "no SHA256SUMS: not trusted");
+        let sum = crate::kernel::cache::hex_sha256(b"elf");
+        std::fs::write(dir.join(MODULE_SUMS), format!("{sum}  veth.ko\n")).unwrap();
+        assert_eq!(cached_modules(&dir, &names).unwrap(), vec![("veth".to_string(), b"elf".to_vec())]);
+        std::fs::write(dir.join("veth.ko"), b"elf, altered").unwrap();
+        assert!(cached_modules(&dir, &names).is_none());
+        assert!(cached_modules(&dir, &["veth".to_string(), "bridge".to_string()]).is_none());
     }
 
     #[test]
