@@ -190,6 +190,7 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     let build_root = cache.root.join("build").join(&tree_id);
     std::fs::create_dir_all(&build_root).with_context(|| format!("creating {}", build_root.display()))?;
     let _lock = crate::lockfile::lock(&build_root.join(".lock"), &format!("the build tree of {tree_id}"))?;
+    sweep_abandoned(&images, ABANDONED_AFTER);
     // Someone may have built it while we waited.
     if let Some(img) = load_built(&entry, &recipe.name)? {
         return Ok(img);
@@ -422,10 +423,37 @@ fn configure(src: &Path, out: &Path, plan: &BuildPlan, log: &Path) -> Result<()>
     Ok(())
 }
 
+/// A `.build-*` directory this old in the images directory was left by a
+/// build that was killed before renaming its image into place (another
+/// tree's build, under another lock, may be writing a fresh one).
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+fn sweep_abandoned(images: &Path, older_than: std::time::Duration) {
+    for e in std::fs::read_dir(images).into_iter().flatten().flatten() {
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= older_than);
+        if e.file_name().to_string_lossy().starts_with(".build-") && old {
+            tracing::debug!("removing {} left by an interrupted build", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernel::patch::patched_files;
+
+    #[test]
+    fn only_abandoned_build_directories_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [".build-old", "6.1-src-0123456789abcdef"] {
+            std::fs::create_dir(d.path().join(n)).unwrap();
+        }
+        sweep_abandoned(d.path(), std::time::Duration::from_secs(3600));
+        assert!(d.path().join(".build-old").exists(), "a fresh one may be another build's");
+        sweep_abandoned(d.path(), std::time::Duration::ZERO);
+        assert!(!d.path().join(".build-old").exists() && d.path().join("6.1-src-0123456789abcdef").exists());
+    }
 
     #[test]
     fn every_catalog_patch_in_vm_images_is_compiled_in() {
