@@ -23,7 +23,10 @@ fn agent() -> std::path::PathBuf {
 fn watch_beside_a_host_churn_sees_dentries_grow_and_return() {
     let d = tempfile::tempdir().unwrap();
     let o = repro()
-        .args(["watch", "--interval", "200ms", "--samples", "20", "--linger", "3s", "--"])
+        // A fixed kernel's pending cleanup slows the probe for a moment during
+        // the churn (up to 5.9x for 0.6 s on a loaded CI host): an alarm here
+        // needs ten intervals (2 s) in a row.
+        .args(["watch", "--interval", "200ms", "--samples", "20", "--linger", "3s", "--consecutive", "10", "--"])
         .arg(REPRO)
         .args(["-q", "run", "--backend", "host", "-n", "3000", "--workers", "2", "--out"])
         .arg(d.path().join("run"))
