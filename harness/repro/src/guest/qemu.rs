@@ -74,7 +74,7 @@ pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
 pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<OsString> {
     vec![
         "-chardev".into(),
-        option("file,id=console,path=", console_log),
+        append(option("file,id=console,path=", console_log), ",append=on"),
         "-serial".into(),
         "chardev:console".into(),
         "-chardev".into(),
@@ -82,6 +82,11 @@ pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<OsString> {
         "-serial".into(),
         "chardev:proto".into(),
     ]
+}
+
+fn append(mut s: OsString, tail: &str) -> OsString {
+    s.push(tail);
+    s
 }
 
 /// `prefix` and a path as the value of a QEMU option list
@@ -206,12 +211,15 @@ mod tests {
         // The order of -serial options is the order of ttyS devices.
         assert_eq!(after(&a, "-serial"), ["chardev:console", "chardev:proto"]);
         let chardevs = after(&a, "-chardev");
-        assert_eq!(chardevs[0], "file,id=console,path=/r/console.log");
+        assert_eq!(chardevs[0], "file,id=console,path=/r/console.log,append=on");
         assert_eq!(chardevs[1], "socket,id=proto,path=/t/p.sock");
         assert!(!chardevs[1].contains("server"), "QEMU must connect to repro, not listen");
         // A comma in a path would start a new option.
         let a = serial_args(Path::new("/runs/a,b/console.log"), Path::new("/t/x,server=on"));
-        assert_eq!(after(&a, "-chardev"), ["file,id=console,path=/runs/a,,b/console.log", "socket,id=proto,path=/t/x,,server=on"]);
+        assert_eq!(
+            after(&a, "-chardev"),
+            ["file,id=console,path=/runs/a,,b/console.log,append=on", "socket,id=proto,path=/t/x,,server=on"]
+        );
     }
 
     #[test]
@@ -232,7 +240,7 @@ mod tests {
         let a = boot_args(&kernel, Path::new("/r/i"), "");
         assert_eq!(a[1].as_bytes(), b"/k/\xffbzImage");
         let s = serial_args(&PathBuf::from(OsString::from_vec(b"/r/\xfe,c.log".to_vec())), Path::new("/t/p"));
-        assert_eq!(s[1].as_bytes(), b"file,id=console,path=/r/\xfe,,c.log");
+        assert_eq!(s[1].as_bytes(), b"file,id=console,path=/r/\xfe,,c.log,append=on");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Guard {
     stderr_log: PathBuf,
     /// The guest console, for QEMU.
     console_log: Option<PathBuf>,
+    /// Keeps console.log under [`CONSOLE_CAP`] while QEMU runs.
+    rotation: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Guard {
@@ -76,6 +78,9 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if let Some(r) = self.rotation.take() {
+            r.abort();
+        }
         // The async paths stop it properly; this covers early returns.
         if let Some(pid) = self.child.id() {
             crate::child::kill_group(pid);
@@ -95,6 +100,26 @@ fn read_lossy(p: &Path) -> String {
     let mut b = Vec::new();
     let _ = f.take(LOG_TAIL_BYTES).read_to_end(&mut b);
     String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The most console.log holds: QEMU appends to it (`append=on`), and past
+/// this its last MiB is moved to console.log.1 and it starts over, so a
+/// guest flooding its console holds at most this and a MiB on disk.
+pub const CONSOLE_CAP: u64 = 64 << 20;
+
+/// Rotate `path` if it is over `cap` bytes; whether it did. Lines QEMU
+/// writes between the copy and the truncation are lost: only a flood gets
+/// here.
+pub fn rotate_if_over(path: &Path, cap: u64) -> std::io::Result<bool> {
+    if std::fs::metadata(path)?.len() <= cap {
+        return Ok(false);
+    }
+    let tail = read_lossy(path);
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    std::fs::write(&old, tail)?;
+    std::fs::OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
 }
 
 /// How much of the end of console.log and QEMU's stderr repro reads.
@@ -166,7 +191,17 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Re
     // stops QEMU itself; if repro dies, QEMU dies with it.
     crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
     let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
-    let mut guard = Guard { child, what: "qemu", stderr_log, console_log: Some(spec.console_log.clone()) };
+    let console = spec.console_log.clone();
+    let rotation = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Ok(true) = rotate_if_over(&console, CONSOLE_CAP) {
+                tracing::warn!("the guest's console passed {} MiB: its last MiB is in {}.1", CONSOLE_CAP >> 20, console.display());
+            }
+        }
+    });
+    let mut guard = Guard { child, what: "qemu", stderr_log, console_log: Some(spec.console_log.clone()), rotation: Some(rotation) };
     let until = Instant::now() + deadline;
     let accel = spec.accel.as_str();
     let stream = tokio::select! {
@@ -199,7 +234,11 @@ pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadl
     let mut child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", agent_bin.display())))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let stdin = child.stdin.take().expect("piped stdin");
-    let agent = Agent::new(Guard { child, what: "repro-agent", stderr_log, console_log: None }, Box::new(stdout), Some(Box::new(stdin)));
+    let agent = Agent::new(
+        Guard { child, what: "repro-agent", stderr_log, console_log: None, rotation: None },
+        Box::new(stdout),
+        Some(Box::new(stdin)),
+    );
     await_hello(agent, Instant::now() + deadline, deadline, "host").await
 }
 
@@ -434,6 +473,22 @@ async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flooded_console_keeps_its_last_mib_and_starts_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("console.log");
+        std::fs::write(&p, b"early boot\n").unwrap();
+        assert!(!rotate_if_over(&p, 1024).unwrap());
+        let mut big = vec![b'x'; 3 << 20];
+        big.extend_from_slice(b"\nKernel panic - not syncing: the end\n");
+        std::fs::write(&p, &big).unwrap();
+        assert!(rotate_if_over(&p, 1 << 20).unwrap());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        let kept = std::fs::read_to_string(d.path().join("console.log.1")).unwrap();
+        assert_eq!(kept.len() as u64, LOG_TAIL_BYTES);
+        assert!(kept.ends_with("Kernel panic - not syncing: the end\n"));
+    }
 
     async fn read_all(input: Vec<u8>) -> (Vec<String>, Option<usize>) {
         let mut lines = Lines::new(Box::new(std::io::Cursor::new(input)));
