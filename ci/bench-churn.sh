@@ -8,16 +8,10 @@
 # Prints one line per measurement and the medians; BENCHMARKS.md records
 # the results. Env: ACCEL (default tcg), CPUS (default 2), CHURN_REF_SRC.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
 kernel=${1:-6.1}; n=${2:-2000}; rounds=${3:-3}
-accel=${ACCEL:-tcg}; cpus=${CPUS:-2}
-src=${CHURN_REF_SRC:-$root/../shared/bench/churn-ref.c}
-[ -f "$src" ] || { echo "bench: $src not found; set CHURN_REF_SRC to churn-ref.c" >&2; exit 1; }
-
-PROFILE=release "$root/ci/setup.sh"
-repro="$root/target/x86_64-unknown-linux-gnu/release/repro"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-gcc -O2 -static -o "$work/churn-ref" "$src"
+# shellcheck source=ci/bench-common.sh
+. "$(dirname "$0")/bench-common.sh"
+churn_ref
 
 c_rates=(); r_rates=()
 for i in $(seq 1 "$rounds"); do

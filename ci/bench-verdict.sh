@@ -9,14 +9,10 @@
 # churned and wall seconds; BENCHMARKS.md records the results.
 # Env: ACCEL (default tcg), CPUS (default 2).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
 n=${1:-3000}; shift || true
 kernels=("$@"); [ ${#kernels[@]} -gt 0 ] || kernels=(6.1-noprune 6.1-src 6.1)
-accel=${ACCEL:-tcg}; cpus=${CPUS:-2}
-
-PROFILE=release "$root/ci/setup.sh"
-repro="$root/target/x86_64-unknown-linux-gnu/release/repro"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+# shellcheck source=ci/bench-common.sh
+. "$(dirname "$0")/bench-common.sh"
 
 printf '| kernel | mode | exit | verdict | namespaces | seconds |\n|---|---|---|---|---|---|\n'
 for k in "${kernels[@]}"; do

@@ -7,16 +7,10 @@
 #
 # Env: ACCEL (default tcg), CPUS (default 2), CHURN_REF_SRC.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
 kernel=${1:-6.1-src}; n=${2:-2000}; rounds=${3:-2}
-accel=${ACCEL:-tcg}; cpus=${CPUS:-2}
-src=${CHURN_REF_SRC:-$root/../shared/bench/churn-ref.c}
-[ -f "$src" ] || { echo "bench: $src not found; set CHURN_REF_SRC to churn-ref.c" >&2; exit 1; }
-
-PROFILE=release "$root/ci/setup.sh"
-repro="$root/target/x86_64-unknown-linux-gnu/release/repro"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-gcc -O2 -static -o "$work/churn-ref" "$src"
+# shellcheck source=ci/bench-common.sh
+. "$(dirname "$0")/bench-common.sh"
+churn_ref
 gcc -O2 -static -o "$work/twice" "$root/ci/bench/twice.c"
 
 rate() { jq -r '.iterations_done / .windows[-1].elapsed_s | . * 10 | round / 10' "$1/summary.json"; }

@@ -102,13 +102,8 @@ pub struct ImageBuildArgs {
     /// a name on PATH, a path, or one repro fetches (gcc-10).
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
-    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
-    /// records it as UNVERIFIED.
-    #[arg(long)]
-    pub insecure_download: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// How to boot the guest: shared by `run` and `exec`.
@@ -139,9 +134,8 @@ pub struct VmArgs {
     /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
     #[arg(long, value_name = "PATH")]
     pub qemu: Option<PathBuf>,
-    /// Cache for fetched kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Build the kernel from this source tree (minimal config fragment, incremental O= build in the cache)
     /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
     #[arg(long, visible_alias = "build", value_name = "DIR")]
@@ -150,6 +144,15 @@ pub struct VmArgs {
     /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
+}
+
+/// Where kernels are cached, and which downloads may enter: shared by every
+/// command that fetches or builds one.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Cache for fetched and built kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
     /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
     /// records it as UNVERIFIED.
@@ -157,12 +160,14 @@ pub struct VmArgs {
     pub insecure_download: bool,
 }
 
-impl VmArgs {
+impl CacheArgs {
     /// The cache, and whether it may take unverified downloads.
     pub fn cache(&self) -> Cache {
         Cache::new(self.cache_dir.clone()).allowing_unverified(self.insecure_download)
     }
+}
 
+impl VmArgs {
     /// The kernel these arguments name: `--src` builds a tree, else `--kernel`.
     pub fn kernel_spec(&self) -> KernelSpec {
         match &self.src {
@@ -430,16 +435,11 @@ pub struct WatchArgs {
 pub struct FetchArgs {
     /// Catalog name.
     pub kernel: String,
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// C compiler for a `build` entry [default: the entry's, else its tree's era's].
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
-    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
-    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
-    /// records it as UNVERIFIED.
-    #[arg(long)]
-    pub insecure_download: bool,
 }
 
 /// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes

@@ -4,17 +4,12 @@ use anyhow::Result;
 use repro_proto::exit_codes;
 
 use crate::cli::args::FetchArgs;
-use crate::kernel::cache::Cache;
 use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 
 pub fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
-    let img = KernelSpec::Catalog(args.kernel.clone()).resolve(
-        &catalog,
-        &Cache::new(args.cache_dir.clone()).allowing_unverified(args.insecure_download),
-        args.cc.as_deref(),
-    )?;
+    let img = KernelSpec::Catalog(args.kernel.clone()).resolve(&catalog, &args.cache.cache(), args.cc.as_deref())?;
     println!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin);
     Ok(exit_codes::OK)
 }

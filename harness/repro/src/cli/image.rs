@@ -5,12 +5,11 @@ use repro_proto::exit_codes;
 
 use crate::cli::args::ImageBuildArgs;
 use crate::error::{fail, Kind};
-use crate::kernel::cache::Cache;
 use crate::kernel::catalog::{Catalog, Source};
 use crate::kernel::spec::KernelSpec;
 
 pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
-    let cache = Cache::new(args.cache_dir.clone()).allowing_unverified(args.insecure_download);
+    let cache = args.cache.cache();
     let img = match (&args.src, &args.kernel) {
         (Some(dir), _) => KernelSpec::Tree(dir.clone()).resolve(&Catalog::builtin()?, &cache, args.cc.as_deref())?,
         (None, Some(name)) => {

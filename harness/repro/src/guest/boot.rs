@@ -35,7 +35,7 @@ pub struct Vm {
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
 pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
-    let cache = vm.cache();
+    let cache = vm.cache.cache();
     let image = vm.kernel_spec().resolve(&catalog, &cache, vm.cc.as_deref())?;
     let qemu_bin = qemu::find(vm.qemu.as_deref())?;
     let needed = memory_needed_mib(iterations);

@@ -101,7 +101,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     let Setup { args, quiet, agent, date, early } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
-    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache())?;
+    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache.cache())?;
     let mut extra = Vec::new();
     if !modules.is_empty() {
         extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });

@@ -124,7 +124,7 @@ impl Judge<'_> {
                 tracing::info!("step {n}: building {short} ({subject})");
                 let built = crate::kernel::build::build(
                     &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
-                    &self.args.run.vm.cache(),
+                    &self.args.run.vm.cache.cache(),
                 );
                 build_s = t0.elapsed().as_secs_f64();
                 match built {

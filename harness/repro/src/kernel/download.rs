@@ -62,8 +62,7 @@ pub fn fetch(url: &str, pinned: Option<&str>, sums_key: Option<&str>, cache: &Ca
         let Some(key) = sums_key else { anyhow::bail!("the catalog pins no sha256 for {}", file_name(url)) };
         let sums_url = format!("{}/sha256sums.asc", url.rsplit_once('/').map_or(url, |(d, _)| d));
         let sums = get_text(&sums_url).with_context(|| format!("no sha256 pinned, and {sums_url} cannot be fetched"))?;
-        let text = verify::signed_text(&sums, key)?;
-        let (_, fp) = verify::parse_key(key)?;
+        let (text, fp) = verify::signed_text(&sums, key)?;
         match verify::sums_entry(&text, file_name(url)) {
             Some(h) => Ok((h, Verification::SignedSums { key: fp })),
             None => Err(fail(Kind::Unverified, format!("the signed {sums_url} lists no {}", file_name(url)))),

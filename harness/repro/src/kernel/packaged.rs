@@ -185,7 +185,7 @@ pub fn fetch_apt(distro: Distro, name: &str, suites: &[String], package: &str, c
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
     let deb = root.download(&pkg, &ver, tmp.path()).map_err(unavailable)?;
     let meta = CachedImage::new(distro.id(), pkg, ver, &deb, sha256_file(&deb)?);
-    install_image(tmp, &dir, name, &deb, crate::kernel::deb::extract_vmlinuz, meta)
+    install_image(tmp, &dir, name, &deb, |out| crate::kernel::deb::extract_vmlinuz(&deb, out), meta)
 }
 
 /// Extract the image of `archive` (with `extract`) into a cache entry at
@@ -198,12 +198,12 @@ fn install_image(
     dir: &Path,
     name: &str,
     archive: &Path,
-    extract: fn(&Path, &mut File) -> Result<String>,
+    extract: impl FnOnce(&mut File) -> Result<String>,
     mut meta: CachedImage,
 ) -> Result<KernelImage> {
     let image_tmp = tmp.path().join("vmlinuz");
     let mut out = File::create(&image_tmp)?;
-    meta.release = extract(archive, &mut out)?;
+    meta.release = extract(&mut out)?;
     out.sync_all()?;
     check_bzimage(&image_tmp)?;
     meta.image_sha256 = sha256_file(&image_tmp)?;
@@ -250,20 +250,21 @@ pub fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, key: &Option<Strin
         return Ok(img);
     }
     let got = crate::kernel::download::fetch(url, sha256, None, cache)?;
+    // Read once: the signature checked and the image taken from the same bytes.
+    let pkg = crate::kernel::rpm::Rpm::open(&got.path)?;
     // Unpinned, the package's own signature vouches for it.
     let key_name = key.as_deref().unwrap_or("centos-7");
     let verified = got.verified.or_else(|unpinned| {
         let key = crate::kernel::verify::key_text(key_name)?;
-        crate::kernel::rpm::verify_signature(&got.path, &key)
+        pkg.verify_signature(&key)
             .map(|fp| Verification::RpmSignature { key: format!("{key_name} {fp}") })
             .map_err(|e| e.context(format!("{unpinned:#}")))
     });
     let v = crate::kernel::verify::accept(cache, file, &got.sha256, verified)?;
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
-    let version = file.trim_end_matches(".rpm").trim_start_matches("kernel-").trim_end_matches(".x86_64").to_string();
-    let mut meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), version, &got.path, got.sha256);
+    let mut meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), pkg.version(), &got.path, got.sha256);
     meta.verified = Some(v.to_string());
-    install_image(tmp, &dir, name, &got.path, crate::kernel::rpm::extract_vmlinuz, meta)
+    install_image(tmp, &dir, name, &got.path, |out| pkg.extract_vmlinuz(out), meta)
 }
 
 fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {

@@ -90,8 +90,8 @@ impl std::fmt::Display for Verification {
 }
 
 /// The text of a cleartext-signed message (kernel.org's sha256sums.asc)
-/// once its signature verifies with `armored_key`.
-pub fn signed_text(message: &str, armored_key: &str) -> Result<String> {
+/// once its signature verifies with `armored_key`, and the key's fingerprint.
+pub fn signed_text(message: &str, armored_key: &str) -> Result<(String, String)> {
     let (key, fp) = parse_key(armored_key)?;
     let (msg, _) = CleartextSignedMessage::from_string(message).context("sha256sums.asc is not an OpenPGP cleartext-signed message")?;
     msg.verify(&key).map_err(|e| {
@@ -100,7 +100,7 @@ pub fn signed_text(message: &str, armored_key: &str) -> Result<String> {
             format!("the signature of sha256sums.asc does not verify with key {fp} ({e}): the file was altered, or signed by someone else"),
         )
     })?;
-    Ok(msg.signed_text())
+    Ok((msg.signed_text(), fp))
 }
 
 /// The hash of `name` in a `sha256sum`-style listing.

@@ -101,7 +101,7 @@ impl Recorder {
                     residual: s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration)),
                     stop: false,
                 });
-                self.write_summary()?;
+                // Saved with the host's answer (round_answered), which follows.
             }
             Message::Settled(st) => {
                 s.residual = s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration));
