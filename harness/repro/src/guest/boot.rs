@@ -28,7 +28,7 @@ pub fn memory_needed_mib(iterations: u64) -> u64 {
 /// A kernel, a QEMU and a memory size, checked before anything boots.
 pub struct Vm {
     pub image: KernelImage,
-    pub qemu: PathBuf,
+    pub qemu: qemu::Qemu,
     pub memory_mib: u64,
 }
 
@@ -37,7 +37,18 @@ pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result
     let catalog = Catalog::builtin()?;
     let cache = vm.cache.cache();
     let image = vm.kernel_spec().resolve(&catalog, &cache, vm.cc.as_deref())?;
-    let qemu_bin = qemu::find(vm.qemu.as_deref())?;
+    let found = qemu::find(vm.qemu.as_deref())?;
+    // A catalog kernel may need a newer QEMU than the machine's; --qemu wins.
+    let need = match vm.kernel_spec() {
+        crate::kernel::spec::KernelSpec::Catalog(name) if vm.qemu.is_none() => {
+            catalog.lookup(&name).ok().and_then(|e| e.qemu.clone()).and_then(|q| catalog.qemu.get(&q).map(|n| (q, n.clone())))
+        }
+        _ => None,
+    };
+    let qemu_bin = match need {
+        Some((name, need)) => qemu::for_need(found, &name, &need, &cache)?,
+        None => qemu::Qemu { program: found, data_dirs: vec![] },
+    };
     let needed = memory_needed_mib(iterations);
     let memory_mib = match vm.memory {
         Some(m) if m < needed => {
@@ -50,12 +61,14 @@ pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result
         Some(m) => m,
         None => needed,
     };
-    summary.provenance.qemu_version = qemu::version(&qemu_bin);
+    summary.provenance.qemu_version = qemu::version(&qemu_bin.program);
     summary.backend = Backend::Qemu;
     summary.kernel.image = Some(image.path.display().to_string());
     summary.kernel.image_sha256 = Some(image.sha256.clone());
     summary.kernel.source = image.origin.to_string();
     summary.kernel.verified = image.verified.clone();
+    summary.kernel.build = image.build.clone();
+    summary.kernel.source_fix = image.source_fix;
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
     Ok(Vm { image, qemu: qemu_bin, memory_mib })
@@ -87,7 +100,8 @@ pub async fn boot(
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
         let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
         let spec = VmSpec {
-            qemu: vm.qemu.clone(),
+            qemu: vm.qemu.program.clone(),
+            data_dirs: vm.qemu.data_dirs.clone(),
             accel: *accel,
             cpus: vm_args.cpus,
             memory_mib: vm.memory_mib,
@@ -115,10 +129,32 @@ pub async fn boot(
                 tracing::warn!("{why}; falling back to TCG");
                 fallback_reason = Some(why);
             }
+            Err(f @ StartFailure::Deadline(_)) if kernel_printed_nothing(&spec.console_log) => {
+                return Err(fail(
+                    Kind::GuestHung,
+                    format!(
+                        "the guest kernel printed nothing on its serial console under {accel} ({}): that is not a slow machine, \
+                         a booting kernel prints within seconds even under TCG, so a longer --boot-timeout will not help. {}. \
+                         console.log is kept in the run directory",
+                        f.describe(),
+                        crate::kernel::bzimage::silent_boot_advice(&spec.kernel, &spec.cmdline),
+                        accel = accel.as_str()
+                    ),
+                ))
+            }
             Err(f) => return Err(boot_failure(f, accel.as_str())),
         }
     }
     bail!("no accelerator to try")
+}
+
+/// Whether the console shows nothing from the kernel: empty, or only the
+/// firmware's own lines (SeaBIOS, "Booting from ROM").
+fn kernel_printed_nothing(console: &Path) -> bool {
+    let text = session::read_lossy(console);
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || ["SeaBIOS", "Booting from", "iPXE", "Probing EDD", "Machine UUID"].iter().any(|p| l.starts_with(p)))
 }
 
 pub fn log_hello(hello: &Message, accel: &str, progress: &Progress) {

@@ -36,6 +36,8 @@ impl AccelChoice {
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub qemu: PathBuf,
+    /// QEMU's own data (`-L`), for a QEMU fetched into the cache.
+    pub data_dirs: Vec<PathBuf>,
     pub accel: Accel,
     pub cpus: u32,
     pub memory_mib: u64,
@@ -111,7 +113,7 @@ fn option(prefix: &str, p: &Path) -> OsString {
 /// 0.003 with expedited ones. A kernel with the bug keeps its dentries
 /// either way. Kernels before 3.19 do not know the parameter and ignore it.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let mut c = String::from("console=ttyS0 panic=-1 rdinit=/init rcupdate.rcu_expedited=1");
+    let mut c = String::from("console=ttyS0 panic=-1 rdinit=/init rcupdate.rcu_expedited=1 no_timer_check");
     if !extra.trim().is_empty() {
         c.push(' ');
         c.push_str(extra.trim());
@@ -122,12 +124,62 @@ pub fn kernel_cmdline(extra: &str) -> String {
 pub fn command_args(spec: &VmSpec) -> Vec<OsString> {
     [
         base_args(),
+        data_args(&spec.data_dirs),
         accel_args(spec.accel),
         machine_args(spec.cpus, spec.memory_mib),
         boot_args(&spec.kernel, &spec.initrd, &spec.cmdline),
         serial_args(&spec.console_log, &spec.proto_socket),
     ]
     .concat()
+}
+
+/// `-L DIR` for each data directory, searched before the built-in ones.
+pub fn data_args(dirs: &[PathBuf]) -> Vec<OsString> {
+    dirs.iter().flat_map(|d| [OsString::from("-L"), d.as_os_str().to_owned()]).collect()
+}
+
+/// A QEMU to run: the machine's, one named by --qemu, or one fetched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qemu {
+    pub program: PathBuf,
+    pub data_dirs: Vec<PathBuf>,
+}
+
+/// The version `qemu --version` states ("QEMU emulator version 7.2.19 (...)").
+pub fn parse_version(line: &str) -> Option<semver::Version> {
+    let v = line.split_whitespace().skip_while(|w| *w != "version").nth(1)?;
+    let mut n = v.split(['.', '-', '+', '(']).map(|x| x.parse::<u64>().ok());
+    Some(semver::Version::new(n.next()??, n.next().flatten().unwrap_or(0), n.next().flatten().unwrap_or(0)))
+}
+
+/// The QEMU a kernel needs: the machine's if it is new enough, else the
+/// one `need` names, fetched with apt into the cache (never installed).
+pub fn for_need(
+    system: PathBuf,
+    need_name: &str,
+    need: &crate::kernel::catalog::QemuNeed,
+    cache: &crate::kernel::cache::Cache,
+) -> Result<Qemu> {
+    let have = version(&system).as_deref().and_then(parse_version);
+    if have.as_ref().is_some_and(|v| need.min_version.matches(v)) {
+        return Ok(Qemu { program: system, data_dirs: vec![] });
+    }
+    tracing::info!(
+        "this kernel needs QEMU {} ({}); the machine's is {}: fetching {need_name}",
+        need.min_version,
+        need.why,
+        have.map_or("of unknown version".into(), |v| v.to_string())
+    );
+    let dir = crate::kernel::toolchain::fetch_tool(need_name, &need.tool(), cache, |why| {
+        fail(
+            Kind::QemuMissing,
+            format!(
+                "this kernel needs QEMU {} ({}), and {need_name} cannot be fetched: {why}. Install a QEMU that new and pass --qemu",
+                need.min_version, need.why
+            ),
+        )
+    })?;
+    Ok(Qemu { program: dir.join(&need.driver), data_dirs: vec![dir.join(&need.data)] })
 }
 
 fn args(a: &[&str]) -> Vec<OsString> {
@@ -181,8 +233,23 @@ pub fn kvm_device_usable() -> Result<(), String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn qemu_versions_are_read_from_the_version_line_and_data_dirs_become_dash_l() {
+        assert_eq!(parse_version("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"), Some(semver::Version::new(7, 2, 19)));
+        assert_eq!(parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)"), Some(semver::Version::new(10, 0, 2)));
+        assert_eq!(parse_version("QEMU emulator version 8.2"), Some(semver::Version::new(8, 2, 0)));
+        assert_eq!(parse_version("something else"), None);
+        let mut s = spec(Accel::Tcg);
+        s.data_dirs = vec![PathBuf::from("/c/qemu-10/usr/share/qemu")];
+        let argv = command_args(&s);
+        let i = argv.iter().position(|a| a == "-L").unwrap();
+        assert_eq!(argv[i + 1], "/c/qemu-10/usr/share/qemu");
+        assert!(!command_args(&spec(Accel::Tcg)).iter().any(|a| a == "-L"));
+    }
+
     fn spec(accel: Accel) -> VmSpec {
         VmSpec {
+            data_dirs: vec![],
             qemu: "/usr/bin/qemu-system-x86_64".into(),
             accel,
             cpus: 2,
@@ -245,7 +312,10 @@ mod tests {
 
     #[test]
     fn cmdline_extra_is_appended() {
-        assert_eq!(kernel_cmdline("  loglevel=3 "), "console=ttyS0 panic=-1 rdinit=/init rcupdate.rcu_expedited=1 loglevel=3");
+        assert_eq!(
+            kernel_cmdline("  loglevel=3 "),
+            "console=ttyS0 panic=-1 rdinit=/init rcupdate.rcu_expedited=1 no_timer_check loglevel=3"
+        );
     }
 
     #[test]

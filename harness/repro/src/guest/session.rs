@@ -92,7 +92,7 @@ impl Drop for Guard {
 
 /// At most the last [`LOG_TAIL_BYTES`] of a log the guest or QEMU wrote:
 /// a guest that floods its console cannot make repro read gigabytes.
-fn read_lossy(p: &Path) -> String {
+pub(crate) fn read_lossy(p: &Path) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(p) else { return String::new() };
     let len = f.metadata().map_or(0, |m| m.len());

@@ -13,12 +13,15 @@ use crate::judge::plot::{Chart, Series};
 use crate::judge::verdict::{decide, Agreement, Outcome, Verdict};
 use crate::kernel::catalog::{Catalog, Expect};
 
-/// One run, with its verdict and what the catalog expected.
+/// One run, with its verdict and what the catalog, or the kernel's own
+/// source, expected.
 pub struct Row {
     pub dir: PathBuf,
     pub summary: Summary,
     pub verdict: Verdict,
     pub expected: Option<Expect>,
+    /// Where `expected` came from: the catalog, or the fix read in the source.
+    pub expected_from: Option<String>,
     /// The catalog's known issue with this kernel, if any.
     pub known_issue: Option<String>,
 }
@@ -69,9 +72,15 @@ pub fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
             let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
             let verdict = decide(&summary, &summary.scenario_definition.verdict);
             let entry = catalog.lookup(&summary.kernel.name).ok();
-            let expected = entry.and_then(|e| e.expect.get(&summary.scenario).copied());
+            let from_catalog = entry.and_then(|e| e.expect.get(&summary.scenario).copied()).map(|x| (x, "the catalog".to_string()));
+            // A kernel built from a tree (--src) says in its source which fix it has.
+            let from_source = || {
+                let fix = summary.kernel.source_fix?;
+                fix.expect(&summary.scenario_definition).map(|x| (x, format!("its source: {}", fix.describe())))
+            };
+            let (expected, expected_from) = from_catalog.or_else(from_source).unzip();
             let known_issue = entry.and_then(|e| e.known_issue.clone());
-            Ok(Row { dir: dir.clone(), summary, verdict, expected, known_issue })
+            Ok(Row { dir: dir.clone(), summary, verdict, expected, expected_from, known_issue })
         })
         .collect()
 }
@@ -290,18 +299,19 @@ pub fn agreement_notes(rows: &[Row], base: &Path) -> String {
         match r.agreement() {
             Agreement::Agrees => agree += 1,
             Agreement::NoExpectation => out.push_str(&format!(
-                "- {} on {}: the catalog has no expectation for this scenario; measured {} ({})\n",
+                "- {} on {}: neither the catalog nor the kernel's source gives an expectation for this scenario; measured {} ({})\n",
                 r.summary.kernel.name,
                 r.summary.scenario,
                 r.verdict.outcome.as_str(),
                 r.verdict.rule
             )),
             other => out.push_str(&format!(
-                "- {} on {} ({}): expected {}, measured {}{}: {}{}\n",
+                "- {} on {} ({}): expected {} (from {}), measured {}{}: {}{}\n",
                 r.summary.kernel.name,
                 r.summary.scenario,
                 relative(&r.dir, base),
                 expect_str(r.expected),
+                r.expected_from.as_deref().unwrap_or("-"),
                 r.verdict.outcome.as_str(),
                 if other == Agreement::Contradicts { " (CONTRADICTION)" } else { "" },
                 r.verdict.rule,
@@ -310,7 +320,7 @@ pub fn agreement_notes(rows: &[Row], base: &Path) -> String {
         }
     }
     format!(
-        "{agree} of {} runs agree with the catalog's expected verdict.\n{}",
+        "{agree} of {} runs agree with the expected verdict (the catalog's, or for a kernel built from a tree, the fix its source has).\n{}",
         rows.len(),
         if out.is_empty() { String::new() } else { format!("\n{out}") }
     )
@@ -580,6 +590,31 @@ mod tests {
         assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
         assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("Write-up: 0.456 s (0.57 us per entry)"), "{x}");
         assert!(x.contains("fitted on chains of 150-3000 entries (20 windows)"), "{x}");
+    }
+
+    #[test]
+    fn a_run_built_from_a_tree_is_expected_what_its_source_says() {
+        // A recorded real-tree run (4.9.115, regressed), as a new summary
+        // records it: with the fix read from its source and no catalog name.
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/real-trees/4.9.115-src-3000/summary.json");
+        let mut s: Summary = serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+        let catalog = Catalog::parse(crate::kernel::catalog::CATALOG_TOML).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        for (name, fix, agreement) in [
+            ("absent", Some(repro_proto::SourceFix::Absent), Agreement::Agrees),
+            ("invalidate", Some(repro_proto::SourceFix::Invalidate), Agreement::Contradicts),
+            ("unknown", None, Agreement::NoExpectation),
+        ] {
+            s.kernel.source_fix = fix;
+            let dir = d.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("summary.json"), serde_json::to_vec(&s).unwrap()).unwrap();
+            let r = rows(&[dir], &catalog).unwrap().pop().unwrap();
+            assert_eq!(r.agreement(), agreement, "{name}");
+            if fix.is_some() {
+                assert!(r.expected_from.as_deref().unwrap().starts_with("its source: "), "{:?}", r.expected_from);
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! build never leaves a half-written entry.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -23,14 +22,17 @@ use sha2::{Digest, Sha256};
 use crate::error::{fail, Kind};
 use crate::kernel::cache::{hex_sha256 as hex, sha256_file, Cache, KernelImage, Origin};
 use crate::kernel::catalog::{BuildSource, Catalog, TreeKind, PATCHES};
+use crate::kernel::compat::Assessment;
 use crate::kernel::era::{ConfigPlan, Eras, Fragment, KernelVersion};
 use crate::kernel::make::{check_build_tools, make, make_output, run_logged};
-use crate::kernel::patch::{apply_patch, patch_applies, restore_pristine};
+use crate::kernel::patch::{apply_edits, apply_patch, restore_pristine};
 use crate::kernel::toolchain::{self, Compiler};
 use crate::kernel::tree::{ensure_tree, local_tree_state, tree_identity};
+use repro_proto::{BuildProvenance, SourceFix};
 
-/// Bump when the build steps change in a way that changes the image.
-const RECIPE_VERSION: u32 = 2;
+/// Bump when the build steps change in a way that changes the image (the
+/// compatibility fixes' text is in the key by itself: `compat::RULES`).
+const RECIPE_VERSION: u32 = 3;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -64,8 +66,14 @@ pub struct BuildInfo {
     /// The era of vm-images/eras.toml it was built by.
     #[serde(default)]
     pub era: String,
-    /// Compatibility patches applied (era), then the entry's own.
+    /// Compatibility fixes applied, then the entry's own patches.
     pub patches: Vec<String>,
+    /// Every compatibility fix: applied (what it found) or not needed (why).
+    #[serde(default)]
+    pub fixes: Vec<String>,
+    /// The fix the tree's fs/proc/proc_sysctl.c has, after the patches.
+    #[serde(default)]
+    pub source_fix: Option<SourceFix>,
     pub config: String,
     /// Fragment options this tree's Kconfig does not define.
     #[serde(default)]
@@ -126,6 +134,7 @@ impl Recipe {
             self.config,
             Eras::fingerprint()
         ));
+        h.update(crate::kernel::compat::RULES);
         for (n, t) in &self.patches {
             h.update(format!("patch {n}\n{t}\n"));
         }
@@ -200,30 +209,26 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         TreeSpec::Catalog { name, kind } => ensure_tree(name, kind, &tree_key, cache)?,
         TreeSpec::Local(dir) => dir.canonicalize()?,
     };
+    // The tree as fetched (an interrupted build may have left fixes in
+    // it), then what it needs is read from it.
+    let pristine = build_root.join("pristine");
+    restore_pristine(&src, &pristine)?;
     let plan = BuildPlan::new(recipe, &src, &eras, cache)?;
     // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
     // and put the tree back.
-    let pristine = build_root.join("pristine");
-    restore_pristine(&src, &pristine)?;
     let t0 = Instant::now();
-    let result = (|| -> Result<(PathBuf, String, Vec<String>)> {
+    let result = (|| -> Result<(PathBuf, String, Vec<String>, Option<SourceFix>)> {
         let mut applied = Vec::new();
-        for (name, text) in &plan.compat {
-            apply_patch(&src, &pristine, name, text)?;
-            applied.push(name.clone());
-        }
-        for (name, text) in &plan.compat_if_applicable {
-            if patch_applies(&src, text) {
-                apply_patch(&src, &pristine, name, text)?;
-                applied.push(name.clone());
-            } else {
-                tracing::info!("{name} does not apply to this tree: not needed here");
-            }
+        for (fix, found, repair) in plan.fixes.needed() {
+            tracing::info!("compatibility fix {}: {found}", fix.name());
+            apply_edits(&src, &pristine, &repair.edits)?;
+            applied.push(fix.name().to_string());
         }
         for (name, text) in &recipe.patches {
             apply_patch(&src, &pristine, name, text)?;
             applied.push(name.clone());
         }
+        let source_fix = read_source_fix(&src);
         let cfg_key =
             &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
         let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
@@ -240,11 +245,19 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         );
         make(&src, &out, &plan.make_vars, &["bzImage"], &log)?;
         let release = make_output(&src, &out, &plan.make_vars, &["-s", "kernelrelease"])?;
-        Ok((out.join("arch/x86/boot/bzImage"), release.trim().to_string(), applied))
+        Ok((out.join("arch/x86/boot/bzImage"), release.trim().to_string(), applied, source_fix))
     })();
     // Leave the tree as it was fetched, whatever happened.
     let restored = restore_pristine(&src, &pristine);
-    let (bz, release, applied) = result.with_context(|| format!("building kernel {}", recipe.name))?;
+    // Whatever goes wrong with the tree is this kernel's problem ("cannot
+    // test", 125 under git bisect run), unless it already says otherwise
+    // (a full disk, an interrupt).
+    let (bz, release, applied, source_fix) = result
+        .map_err(|e| match crate::error::kind_of(&e) {
+            Some(_) => e,
+            None => fail(Kind::BuildFailed, format!("{e:#}")),
+        })
+        .with_context(|| format!("building kernel {}", recipe.name))?;
     restored?;
 
     std::fs::create_dir_all(&images)?;
@@ -258,6 +271,8 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         version: plan.version.to_string(),
         era: plan.era.clone(),
         patches: applied,
+        fixes: plan.fixes.lines(),
+        source_fix,
         config: plan.config.name.clone(),
         config_skipped: plan.config.skipped.clone(),
         cc: plan.compiler.version.clone(),
@@ -287,8 +302,8 @@ pub struct BuildPlan {
     config: ConfigPlan,
     /// `NAME=value` arguments for every make call.
     make_vars: Vec<String>,
-    compat: Vec<(String, String)>,
-    compat_if_applicable: Vec<(String, String)>,
+    /// What the compatibility fixes found in this tree.
+    fixes: Assessment,
 }
 
 impl BuildPlan {
@@ -310,22 +325,27 @@ impl BuildPlan {
                 config.skipped.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", ")
             );
         }
-        let mut make_vars = vec![format!("CC={}", compiler.make_cc(&era.cc_flags))];
+        let fixes = Assessment::of_tree(src, &compiler.toolchain()?)?;
+        let cc_flags: Vec<String> = era.cc_flags.iter().cloned().chain(fixes.cc_flags()).collect();
+        let mut make_vars = vec![format!("CC={}", compiler.make_cc(&cc_flags))];
+        let ld_flags = fixes.ld_flags();
+        if !ld_flags.is_empty() {
+            make_vars.push(format!("LD=ld {}", ld_flags.join(" ")));
+        }
         make_vars.extend(era.make.iter().map(|(k, v)| format!("{k}={v}")));
-        let named = |names: &[String]| -> Result<Vec<(String, String)>> {
-            names.iter().map(|n| crate::kernel::era::compat_patch(n).map(|t| (n.clone(), t.to_string()))).collect()
-        };
-        Ok(BuildPlan {
-            version,
-            era: era.name.clone(),
-            base: era.base.clone(),
-            compiler,
-            config,
-            make_vars,
-            compat: named(&era.patches)?,
-            compat_if_applicable: named(&era.patches_if_applicable)?,
-        })
+        Ok(BuildPlan { version, era: era.name.clone(), base: era.base.clone(), compiler, config, make_vars, fixes })
     }
+}
+
+/// The fix the tree at `src` has, read from its source as it will be built.
+fn read_source_fix(src: &Path) -> Option<SourceFix> {
+    let read = |rel: &str| std::fs::read(src.join(rel)).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let fix = SourceFix::of_source(&read("fs/proc/proc_sysctl.c").ok()?, &read("fs/proc/inode.c").unwrap_or_default());
+    match fix {
+        Some(f) => tracing::info!("fs/proc/proc_sysctl.c: {}", f.describe()),
+        None => tracing::warn!("fs/proc/proc_sysctl.c: a form of the dentry prune repro does not recognise; no expected verdict"),
+    }
+    fix
 }
 
 /// The most recently built image of catalog entry `name`, if any.
@@ -354,6 +374,14 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         return Ok(None);
     }
     Ok(Some(KernelImage {
+        build: Some(BuildProvenance {
+            version: info.version.clone(),
+            era: info.era.clone(),
+            cc: format!("{} ({})", info.cc, info.cc_origin),
+            make_vars: info.make_vars.clone(),
+            fixes: info.fixes.clone(),
+        }),
+        source_fix: info.source_fix,
         verified: info.tree_verified.clone(),
         name: name.to_string(),
         sha256: info.image_sha256,
@@ -386,7 +414,7 @@ fn configure(src: &Path, out: &Path, plan: &BuildPlan, log: &Path) -> Result<()>
     std::fs::write(&fragment, &fragment_text)?;
     make(src, out, &plan.make_vars, &[plan.base.as_str()], log)?;
     run_logged(
-        Command::new(src.join("scripts/kconfig/merge_config.sh"))
+        crate::kernel::make::script(src, "scripts/kconfig/merge_config.sh")
             .args(["-m", "-O"])
             .arg(out)
             .arg(out.join(".config"))

@@ -22,6 +22,10 @@ pub struct KernelImage {
     /// How the download it came from was verified (packages and trees repro
     /// downloaded; None for apt's, which apt verified, and for paths).
     pub verified: Option<String>,
+    /// How repro built it (None: not built by repro).
+    pub build: Option<repro_proto::BuildProvenance>,
+    /// The fix its source has, where repro read the source.
+    pub source_fix: Option<repro_proto::SourceFix>,
 }
 
 /// Where an image came from. Its display (`debian:linux-image-…deb`,

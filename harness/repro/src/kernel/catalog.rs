@@ -10,7 +10,7 @@ use crate::error::{fail, Kind};
 pub const CATALOG_TOML: &str = include_str!("../../../../vm-images/catalog.toml");
 
 /// The catalog's patches, compiled in so the binary works anywhere. The
-/// era compatibility patches are in [`crate::kernel::era::COMPAT_PATCHES`].
+/// era compatibility fixes are in [`crate::kernel::compat`].
 pub const PATCHES: &[(&str, &str)] = &[
     ("6.1-noprune.patch", include_str!("../../../../vm-images/patches/6.1-noprune.patch")),
     ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
@@ -23,6 +23,33 @@ pub struct Catalog {
     /// Source trees that `build` entries compile.
     #[serde(default)]
     pub tree: Vec<Tree>,
+    /// QEMUs a kernel may need (`qemu = NAME` in its entry).
+    #[serde(default)]
+    pub qemu: BTreeMap<String, QemuNeed>,
+}
+
+/// A QEMU newer than some machines have, which repro fetches with apt into
+/// its cache for the kernels that name it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuNeed {
+    /// Why: what goes wrong under older QEMUs, measured.
+    pub why: String,
+    /// The machine's QEMU is used where it matches this.
+    pub min_version: semver::VersionReq,
+    pub packages: Vec<String>,
+    /// The binary inside them.
+    pub driver: String,
+    /// Its data directory inside them (`-L`).
+    pub data: String,
+    /// Suites per host distribution.
+    pub suites: BTreeMap<String, Vec<String>>,
+}
+
+impl QemuNeed {
+    pub fn tool(&self) -> crate::kernel::era::PackagedTool {
+        crate::kernel::era::PackagedTool { packages: self.packages.clone(), driver: self.driver.clone(), suites: self.suites.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -63,24 +90,13 @@ pub struct Entry {
     /// shows it beside a run that does not match the expectation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
+    /// A QEMU of the catalog's [qemu] table this kernel needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<String>,
     pub source: Source,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Expect {
-    Regressed,
-    Clean,
-}
-
-impl Expect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Expect::Regressed => "regressed",
-            Expect::Clean => "clean",
-        }
-    }
-}
+pub use repro_proto::Expect;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -136,6 +152,9 @@ impl Catalog {
         for e in &c.kernel {
             for n in std::iter::once(&e.name).chain(&e.aliases) {
                 anyhow::ensure!(seen.insert(n.clone()), "kernel name {n:?} appears twice in the catalog");
+            }
+            if let Some(q) = &e.qemu {
+                anyhow::ensure!(c.qemu.contains_key(q), "kernel {} needs QEMU {q:?}, which has no [qemu.{q}] table", e.name);
             }
             if let Source::Build(b) = &e.source {
                 anyhow::ensure!(

@@ -29,14 +29,6 @@ pub const CONFIGS: &[(&str, &str)] = &[
     ("minimal-3.x", include_str!("../../../../vm-images/config/minimal-3.x.config")),
 ];
 
-/// Compatibility patches by name (vm-images/patches/compat/).
-pub const COMPAT_PATCHES: &[(&str, &str)] = &[
-    ("compat/3.x-compiler-gcc-headers.patch", include_str!("../../../../vm-images/patches/compat/3.x-compiler-gcc-headers.patch")),
-    ("compat/3.x-early-idt-stubs.patch", include_str!("../../../../vm-images/patches/compat/3.x-early-idt-stubs.patch")),
-    ("compat/3.x-realmode-m16.patch", include_str!("../../../../vm-images/patches/compat/3.x-realmode-m16.patch")),
-    ("compat/3.x-rhel-build-fixes.patch", include_str!("../../../../vm-images/patches/compat/3.x-rhel-build-fixes.patch")),
-];
-
 /// A kernel version as a tree's Makefile states it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KernelVersion {
@@ -113,28 +105,24 @@ pub struct Era {
     pub base: String,
     /// Config fragments, merged in this order.
     pub config: Vec<String>,
-    /// Extra make variables (KCFLAGS, KAFLAGS, ...).
+    /// Extra make variables (HOSTCC, ...). LD is the compatibility fixes'.
     #[serde(default)]
     pub make: BTreeMap<String, String>,
-    /// Compatibility patches, applied before the catalog's own.
-    #[serde(default)]
-    pub patches: Vec<String>,
-    /// Applied where they apply, reported as not needed elsewhere.
-    #[serde(default)]
-    pub patches_if_applicable: Vec<String>,
 }
 
 fn default_base() -> String {
     "tinyconfig".into()
 }
 
-/// A compiler repro fetches with apt into its cache instead of installing it.
-#[derive(Debug, Clone, Deserialize)]
+/// A tool repro fetches with apt into its cache instead of installing it:
+/// an era's compiler (eras.toml) or the QEMU a kernel needs (catalog.toml).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct PackagedCompiler {
-    /// The packages that together hold the driver, cc1 and libgcc.
+pub struct PackagedTool {
+    /// The packages that together hold the program and what it loads
+    /// (GCC's driver, cc1 and libgcc; QEMU's binary and its data).
     pub packages: Vec<String>,
-    /// The driver inside them, e.g. usr/bin/gcc-10.
+    /// The program inside them, e.g. usr/bin/gcc-10.
     pub driver: String,
     /// Suites to fetch from, per distribution of the host (its apt sources).
     pub suites: BTreeMap<String, Vec<String>>,
@@ -145,7 +133,7 @@ pub struct PackagedCompiler {
 pub struct Eras {
     pub era: Vec<Era>,
     #[serde(default)]
-    pub compiler: BTreeMap<String, PackagedCompiler>,
+    pub compiler: BTreeMap<String, PackagedTool>,
 }
 
 impl Eras {
@@ -159,9 +147,11 @@ impl Eras {
             for c in &e.config {
                 config_text(c)?;
             }
-            for p in e.patches.iter().chain(&e.patches_if_applicable) {
-                compat_patch(p)?;
-            }
+            anyhow::ensure!(
+                !e.make.contains_key("LD"),
+                "era {}: LD is set by the compatibility fixes (kernel/compat.rs), not by an era",
+                e.name
+            );
             anyhow::ensure!(
                 e.cc == "host" || eras.compiler.contains_key(&e.cc),
                 "era {} names compiler {}, which has no [compiler] table",
@@ -186,11 +176,12 @@ impl Eras {
         })
     }
 
-    /// Text that changes whenever any era's rules, fragments or compat
-    /// patches change: part of every build's cache key.
+    /// Text that changes whenever any era's rules or fragments change:
+    /// part of every build's cache key (the compatibility fixes are code:
+    /// `RECIPE_VERSION` in kernel/build.rs moves with them).
     pub fn fingerprint() -> String {
         let mut s = String::from(ERAS_TOML);
-        for (n, t) in CONFIGS.iter().chain(COMPAT_PATCHES) {
+        for (n, t) in CONFIGS {
             s.push_str(&format!("\n--- {n}\n{t}"));
         }
         s
@@ -199,10 +190,6 @@ impl Eras {
 
 pub fn config_text(name: &str) -> Result<&'static str> {
     CONFIGS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).with_context(|| format!("no config fragment {name:?} in vm-images/config/"))
-}
-
-pub fn compat_patch(name: &str) -> Result<&'static str> {
-    COMPAT_PATCHES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).with_context(|| format!("no patch {name:?} in vm-images/patches/"))
 }
 
 /// One fragment's options and requirements.
@@ -457,18 +444,11 @@ mod tests {
     }
 
     #[test]
-    fn every_fragment_and_compat_patch_in_vm_images_is_compiled_in() {
+    fn every_fragment_in_vm_images_is_compiled_in() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vm-images");
         for f in std::fs::read_dir(root.join("config")).unwrap().flatten() {
             let n = f.file_name().to_string_lossy().trim_end_matches(".config").to_string();
             assert!(CONFIGS.iter().any(|(c, _)| *c == n), "vm-images/config/{n}.config is not compiled in");
-        }
-        for f in std::fs::read_dir(root.join("patches/compat")).unwrap().flatten() {
-            let n = format!("compat/{}", f.file_name().to_string_lossy());
-            assert!(COMPAT_PATCHES.iter().any(|(c, _)| *c == n), "vm-images/patches/{n} is not compiled in");
-        }
-        for (n, t) in COMPAT_PATCHES {
-            assert!(t.contains("Answers:"), "{n} must say which toolchain change it answers");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::error::{fail, Kind};
 
@@ -19,9 +19,33 @@ pub fn make(src: &Path, out: &Path, vars: &[String], targets: &[&str], log: &Pat
 }
 
 pub fn make_output(src: &Path, out: &Path, vars: &[String], args: &[&str]) -> Result<String> {
-    let o = Command::new("make").arg("-C").arg(src).arg(format!("O={}", out.display())).args(vars).args(args).output()?;
-    anyhow::ensure!(o.status.success(), "make {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+    let mut cmd = Command::new("make");
+    cmd.arg("-C").arg(src).arg(format!("O={}", out.display())).args(vars).args(args);
+    crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGTERM);
+    let o = cmd.stdin(Stdio::null()).output().map_err(|e| fail(Kind::BuildFailed, format!("cannot run make ({e})")))?;
+    if !o.status.success() {
+        return Err(fail(
+            Kind::BuildFailed,
+            format!("make {} failed: {}", args.join(" "), crate::text::printable(String::from_utf8_lossy(&o.stderr).trim())),
+        ));
+    }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// A script of the tree, run through the interpreter its `#!` line names
+/// (`sh` without one), so a tree whose files lost their run bits (a
+/// snapshot, a tarball, a mirror) runs it all the same.
+pub fn script(src: &Path, rel: &str) -> Command {
+    let path = src.join(rel);
+    let first = std::fs::read(&path).ok().map(|b| b.split(|c| *c == b'\n').next().unwrap_or_default().to_vec()).unwrap_or_default();
+    let shebang = String::from_utf8_lossy(&first);
+    let mut words = shebang.strip_prefix("#!").map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>()).unwrap_or_default();
+    if words.is_empty() {
+        words.push("sh".into());
+    }
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]).arg(path).current_dir(src);
+    cmd
 }
 
 /// The last non-empty line of a build log (read from its last 4 KiB).
@@ -45,7 +69,12 @@ pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     // A build outlives nothing: if repro dies, make gets SIGTERM, stops and
     // deletes its half-written target instead of building on as an orphan.
     crate::child::own(cmd, nix::sys::signal::Signal::SIGTERM);
-    let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("running {what}"))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()
+        .map_err(|e| fail(Kind::BuildFailed, format!("cannot run {what} ({e}); log: {}", log.display())))?;
     let t0 = Instant::now();
     let mut next_note = t0 + std::time::Duration::from_secs(30);
     let status = loop {

@@ -4,9 +4,11 @@
 
 pub mod apt;
 pub mod build;
+pub mod bzimage;
 pub mod cache;
 pub mod catalog;
 pub mod ci;
+pub mod compat;
 pub mod deb;
 pub mod download;
 pub mod era;

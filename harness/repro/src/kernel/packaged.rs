@@ -279,7 +279,15 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
         std::fs::remove_dir_all(dir)?;
         return Ok(None);
     }
-    Ok(Some(KernelImage { name: name.to_string(), path, sha256: sha, origin: meta.origin(), verified: meta.verified.clone() }))
+    Ok(Some(KernelImage {
+        name: name.to_string(),
+        path,
+        sha256: sha,
+        origin: meta.origin(),
+        verified: meta.verified.clone(),
+        build: None,
+        source_fix: None,
+    }))
 }
 
 fn newest_cached(kdir: &Path, name: &str) -> Result<Option<KernelImage>> {

@@ -1,6 +1,7 @@
-//! Patches on a shared work tree: applied with `git apply` after saving a
-//! pristine copy of every file they touch, and undone by restoring those
-//! copies before the next build (also after an interrupted one).
+//! Changes to a shared work tree: patches applied with `git apply` and the
+//! compatibility fixes' edits, each after saving a pristine copy of every
+//! file it touches (or its mode), and undone by restoring those copies
+//! before the next build (also after an interrupted one).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,6 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 
 use crate::error::{fail, Kind};
+use crate::kernel::compat::Edit;
 
 /// Files a unified diff changes (its `+++ b/...` lines).
 pub fn patched_files(patch: &str) -> Vec<String> {
@@ -20,20 +22,52 @@ pub fn patched_files(patch: &str) -> Vec<String> {
         .collect()
 }
 
+/// Keep a pristine copy of `rel` (or a marker that it did not exist).
+fn save(src: &Path, pristine: &Path, rel: &Path) -> Result<()> {
+    let saved = pristine.join(rel);
+    if !saved.exists() && !absent_marker(&saved).exists() {
+        std::fs::create_dir_all(saved.parent().unwrap())?;
+        let orig = src.join(rel);
+        if orig.exists() {
+            std::fs::copy(&orig, &saved).with_context(|| format!("saving {}", orig.display()))?;
+        } else {
+            // Created by the change: restoring means deleting it.
+            std::fs::write(absent_marker(&saved), b"")?;
+        }
+    }
+    Ok(())
+}
+
+/// Save what a compatibility fix's edits touch, then make them.
+pub fn apply_edits(src: &Path, pristine: &Path, edits: &[Edit]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in edits {
+        match e {
+            Edit::Write { path, text } => {
+                save(src, pristine, path)?;
+                std::fs::write(src.join(path), text).with_context(|| format!("writing {}", src.join(path).display()))?;
+            }
+            Edit::MakeExecutable { path } => {
+                let file = src.join(path);
+                let mode = std::fs::metadata(&file)?.permissions().mode() & 0o7777;
+                let marker = mode_marker(&pristine.join(path));
+                if !marker.exists() {
+                    std::fs::create_dir_all(marker.parent().unwrap())?;
+                    std::fs::write(&marker, format!("{mode:o}"))?;
+                }
+                let x = mode | ((mode & 0o444) >> 2);
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(x))
+                    .with_context(|| format!("giving {} its run bits", file.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Save pristine copies of the files `patch` touches, then apply it.
 pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Result<()> {
     for f in patched_files(text) {
-        let saved = pristine.join(&f);
-        if !saved.exists() && !absent_marker(&saved).exists() {
-            std::fs::create_dir_all(saved.parent().unwrap())?;
-            let orig = src.join(&f);
-            if orig.exists() {
-                std::fs::copy(&orig, &saved).with_context(|| format!("saving {}", orig.display()))?;
-            } else {
-                // Created by the patch: restoring means deleting it.
-                std::fs::write(absent_marker(&saved), b"")?;
-            }
-        }
+        save(src, pristine, Path::new(&f))?;
     }
     let out = git_apply(src, &["--whitespace=nowarn"], text)?;
     if !out.status.success() {
@@ -50,6 +84,14 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
 }
 
 pub const ABSENT: &str = ".repro-absent";
+pub const MODE: &str = ".repro-mode";
+
+/// Holds the mode a fix changed: restoring means setting it back.
+fn mode_marker(saved: &Path) -> PathBuf {
+    let mut name = saved.as_os_str().to_owned();
+    name.push(MODE);
+    PathBuf::from(name)
+}
 
 /// Marks a file the patch creates: restoring means deleting it.
 pub fn absent_marker(saved: &Path) -> PathBuf {
@@ -75,6 +117,12 @@ pub fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
             let rel = p.strip_prefix(pristine).unwrap();
             if let Some(created) = rel.to_str().and_then(|r| r.strip_suffix(ABSENT)) {
                 let _ = std::fs::remove_file(src.join(created));
+            } else if let Some(file) = rel.to_str().and_then(|r| r.strip_suffix(MODE)) {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::read_to_string(&p).ok().and_then(|m| u32::from_str_radix(m.trim(), 8).ok());
+                if let Some(mode) = mode {
+                    let _ = std::fs::set_permissions(src.join(file), std::fs::Permissions::from_mode(mode & 0o7777));
+                }
             } else {
                 std::fs::copy(&p, src.join(rel)).with_context(|| format!("restoring {}", rel.display()))?;
             }

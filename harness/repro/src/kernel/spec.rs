@@ -69,6 +69,8 @@ impl KernelSpec {
                     origin: Origin::Path(path.clone()),
                     path,
                     verified: None,
+                    build: None,
+                    source_fix: None,
                 })
             }
             KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc), cache),

@@ -17,7 +17,8 @@ use anyhow::{Context, Result};
 use crate::error::{fail, Kind};
 use crate::kernel::apt::{self, AptRoot};
 use crate::kernel::cache::Cache;
-use crate::kernel::era::{Eras, PackagedCompiler};
+use crate::kernel::compat::Toolchain;
+use crate::kernel::era::{Eras, PackagedTool};
 
 /// A compiler ready to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +54,29 @@ impl Compiler {
         };
         let version = version_of(&program)?;
         Ok(Compiler { name: name.to_string(), program, version, origin })
+    }
+
+    /// What it does by default, from its own predefined macros
+    /// (`cc -dM -E`): the GCC major it claims and whether it builds PIE.
+    pub fn toolchain(&self) -> Result<Toolchain> {
+        let o = Command::new(&self.program)
+            .args(["-dM", "-E", "-x", "c", "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| fail(Kind::BuildFailed, format!("cannot run compiler {}: {e}", self.program.display())))?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        let define = |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("#define {name} ")).map(str::trim));
+        let gcc_major = define("__GNUC__").and_then(|v| v.parse().ok()).ok_or_else(|| {
+            fail(
+                Kind::BuildFailed,
+                format!(
+                    "compiler {} does not define __GNUC__ (`-dM -E` said: {}): pass --cc with a GCC",
+                    self.program.display(),
+                    crate::text::first_line(&String::from_utf8_lossy(&o.stderr))
+                ),
+            )
+        })?;
+        Ok(Toolchain { gcc_major, default_pie: define("__PIE__").is_some() })
     }
 
     /// The CC make variable: the program and the era's flags.
@@ -91,9 +115,8 @@ pub fn host_distribution(system: &[apt::SourceEntry]) -> Option<&'static str> {
     }
 }
 
-/// Fetch `spec`'s packages into `<cache>/toolchains/NAME-<versions>/`, once.
-fn fetch(name: &str, spec: &PackagedCompiler, cache: &Cache) -> Result<PathBuf> {
-    let unavailable = |why: String| {
+fn fetch(name: &str, spec: &PackagedTool, cache: &Cache) -> Result<PathBuf> {
+    fetch_tool(name, spec, cache, |why| {
         fail(
             Kind::BuildFailed,
             format!(
@@ -101,7 +124,13 @@ fn fetch(name: &str, spec: &PackagedCompiler, cache: &Cache) -> Result<PathBuf> 
                 spec.packages.join(", ")
             ),
         )
-    };
+    })
+}
+
+/// Fetch `spec`'s packages into `<cache>/toolchains/NAME-<versions>/`,
+/// once, and check that its program runs (`--version`); `unavailable`
+/// turns the reason it cannot be had into the caller's error.
+pub fn fetch_tool(name: &str, spec: &PackagedTool, cache: &Cache, unavailable: impl Fn(String) -> anyhow::Error) -> Result<PathBuf> {
     let system = apt::system_sources();
     let distro =
         host_distribution(&system).ok_or_else(|| unavailable("this machine's apt sources are neither Debian's nor Ubuntu's".into()))?;
@@ -125,7 +154,7 @@ fn fetch(name: &str, spec: &PackagedCompiler, cache: &Cache) -> Result<PathBuf> 
     if dir.join(".repro-complete").exists() {
         return Ok(dir);
     }
-    tracing::info!("fetching compiler {name} ({}) with apt-get download into {}", spec.packages.join(", "), base.display());
+    tracing::info!("fetching {name} ({}) with apt-get download into {}", spec.packages.join(", "), base.display());
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&base)?;
     for (package, version) in spec.packages.iter().zip(&versions) {
         let deb = root.download(package, version, &tmp.path().join("debs")).map_err(|e| unavailable(format!("{e:#}")))?;

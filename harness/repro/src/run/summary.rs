@@ -36,6 +36,8 @@ pub(crate) fn new_summary(
             image_sha256: None,
             source: String::new(),
             verified: None,
+            build: None,
+            source_fix: None,
         },
         backend: Backend::Qemu,
         accel: None,

@@ -76,14 +76,30 @@ fn a_4_9_tree_skips_the_options_it_predates_and_says_so() {
 }
 
 #[test]
-fn a_3_10_tree_gets_the_3_x_fragment_flags_and_compat_patches() {
+fn a_3_10_tree_gets_the_3_x_fragment_and_flags_and_only_the_fixes_its_files_need() {
+    // A synthetic 3.10 tree with the old constructs of two fixes: no run
+    // bits on merge_config.sh, and a Makefile without -fno-PIE or the
+    // linker's page size. Everything else is "not needed": it has no files.
     let t = Tree::new("3.10.0", None);
-    // The compat patches need the files they change: a synthetic tree has
-    // none, so the build stops there, naming the patch (exit 13), after the
-    // era, its fragments and its compiler were chosen.
-    t.build(&["--cc", "gcc"]).code(exit_codes::BUILD_FAILED).stderr(
-        predicate::str::contains("compat/3.x-compiler-gcc-headers.patch").or(predicate::str::contains("compat/3.x-early-idt-stubs.patch")),
-    );
+    let merge = t.src().join("scripts/kconfig/merge_config.sh");
+    std::fs::set_permissions(&merge, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(t.src().join("arch/x86/Makefile"), "LDFLAGS := -m elf_x86_64\n").unwrap();
+    let mk = std::fs::read_to_string(t.src().join("Makefile")).unwrap().replace("KBUILD_CFLAGS := -fno-PIE\n", "");
+    std::fs::write(t.src().join("Makefile"), mk).unwrap();
+    t.build(&["--cc", "gcc"])
+        .success()
+        .stderr(predicate::str::contains("compatibility fix run-bits: 1 scripts without run bits, e.g. scripts/kconfig/merge_config.sh"));
+    let vars = t.make_vars();
+    assert!(vars.starts_with("CC=gcc -fcommon -Wa,-mrelax-relocations=no -fno-pie\n"), "{vars}");
+    assert!(vars.contains("LD=ld -z max-page-size=0x200000\n") && vars.contains("HOSTCC=gcc -fcommon"), "{vars}");
+    let info = t.build_json();
+    assert_eq!(info["era"], "3.x");
+    assert_eq!(info["patches"], serde_json::json!(["run-bits", "no-pie", "max-page-size"]));
+    let fixes: Vec<String> = serde_json::from_value(info["fixes"].clone()).unwrap();
+    assert!(fixes.iter().any(|f| f.starts_with("early-idt-jump: not needed")), "{fixes:?}");
+    // The tree is given back as it came: its mode too.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&merge).unwrap().permissions().mode() & 0o777, 0o644);
 }
 
 #[test]

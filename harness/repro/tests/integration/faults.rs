@@ -260,3 +260,38 @@ fn ctrl_c_in_a_later_run_of_the_same_process_stops_it() {
     assert!(t0.elapsed() < Duration::from_secs(30), "took {:?} to stop", t0.elapsed());
     assert!(!out.join("run-3").exists(), "a third run started after Ctrl-C");
 }
+
+/// A bzImage QEMU loads whose setup code is `jmp $`: a kernel that boots
+/// and prints nothing, as a tree linked with the wrong page size does.
+fn silent_bzimage(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut b = vec![0u8; 5 * 512 + 4096];
+    b[0x1f1] = 4; // setup sectors
+    b[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    b[0x200..0x202].copy_from_slice(&[0xeb, 0xfe]); // the setup entry: jmp $
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020du16.to_le_bytes());
+    b[0x211] = 0x01; // LOADED_HIGH
+    b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    b[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+    let p = dir.join("silent-bzImage");
+    std::fs::write(&p, b).unwrap();
+    p
+}
+
+#[test]
+fn a_kernel_that_prints_nothing_is_diagnosed_not_blamed_on_a_slow_machine() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let o = repro()
+        .args(["run", "--accel", "tcg", "--cpus", "1", "-n", "10", "--boot-timeout", "8s", "--kernel"])
+        .arg(silent_bzimage(d.path()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::GUEST_HUNG), "{err}");
+    assert!(err.contains("printed nothing") && err.contains("will not help"), "{err}");
+    assert!(err.contains("protocol 2.13") && err.contains("earlyprintk=serial,ttyS0"), "{err}");
+    assert_eq!(read_summary(&out).error.unwrap().kind, ErrorKind::GuestHung);
+}

@@ -108,7 +108,8 @@ pub fn stderr_of(out: &std::process::Output) -> String {
 pub fn synthetic_tree(dir: &Path, version: &str, symbols: Option<&[&str]>, image: &Path) {
     let v: Vec<&str> = version.split('.').collect();
     let makefile = format!(
-        "VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\nNAME = Synthetic\n\n\
+        "VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\nNAME = Synthetic\n\
+         KBUILD_CFLAGS := -fno-PIE\n\n\
          tinyconfig alldefconfig:\n\tmkdir -p $(O) && echo '# $@' > $(O)/.config\n\
          olddefconfig:\n\t@true\n\
          bzImage:\n\tmkdir -p $(O)/arch/x86/boot && cp prebuilt-bzImage $(O)/arch/x86/boot/bzImage\n\
@@ -138,6 +139,8 @@ pub fn synthetic_tree(dir: &Path, version: &str, symbols: Option<&[&str]>, image
     std::fs::create_dir_all(dir.join("scripts/kconfig")).unwrap();
     std::fs::create_dir_all(dir.join("arch/x86")).unwrap();
     std::fs::write(dir.join("Makefile"), makefile).unwrap();
+    // As trees from 4.16 (and stable backports) link it.
+    std::fs::write(dir.join("arch/x86/Makefile"), "LDFLAGS += $(call ld-option, -z max-page-size=0x200000)\n").unwrap();
     std::fs::write(dir.join("Kconfig"), kconfig).unwrap();
     let merge = dir.join("scripts/kconfig/merge_config.sh");
     std::fs::write(
