@@ -1,6 +1,6 @@
-//! The command line as types: every subcommand's clap arguments. A leaf
-//! module: the pipeline below (kernel, guest, run, judge) may read these
-//! types, and nothing here calls into it.
+//! The command line as types: every subcommand's clap arguments, and the
+//! conversions into the domain requests the layers below take (`request()`
+//! methods). Nothing below cli/ sees these types.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,9 +8,13 @@ use std::time::Duration;
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::guest::qemu::AccelChoice;
+use crate::guest::qemu::AccelChoice;
+use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
+use crate::judge::bisect::BisectRequest;
+use crate::judge::matrix::MatrixRequest;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
+use crate::run::watch::WatchRequest;
 pub use repro_proto::Backend;
 
 fn backend() -> impl TypedValueParser<Value = Backend> {
@@ -21,6 +25,25 @@ fn backend() -> impl TypedValueParser<Value = Backend> {
             Backend::Qemu
         }
     })
+}
+
+/// `--accel`'s values, with the help clap shows for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelArg {
+    /// KVM if /dev/kvm opens and a guest boots on it within --kvm-timeout; else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl From<AccelArg> for AccelChoice {
+    fn from(a: AccelArg) -> AccelChoice {
+        match a {
+            AccelArg::Auto => AccelChoice::Auto,
+            AccelArg::Kvm => AccelChoice::Kvm,
+            AccelArg::Tcg => AccelChoice::Tcg,
+        }
+    }
 }
 
 /// `--kernel`'s parser: the one name-or-path rule, [`KernelSpec::parse`],
@@ -114,8 +137,8 @@ pub struct VmArgs {
     #[arg(short, long, default_value = "6.1", value_name = "NAME|PATH", value_parser = kernel_spec())]
     pub kernel: KernelSpec,
     /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
     /// Guest vCPUs.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub cpus: u32,
@@ -175,6 +198,21 @@ impl VmArgs {
             None => self.kernel.clone(),
         }
     }
+
+    pub fn request(&self) -> VmRequest {
+        VmRequest {
+            kernel: self.kernel_spec(),
+            accel: self.accel.into(),
+            cpus: self.cpus,
+            memory: self.memory,
+            boot_timeout: self.boot_timeout,
+            kvm_timeout: self.kvm_timeout,
+            append: self.append.clone(),
+            qemu: self.qemu.clone(),
+            cache: self.cache.cache(),
+            cc: self.cc.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -224,9 +262,73 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Iterations between probe windows: `--window`, else a twentieth of the run.
-    pub fn window(&self) -> u64 {
-        self.window.unwrap_or(self.iterations / 20).max(1)
+    pub fn request(&self) -> RunRequest {
+        RunRequest {
+            vm: self.vm.request(),
+            scenario: self.scenario.clone(),
+            iterations: self.iterations,
+            workers: self.workers,
+            window: self.window,
+            probe_samples: self.probe_samples,
+            backend: self.backend,
+            timeout: self.timeout,
+            stall_timeout: self.stall_timeout,
+            out: self.out.clone(),
+            json: self.json,
+            full: self.full,
+            chain_walk: self.chain_walk,
+        }
+    }
+}
+
+impl ExecArgs {
+    pub fn request(&self) -> ExecRequest {
+        ExecRequest {
+            vm: self.vm.request(),
+            include: self.include.clone(),
+            timeout: self.timeout,
+            out: self.out.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
+impl BisectArgs {
+    pub fn request(&self) -> BisectRequest {
+        BisectRequest {
+            good: self.good.clone(),
+            bad: self.bad.clone(),
+            unfixed: self.unfixed.clone(),
+            fixed: self.fixed.clone(),
+            kernels: self.kernels.clone(),
+            fix: self.fix,
+            run: self.run.request(),
+        }
+    }
+}
+
+impl MatrixArgs {
+    pub fn request(&self) -> MatrixRequest {
+        MatrixRequest { kernels: self.kernels.clone(), scenarios: self.scenarios.clone(), run: self.run.request() }
+    }
+}
+
+impl WatchArgs {
+    pub fn request(&self) -> WatchRequest {
+        WatchRequest {
+            interval: self.interval,
+            samples: self.samples,
+            probe: self.probe.clone(),
+            control: self.control.clone(),
+            ratio_alarm: self.ratio_alarm,
+            chain_alarm: self.chain_alarm,
+            consecutive: self.consecutive,
+            per_entry_us: self.per_entry_us,
+            hook: self.hook.clone(),
+            count: self.count,
+            linger: self.linger,
+            while_cmd: self.while_cmd.clone(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ pub fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     let say = |line: String| if args.run.json { eprintln!("{line}") } else { println!("{line}") };
     let mut verdicts: Vec<Verdict> = Vec::new();
     for i in 1..=repeat {
-        let mut run = args.run.clone();
+        let mut run = args.run.request();
         if let (Some(out), true) = (&args.run.out, repeat > 1) {
             run.out = Some(out.join(format!("run-{i}")));
         }

@@ -34,7 +34,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             missing: &missing,
             logs: args.logs.as_deref(),
         };
-        crate::judge::report::write(&doc)?;
+        crate::judge::report_files::write(&doc)?;
         println!("{}", out.join("README.md").display());
     } else {
         let base = std::env::current_dir()?;

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use repro_proto::{Backend, Job, Message, Summary, PANIC_MARKER};
 
-use crate::cli::args::{AccelChoice, VmArgs};
 use crate::error::{fail, Kind};
+use crate::guest::qemu::AccelChoice;
 use crate::guest::qemu::{self, Accel, VmSpec};
+use crate::guest::request::VmRequest;
 use crate::guest::session::{self, StartFailure};
 use crate::kernel::cache::KernelImage;
 use crate::kernel::catalog::Catalog;
@@ -33,20 +34,20 @@ pub struct Vm {
 }
 
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
-pub fn prepare_vm(vm: &VmArgs, iterations: u64, summary: &mut Summary) -> Result<Vm> {
+pub fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
-    let cache = vm.cache.cache();
-    let image = vm.kernel_spec().resolve(&catalog, &cache, vm.cc.as_deref())?;
+    let cache = &vm.cache;
+    let image = vm.kernel.resolve(&catalog, cache, vm.cc.as_deref())?;
     let found = qemu::find(vm.qemu.as_deref())?;
     // A catalog kernel may need a newer QEMU than the machine's; --qemu wins.
-    let need = match vm.kernel_spec() {
+    let need = match &vm.kernel {
         crate::kernel::spec::KernelSpec::Catalog(name) if vm.qemu.is_none() => {
-            catalog.lookup(&name).ok().and_then(|e| e.qemu.clone()).and_then(|q| catalog.qemu.get(&q).map(|n| (q, n.clone())))
+            catalog.lookup(name).ok().and_then(|e| e.qemu.clone()).and_then(|q| catalog.qemu.get(&q).map(|n| (q, n.clone())))
         }
         _ => None,
     };
     let qemu_bin = match need {
-        Some((name, need)) => qemu::for_need(found, &name, &need, &cache)?,
+        Some((name, need)) => qemu::for_need(found, &name, &need, cache)?,
         None => qemu::Qemu { program: found, data_dirs: vec![] },
     };
     let needed = memory_needed_mib(iterations);
@@ -88,7 +89,7 @@ pub fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::g
 /// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
 /// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
 pub async fn boot(
-    vm_args: &VmArgs,
+    vm_args: &VmRequest,
     vm: &Vm,
     initrd: &Path,
     work: &Path,

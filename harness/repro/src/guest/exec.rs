@@ -6,15 +6,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use repro_proto::{AgentMode, Job, FORMAT_VERSION};
 
-use crate::cli::args::ExecArgs;
 use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
+use crate::guest::request::ExecRequest;
 use crate::guest::session::{self, StreamLimits};
 use crate::run::progress::Progress;
 use crate::run::record::Recorder;
 use crate::run::summary::{new_summary, run_error};
 
-pub fn exec(args: &ExecArgs) -> Result<i32> {
+pub fn exec(args: &ExecRequest) -> Result<i32> {
     let agent = agent_path()?;
     let mut extra = vec![crate::guest::initramfs::Entry::Dir { path: "bin".into() }];
     for inc in &args.include {
@@ -64,7 +64,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         first_round: None,
     };
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut summary = new_summary(&date, &args.vm.kernel_spec().label(), scenario, 0, 1, 1);
+    let mut summary = new_summary(&date, &args.vm.kernel.label(), scenario, 0, 1, 1);
     let vm = boot::prepare_vm(&args.vm, 0, &mut summary)?;
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
     let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));

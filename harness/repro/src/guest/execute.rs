@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use repro_proto::{AgentMode, Backend, Job, Summary, FORMAT_VERSION};
 
-use crate::cli::args::RunArgs;
 use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
+use crate::guest::request::RunRequest;
 use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
 use crate::kernel::catalog::Catalog;
 use crate::kernel::packaged;
@@ -31,7 +31,7 @@ pub const MAX_WINDOWS: u64 = 10_000;
 
 /// What both backends get from [`execute`].
 struct Setup<'a> {
-    args: &'a RunArgs,
+    args: &'a RunRequest,
     quiet: bool,
     agent: &'a Path,
     date: &'a str,
@@ -40,7 +40,7 @@ struct Setup<'a> {
 
 /// `early`: decide at rounds (sequential verdicts) with this rule; None
 /// churns every iteration, as `repro run` does.
-pub fn execute(args: &RunArgs, quiet: bool, early: Option<Decider>) -> Result<Finished> {
+pub fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) -> Result<Finished> {
     if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
         return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }
@@ -89,7 +89,7 @@ pub fn execute(args: &RunArgs, quiet: bool, early: Option<Decider>) -> Result<Fi
     let agent = agent_path()?;
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let summary = new_summary(&date, &args.vm.kernel_spec().label(), scenario, args.iterations, args.workers, window);
+    let summary = new_summary(&date, &args.vm.kernel.label(), scenario, args.iterations, args.workers, window);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
         Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),
@@ -101,7 +101,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     let Setup { args, quiet, agent, date, early } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
-    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache.cache())?;
+    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache)?;
     let mut extra = Vec::new();
     if !modules.is_empty() {
         extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });
@@ -110,7 +110,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
         job.load_modules.push(format!("/repro/modules/{name}.ko"));
         extra.push(crate::guest::initramfs::Entry::File { path: format!("repro/modules/{name}.ko"), mode: 0o644, data });
     }
-    let run_dir = run_dir(args, date)?;
+    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
     tracing::info!("run directory {}", run_dir.display());
     // The socket path must stay short (108 bytes), so it lives in /tmp.
@@ -150,7 +150,7 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
     );
     summary.backend = Backend::Host;
     summary.kernel.source = "host".into();
-    let run_dir = run_dir(args, date)?;
+    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
     let job_path = run_dir.join("job.json");
     let mut rec = Recorder::create(&run_dir, summary)?;
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;

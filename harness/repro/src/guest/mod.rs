@@ -7,4 +7,5 @@ pub mod exec;
 pub mod execute;
 pub mod initramfs;
 pub mod qemu;
+pub mod request;
 pub mod session;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::error::{fail, Kind};
 pub use repro_proto::Accel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccelChoice {
     /// KVM if /dev/kvm opens and a guest boots on it within --kvm-timeout; else TCG.
     Auto,

@@ -19,22 +19,48 @@ use std::process::Command;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use repro_proto::exit_codes;
 
-use crate::cli::args::BisectArgs;
 use crate::error::{fail, Kind};
 use crate::git::{git, subject_of};
+use crate::guest::request::RunRequest;
 use crate::judge::bisect_state::*;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::spec::KernelSpec;
 
-/// `repro bisect`.
-pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
+/// What `repro bisect` is asked: the two ends (git mode, `run.vm.kernel`
+/// a tree) or a list of kernels, and how to run each step.
+#[derive(Debug, Clone)]
+pub struct BisectRequest {
+    /// Hunting a regression: the ends.
+    pub good: Option<String>,
+    pub bad: Option<String>,
+    /// Hunting a fix: the ends.
+    pub unfixed: Option<String>,
+    pub fixed: Option<String>,
+    /// List mode: kernels, oldest first.
+    pub kernels: Vec<KernelSpec>,
+    /// List mode: hunt the fix.
+    pub fix: bool,
+    pub run: RunRequest,
+}
+
+impl BisectRequest {
+    /// The git tree bisected (`--src`), if any.
+    fn src(&self) -> Option<&Path> {
+        match &self.run.vm.kernel {
+            KernelSpec::Tree(dir) => Some(dir),
+            _ => None,
+        }
+    }
+}
+
+/// `repro bisect`: the finding, also kept in bisect.json and bisect.md.
+pub fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
     let (terms, old, new) = match (&args.good, &args.bad, &args.unfixed, &args.fixed) {
         (Some(g), Some(b), None, None) => (Terms::regression(), g.clone(), b.clone()),
         (None, None, Some(u), Some(f)) => (Terms::fix(), u.clone(), f.clone()),
-        (None, None, None, None) if !args.kernels.is_empty() && args.run.vm.src.is_none() => {
+        (None, None, None, None) if !args.kernels.is_empty() && args.src().is_none() => {
             (if args.fix { Terms::fix() } else { Terms::regression() }, String::new(), String::new())
         }
         _ => {
@@ -50,10 +76,10 @@ pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
         PathBuf::from("results/runs").join(format!("bisect-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    if args.run.vm.src.is_some() && !args.kernels.is_empty() {
+    if args.src().is_some() && !args.kernels.is_empty() {
         return Err(fail(Kind::Usage, "--src bisects a git tree and --kernels a list of kernels: give one of them"));
     }
-    let src = match &args.run.vm.src {
+    let src = match args.src() {
         Some(s) => Some(s.canonicalize().with_context(|| format!("kernel source {}", s.display()))?),
         None => None,
     };
@@ -85,18 +111,18 @@ pub fn bisect(args: &BisectArgs, quiet: bool) -> Result<i32> {
         state.result = None;
     }
     let judge_ctx = Judge { args, out: &out, quiet };
-    let code = match &src {
+    match &src {
         Some(src) => git_bisect(src, &mut state, &judge_ctx)?,
         None => list_bisect(&mut state, &judge_ctx)?,
     };
     let md = report(&state);
     std::fs::write(out.join(REPORT), &md).with_context(|| format!("writing {}", out.join(REPORT).display()))?;
     print!("{md}");
-    Ok(code)
+    state.result.context("the bisection ended without a finding")
 }
 
 struct Judge<'a> {
-    args: &'a BisectArgs,
+    args: &'a BisectRequest,
     out: &'a Path,
     quiet: bool,
 }
@@ -124,13 +150,12 @@ impl Judge<'_> {
                 tracing::info!("step {n}: building {short} ({subject})");
                 let built = crate::kernel::build::build(
                     &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
-                    &self.args.run.vm.cache.cache(),
+                    &self.args.run.vm.cache,
                 );
                 build_s = t0.elapsed().as_secs_f64();
                 match built {
                     // Boot the image just built: with --src still set, the run would hash the tree again.
                     Ok(img) => {
-                        run.vm.src = None;
                         run.vm.kernel = KernelSpec::Image(img.path);
                         Ok(())
                     }
@@ -219,7 +244,7 @@ pub fn parse_git_bisect(text: &str, new_term: &str) -> GitSays {
     GitSays::Continue
 }
 
-fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<i32> {
+fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
     git(src, &["rev-parse", "--git-dir"]).map_err(|_| {
         fail(
             Kind::Usage,
@@ -314,25 +339,15 @@ fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: &str, out
     Ok(agrees)
 }
 
-/// Save the finding; the exit code it makes.
-fn conclude(state: &mut State, finding: Finding, out: &Path) -> Result<i32> {
-    let code = verdict_code(&finding);
+/// Save the finding.
+fn conclude(state: &mut State, finding: Finding, out: &Path) -> Result<()> {
     state.result = Some(finding);
-    save(state, out)?;
-    Ok(code)
-}
-
-fn verdict_code(f: &Finding) -> i32 {
-    if f.first_new.is_some() && f.held {
-        exit_codes::OK
-    } else {
-        exit_codes::INCONCLUSIVE
-    }
+    save(state, out)
 }
 
 /// Binary search over kernels ordered oldest first. Both ends are judged
 /// too: a list is a claim, not a git bisect's given.
-fn list_bisect(state: &mut State, j: &Judge) -> Result<i32> {
+fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
     let ks = state.kernels.clone();
     if ks.len() < 2 {
         return Err(fail(Kind::Usage, "--kernels needs at least two kernels, oldest first"));
@@ -358,9 +373,7 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<i32> {
             recheck: vec![],
             held: false,
         };
-        state.result = Some(f);
-        save(state, j.out)?;
-        return Ok(exit_codes::INCONCLUSIVE);
+        return conclude(state, f, j.out);
     }
     let (mut lo, mut hi) = (0usize, ks.len() - 1);
     let mut skipped: Vec<usize> = Vec::new();

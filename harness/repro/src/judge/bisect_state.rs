@@ -88,6 +88,13 @@ pub struct Finding {
     pub held: bool,
 }
 
+impl Finding {
+    /// One revision was named and the re-check of it and its parent held.
+    pub fn named(&self) -> bool {
+        self.first_new.is_some() && self.held
+    }
+}
+
 impl State {
     /// A state read back from disk is outside data: every recorded answer
     /// must be one of the two terms or `skip` (a stored "run" would become

@@ -5,9 +5,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
-use crate::cli::args::RunArgs;
 use crate::error::{kind_of, Kind};
 use crate::guest::execute::execute;
+use crate::guest::request::RunRequest;
 use crate::guest::session::Decider;
 use crate::judge::verdict::{decide, Outcome, Verdict};
 use crate::run::record::SUMMARY;
@@ -27,7 +27,7 @@ pub struct Judged {
 /// began still leaves a summary with its error there. What would fail on any
 /// kernel ([`Kind::is_kernel_independent`]) and Ctrl-C are Err: there is
 /// nothing to judge.
-pub fn judge(run: &RunArgs, quiet: bool) -> Result<Judged> {
+pub fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
     // Interrupted anywhere (a killed apt-get reads as an unfetchable
     // kernel) is an interrupt, never a verdict on the kernel.
     let any_kernel = |e: &anyhow::Error| crate::interrupt::requested() || kind_of(e).unwrap_or(Kind::Internal).is_kernel_independent();
@@ -69,10 +69,10 @@ pub fn judge(run: &RunArgs, quiet: bool) -> Result<Judged> {
 
 /// A run that failed before it began (kernel fetch or build) still gets a
 /// run directory: an incomplete summary with the error, and its verdict.
-fn record_failure(dir: &Path, run: &RunArgs, e: &anyhow::Error) -> Result<Verdict> {
+fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Verdict> {
     let scenario = crate::run::scenario::load(&run.scenario)?;
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut s = new_summary(&date, &run.vm.kernel_spec().label(), scenario, run.iterations, run.workers, run.window());
+    let mut s = new_summary(&date, &run.vm.kernel.label(), scenario, run.iterations, run.workers, run.window());
     s.backend = run.backend;
     s.error = Some(run_error(e));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

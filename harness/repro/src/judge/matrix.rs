@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Result;
-use repro_proto::exit_codes;
 
-use crate::cli::args::MatrixArgs;
 use crate::error::{kind_of, Kind};
+use crate::guest::request::RunRequest;
 use crate::judge::judged::judge;
 use crate::judge::report::{self, Document};
 use crate::judge::verdict::{Agreement, Outcome};
@@ -25,7 +24,28 @@ pub fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &str, iterations: u64
     out.join(slug(&scenario)).join(format!("{}-{iterations}", kernel.slug()))
 }
 
-pub fn matrix(args: &MatrixArgs, quiet: bool) -> Result<i32> {
+/// Every kernel x scenario pair, run as `run` says.
+#[derive(Debug, Clone)]
+pub struct MatrixRequest {
+    pub kernels: Vec<KernelSpec>,
+    pub scenarios: Vec<String>,
+    pub run: RunRequest,
+}
+
+/// How a matrix ended, worst first; cli/ chooses the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatrixEnd {
+    /// Ctrl-C: the pairs so far were reported.
+    Interrupted,
+    /// A verdict contradicts the expectation.
+    Contradicts,
+    /// A pair failed or was inconclusive.
+    Inconclusive,
+    /// Every pair ran and agrees.
+    Agrees,
+}
+
+pub fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
     // Names that cannot work fail now, not an hour into the matrix.
     let catalog = Catalog::builtin()?;
     for k in &args.kernels {
@@ -83,17 +103,17 @@ pub fn matrix(args: &MatrixArgs, quiet: bool) -> Result<i32> {
         missing: &[],
         logs: None,
     };
-    report::write(&doc)?;
+    crate::judge::report_files::write(&doc)?;
     println!("report: {}", out.join("README.md").display());
     if interrupted {
-        return Ok(exit_codes::INTERRUPTED);
+        return Ok(MatrixEnd::Interrupted);
     }
     Ok(if rows.iter().any(|r| r.agreement() == Agreement::Contradicts) {
-        exit_codes::REGRESSED
+        MatrixEnd::Contradicts
     } else if rows.iter().any(|r| r.verdict.outcome == Outcome::Inconclusive) {
-        exit_codes::INCONCLUSIVE
+        MatrixEnd::Inconclusive
     } else {
-        exit_codes::OK
+        MatrixEnd::Agrees
     })
 }
 

@@ -8,4 +8,5 @@ pub mod judged;
 pub mod matrix;
 pub mod plot;
 pub mod report;
+pub mod report_files;
 pub mod verdict;

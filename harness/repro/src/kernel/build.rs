@@ -232,7 +232,15 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         let cfg_key =
             &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
         let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
+        if crate::kernel::tree::out_dir_is_stale(&out, &tree_key, &src) {
+            tracing::warn!(
+                "{} changed, but no file is newer than the last build: make would not see it, so this build starts clean",
+                src.display()
+            );
+            std::fs::remove_dir_all(&out)?;
+        }
         std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join(".repro-tree"), &tree_key)?;
         let log = out.join("build.log");
         configure(&src, &out, &plan, &log)?;
         tracing::info!(

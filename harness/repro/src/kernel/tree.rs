@@ -104,11 +104,100 @@ pub fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Resu
 }
 
 /// A cheap identity of a local tree: its path and, in a git checkout, HEAD
-/// plus a hash of the uncommitted diff. Outside git, every build is new
-/// (make still rebuilds only what changed).
+/// plus a hash of the uncommitted diff; outside git, a hash of every
+/// file's path, size and mtime (a tarball or snapshot unpacked again with
+/// other contents is another tree).
 pub fn local_tree_state(dir: &Path) -> Result<String> {
     match (git(dir, &["rev-parse", "HEAD"]), git(dir, &["diff", "HEAD"])) {
         (Ok(head), Ok(diff)) => Ok(format!("local:{}@{}+{}", dir.display(), head.trim(), &hex(diff.as_bytes())[..16])),
-        _ => Ok(format!("local:{}@{}", dir.display(), humantime::format_rfc3339_nanos(std::time::SystemTime::now()))),
+        _ => Ok(format!("local:{}#{}", dir.display(), Listing::of(dir).hash)),
+    }
+}
+
+/// Every file of a tree by path, size and mtime: what make can see of it.
+pub struct Listing {
+    pub hash: String,
+    /// The newest mtime of any file.
+    pub newest: std::time::SystemTime,
+}
+
+impl Listing {
+    pub fn of(dir: &Path) -> Listing {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut newest = std::time::SystemTime::UNIX_EPOCH;
+        let mut stack = vec![dir.to_path_buf()];
+        let mut entries = Vec::new();
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    if e.file_name() != ".git" {
+                        stack.push(e.path());
+                    }
+                } else if m.is_file() {
+                    let mtime = m.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                    newest = newest.max(mtime);
+                    let ns = mtime.duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                    entries.push(format!("{}\0{}\0{ns}\n", e.path().strip_prefix(dir).unwrap_or(&e.path()).display(), m.len()));
+                }
+            }
+        }
+        entries.sort();
+        for e in &entries {
+            h.update(e.as_bytes());
+        }
+        Listing { hash: format!("{:x}", h.finalize())[..16].to_string(), newest }
+    }
+}
+
+/// make rebuilds what is newer than its objects. A tree replaced by other
+/// contents with older mtimes (an archive unpacked again, keeping its
+/// files' dates) changes nothing make can see, and the old objects would
+/// be linked: then the output directory starts over.
+pub fn out_dir_is_stale(out: &Path, identity: &str, src: &Path) -> bool {
+    let stamp = out.join(".repro-tree");
+    let Ok(meta) = std::fs::metadata(&stamp) else {
+        // Built by a repro that kept no stamp: which tree is unknown.
+        return out.join(".config").exists();
+    };
+    let same = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == identity);
+    let built = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    !same && Listing::of(src).newest <= built
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_mtime(p: &Path, secs: u64) {
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn a_tree_replaced_by_older_files_makes_the_output_directory_start_over() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, out) = (d.path().join("src"), d.path().join("out"));
+        std::fs::create_dir_all(src.join("fs")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(src.join("fs/dcache.c"), "one").unwrap();
+        set_mtime(&src.join("fs/dcache.c"), 1_000_000);
+        let first = local_tree_state(&src).unwrap();
+        assert_eq!(first, local_tree_state(&src).unwrap(), "the same files are the same tree");
+        assert!(!out_dir_is_stale(&out, &first, &src), "no build yet");
+        std::fs::write(out.join(".config"), "").unwrap();
+        assert!(out_dir_is_stale(&out, &first, &src), "a build of an unknown tree");
+        std::fs::write(out.join(".repro-tree"), &first).unwrap();
+        assert!(!out_dir_is_stale(&out, &first, &src));
+        // Unpacked again with other contents and an old date: make would miss it.
+        std::fs::write(src.join("fs/dcache.c"), "two!").unwrap();
+        set_mtime(&src.join("fs/dcache.c"), 1_000_000);
+        let second = local_tree_state(&src).unwrap();
+        assert_ne!(first, second);
+        assert!(out_dir_is_stale(&out, &second, &src));
+        // An edit (a new mtime) is what make sees by itself.
+        std::fs::write(src.join("fs/dcache.c"), "three").unwrap();
+        assert!(!out_dir_is_stale(&out, &local_tree_state(&src).unwrap(), &src));
     }
 }

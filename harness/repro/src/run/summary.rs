@@ -8,7 +8,6 @@ use anyhow::Result;
 
 use repro_proto::{Backend, KernelInfo, Provenance, RunError, Summary, FORMAT_VERSION};
 
-use crate::cli::args::RunArgs;
 use crate::error::{kind_of, Kind};
 
 pub(crate) fn new_summary(
@@ -106,17 +105,15 @@ pub fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
     }
 }
 
-pub fn run_dir(args: &RunArgs, date: &str) -> Result<PathBuf> {
-    if let Some(out) = &args.out {
-        return Ok(out.clone());
+/// `out`, else a new directory under results/runs named by the date, the
+/// kernel's slug, the scenario and the iteration count.
+pub fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &str, iterations: u64, date: &str) -> Result<PathBuf> {
+    if let Some(out) = out {
+        return Ok(out.to_path_buf());
     }
     let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let backend = match args.backend {
-        Backend::Host => "host".to_string(),
-        Backend::Qemu => args.vm.kernel_spec().slug(),
-    };
-    let scenario = Path::new(&args.scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let base = PathBuf::from("results/runs").join(format!("{stamp}-{backend}-{scenario}-{}", args.iterations));
+    let scenario = Path::new(scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let base = PathBuf::from("results/runs").join(format!("{stamp}-{kernel_slug}-{scenario}-{iterations}"));
     // Two runs in one second get distinct directories.
     let mut dir = base.clone();
     let mut n = 1;

@@ -11,10 +11,9 @@
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use repro_proto::{exit_codes, ProbeStats};
+use repro_proto::ProbeStats;
 use serde::Serialize;
 
-use crate::cli::args::WatchArgs;
 use crate::error::{fail, Kind};
 
 /// One line of `repro watch` output.
@@ -62,7 +61,35 @@ pub fn derive(probe_us: f64, control_us: f64, per_entry_us: f64) -> (f64, u64) {
     (ratio, chain)
 }
 
-pub fn watch(args: &WatchArgs) -> Result<i32> {
+/// What `repro watch` is asked.
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    pub interval: std::time::Duration,
+    pub samples: u32,
+    /// The sysctl on the hot hash chain, and one off it.
+    pub probe: std::path::PathBuf,
+    pub control: std::path::PathBuf,
+    pub ratio_alarm: f64,
+    pub chain_alarm: Option<u64>,
+    pub consecutive: u32,
+    pub per_entry_us: f64,
+    pub hook: Option<String>,
+    pub count: Option<u64>,
+    pub linger: std::time::Duration,
+    /// A command to watch beside.
+    pub while_cmd: Vec<String>,
+}
+
+/// How a watch ended; cli/ chooses the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// --count intervals, or the command ended and --linger passed.
+    Done,
+    /// The alarm, with no --hook to take it.
+    Alarm,
+}
+
+pub fn watch(args: &WatchRequest) -> Result<WatchEnd> {
     for p in [&args.probe, &args.control] {
         if let Err(e) = std::fs::metadata(p) {
             return Err(fail(
@@ -94,7 +121,7 @@ pub fn watch(args: &WatchArgs) -> Result<i32> {
             }
         }
         if ended.is_some_and(|t| t.elapsed() >= args.linger) {
-            return Ok(exit_codes::OK);
+            return Ok(WatchEnd::Done);
         }
         let t0 = Instant::now();
         let cpu0 = cpu_time_us();
@@ -127,14 +154,14 @@ pub fn watch(args: &WatchArgs) -> Result<i32> {
                         args.probe.display(),
                         args.control.display()
                     );
-                    return Ok(exit_codes::REGRESSED);
+                    return Ok(WatchEnd::Alarm);
                 }
             }
             above = 0;
         }
         n += 1;
         if args.count.is_some_and(|c| n >= c) {
-            return Ok(exit_codes::OK);
+            return Ok(WatchEnd::Done);
         }
         std::thread::sleep(args.interval.saturating_sub(t0.elapsed()));
     }

@@ -1,0 +1,79 @@
+//! What a run or an `exec` asks of the guest layer, in domain terms: cli/
+//! turns its clap arguments into these, and nothing below cli/ sees clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use repro_proto::Backend;
+
+use crate::guest::qemu::AccelChoice;
+use crate::kernel::cache::Cache;
+use crate::kernel::spec::KernelSpec;
+
+/// How to boot a guest.
+#[derive(Debug, Clone)]
+pub struct VmRequest {
+    /// The kernel: a catalog name, a bzImage, or a tree to build.
+    pub kernel: KernelSpec,
+    pub accel: AccelChoice,
+    pub cpus: u32,
+    /// MiB; None: sized for the run ([`crate::guest::boot::memory_needed_mib`]).
+    pub memory: Option<u64>,
+    pub boot_timeout: Duration,
+    pub kvm_timeout: Duration,
+    /// Extra guest kernel command-line arguments.
+    pub append: String,
+    /// A QEMU binary the user named.
+    pub qemu: Option<PathBuf>,
+    pub cache: Cache,
+    /// A compiler for kernel builds instead of the era's.
+    pub cc: Option<String>,
+}
+
+/// One churn run: the guest, the workload and where to record it.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub vm: VmRequest,
+    /// A built-in scenario name or the path of a scenario file.
+    pub scenario: String,
+    pub iterations: u64,
+    pub workers: u32,
+    /// Iterations between probe windows; None: [`RunRequest::window`].
+    pub window: Option<u64>,
+    pub probe_samples: Option<u32>,
+    pub backend: Backend,
+    pub timeout: Option<Duration>,
+    pub stall_timeout: Duration,
+    pub out: Option<PathBuf>,
+    /// Also print summary.json on stdout.
+    pub json: bool,
+    /// Churn every iteration even where a round decides the verdict.
+    pub full: bool,
+    pub chain_walk: bool,
+}
+
+impl RunRequest {
+    /// Iterations between probe windows: the one asked, else a twentieth of the run.
+    pub fn window(&self) -> u64 {
+        self.window.unwrap_or(self.iterations / 20).max(1)
+    }
+
+    /// The run directory's name for this kernel: `host` on the host backend.
+    pub fn kernel_slug(&self) -> String {
+        match self.backend {
+            Backend::Host => "host".to_string(),
+            Backend::Qemu => self.vm.kernel.slug(),
+        }
+    }
+}
+
+/// One command in a guest (`repro exec`).
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub vm: VmRequest,
+    /// HOST[:GUEST] files copied into the guest's /bin.
+    pub include: Vec<String>,
+    pub timeout: Duration,
+    pub out: Option<PathBuf>,
+    pub command: Vec<String>,
+}
