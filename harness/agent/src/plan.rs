@@ -222,7 +222,7 @@ pub fn encode(msg: &Message) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repro_proto::{DentryState, HostMessage, ProbeStats, Settled, Window, MAX_LINE_BYTES};
+    use repro_proto::{HostMessage, ProbeStats, Settled, Window, MAX_LINE_BYTES};
 
     #[test]
     fn windows_fall_on_boundaries_and_once_at_a_pause() {
@@ -368,7 +368,6 @@ mod tests {
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
         assert!(line.len() < MAX_LINE_BYTES);
         assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), msg);
-        let _ = DentryState { nr_dentry: 1, nr_unused: 0 };
         assert_eq!(serde_json::from_str::<HostMessage>(&HostMessage::Stop.line()).unwrap(), HostMessage::Stop);
     }
 }

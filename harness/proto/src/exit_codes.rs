@@ -39,3 +39,7 @@ pub const INCONCLUSIVE: i32 = 125;
 pub const CANNOT_RUN: i32 = 128;
 /// Interrupted by SIGINT (Ctrl-C) or SIGTERM, 128 + SIGINT by convention.
 pub const INTERRUPTED: i32 = 130;
+/// stdout's reader went away (`repro watch | head -1`): the command stopped
+/// quietly, keeping what it recorded; 128 + SIGPIPE, as a shell reports a
+/// program SIGPIPE ended.
+pub const STDOUT_CLOSED: i32 = 141;

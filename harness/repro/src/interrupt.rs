@@ -13,6 +13,8 @@ use std::time::Duration;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 static RAISED: AtomicBool = AtomicBool::new(false);
+/// Raised because whoever read stdout went away (`| head`), not by a signal.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn raise(_: nix::libc::c_int) {
     RAISED.store(true, Ordering::SeqCst);
@@ -30,6 +32,26 @@ pub fn install() {
 /// Whether the user (or the system) asked repro to stop.
 pub fn requested() -> bool {
     RAISED.load(Ordering::SeqCst)
+}
+
+/// The reader of stdout is gone: stop as for Ctrl-C, quietly.
+pub fn stdout_closed() {
+    STDOUT_CLOSED.store(true, Ordering::SeqCst);
+    RAISED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the interrupt came from a closed stdout.
+pub fn by_closed_stdout() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+/// Why the command is stopping, for the messages and the run's record.
+pub fn why() -> &'static str {
+    if by_closed_stdout() {
+        "stdout was closed (broken pipe)"
+    } else {
+        "interrupted"
+    }
 }
 
 /// Resolves once the interrupt is raised (polled: the handler can only

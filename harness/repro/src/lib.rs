@@ -18,6 +18,7 @@ pub mod run;
 mod atomic;
 mod child;
 mod git;
+mod input;
 mod interrupt;
 mod lockfile;
 mod text;

@@ -6,6 +6,24 @@ use std::ffi::OsStr;
 
 /// Guest or tool output made safe for a terminal: control characters
 /// (escape sequences included) become U+FFFD; tabs stay.
+/// Write to stdout. A reader that went away (`repro watch | head -1`) is
+/// no panic: the command stops as for Ctrl-C, keeps what it recorded and
+/// exits quietly ([`crate::interrupt::stdout_closed`]).
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            crate::interrupt::stdout_closed();
+        }
+    }
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: &str) {
+    out(&format!("{text}\n"));
+}
+
 pub fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
 }

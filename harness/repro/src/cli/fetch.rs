@@ -10,6 +10,6 @@ use crate::kernel::spec::KernelSpec;
 pub fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     let img = KernelSpec::Catalog(args.kernel.clone()).resolve(&catalog, &args.cache.cache(), args.cc.as_deref())?;
-    println!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin);
+    crate::text::outln(&format!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin));
     Ok(exit_codes::OK)
 }

@@ -21,6 +21,6 @@ pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
         }
         (None, None) => return Err(fail(Kind::Usage, "name a catalog build entry or pass --src DIR")),
     };
-    println!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin);
+    crate::text::outln(&format!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin));
     Ok(exit_codes::OK)
 }

@@ -51,6 +51,8 @@ fn dispatch(command: Command, quiet: bool) -> i32 {
         Command::Image(ImageCommand::Build(args)) => image::image_build(&args),
     };
     match result {
+        // The reader of stdout went away: nothing to say, and nobody to say it to.
+        _ if interrupt::by_closed_stdout() => codes::STDOUT_CLOSED,
         // Whatever a step made of being interrupted (apt-get killed by the
         // terminal's Ctrl-C reads as a failed fetch), the command was.
         Err(e) if interrupt::requested() => {
@@ -74,5 +76,13 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPRO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("repro={level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+    // Colour only for a person at a terminal, and never under NO_COLOR (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .try_init();
 }

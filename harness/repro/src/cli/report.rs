@@ -35,16 +35,19 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             logs: args.logs.as_deref(),
         };
         crate::judge::report_files::write(&doc)?;
-        println!("{}", out.join("README.md").display());
+        crate::text::outln(&out.join("README.md").display().to_string());
     } else {
         let base = std::env::current_dir()?;
-        print!("{}", crate::judge::report::markdown(&rows, &base));
+        crate::text::out(&crate::judge::report::markdown(&rows, &base).to_string());
         if !missing.is_empty() {
-            print!("\nRuns that never reported:\n\n{}", crate::judge::report::missing_section(&missing, args.logs.as_deref()));
+            crate::text::out(&format!(
+                "\nRuns that never reported:\n\n{}",
+                crate::judge::report::missing_section(&missing, args.logs.as_deref())
+            ));
         }
         let x = crate::judge::report::extrapolation(&rows);
         if !x.is_empty() {
-            print!("\nExtrapolation:\n\n{x}");
+            crate::text::out(&format!("\nExtrapolation:\n\n{x}"));
         }
     }
     if !missing.is_empty() {

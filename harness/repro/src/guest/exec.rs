@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use repro_proto::{AgentMode, Job, FORMAT_VERSION};
 
-use crate::error::{fail, Kind};
 use crate::guest::boot::{self, agent_path};
 use crate::guest::request::ExecRequest;
 use crate::guest::session::{self, StreamLimits};
@@ -24,9 +23,7 @@ pub fn exec(args: &ExecRequest) -> Result<i32> {
                 (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned())))
             }
         };
-        let data = std::fs::read(&host).map_err(|e| {
-            fail(Kind::Usage, format!("cannot read --include {host} ({e}): name a static executable or file on this machine"))
-        })?;
+        let data = crate::input::Input::Include.read(Path::new(&host))?;
         extra.push(crate::guest::initramfs::Entry::File { path: guest, mode: 0o755, data });
     }
     let scenario = repro_proto::Scenario {

@@ -178,7 +178,7 @@ fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finishe
     let saved = rec.finish(outcome.as_ref().err().map(run_error));
     let s = &rec.summary;
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        crate::text::outln(&serde_json::to_string_pretty(s)?.to_string());
     }
     print_report(s, &rec.dir, json);
     // A summary that could not be saved is the error to report (disk full).

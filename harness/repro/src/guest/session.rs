@@ -393,8 +393,8 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
             _ = crate::interrupt::raised() => {
                 agent.guard.stop().await;
                 return Err(fail(Kind::Interrupted, format!(
-                    "interrupted at iteration {} of {}; the windows recorded so far are kept",
-                    rec.summary.iterations_done, rec.summary.iterations_requested)));
+                    "{} at iteration {} of {}; the windows recorded so far are kept",
+                    crate::interrupt::why(), rec.summary.iterations_done, rec.summary.iterations_requested)));
             }
         };
         let text = match line.context("reading the agent's messages")? {
@@ -439,7 +439,7 @@ pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progre
                 agent.guard.wait_or_kill(Duration::from_secs(10)).await;
                 return Err(fail(Kind::GuestFailed, format!("the agent failed: {}{}", printable(message), agent.guard.diagnostics())));
             }
-            Message::Output { line } => progress.suspend(|| println!("{}", printable(line))),
+            Message::Output { line } => progress.suspend(|| crate::text::outln(&printable(line).to_string())),
             Message::Hello { .. } | Message::Exited { .. } => {}
         }
     }

@@ -96,7 +96,8 @@ pub fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
         steps: Vec::new(),
         result: None,
     };
-    if let Ok(text) = std::fs::read_to_string(out.join(STATE)) {
+    if out.join(STATE).exists() {
+        let text = crate::input::Input::BisectState.read_text(&out.join(STATE))?;
         let prev: State =
             serde_json::from_str(&text).with_context(|| format!("{} is not a repro bisect state", out.join(STATE).display()))?;
         if !prev.same_bisection(&state) {
@@ -117,7 +118,7 @@ pub fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
     };
     let md = report(&state);
     std::fs::write(out.join(REPORT), &md).with_context(|| format!("writing {}", out.join(REPORT).display()))?;
-    print!("{md}");
+    crate::text::out(&md);
     state.result.context("the bisection ended without a finding")
 }
 

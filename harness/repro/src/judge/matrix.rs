@@ -74,7 +74,9 @@ pub fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
             // The same judge as check and bisect; a pair the kernel cannot
             // run is an inconclusive row and the rest still run.
             match judge(&run, quiet) {
-                Ok(j) => println!("[{i}/{total}] {kernel} x {name}: {} ({})", j.verdict.outcome.as_str(), j.verdict.rule),
+                Ok(j) => {
+                    crate::text::outln(&format!("[{i}/{total}] {kernel} x {name}: {} ({})", j.verdict.outcome.as_str(), j.verdict.rule))
+                }
                 Err(e) if kind_of(&e) == Some(Kind::Interrupted) || crate::interrupt::requested() => interrupted = true,
                 Err(e) => return Err(e),
             }
@@ -104,7 +106,7 @@ pub fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
         logs: None,
     };
     crate::judge::report_files::write(&doc)?;
-    println!("report: {}", out.join("README.md").display());
+    crate::text::outln(&format!("report: {}", out.join("README.md").display()));
     if interrupted {
         return Ok(MatrixEnd::Interrupted);
     }

@@ -68,7 +68,7 @@ pub fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
     dirs.iter()
         .map(|dir| {
             let path = dir.join("summary.json");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text = crate::input::Input::Summary.read_text(&path)?;
             let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
             let verdict = decide(&summary, &summary.scenario_definition.verdict);
             let entry = catalog.lookup(&summary.kernel.name).ok();
@@ -391,7 +391,7 @@ pub fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
     struct Matrix {
         include: Vec<MatrixRow>,
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::input::Input::Matrix.read_text(path)?;
     let m: Matrix = serde_json::from_str(&text).map_err(|e| {
         crate::error::fail(crate::error::Kind::Usage, format!("{} is not a `repro kernels --matrix` file: {e}", path.display()))
     })?;

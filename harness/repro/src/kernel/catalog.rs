@@ -139,7 +139,7 @@ impl Catalog {
     pub fn builtin() -> Result<Catalog> {
         match std::env::var_os("REPRO_CATALOG") {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("reading REPRO_CATALOG={}", path.to_string_lossy()))?;
+                let text = crate::input::Input::Catalog.read_text(std::path::Path::new(&path))?;
                 Catalog::parse(&text).with_context(|| format!("parsing REPRO_CATALOG={}", path.to_string_lossy()))
             }
             None => Catalog::parse(CATALOG_TOML).context("parsing the built-in vm-images/catalog.toml"),

@@ -20,7 +20,7 @@ pub struct Rpm {
 
 impl Rpm {
     pub fn open(path: &Path) -> Result<Rpm> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::input::Input::Rpm.read(path)?;
         let unreadable = |e: String| fail(Kind::KernelUnavailable, format!("{} is not a readable RPM: {e}", path.display()));
         check_headers(&bytes).map_err(unreadable)?;
         let pkg = rpm::Package::parse(&mut &bytes[..]).map_err(|e| unreadable(e.to_string()))?;

@@ -131,7 +131,7 @@ pub fn load(arg: &str) -> Result<Scenario> {
             ),
         ));
     }
-    let text = std::fs::read_to_string(arg).map_err(|e| fail(Kind::ScenarioInvalid, format!("cannot read scenario file {arg}: {e}")))?;
+    let text = crate::input::Input::Scenario.read_text(Path::new(arg))?;
     parse(arg, &text)
 }
 
@@ -287,6 +287,17 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scenario_file_is_built_into_the_binary() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        for f in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".toml").unwrap_or_else(|| panic!("scenarios/{name} is not a .toml file"));
+            let built = BUILTIN.iter().find(|(n, _)| *n == stem).unwrap_or_else(|| panic!("scenarios/{name} is not in BUILTIN"));
+            assert_eq!(built.1, std::fs::read_to_string(f.path()).unwrap(), "scenarios/{name} differs from what is built in");
+        }
+    }
 
     #[test]
     fn every_builtin_scenario_parses_with_its_options() {

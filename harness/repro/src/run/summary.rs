@@ -101,7 +101,7 @@ pub fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
     if to_stderr {
         eprint!("{text}");
     } else {
-        print!("{text}");
+        crate::text::out(&text);
     }
 }
 

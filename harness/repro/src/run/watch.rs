@@ -112,6 +112,9 @@ pub fn watch(args: &WatchRequest) -> Result<WatchEnd> {
     };
     let mut ended: Option<Instant> = None;
     loop {
+        if crate::interrupt::requested() {
+            return Ok(WatchEnd::Done);
+        }
         if let (Some(c), None) = (child.as_mut(), ended) {
             if let Some(status) = c.0.try_wait()? {
                 if !status.success() {
@@ -142,7 +145,7 @@ pub fn watch(args: &WatchRequest) -> Result<WatchEnd> {
             cpu_us: cpu_time_us().saturating_sub(cpu0),
             alarm,
         };
-        println!("{}", serde_json::to_string(&tick)?);
+        crate::text::outln(&serde_json::to_string(&tick)?.to_string());
         if alarm {
             match &args.hook {
                 Some(hook) => run_hook(hook, &tick)?,

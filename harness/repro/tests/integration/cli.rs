@@ -243,3 +243,42 @@ fn bisect_says_which_end_is_which_and_refuses_a_tree_without_git() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
     assert!(stderr_of(&o).contains("not a git checkout"), "{}", stderr_of(&o));
 }
+
+/// Run repro with stdout a pipe whose reader has already gone.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut c = std_repro();
+    c.args(args).stdout(std::process::Stdio::from(writer)).stderr(std::process::Stdio::piped());
+    c.output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_not_with_a_panic() {
+    for args in [&["kernels"][..], &["watch", "--count", "1000", "--interval", "10ms"][..]] {
+        let o = with_closed_stdout(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(exit_codes::STDOUT_CLOSED), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("error:"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn logs_carry_no_colour_codes_off_a_terminal_whatever_no_color_says() {
+    // stderr is a pipe here: no escape sequences with or without NO_COLOR,
+    // on a command that logs (a synthetic tree's build).
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("linux");
+    synthetic_tree(&tree, "6.1.0", None, &fake_bzimage(d.path()));
+    for no_color in [None, Some("1")] {
+        let mut c = std_repro();
+        c.env_remove("NO_COLOR").args(["image", "build", "--src"]).arg(&tree).arg("--cache-dir").arg(d.path().join("cache"));
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let o = c.env("REPRO_LOG", "info").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("INFO"), "nothing was logged: {err}");
+        assert!(!o.stderr.contains(&0x1b), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! Reading files repro did not write: a scenario, an --include, a private
+//! catalog, a bisect state, the summaries a report reads, an RPM. Each is
+//! read with a stated cap for its kind, and anything that is not a regular
+//! file (a device such as /dev/zero, a FIFO, a directory) is refused before
+//! a byte is read, so no input can exhaust the machine's memory.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::error::{fail, Kind};
+
+/// The kinds of outside file, each with its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// --scenario PATH (scenarios/*.toml are a few KiB).
+    Scenario,
+    /// REPRO_CATALOG (the built-in catalog is ~10 KiB).
+    Catalog,
+    /// A run's summary.json (10,000 windows: a few MiB).
+    Summary,
+    /// bisect.json (one step per revision).
+    BisectState,
+    /// `repro report --expect` (a GitHub Actions matrix).
+    Matrix,
+    /// --include HOST (a static program for the guest's initramfs).
+    Include,
+    /// A kernel RPM (CentOS 7's are ~50 MiB).
+    Rpm,
+}
+
+impl Input {
+    pub fn cap(self) -> u64 {
+        match self {
+            Input::Scenario | Input::Catalog => 1 << 20,
+            Input::Summary | Input::BisectState | Input::Matrix => 64 << 20,
+            Input::Include => 256 << 20,
+            Input::Rpm => 512 << 20,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Input::Scenario => "scenario file",
+            Input::Catalog => "catalog (REPRO_CATALOG)",
+            Input::Summary => "summary.json",
+            Input::BisectState => "bisect state",
+            Input::Matrix => "matrix file",
+            Input::Include => "--include file",
+            Input::Rpm => "RPM package",
+        }
+    }
+
+    /// The bytes of `path`, refused (exit 2) unless it is a regular file
+    /// within the cap.
+    pub fn read(self, path: &Path) -> Result<Vec<u8>> {
+        let refuse = |why: String| {
+            fail(Kind::Usage, format!("{} {}: {why}; pass a regular file of at most {} MiB", self.what(), path.display(), self.cap() >> 20))
+        };
+        let f = std::fs::File::open(path).map_err(|e| refuse(format!("cannot open it ({e})")))?;
+        let meta = f.metadata().map_err(|e| refuse(format!("cannot stat it ({e})")))?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
+            return Err(refuse(format!("it is {kind}")));
+        }
+        if meta.len() > self.cap() {
+            return Err(refuse(format!("it holds {} MiB", meta.len() >> 20)));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // Bounded even if the file grows while it is read.
+        f.take(self.cap() + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("reading it failed ({e})")))?;
+        if bytes.len() as u64 > self.cap() {
+            return Err(refuse("it grew past the cap while being read".into()));
+        }
+        Ok(bytes)
+    }
+
+    /// As [`Input::read`], as text (invalid UTF-8 is refused).
+    pub fn read_text(self, path: &Path) -> Result<String> {
+        String::from_utf8(self.read(path)?).map_err(|_| fail(Kind::Usage, format!("{} {} is not UTF-8 text", self.what(), path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_fifos_directories_and_oversized_files_are_refused_with_exit_2() {
+        let d = tempfile::tempdir().unwrap();
+        for p in [Path::new("/dev/zero"), d.path()] {
+            let e = Input::Scenario.read(p).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Some(Kind::Usage), "{e:#}");
+        }
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // Opening a FIFO for reading blocks until a writer comes: give it one.
+        let w = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || drop(std::fs::OpenOptions::new().write(true).open(fifo))
+        });
+        let e = format!("{:#}", Input::Scenario.read(&fifo).unwrap_err());
+        w.join().unwrap();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = d.path().join("big.toml");
+        std::fs::File::create(&big).unwrap().set_len(Input::Scenario.cap() + 1).unwrap();
+        assert!(format!("{:#}", Input::Scenario.read(&big).unwrap_err()).contains("1 MiB"));
+        std::fs::write(d.path().join("ok.toml"), "name = \"x\"\n").unwrap();
+        assert_eq!(Input::Scenario.read_text(&d.path().join("ok.toml")).unwrap(), "name = \"x\"\n");
+    }
+}
