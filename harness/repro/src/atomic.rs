@@ -13,7 +13,7 @@ use anyhow::Result;
 /// rename itself survives a power cut. Every JSON file of a run directory
 /// (summary.json, verdict.json, bisect.json) and the cache's first-seen
 /// hashes are written through here.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp"));

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 /// delivered to it when repro's thread that spawned it exits. SIGKILL for
 /// QEMU and agents; SIGTERM for make, which then deletes the target it was
 /// writing.
-pub fn own(cmd: &mut std::process::Command, on_parent_death: Signal) {
+pub(crate) fn own(cmd: &mut std::process::Command, on_parent_death: Signal) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -22,7 +22,7 @@ pub fn own(cmd: &mut std::process::Command, on_parent_death: Signal) {
 }
 
 /// [`own`] for a tokio command.
-pub fn own_async(cmd: &mut tokio::process::Command, on_parent_death: Signal) {
+pub(crate) fn own_async(cmd: &mut tokio::process::Command, on_parent_death: Signal) {
     cmd.process_group(0);
     // SAFETY: as in `own`.
     unsafe {
@@ -32,6 +32,6 @@ pub fn own_async(cmd: &mut tokio::process::Command, on_parent_death: Signal) {
 
 /// SIGKILL the process group led by `pid` (a child made by [`own`]): the
 /// child and whatever it started.
-pub fn kill_group(pid: u32) {
+pub(crate) fn kill_group(pid: u32) {
     let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }

@@ -7,21 +7,21 @@
 
 /// The kinds, with their exit codes, are the guest's and the summary's too:
 /// [`repro_proto::ErrorKind`].
-pub use repro_proto::ErrorKind as Kind;
+pub(crate) use repro_proto::ErrorKind as Kind;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct Fail {
+pub(crate) struct Fail {
     pub kind: Kind,
     pub message: String,
 }
 
-pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     Fail { kind, message: message.into() }.into()
 }
 
 /// The kind of failure an error chain carries, if any.
-pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
+pub(crate) fn kind_of(err: &anyhow::Error) -> Option<Kind> {
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Fail>() {
             return Some(f.kind);
@@ -36,12 +36,12 @@ pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
     None
 }
 
-pub fn exit_code_of(err: &anyhow::Error) -> i32 {
+pub(crate) fn exit_code_of(err: &anyhow::Error) -> i32 {
     kind_of(err).unwrap_or(Kind::Internal).exit_code()
 }
 
 /// The message to print: a full disk gets advice of its own.
-pub fn render(err: &anyhow::Error) -> String {
+pub(crate) fn render(err: &anyhow::Error) -> String {
     let mut msg = format!("{err:#}");
     if kind_of(err) == Some(Kind::DiskFull) && !msg.contains("free space") {
         msg.push_str(

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// `git -C dir ARGS`: its stdout, or an error with what git said.
-pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     tracing::debug!("git -C {} {}", dir.display(), args.join(" "));
     let o = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git (is it installed?)")?;
     if !o.status.success() {
@@ -18,6 +18,6 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// The subject line of commit `rev`, or "" when git cannot say.
-pub fn subject_of(dir: &Path, rev: &str) -> String {
+pub(crate) fn subject_of(dir: &Path, rev: &str) -> String {
     git(dir, &["log", "-1", "--format=%s", rev]).map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use crate::error::{fail, Kind};
 
 /// The kinds of outside file, each with its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// --scenario PATH (scenarios/*.toml are a few KiB).
     Scenario,
     /// REPRO_CATALOG (the built-in catalog is ~10 KiB).
@@ -31,7 +31,7 @@ pub enum Input {
 }
 
 impl Input {
-    pub fn cap(self) -> u64 {
+    pub(crate) fn cap(self) -> u64 {
         match self {
             Input::Scenario | Input::Catalog => 1 << 20,
             Input::Summary | Input::BisectState | Input::Matrix => 64 << 20,
@@ -54,7 +54,7 @@ impl Input {
 
     /// The bytes of `path`, refused (exit 2) unless it is a regular file
     /// within the cap.
-    pub fn read(self, path: &Path) -> Result<Vec<u8>> {
+    pub(crate) fn read(self, path: &Path) -> Result<Vec<u8>> {
         let refuse = |why: String| {
             fail(Kind::Usage, format!("{} {}: {why}; pass a regular file of at most {} MiB", self.what(), path.display(), self.cap() >> 20))
         };
@@ -77,7 +77,7 @@ impl Input {
     }
 
     /// As [`Input::read`], as text (invalid UTF-8 is refused).
-    pub fn read_text(self, path: &Path) -> Result<String> {
+    pub(crate) fn read_text(self, path: &Path) -> Result<String> {
         String::from_utf8(self.read(path)?).map_err(|_| fail(Kind::Usage, format!("{} {} is not UTF-8 text", self.what(), path.display())))
     }
 }

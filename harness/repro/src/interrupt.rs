@@ -21,7 +21,7 @@ extern "C" fn raise(_: nix::libc::c_int) {
 }
 
 /// Route SIGINT, SIGTERM and SIGHUP to the flag (once, at startup).
-pub fn install() {
+pub(crate) fn install() {
     let action = SigAction::new(SigHandler::Handler(raise), SaFlags::SA_RESTART, SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic.
@@ -30,23 +30,23 @@ pub fn install() {
 }
 
 /// Whether the user (or the system) asked repro to stop.
-pub fn requested() -> bool {
+pub(crate) fn requested() -> bool {
     RAISED.load(Ordering::SeqCst)
 }
 
 /// The reader of stdout is gone: stop as for Ctrl-C, quietly.
-pub fn stdout_closed() {
+pub(crate) fn stdout_closed() {
     STDOUT_CLOSED.store(true, Ordering::SeqCst);
     RAISED.store(true, Ordering::SeqCst);
 }
 
 /// Whether the interrupt came from a closed stdout.
-pub fn by_closed_stdout() -> bool {
+pub(crate) fn by_closed_stdout() -> bool {
     STDOUT_CLOSED.load(Ordering::SeqCst)
 }
 
 /// Why the command is stopping, for the messages and the run's record.
-pub fn why() -> &'static str {
+pub(crate) fn why() -> &'static str {
     if by_closed_stdout() {
         "stdout was closed (broken pipe)"
     } else {
@@ -56,7 +56,7 @@ pub fn why() -> &'static str {
 
 /// Resolves once the interrupt is raised (polled: the handler can only
 /// store to an atomic, and a tenth of a second is quick enough for Ctrl-C).
-pub async fn raised() {
+pub(crate) async fn raised() {
     while !requested() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

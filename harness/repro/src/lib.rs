@@ -8,12 +8,14 @@
 //! parses the command line and dispatches. `error`, `interrupt`, `child`,
 //! `atomic`, `git`, `lockfile` and `text` serve them all. ARCHITECTURE.md draws it.
 
-pub mod cli;
-pub mod error;
-pub mod guest;
-pub mod judge;
-pub mod kernel;
-pub mod run;
+#![warn(unreachable_pub)]
+
+pub(crate) mod cli;
+pub(crate) mod error;
+pub(crate) mod guest;
+pub(crate) mod judge;
+pub(crate) mod kernel;
+pub(crate) mod run;
 
 mod atomic;
 mod child;
@@ -25,3 +27,20 @@ mod text;
 
 pub use cli::args::Cli;
 pub use cli::run;
+
+/// What the integration tests reach beyond the command line: the parsers
+/// of outside data, which the property tests (tests/integration/props.rs)
+/// feed arbitrary input, and the fixtures they build (feature `fixtures`,
+/// which only the tests turn on). Everything else is crate-private.
+pub mod testing {
+    pub use crate::judge::bisect::parse_git_bisect;
+    pub use crate::judge::verdict::theil_sen;
+    pub use crate::kernel::apt::{derive_sources, parse_deb822, parse_one_line};
+    pub use crate::kernel::catalog::Catalog;
+    pub use crate::kernel::deb::{unpack_stripped, EscapingLinks};
+    pub use crate::kernel::era::{Eras, Fragment, KernelVersion};
+    pub use crate::kernel::rpm::extract_vmlinuz;
+    #[cfg(feature = "fixtures")]
+    pub use crate::kernel::rpm::fixture as rpm_fixture;
+    pub use crate::run::scenario::parse as parse_scenario;
+}

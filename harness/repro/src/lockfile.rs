@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 /// Take the exclusive lock at `path` (created if need be), saying so when
 /// another repro holds it and this one has to wait (a second run fetching
 /// or building the same kernel waits for the first). Held until dropped.
-pub fn lock(path: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
+pub(crate) fn lock(path: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
     use nix::fcntl::{Flock, FlockArg};
     let file = File::create(path).with_context(|| format!("creating the lock {}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 /// Write to stdout. A reader that went away (`repro watch | head -1`) is
 /// no panic: the command stops as for Ctrl-C, keeps what it recorded and
 /// exits quietly ([`crate::interrupt::stdout_closed`]).
-pub fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
@@ -20,28 +20,28 @@ pub fn out(text: &str) {
 }
 
 /// [`out`] with a newline.
-pub fn outln(text: &str) {
+pub(crate) fn outln(text: &str) {
     out(&format!("{text}\n"));
 }
 
-pub fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
 }
 
 /// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The first line of `s` (all of it when it has none).
-pub fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
 /// One word as a POSIX shell reads it back: bare when it holds only
 /// characters no shell treats specially, else in single quotes.
-pub fn shell_quote(word: &OsStr) -> String {
+pub(crate) fn shell_quote(word: &OsStr) -> String {
     let w = word.to_string_lossy();
     if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c)) {
         w.into_owned()
@@ -51,7 +51,7 @@ pub fn shell_quote(word: &OsStr) -> String {
 }
 
 /// A command line for logs and provenance, pasteable into a shell.
-pub fn shell_words<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+pub(crate) fn shell_words<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> String {
     args.into_iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
 }
 

@@ -15,7 +15,7 @@ use crate::judge::matrix::MatrixRequest;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
 use crate::run::watch::WatchRequest;
-pub use repro_proto::Backend;
+pub(crate) use repro_proto::Backend;
 
 fn backend() -> impl TypedValueParser<Value = Backend> {
     clap::builder::PossibleValuesParser::new([Backend::Qemu.as_str(), Backend::Host.as_str()]).map(|s| {
@@ -547,7 +547,7 @@ pub struct FetchArgs {
 /// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes
 /// (optionally followed by "iB" or "B") are binary. Hand-written because
 /// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
-pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size_mib(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -10,7 +10,7 @@ use crate::judge::judged::judge;
 
 /// `repro check`: run (`--repeat` times) and judge. Exits 0 clean,
 /// 1 regressed, 125 inconclusive or cannot test: `git bisect run`'s contract.
-pub fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
+pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     use crate::judge::verdict::{Outcome, Verdict};
     let repeat = args.repeat.max(1);
     // With --json, stdout carries the summaries; verdict lines go to stderr.

@@ -5,6 +5,6 @@ use anyhow::Result;
 use crate::cli::args::ExecArgs;
 
 /// The guest command's own exit code.
-pub fn exec(args: &ExecArgs) -> Result<i32> {
+pub(super) fn exec(args: &ExecArgs) -> Result<i32> {
     crate::guest::exec::exec(&args.request())
 }

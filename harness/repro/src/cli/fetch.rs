@@ -7,7 +7,7 @@ use crate::cli::args::FetchArgs;
 use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 
-pub fn fetch(args: &FetchArgs) -> Result<i32> {
+pub(super) fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     let img = KernelSpec::Catalog(args.kernel.clone()).resolve(&catalog, &args.cache.cache(), args.cc.as_deref())?;
     crate::text::outln(&format!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin));

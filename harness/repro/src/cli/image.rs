@@ -8,7 +8,7 @@ use crate::error::{fail, Kind};
 use crate::kernel::catalog::{Catalog, Source};
 use crate::kernel::spec::KernelSpec;
 
-pub fn image_build(args: &ImageBuildArgs) -> Result<i32> {
+pub(super) fn image_build(args: &ImageBuildArgs) -> Result<i32> {
     let cache = args.cache.cache();
     let img = match (&args.src, &args.kernel) {
         (Some(dir), _) => KernelSpec::Tree(dir.clone()).resolve(&Catalog::builtin()?, &cache, args.cc.as_deref())?,

@@ -6,7 +6,7 @@ use repro_proto::exit_codes;
 use crate::cli::args::KernelsArgs;
 use crate::kernel::catalog::Catalog;
 
-pub fn kernels(args: &KernelsArgs) -> Result<i32> {
+pub(super) fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.matrix {
         crate::text::outln(

@@ -1,7 +1,7 @@
 //! The command line: parse, dispatch one subcommand, turn its result into
 //! the exit code. One file per subcommand; their arguments are in [`args`].
 
-pub mod args;
+pub(crate) mod args;
 mod bisect;
 mod check;
 mod exec;

@@ -8,7 +8,7 @@ use repro_proto::exit_codes;
 use crate::judge::verdict::Agreement;
 use crate::kernel::catalog::Catalog;
 
-pub fn report(args: &ReportArgs) -> Result<i32> {
+pub(super) fn report(args: &ReportArgs) -> Result<i32> {
     // With --expect, a directory with no runs at all is a report of
     // missing pairs, not an error: that is what a matrix whose jobs all
     // failed before running looks like.

@@ -7,7 +7,7 @@ use crate::cli::args::RunArgs;
 use crate::guest::execute::execute;
 
 /// `repro run`: exit 0 when the run completed, else the error's code.
-pub fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
+pub(super) fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
     let done = execute(&args.request(), quiet, None)?;
     match done.error {
         Some(e) => Err(e),

@@ -7,7 +7,7 @@ use crate::cli::args::WatchArgs;
 use crate::run::watch::WatchEnd;
 
 /// 1 on an alarm no --hook took, else 0.
-pub fn watch(args: &WatchArgs) -> Result<i32> {
+pub(super) fn watch(args: &WatchArgs) -> Result<i32> {
     Ok(match crate::run::watch::watch(&args.request())? {
         WatchEnd::Alarm => exit_codes::REGRESSED,
         WatchEnd::Done => exit_codes::OK,

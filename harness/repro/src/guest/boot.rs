@@ -21,20 +21,20 @@ use crate::run::record::{Recorder, CONSOLE};
 /// dentries and their proc inodes per churned namespace (~5 KiB; 8 KiB
 /// with slack) on a base of 512 MiB. Less, and memory pressure prunes the
 /// dcache, which hides the bug.
-pub fn memory_needed_mib(iterations: u64) -> u64 {
+pub(crate) fn memory_needed_mib(iterations: u64) -> u64 {
     let mib = 512 + iterations.saturating_mul(8) / 1024;
     mib.max(1024).div_ceil(256) * 256
 }
 
 /// A kernel, a QEMU and a memory size, checked before anything boots.
-pub struct Vm {
+pub(crate) struct Vm {
     pub image: KernelImage,
     pub qemu: qemu::Qemu,
     pub memory_mib: u64,
 }
 
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
-pub fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Result<Vm> {
+pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let catalog = Catalog::builtin()?;
     let cache = &vm.cache;
     let image = vm.kernel.resolve(&catalog, cache, vm.cc.as_deref())?;
@@ -76,7 +76,7 @@ pub fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Res
 }
 
 /// Write the initramfs (agent as /init, the job, extra files) into `work`.
-pub fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::guest::initramfs::Entry>) -> Result<PathBuf> {
+pub(crate) fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::guest::initramfs::Entry>) -> Result<PathBuf> {
     let initrd = work.join("initramfs.cpio");
     let agent_bytes = std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
     let mut entries = crate::guest::initramfs::entries(agent_bytes, serde_json::to_vec(job)?);
@@ -88,7 +88,7 @@ pub fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<crate::g
 
 /// Boot, trying the accelerators in order (--accel auto: KVM, proven by the
 /// agent's hello within --kvm-timeout, then TCG), and record which ran and why.
-pub async fn boot(
+pub(crate) async fn boot(
     vm_args: &VmRequest,
     vm: &Vm,
     initrd: &Path,
@@ -158,14 +158,14 @@ fn kernel_printed_nothing(console: &Path) -> bool {
         .all(|l| l.is_empty() || ["SeaBIOS", "Booting from", "iPXE", "Probing EDD", "Machine UUID"].iter().any(|p| l.starts_with(p)))
 }
 
-pub fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
+pub(crate) fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
     if let Message::Hello { release, cpus, mem_total_kib, .. } = hello {
         progress.status(&format!("guest up: {}, {cpus} cpus, {} MiB ({accel})", crate::text::printable(release), mem_total_kib / 1024));
         tracing::debug!("guest up: {release} ({accel})");
     }
 }
 
-pub fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
+pub(crate) fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
     match f {
         StartFailure::Exited(msg) if msg.contains(PANIC_MARKER) => fail(Kind::GuestPanic, format!("the guest kernel panicked while booting under {accel}: {msg}")),
         StartFailure::Exited(msg) => fail(
@@ -182,7 +182,7 @@ pub fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
 }
 
 /// The static agent, beside this executable (one `cargo build` puts it there).
-pub fn agent_path() -> Result<PathBuf> {
+pub(crate) fn agent_path() -> Result<PathBuf> {
     let path = match std::env::var_os("REPRO_AGENT") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()

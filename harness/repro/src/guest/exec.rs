@@ -13,7 +13,7 @@ use crate::run::progress::Progress;
 use crate::run::record::Recorder;
 use crate::run::summary::{new_summary, run_error};
 
-pub fn exec(args: &ExecRequest) -> Result<i32> {
+pub(crate) fn exec(args: &ExecRequest) -> Result<i32> {
     let agent = agent_path()?;
     let mut extra = vec![crate::guest::initramfs::Entry::Dir { path: "bin".into() }];
     for inc in &args.include {

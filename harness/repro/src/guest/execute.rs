@@ -19,7 +19,7 @@ use crate::run::summary::{new_summary, print_report, run_dir, run_error};
 
 /// A run that got as far as a run directory: its summary on disk, and the
 /// error that ended it early, if any.
-pub struct Finished {
+pub(crate) struct Finished {
     pub summary: Summary,
     pub dir: PathBuf,
     pub error: Option<anyhow::Error>,
@@ -27,7 +27,7 @@ pub struct Finished {
 
 /// Set up, run and record; errors before the run directory exists are Err.
 /// The most windows one run records.
-pub const MAX_WINDOWS: u64 = 10_000;
+pub(crate) const MAX_WINDOWS: u64 = 10_000;
 
 /// What both backends get from [`execute`].
 struct Setup<'a> {
@@ -40,7 +40,7 @@ struct Setup<'a> {
 
 /// `early`: decide at rounds (sequential verdicts) with this rule; None
 /// churns every iteration, as `repro run` does.
-pub fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) -> Result<Finished> {
+pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) -> Result<Finished> {
     if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
         return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use cpio::newc::{trailer, Builder};
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Entry {
+pub(crate) enum Entry {
     Dir { path: String },
     File { path: String, mode: u32, data: Vec<u8> },
     CharDev { path: String, major: u32, minor: u32 },
@@ -19,7 +19,7 @@ const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
 
 /// The entries of repro's initramfs, parents before children.
-pub fn entries(agent: Vec<u8>, job_json: Vec<u8>) -> Vec<Entry> {
+pub(crate) fn entries(agent: Vec<u8>, job_json: Vec<u8>) -> Vec<Entry> {
     let dir = |p: &str| Entry::Dir { path: p.into() };
     vec![
         dir("dev"),
@@ -34,7 +34,7 @@ pub fn entries(agent: Vec<u8>, job_json: Vec<u8>) -> Vec<Entry> {
 
 /// Write `entries` as an uncompressed newc archive (every kernel with
 /// BLK_DEV_INITRD reads it, whatever decompressors it was built with).
-pub fn write<W: Write>(mut out: W, entries: &[Entry]) -> Result<W> {
+pub(crate) fn write<W: Write>(mut out: W, entries: &[Entry]) -> Result<W> {
     for (ino, e) in entries.iter().enumerate() {
         let ino = ino as u32 + 1;
         out = match e {

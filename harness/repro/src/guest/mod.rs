@@ -2,10 +2,10 @@
 //! or the host agent started, the message stream read into the recorder and
 //! answered, one run executed end to end.
 
-pub mod boot;
-pub mod exec;
-pub mod execute;
-pub mod initramfs;
-pub mod qemu;
-pub mod request;
-pub mod session;
+pub(crate) mod boot;
+pub(crate) mod exec;
+pub(crate) mod execute;
+pub(crate) mod initramfs;
+pub(crate) mod qemu;
+pub(crate) mod request;
+pub(crate) mod session;

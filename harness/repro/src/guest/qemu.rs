@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::error::{fail, Kind};
-pub use repro_proto::Accel;
+pub(crate) use repro_proto::Accel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccelChoice {
@@ -34,7 +34,7 @@ impl AccelChoice {
 
 /// Everything one boot needs.
 #[derive(Debug, Clone)]
-pub struct VmSpec {
+pub(crate) struct VmSpec {
     pub qemu: PathBuf,
     /// QEMU's own data (`-L`), for a QEMU fetched into the cache.
     pub data_dirs: Vec<PathBuf>,
@@ -49,11 +49,11 @@ pub struct VmSpec {
 }
 
 /// No default devices, no display, no monitor; exit instead of rebooting.
-pub fn base_args() -> Vec<OsString> {
+pub(crate) fn base_args() -> Vec<OsString> {
     args(&["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
 }
 
-pub fn accel_args(accel: Accel) -> Vec<OsString> {
+pub(crate) fn accel_args(accel: Accel) -> Vec<OsString> {
     match accel {
         Accel::Kvm => args(&["-accel", "kvm", "-cpu", "host"]),
         // `max` gives TCG every feature it emulates; kernels and the static
@@ -62,18 +62,18 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
     }
 }
 
-pub fn machine_args(cpus: u32, memory_mib: u64) -> Vec<OsString> {
+pub(crate) fn machine_args(cpus: u32, memory_mib: u64) -> Vec<OsString> {
     vec!["-smp".into(), cpus.to_string().into(), "-m".into(), format!("{memory_mib}M").into()]
 }
 
 /// The kernel and initrd paths go to QEMU as the OS spelled them.
-pub fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
+pub(crate) fn boot_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
     vec!["-kernel".into(), kernel.into(), "-initrd".into(), initrd.into(), "-append".into(), cmdline.into()]
 }
 
 /// ttyS0: the console, to a file. ttyS1: the agent's protocol, to repro's
 /// Unix socket (QEMU connects as the client, so repro listens first).
-pub fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<OsString> {
+pub(crate) fn serial_args(console_log: &Path, proto_socket: &Path) -> Vec<OsString> {
     vec![
         "-chardev".into(),
         append(option("file,id=console,path=", console_log), ",append=on"),
@@ -112,7 +112,7 @@ fn option(prefix: &str, p: &Path) -> OsString {
 /// per namespace after 15 s of settling with normal grace periods, and
 /// 0.003 with expedited ones. A kernel with the bug keeps its dentries
 /// either way. Kernels before 3.19 do not know the parameter and ignore it.
-pub fn kernel_cmdline(extra: &str) -> String {
+pub(crate) fn kernel_cmdline(extra: &str) -> String {
     let mut c = String::from("console=ttyS0 panic=-1 rdinit=/init rcupdate.rcu_expedited=1 no_timer_check");
     if !extra.trim().is_empty() {
         c.push(' ');
@@ -121,7 +121,7 @@ pub fn kernel_cmdline(extra: &str) -> String {
     c
 }
 
-pub fn command_args(spec: &VmSpec) -> Vec<OsString> {
+pub(crate) fn command_args(spec: &VmSpec) -> Vec<OsString> {
     [
         base_args(),
         data_args(&spec.data_dirs),
@@ -134,19 +134,19 @@ pub fn command_args(spec: &VmSpec) -> Vec<OsString> {
 }
 
 /// `-L DIR` for each data directory, searched before the built-in ones.
-pub fn data_args(dirs: &[PathBuf]) -> Vec<OsString> {
+pub(crate) fn data_args(dirs: &[PathBuf]) -> Vec<OsString> {
     dirs.iter().flat_map(|d| [OsString::from("-L"), d.as_os_str().to_owned()]).collect()
 }
 
 /// A QEMU to run: the machine's, one named by --qemu, or one fetched.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Qemu {
+pub(crate) struct Qemu {
     pub program: PathBuf,
     pub data_dirs: Vec<PathBuf>,
 }
 
 /// The version `qemu --version` states ("QEMU emulator version 7.2.19 (...)").
-pub fn parse_version(line: &str) -> Option<semver::Version> {
+pub(crate) fn parse_version(line: &str) -> Option<semver::Version> {
     let v = line.split_whitespace().skip_while(|w| *w != "version").nth(1)?;
     let mut n = v.split(['.', '-', '+', '(']).map(|x| x.parse::<u64>().ok());
     Some(semver::Version::new(n.next()??, n.next().flatten().unwrap_or(0), n.next().flatten().unwrap_or(0)))
@@ -154,7 +154,7 @@ pub fn parse_version(line: &str) -> Option<semver::Version> {
 
 /// The QEMU a kernel needs: the machine's if it is new enough, else the
 /// one `need` names, fetched with apt into the cache (never installed).
-pub fn for_need(
+pub(crate) fn for_need(
     system: PathBuf,
     need_name: &str,
     need: &crate::kernel::catalog::QemuNeed,
@@ -187,7 +187,7 @@ fn args(a: &[&str]) -> Vec<OsString> {
 }
 
 /// Find qemu-system-x86_64: `--qemu`, else $REPRO_QEMU, else $PATH.
-pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn find(explicit: Option<&Path>) -> Result<PathBuf> {
     let candidate = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os("REPRO_QEMU").map(PathBuf::from));
     if let Some(p) = candidate {
         if is_executable(&p) {
@@ -217,7 +217,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// First line of `qemu --version`, for provenance.
-pub fn version(qemu: &Path) -> Option<String> {
+pub(crate) fn version(qemu: &Path) -> Option<String> {
     let out = std::process::Command::new(qemu).arg("--version").output().ok()?;
     String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())
 }
@@ -225,7 +225,7 @@ pub fn version(qemu: &Path) -> Option<String> {
 /// Whether /dev/kvm can be opened for read and write. Necessary, not
 /// sufficient: nested KVM can open fine and then hang the guest, which only
 /// a boot handshake can tell.
-pub fn kvm_device_usable() -> Result<(), String> {
+pub(crate) fn kvm_device_usable() -> Result<(), String> {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop).map_err(|e| format!("/dev/kvm cannot be opened ({e})"))
 }
 

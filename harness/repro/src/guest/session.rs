@@ -23,7 +23,7 @@ use crate::text::{printable, tail};
 
 /// A child process (QEMU or the host agent) that is killed and reaped when
 /// the guard goes away, however the run ends.
-pub struct Guard {
+pub(crate) struct Guard {
     child: Child,
     what: &'static str,
     /// Where its stderr goes.
@@ -36,7 +36,7 @@ pub struct Guard {
 
 impl Guard {
     /// Kill (if still running) and reap.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             if let Some(pid) = self.child.id() {
                 crate::child::kill_group(pid);
@@ -47,7 +47,7 @@ impl Guard {
     }
 
     /// Let it exit by itself for up to `grace`, then kill it.
-    pub async fn wait_or_kill(&mut self, grace: Duration) -> Option<ExitStatus> {
+    pub(crate) async fn wait_or_kill(&mut self, grace: Duration) -> Option<ExitStatus> {
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(s)) => Some(s),
             _ => {
@@ -58,7 +58,7 @@ impl Guard {
     }
 
     /// Its stderr and the last console lines, for error messages.
-    pub fn diagnostics(&self) -> String {
+    pub(crate) fn diagnostics(&self) -> String {
         let mut out = String::new();
         let stderr = read_lossy(&self.stderr_log);
         if !stderr.trim().is_empty() {
@@ -105,12 +105,12 @@ pub(crate) fn read_lossy(p: &Path) -> String {
 /// The most console.log holds: QEMU appends to it (`append=on`), and past
 /// this its last MiB is moved to console.log.1 and it starts over, so a
 /// guest flooding its console holds at most this and a MiB on disk.
-pub const CONSOLE_CAP: u64 = 64 << 20;
+pub(crate) const CONSOLE_CAP: u64 = 64 << 20;
 
 /// Rotate `path` if it is over `cap` bytes; whether it did. Lines QEMU
 /// writes between the copy and the truncation are lost: only a flood gets
 /// here.
-pub fn rotate_if_over(path: &Path, cap: u64) -> std::io::Result<bool> {
+pub(crate) fn rotate_if_over(path: &Path, cap: u64) -> std::io::Result<bool> {
     if std::fs::metadata(path)?.len() <= cap {
         return Ok(false);
     }
@@ -123,10 +123,10 @@ pub fn rotate_if_over(path: &Path, cap: u64) -> std::io::Result<bool> {
 }
 
 /// How much of the end of console.log and QEMU's stderr repro reads.
-pub const LOG_TAIL_BYTES: u64 = 1 << 20;
+pub(crate) const LOG_TAIL_BYTES: u64 = 1 << 20;
 
 /// A running agent whose messages can be read.
-pub struct Agent {
+pub(crate) struct Agent {
     pub guard: Guard,
     lines: Lines,
     /// The way back to the agent ([`HostMessage`]): the guest's serial
@@ -151,7 +151,7 @@ enum Line {
 }
 
 /// Why a start did not reach the agent's hello.
-pub enum StartFailure {
+pub(crate) enum StartFailure {
     Exited(String),
     Deadline(String),
     Interrupted,
@@ -159,7 +159,7 @@ pub enum StartFailure {
 }
 
 impl StartFailure {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             StartFailure::Exited(s) | StartFailure::Deadline(s) => s.clone(),
             StartFailure::Interrupted => "interrupted".into(),
@@ -169,13 +169,13 @@ impl StartFailure {
 }
 
 /// The hello's release, and the agent ready to stream.
-pub struct Started {
+pub(crate) struct Started {
     pub agent: Agent,
     pub hello: Message,
 }
 
 /// Boot QEMU and wait for the agent's hello within `deadline`.
-pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
+pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
     let stderr =
         std::fs::File::create(&stderr_log).with_context(|| format!("creating {}", stderr_log.display())).map_err(StartFailure::Other)?;
@@ -223,7 +223,7 @@ pub async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Re
 }
 
 /// Start the agent on the host's own kernel.
-pub async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
+pub(crate) async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
     let stderr_log = run_dir.join("agent.stderr.log");
     let stderr = std::fs::File::create(&stderr_log).map_err(|e| StartFailure::Other(e.into()))?;
     let mut cmd = Command::new(agent_bin);
@@ -347,10 +347,10 @@ impl Lines {
 
 /// Whether a sequential run may stop at a round (the run so far, the
 /// round's settled state): the judge's rule, handed down to the stream.
-pub type Decider = fn(&repro_proto::Summary, &repro_proto::Settled) -> bool;
+pub(crate) type Decider = fn(&repro_proto::Summary, &repro_proto::Settled) -> bool;
 
 /// How the stream may end besides Done.
-pub struct StreamLimits {
+pub(crate) struct StreamLimits {
     /// No message for this long: the guest is hung.
     pub stall: Duration,
     /// The whole run's deadline (--timeout).
@@ -362,7 +362,7 @@ pub struct StreamLimits {
 impl StreamLimits {
     /// Silence allowed between messages, and an optional deadline for the
     /// whole stream counted from now.
-    pub fn new(stall: Duration, timeout: Option<Duration>) -> StreamLimits {
+    pub(crate) fn new(stall: Duration, timeout: Option<Duration>) -> StreamLimits {
         StreamLimits { stall, overall: timeout.map(|t| Instant::now() + t), early: None }
     }
 }
@@ -370,7 +370,7 @@ impl StreamLimits {
 /// Stream messages into the recorder until the agent says Done. Every other
 /// ending is an error of the matching kind; the recorder has kept all that
 /// arrived before it.
-pub async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits) -> Result<()> {
+pub(crate) async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits) -> Result<()> {
     let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
     let overall = limits.overall.unwrap_or(far);
     loop {

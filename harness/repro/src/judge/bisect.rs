@@ -56,7 +56,7 @@ impl BisectRequest {
 }
 
 /// `repro bisect`: the finding, also kept in bisect.json and bisect.md.
-pub fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
+pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
     let (terms, old, new) = match (&args.good, &args.bad, &args.unfixed, &args.fixed) {
         (Some(g), Some(b), None, None) => (Terms::regression(), g.clone(), b.clone()),
         (None, None, Some(u), Some(f)) => (Terms::fix(), u.clone(), f.clone()),

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{fail, Kind};
 use crate::judge::verdict::Outcome;
 
-pub const STATE: &str = "bisect.json";
-pub const REPORT: &str = "bisect.md";
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE: &str = "bisect.json";
+pub(crate) const REPORT: &str = "bisect.md";
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// What the two ends of the range are called, git's way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Terms {
+pub(crate) struct Terms {
     pub old: String,
     pub new: String,
     /// True when hunting a fix: the old state is the regression.
@@ -24,14 +24,14 @@ pub struct Terms {
 }
 
 impl Terms {
-    pub fn regression() -> Terms {
+    pub(crate) fn regression() -> Terms {
         Terms { old: "good".into(), new: "bad".into(), reverse: false }
     }
-    pub fn fix() -> Terms {
+    pub(crate) fn fix() -> Terms {
         Terms { old: "unfixed".into(), new: "fixed".into(), reverse: true }
     }
     /// The answer to give git for a verdict; None is `skip`.
-    pub fn term_for(&self, o: Outcome) -> Option<&str> {
+    pub(crate) fn term_for(&self, o: Outcome) -> Option<&str> {
         match (o, self.reverse) {
             (Outcome::Inconclusive, _) => None,
             (Outcome::Clean, false) | (Outcome::Regressed, true) => Some(&self.old),
@@ -41,7 +41,7 @@ impl Terms {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Step {
+pub(crate) struct Step {
     /// Full commit id (git mode) or the kernel as given (list mode).
     pub rev: String,
     pub subject: String,
@@ -60,7 +60,7 @@ pub struct Step {
 
 /// The bisection's parameters, which a resume must match, and its steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     pub version: u32,
     pub started: String,
     /// The source tree (git mode) or None (list mode).
@@ -77,7 +77,7 @@ pub struct State {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// The first revision (kernel) in the new state, when one was named.
     pub first_new: Option<String>,
     pub subject: String,
@@ -90,7 +90,7 @@ pub struct Finding {
 
 impl Finding {
     /// One revision was named and the re-check of it and its parent held.
-    pub fn named(&self) -> bool {
+    pub(crate) fn named(&self) -> bool {
         self.first_new.is_some() && self.held
     }
 }
@@ -100,7 +100,7 @@ impl State {
     /// must be one of the two terms or `skip` (a stored "run" would become
     /// `git bisect run <script>`), and every revision a full commit id (git
     /// mode) or one of the listed kernels.
-    pub fn check_steps(&self, path: &Path) -> Result<()> {
+    pub(crate) fn check_steps(&self, path: &Path) -> Result<()> {
         for (i, s) in self.steps.iter().enumerate() {
             let answer_ok = s.answer == self.terms.old || s.answer == self.terms.new || s.answer == "skip";
             let rev_ok = if self.src.is_some() {
@@ -126,7 +126,7 @@ impl State {
         Ok(())
     }
 
-    pub fn same_bisection(&self, other: &State) -> bool {
+    pub(crate) fn same_bisection(&self, other: &State) -> bool {
         (&self.src, &self.old, &self.new, &self.kernels, &self.terms, &self.scenario, self.iterations)
             == (&other.src, &other.old, &other.new, &other.kernels, &other.terms, &other.scenario, other.iterations)
     }
@@ -134,7 +134,7 @@ impl State {
 
 /// Save the state after every step, atomically: a bisection stopped at any
 /// point resumes from the last step that finished.
-pub fn save(state: &State, out: &Path) -> Result<()> {
+pub(crate) fn save(state: &State, out: &Path) -> Result<()> {
     crate::atomic::write_json(&out.join(STATE), state)
 }
 
@@ -143,7 +143,7 @@ fn num(x: Option<f64>, d: usize) -> String {
 }
 
 /// The bisect report: parameters, the chain of steps, the answer.
-pub fn report(s: &State) -> String {
+pub(crate) fn report(s: &State) -> String {
     let short = |r: &str| if s.src.is_some() { r.chars().take(12).collect() } else { r.to_string() };
     let mut md = String::from("# repro bisect\n\n");
     match &s.src {

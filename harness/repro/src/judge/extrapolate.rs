@@ -11,12 +11,12 @@
 
 /// The write-up's machine: one open() of an ipv6 sysctl took 0.456366 s with
 /// 799,259 entries on the chain.
-pub const WRITEUP_OPEN_S: f64 = 0.456366;
-pub const WRITEUP_CHAIN: f64 = 799_259.0;
+pub(crate) const WRITEUP_OPEN_S: f64 = 0.456366;
+pub(crate) const WRITEUP_CHAIN: f64 = 799_259.0;
 
 /// A fitted cost curve and the range of chain lengths it was fitted on.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fit {
+pub(crate) struct Fit {
     pub a: f64,
     pub b: f64,
     pub c: f64,
@@ -33,7 +33,7 @@ fn exponents() -> impl Iterator<Item = f64> {
 impl Fit {
     /// Fit `points` (chain length, p50 us); None with fewer than 4 usable
     /// points or no spread in x.
-    pub fn new(points: &[(f64, f64)]) -> Option<Fit> {
+    pub(crate) fn new(points: &[(f64, f64)]) -> Option<Fit> {
         let pts: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| *x > 0.0 && *y > 0.0 && y.is_finite()).collect();
         if pts.len() < 4 {
             return None;
@@ -52,18 +52,18 @@ impl Fit {
     }
 
     /// The cost in us at chain length `x`.
-    pub fn predict(&self, x: f64) -> f64 {
+    pub(crate) fn predict(&self, x: f64) -> f64 {
         self.a + self.b * x.powf(self.c)
     }
 
     /// Cost per chain entry at `x`, in us (the curve's slope there).
-    pub fn per_entry_us(&self, x: f64) -> f64 {
+    pub(crate) fn per_entry_us(&self, x: f64) -> f64 {
         self.b * self.c * x.powf(self.c - 1.0)
     }
 
     /// A 5-95% interval of the prediction at `x`: the fit redone on
     /// `rounds` resamplings of `points` with replacement.
-    pub fn interval(points: &[(f64, f64)], x: f64, rounds: usize) -> Option<(f64, f64)> {
+    pub(crate) fn interval(points: &[(f64, f64)], x: f64, rounds: usize) -> Option<(f64, f64)> {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut preds: Vec<f64> = (0..rounds)
             .filter_map(|_| {
@@ -116,14 +116,14 @@ impl XorShift {
 
 /// A run's probe p50 (us) against the chain length of each window: one
 /// stale entry per namespace churned.
-pub fn curve(s: &repro_proto::Summary) -> Vec<(f64, f64)> {
+pub(crate) fn curve(s: &repro_proto::Summary) -> Vec<(f64, f64)> {
     let Some(probe) = s.scenario_definition.judged_probe() else { return Vec::new() };
     s.windows.iter().filter_map(|w| Some((w.iteration as f64, w.probes.iter().find(|p| p.name == probe.name)?.p50_us))).collect()
 }
 
 /// The fitted curve of a regressed run, evaluated at the write-up's chain,
 /// with the straight line through the same run beside it, as one report line.
-pub fn line(s: &repro_proto::Summary, linear_per_1k: Option<f64>) -> Option<String> {
+pub(crate) fn line(s: &repro_proto::Summary, linear_per_1k: Option<f64>) -> Option<String> {
     let pts = curve(s);
     let f = Fit::new(&pts)?;
     let at = f.predict(WRITEUP_CHAIN) / 1e6;
@@ -149,7 +149,7 @@ pub fn line(s: &repro_proto::Summary, linear_per_1k: Option<f64>) -> Option<Stri
 /// to `fit_upto` entries, predicted at its last window, against the median
 /// p50 of its last three windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Validation {
+pub(crate) struct Validation {
     pub fit: Fit,
     pub at: f64,
     pub predicted_us: f64,
@@ -161,7 +161,7 @@ pub struct Validation {
     pub straight_error: Option<f64>,
 }
 
-pub fn validate(s: &repro_proto::Summary, fit_upto: f64) -> Option<Validation> {
+pub(crate) fn validate(s: &repro_proto::Summary, fit_upto: f64) -> Option<Validation> {
     let pts = curve(s);
     let &(at, _) = pts.last()?;
     if at < 5.0 * fit_upto {

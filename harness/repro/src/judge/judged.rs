@@ -15,7 +15,7 @@ use crate::run::summary::{new_summary, run_error};
 use crate::text::first_line;
 
 /// A verdict and the run directory it was judged on, if one was written.
-pub struct Judged {
+pub(crate) struct Judged {
     pub verdict: Verdict,
     pub dir: Option<PathBuf>,
 }
@@ -27,7 +27,7 @@ pub struct Judged {
 /// began still leaves a summary with its error there. What would fail on any
 /// kernel ([`Kind::is_kernel_independent`]) and Ctrl-C are Err: there is
 /// nothing to judge.
-pub fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
+pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
     // Interrupted anywhere (a killed apt-get reads as an unfetchable
     // kernel) is an interrupt, never a verdict on the kernel.
     let any_kernel = |e: &anyhow::Error| crate::interrupt::requested() || kind_of(e).unwrap_or(Kind::Internal).is_kernel_independent();

@@ -19,7 +19,7 @@ use crate::run::record::SUMMARY;
 use crate::run::summary::command_line;
 
 /// `<out>/<scenario>/<kernel>-<iterations>`, with path-hostile characters replaced.
-pub fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &str, iterations: u64) -> PathBuf {
+pub(crate) fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &str, iterations: u64) -> PathBuf {
     let scenario = Path::new(scenario).file_stem().map_or(scenario.to_string(), |f| f.to_string_lossy().into_owned());
     out.join(slug(&scenario)).join(format!("{}-{iterations}", kernel.slug()))
 }
@@ -34,7 +34,7 @@ pub struct MatrixRequest {
 
 /// How a matrix ended, worst first; cli/ chooses the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatrixEnd {
+pub(crate) enum MatrixEnd {
     /// Ctrl-C: the pairs so far were reported.
     Interrupted,
     /// A verdict contradicts the expectation.
@@ -45,7 +45,7 @@ pub enum MatrixEnd {
     Agrees,
 }
 
-pub fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
+pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
     // Names that cannot work fail now, not an hour into the matrix.
     let catalog = Catalog::builtin()?;
     for k in &args.kernels {

@@ -22,7 +22,7 @@ use plotters_backend::{
 };
 
 /// DejaVu Sans (Bitstream Vera licence, assets/DejaVuSans.LICENSE).
-pub const FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 /// The family name the embedded font is registered under.
 const FAMILY: &str = "repro-sans";
 
@@ -37,13 +37,13 @@ fn register_font() {
 
 /// One line: a run's values against iteration.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Chart {
+pub(crate) struct Chart {
     pub title: String,
     pub y_label: String,
     /// Log scale on y (latencies spanning decades).
@@ -51,8 +51,8 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
-pub const WIDTH: u32 = 900;
-pub const HEIGHT: u32 = 520;
+pub(crate) const WIDTH: u32 = 900;
+pub(crate) const HEIGHT: u32 = 520;
 
 /// Distinct, colour-blind-friendly line colours (Okabe-Ito), then plotters' palette.
 fn colour(i: usize) -> RGBColor {
@@ -141,7 +141,7 @@ where
 }
 
 /// The chart as an SVG document whose text is glyph outlines.
-pub fn svg(chart: &Chart) -> Result<String> {
+pub(crate) fn svg(chart: &Chart) -> Result<String> {
     let mut out = String::new();
     let labels = Rc::new(RefCell::new(String::new()));
     {
@@ -154,7 +154,7 @@ pub fn svg(chart: &Chart) -> Result<String> {
 }
 
 /// The chart as a PNG file.
-pub fn png(chart: &Chart, path: &Path) -> Result<()> {
+pub(crate) fn png(chart: &Chart, path: &Path) -> Result<()> {
     draw(BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area(), chart).with_context(|| format!("writing {}", path.display()))
 }
 

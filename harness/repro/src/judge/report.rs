@@ -15,7 +15,7 @@ use crate::kernel::catalog::{Catalog, Expect};
 
 /// One run, with its verdict and what the catalog, or the kernel's own
 /// source, expected.
-pub struct Row {
+pub(crate) struct Row {
     pub dir: PathBuf,
     pub summary: Summary,
     pub verdict: Verdict,
@@ -27,14 +27,14 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn agreement(&self) -> Agreement {
+    pub(crate) fn agreement(&self) -> Agreement {
         Agreement::of(self.expected, self.verdict.outcome)
     }
 }
 
 /// The run directories under `args`: a directory holding summary.json is a
 /// run; otherwise its subdirectories that hold one are, in name order.
-pub fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for a in args {
         if a.join("summary.json").is_file() {
@@ -64,7 +64,7 @@ pub fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-pub fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
+pub(crate) fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
     dirs.iter()
         .map(|dir| {
             let path = dir.join("summary.json");
@@ -93,7 +93,7 @@ fn expect_str(x: Option<Expect>) -> &'static str {
     x.map_or("-", Expect::as_str)
 }
 
-pub const COLUMNS: [&str; 13] = [
+pub(crate) const COLUMNS: [&str; 13] = [
     "kernel",
     "release",
     "accel",
@@ -138,7 +138,7 @@ fn relative(dir: &Path, base: &Path) -> String {
 }
 
 /// The comparison table, one row per run.
-pub fn markdown(rows: &[Row], base: &Path) -> String {
+pub(crate) fn markdown(rows: &[Row], base: &Path) -> String {
     let mut out = format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
     for r in rows {
         out.push_str(&format!("| {} |\n", cells(r, base).iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")));
@@ -162,7 +162,7 @@ fn file_stem(s: &str) -> String {
 /// write-up's 799,259 entries, with an interval and the straight line
 /// beside it; and, for runs long enough, the fit on their first 2,000
 /// namespaces checked against what they measured at the end.
-pub fn extrapolation(rows: &[Row]) -> String {
+pub(crate) fn extrapolation(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| r.verdict.outcome == Outcome::Regressed) {
         let Some(line) = extrapolate::line(&r.summary, r.verdict.evidence.slope_us_per_1k) else { continue };
@@ -187,18 +187,18 @@ pub fn extrapolation(rows: &[Row]) -> String {
 }
 
 /// How much of a long run the validated fit sees.
-pub const VALIDATION_FIT_UPTO: f64 = 2000.0;
+pub(crate) const VALIDATION_FIT_UPTO: f64 = 2000.0;
 
 /// The fix's own figures (d6cffbbe9a7e's message, reproducer
 /// `for i in {1..100000}; do unshare -n -- sysctl -a; done`): dentry-state
 /// after 100,000 iterations without and with the prune.
-pub const UPSTREAM_ITERATIONS: f64 = 100_000.0;
-pub const UPSTREAM_DENTRIES_WITHOUT: u64 = 25_812_579;
-pub const UPSTREAM_DENTRIES_WITH: u64 = 92_712;
+pub(crate) const UPSTREAM_ITERATIONS: f64 = 100_000.0;
+pub(crate) const UPSTREAM_DENTRIES_WITHOUT: u64 = 25_812_579;
+pub(crate) const UPSTREAM_DENTRIES_WITH: u64 = 92_712;
 
 /// sysctl-all runs scaled to the upstream reproducer's 100,000 iterations,
 /// beside the commit message's dentry-state figures.
-pub fn upstream_comparison(rows: &[Row]) -> String {
+pub(crate) fn upstream_comparison(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| r.summary.scenario == "sysctl-all") {
         let (Some(res), Some(base)) = (&r.summary.residual, &r.summary.baseline) else { continue };
@@ -242,7 +242,7 @@ fn labels(rows: &[&Row]) -> Vec<String> {
 
 /// Charts per scenario: the judged probe's p50 and p99 and nr_dentry
 /// against iteration, one line per run. Named `<scenario>-<what>`.
-pub fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
+pub(crate) fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
     let mut scenarios: Vec<&str> = rows.iter().map(|r| r.summary.scenario.as_str()).collect();
     scenarios.sort();
     scenarios.dedup();
@@ -292,7 +292,7 @@ pub fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
 }
 
 /// Where the report's verdicts and the catalog's expectations part, and why.
-pub fn agreement_notes(rows: &[Row], base: &Path) -> String {
+pub(crate) fn agreement_notes(rows: &[Row], base: &Path) -> String {
     let mut out = String::new();
     let mut agree = 0;
     for r in rows {
@@ -327,7 +327,7 @@ pub fn agreement_notes(rows: &[Row], base: &Path) -> String {
 }
 
 /// Provenance of every run, one line each.
-pub fn provenance(rows: &[Row], base: &Path) -> String {
+pub(crate) fn provenance(rows: &[Row], base: &Path) -> String {
     let mut out = String::from(
         "| run | kernel release | image sha256 | accel | guest | QEMU | host CPU / kernel | repro | date | duration |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
@@ -358,7 +358,7 @@ pub fn provenance(rows: &[Row], base: &Path) -> String {
 }
 
 /// What a written report is made of, and how it was made.
-pub struct Document<'a> {
+pub(crate) struct Document<'a> {
     pub rows: &'a [Row],
     /// The directory the report is written to; paths are relative to it.
     pub out: &'a Path,
@@ -373,7 +373,7 @@ pub struct Document<'a> {
 
 /// A (kernel, scenario) pair of the expected matrix with no run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Missing {
+pub(crate) struct Missing {
     pub kernel: String,
     pub scenario: String,
 }
@@ -386,7 +386,7 @@ struct MatrixRow {
 }
 
 /// The pairs of the matrix in `path` that no row ran.
-pub fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
+pub(crate) fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
     #[derive(serde::Deserialize)]
     struct Matrix {
         include: Vec<MatrixRow>,
@@ -403,7 +403,7 @@ pub fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
 }
 
 /// The markdown section for pairs that never reported.
-pub fn missing_section(missing: &[Missing], logs: Option<&str>) -> String {
+pub(crate) fn missing_section(missing: &[Missing], logs: Option<&str>) -> String {
     if missing.is_empty() {
         return String::new();
     }
@@ -448,7 +448,7 @@ version, the guest's `uname -r`, the image's sha256 and where it came from, the 
 are written by `repro report`; edit the runs, never this page.";
 
 /// The report as markdown: table, agreement, extrapolation, plots, provenance.
-pub fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> String {
+pub(crate) fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> String {
     let mut md = format!("# Recorded runs\n\n{INTRO}\n\nMade with:\n\n");
     for c in doc.all_commands() {
         md.push_str(&format!("    {c}\n"));

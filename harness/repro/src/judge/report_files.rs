@@ -10,7 +10,7 @@ use crate::judge::report::{
 };
 
 /// Write README.md, report.html and plots/*.svg|png into `doc.out`.
-pub fn write(doc: &Document) -> Result<()> {
+pub(crate) fn write(doc: &Document) -> Result<()> {
     let plots = doc.out.join(PLOTS);
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
     let charts = charts(doc.rows);
@@ -37,7 +37,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// One page with everything inline: no scripts, fonts or images to fetch.
-pub fn document_html(doc: &Document, svgs: &[(String, String, String)]) -> String {
+pub(crate) fn document_html(doc: &Document, svgs: &[(String, String, String)]) -> String {
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>repro report</title>\n<style>\n\
          body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\n\

@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Regressed,
     Clean,
     Inconclusive,
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Regressed => "regressed",
             Outcome::Clean => "clean",
@@ -33,7 +33,7 @@ impl Outcome {
 
 /// The verdict on one run, as written to `verdict.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub outcome: Outcome,
     /// The rule that decided, in words, with the numbers.
     pub rule: String,
@@ -42,17 +42,17 @@ pub struct Verdict {
 
 impl Verdict {
     /// The file a run directory keeps its verdict in.
-    pub const FILE: &'static str = "verdict.json";
+    pub(crate) const FILE: &'static str = "verdict.json";
 
     /// Write verdict.json into run directory `dir`, atomically.
-    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         crate::atomic::write_json(&dir.join(Self::FILE), self)
     }
 }
 
 /// A verdict against the catalog's expectation for its kernel and scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Agreement {
+pub(crate) enum Agreement {
     NoExpectation,
     Inconclusive,
     Agrees,
@@ -61,7 +61,7 @@ pub enum Agreement {
 
 impl Agreement {
     /// The one rule: an inconclusive verdict neither agrees nor contradicts.
-    pub fn of(expected: Option<Expect>, outcome: Outcome) -> Agreement {
+    pub(crate) fn of(expected: Option<Expect>, outcome: Outcome) -> Agreement {
         match (expected, outcome) {
             (None, _) => Agreement::NoExpectation,
             (Some(_), Outcome::Inconclusive) => Agreement::Inconclusive,
@@ -71,7 +71,7 @@ impl Agreement {
     }
 
     /// The report's "agrees" column.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Agreement::NoExpectation => "no expectation",
             Agreement::Inconclusive => "inconclusive",
@@ -82,7 +82,7 @@ impl Agreement {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
+pub(crate) struct Evidence {
     pub residual_per_iteration: Option<f64>,
     /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
     pub slope_us_per_1k: Option<f64>,
@@ -124,7 +124,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
 /// MB of slopes) however many windows a run has. Longer series are thinned
 /// evenly, first and last point kept; the median of pairwise slopes is
 /// robust to that as it is to outliers.
-pub const THEIL_SEN_MAX_POINTS: usize = 2000;
+pub(crate) const THEIL_SEN_MAX_POINTS: usize = 2000;
 
 pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
     let thinned: Vec<(f64, f64)>;
@@ -146,7 +146,7 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
     median(&mut slopes)
 }
 
-pub fn evidence(s: &Summary) -> Evidence {
+pub(crate) fn evidence(s: &Summary) -> Evidence {
     let probe = s.scenario_definition.judged_probe().map(|p| p.name.clone());
     let control = s.scenario_definition.control_probe().map(|p| p.name.clone());
     let p50 = |w: &repro_proto::Window, name: &Option<String>| {
@@ -180,7 +180,7 @@ pub fn evidence(s: &Summary) -> Evidence {
 /// `early_margin_dentries` of the count were noise (the margin per
 /// namespace shrinks as the run grows). Anything else (a verdict on the
 /// probe/control ratio, an inconclusive one) waits for more churn.
-pub fn decided_at_round(s: &Summary, round: &Settled) -> bool {
+pub(crate) fn decided_at_round(s: &Summary, round: &Settled) -> bool {
     let t = &s.scenario_definition.verdict;
     let mut at = s.clone();
     at.settled = Some(round.clone());
@@ -197,7 +197,7 @@ pub fn decided_at_round(s: &Summary, round: &Settled) -> bool {
     }
 }
 
-pub fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
+pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
     let e = evidence(s);
     let verdict = |outcome, rule: String| Verdict { outcome, rule, evidence: e.clone() };
     if !s.complete {

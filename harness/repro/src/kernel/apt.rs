@@ -86,7 +86,7 @@ pub fn parse_one_line(text: &str) -> Vec<SourceEntry> {
 }
 
 /// The system's `deb` sources, from /etc/apt/sources.list and sources.list.d.
-pub fn system_sources() -> Vec<SourceEntry> {
+pub(crate) fn system_sources() -> Vec<SourceEntry> {
     let mut out = Vec::new();
     if let Ok(t) = std::fs::read_to_string("/etc/apt/sources.list") {
         out.extend(parse_one_line(&t));
@@ -108,11 +108,11 @@ pub fn system_sources() -> Vec<SourceEntry> {
     out
 }
 
-pub fn is_debian_suite(suite: &str) -> bool {
+pub(crate) fn is_debian_suite(suite: &str) -> bool {
     DEBIAN_CODENAMES.contains(&suite.split('-').next().unwrap_or(""))
 }
 
-pub fn is_ubuntu_suite(suite: &str) -> bool {
+pub(crate) fn is_ubuntu_suite(suite: &str) -> bool {
     UBUNTU_CODENAMES.contains(&suite.split('-').next().unwrap_or(""))
 }
 
@@ -199,13 +199,13 @@ pub fn derive_sources(system: &[SourceEntry], suites: &[String]) -> Result<Strin
 /// A private apt state directory for one set of suites. Holding one holds
 /// an exclusive lock on it: two repro processes never run apt on the same
 /// lists at once (apt would refuse the second with its own lock error).
-pub struct AptRoot {
+pub(crate) struct AptRoot {
     dir: PathBuf,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl AptRoot {
-    pub fn create(dir: &Path, sources_list: &str) -> Result<AptRoot> {
+    pub(crate) fn create(dir: &Path, sources_list: &str) -> Result<AptRoot> {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
             std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
@@ -256,7 +256,7 @@ impl AptRoot {
     }
 
     /// Refresh the package lists unless they are recent.
-    pub fn update(&self, force: bool) -> Result<()> {
+    pub(crate) fn update(&self, force: bool) -> Result<()> {
         let stamp = self.dir.join("updated");
         let fresh = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok().is_some_and(|t| {
             // A stamp from the future (the clock was set back) is fresh too.
@@ -272,7 +272,7 @@ impl AptRoot {
     }
 
     /// Follow a metapackage to the `linux-image-*` package it depends on.
-    pub fn resolve_image_package(&self, package: &str) -> Result<String> {
+    pub(crate) fn resolve_image_package(&self, package: &str) -> Result<String> {
         let mut pkg = package.to_string();
         // metapackage -> linux-image-R -> (sid since 7.x) linux-binary-R, which holds the image.
         for _ in 0..3 {
@@ -287,7 +287,7 @@ impl AptRoot {
     }
 
     /// The candidate version of `package`.
-    pub fn candidate_version(&self, package: &str) -> Result<String> {
+    pub(crate) fn candidate_version(&self, package: &str) -> Result<String> {
         let out = self.apt("apt-cache", &["policy", package], None)?;
         out.lines()
             .find_map(|l| l.trim().strip_prefix("Candidate: "))
@@ -297,7 +297,7 @@ impl AptRoot {
     }
 
     /// `apt-get download` into `dir`; returns the .deb's path.
-    pub fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
+    pub(crate) fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
         self.apt("apt-get", &["download", &format!("{package}={version}")], Some(dir))?;
         let prefix = format!("{package}_");

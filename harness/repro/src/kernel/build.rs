@@ -36,7 +36,7 @@ const RECIPE_VERSION: u32 = 3;
 
 /// What to build.
 #[derive(Debug, Clone)]
-pub struct Recipe {
+pub(crate) struct Recipe {
     /// The catalog name, or `local` for `--src`.
     pub name: String,
     pub tree: TreeSpec,
@@ -48,7 +48,7 @@ pub struct Recipe {
 }
 
 #[derive(Debug, Clone)]
-pub enum TreeSpec {
+pub(crate) enum TreeSpec {
     /// A tree from the catalog's `[[tree]]` table.
     Catalog { name: String, kind: TreeKind },
     /// A kernel tree on disk (`--src DIR`), built in place with O= output.
@@ -57,7 +57,7 @@ pub enum TreeSpec {
 
 /// What the cache records beside each built image.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct BuildInfo {
+pub(crate) struct BuildInfo {
     pub name: String,
     pub tree: String,
     /// The tree's version, from its Makefile.
@@ -97,7 +97,7 @@ pub struct BuildInfo {
 
 impl Recipe {
     /// A catalog `build` entry.
-    pub fn catalog(catalog: &Catalog, name: &str, source: &BuildSource, cc: Option<&str>) -> Result<Recipe> {
+    pub(crate) fn catalog(catalog: &Catalog, name: &str, source: &BuildSource, cc: Option<&str>) -> Result<Recipe> {
         let t = catalog.tree(&source.tree)?;
         let patches = source
             .patches
@@ -126,7 +126,7 @@ impl Recipe {
     /// tree entry) and `host_cc` the host compiler's version (the compiler of
     /// current trees; fetched ones are pinned by the era rules). The one
     /// function behind the cache entry and CI's cache key.
-    pub fn key(&self, tree: &str, host_cc: &str) -> String {
+    pub(crate) fn key(&self, tree: &str, host_cc: &str) -> String {
         let mut h = Sha256::new();
         h.update(format!(
             "recipe {RECIPE_VERSION}\ntree {tree}\nhost cc {host_cc}\ncc {:?}\nconfig {:?}\n{}\n",
@@ -141,7 +141,7 @@ impl Recipe {
         format!("{:x}", h.finalize())
     }
 
-    pub fn local(dir: &Path, cc: Option<&str>) -> Recipe {
+    pub(crate) fn local(dir: &Path, cc: Option<&str>) -> Recipe {
         Recipe {
             name: "local".into(),
             tree: TreeSpec::Local(dir.to_path_buf()),
@@ -153,7 +153,7 @@ impl Recipe {
 }
 
 /// Build (or find in the cache) the image for `recipe`.
-pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
+pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     check_build_tools()?;
     let eras = Eras::builtin();
     let images = cache.root.join("images");
@@ -301,7 +301,7 @@ pub fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
 }
 
 /// Everything decided about one build once its tree is at hand.
-pub struct BuildPlan {
+pub(crate) struct BuildPlan {
     version: KernelVersion,
     era: String,
     /// The make target the fragments are merged onto (tinyconfig).

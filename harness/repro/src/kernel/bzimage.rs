@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// The boot header fields a silent boot is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Boot protocol, e.g. 0x020d.
     pub protocol: u16,
     pub relocatable: bool,
@@ -27,7 +27,7 @@ const MAX_PAYLOAD: u64 = 256 << 20;
 
 impl Header {
     /// None if `bytes` is no bzImage (no "HdrS").
-    pub fn parse(bytes: &[u8]) -> Option<Header> {
+    pub(crate) fn parse(bytes: &[u8]) -> Option<Header> {
         let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
         let u64_at = |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
@@ -53,7 +53,7 @@ impl Header {
 
 /// The alignment of vmlinux's LOAD segments (the linker's max-page-size),
 /// from a gzip payload; None where it cannot be told (another compression).
-pub fn load_alignment(image: &[u8], header: &Header) -> Option<u64> {
+pub(crate) fn load_alignment(image: &[u8], header: &Header) -> Option<u64> {
     let (off, len) = header.payload?;
     let data = image.get(usize::try_from(off).ok()?..usize::try_from(off.checked_add(len)?).ok()?)?;
     if !data.starts_with(&[0x1f, 0x8b]) {
@@ -73,7 +73,7 @@ pub fn load_alignment(image: &[u8], header: &Header) -> Option<u64> {
 }
 
 /// What to say about a kernel that printed nothing on its console.
-pub fn silent_boot_advice(image: &Path, cmdline: &str) -> String {
+pub(crate) fn silent_boot_advice(image: &Path, cmdline: &str) -> String {
     let mut notes = Vec::new();
     let bytes = std::fs::File::open(image).and_then(|f| {
         let mut v = Vec::new();

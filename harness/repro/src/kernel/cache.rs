@@ -100,7 +100,7 @@ fn private_fallback() -> PathBuf {
 
 /// The most recently modified entry of cache directory `dir` that `keep`
 /// accepts: the image, build or compiler fetched last.
-pub fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> Option<PathBuf> {
+pub(crate) fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -111,7 +111,7 @@ pub fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool) -> Op
 }
 
 /// Refuse anything QEMU's `-kernel` cannot boot as an x86 bzImage.
-pub fn check_bzimage(path: &Path) -> Result<()> {
+pub(crate) fn check_bzimage(path: &Path) -> Result<()> {
     let mut head = [0u8; 0x210];
     let mut f = File::open(path).map_err(|e| {
         fail(
@@ -151,11 +151,11 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// The sha256 of `bytes`, in hex.
-pub fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-pub fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut HashWriter(&mut h))?;

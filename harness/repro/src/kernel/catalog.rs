@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 use crate::error::{fail, Kind};
 
-pub const CATALOG_TOML: &str = include_str!("../../../../vm-images/catalog.toml");
+pub(crate) const CATALOG_TOML: &str = include_str!("../../../../vm-images/catalog.toml");
 
 /// The catalog's patches, compiled in so the binary works anywhere. The
 /// era compatibility fixes are in [`crate::kernel::compat`].
-pub const PATCHES: &[(&str, &str)] = &[
+pub(crate) const PATCHES: &[(&str, &str)] = &[
     ("6.1-noprune.patch", include_str!("../../../../vm-images/patches/6.1-noprune.patch")),
     ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
 ];
@@ -96,7 +96,7 @@ pub struct Entry {
     pub source: Source,
 }
 
-pub use repro_proto::Expect;
+pub(crate) use repro_proto::Expect;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]

@@ -12,7 +12,7 @@ use crate::kernel::catalog::{Catalog, Entry, Source};
 /// the catalog's tree entry standing for the tree (CI knows no more before
 /// it fetches) and no host compiler (the build and check jobs run in the
 /// same container); a packaged kernel's is its source entry's hash.
-pub fn cache_key(catalog: &Catalog, e: &Entry) -> Result<String> {
+pub(crate) fn cache_key(catalog: &Catalog, e: &Entry) -> Result<String> {
     let key = match &e.source {
         Source::Build(b) => {
             let tree = serde_json::to_string(catalog.tree(&b.tree)?)?;
@@ -28,7 +28,7 @@ pub fn cache_key(catalog: &Catalog, e: &Entry) -> Result<String> {
 /// same Debian container, whose compiler is part of the image's cache key,
 /// so the check finds the image the build job made); "any" for Ubuntu's
 /// packages and RPMs.
-pub fn job_host(e: &Entry) -> &'static str {
+pub(crate) fn job_host(e: &Entry) -> &'static str {
     match &e.source {
         Source::Debian { .. } | Source::Build(_) => "debian",
         Source::Ubuntu { .. } | Source::Rpm { .. } => "any",
@@ -40,7 +40,7 @@ pub fn job_host(e: &Entry) -> &'static str {
 /// ([`job_host`]) and which tree builds it (`build`), so CI builds each tree
 /// once and fans the checks out. An empty matrix is an error: GitHub
 /// rejects one with a message that names nothing.
-pub fn matrix(catalog: &Catalog, scenarios: &[String], only: Option<&str>) -> Result<serde_json::Value> {
+pub(crate) fn matrix(catalog: &Catalog, scenarios: &[String], only: Option<&str>) -> Result<serde_json::Value> {
     let only = only.map(|n| catalog.lookup(n).map(|e| e.name.as_str())).transpose()?;
     let mut include = Vec::new();
     for s in scenarios {

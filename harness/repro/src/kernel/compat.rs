@@ -21,11 +21,11 @@ use crate::error::{fail, Kind};
 
 /// These rules' own text: part of every build's cache key, so an image
 /// built under other rules is never taken for one built under these.
-pub const RULES: &str = include_str!("compat.rs");
+pub(crate) const RULES: &str = include_str!("compat.rs");
 
 /// What the compiler that builds the tree does by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Toolchain {
+pub(crate) struct Toolchain {
     /// `__GNUC__` (clang says 4).
     pub gcc_major: u32,
     /// Whether it builds position-independent executables unless told not to.
@@ -34,7 +34,7 @@ pub struct Toolchain {
 
 /// Every fix repro knows, in the order they are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fix {
+pub(crate) enum Fix {
     RunBits,
     GccVersionHeader,
     EarlyIdtJump,
@@ -47,7 +47,7 @@ pub enum Fix {
 
 /// A file change a repair makes (paths relative to the tree).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
+pub(crate) enum Edit {
     /// Replace (or create) a file with this text.
     Write { path: PathBuf, text: String },
     /// Give a script its run bits back.
@@ -56,7 +56,7 @@ pub enum Edit {
 
 /// How a fix repairs a tree that needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Repair {
+pub(crate) struct Repair {
     pub edits: Vec<Edit>,
     /// Appended to CC.
     pub cc_flags: Vec<String>,
@@ -66,43 +66,43 @@ pub struct Repair {
 
 /// What one fix found in one tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     NotNeeded { why: String },
     Needed { found: String, repair: Repair },
 }
 
 /// The fixes' findings for one tree: what the build applies and reports.
 #[derive(Debug, Clone, Default)]
-pub struct Assessment {
+pub(crate) struct Assessment {
     pub findings: Vec<(Fix, Finding)>,
 }
 
 impl Assessment {
     /// Every fix over the tree at `src`; a construct that needs a repair
     /// repro cannot make is a build failure naming the fix.
-    pub fn of_tree(src: &Path, tc: &Toolchain) -> Result<Assessment> {
+    pub(crate) fn of_tree(src: &Path, tc: &Toolchain) -> Result<Assessment> {
         let tree = Tree { root: src };
         let findings = Fix::ALL.iter().map(|f| f.assess(&tree, tc).map(|x| (*f, x))).collect::<Result<_>>()?;
         Ok(Assessment { findings })
     }
 
-    pub fn needed(&self) -> impl Iterator<Item = (Fix, &str, &Repair)> {
+    pub(crate) fn needed(&self) -> impl Iterator<Item = (Fix, &str, &Repair)> {
         self.findings.iter().filter_map(|(f, x)| match x {
             Finding::Needed { found, repair } => Some((*f, found.as_str(), repair)),
             Finding::NotNeeded { .. } => None,
         })
     }
 
-    pub fn cc_flags(&self) -> Vec<String> {
+    pub(crate) fn cc_flags(&self) -> Vec<String> {
         self.needed().flat_map(|(_, _, r)| r.cc_flags.clone()).collect()
     }
 
-    pub fn ld_flags(&self) -> Vec<String> {
+    pub(crate) fn ld_flags(&self) -> Vec<String> {
         self.needed().flat_map(|(_, _, r)| r.ld_flags.clone()).collect()
     }
 
     /// One line per fix, for the build log and build.json.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.findings
             .iter()
             .map(|(f, x)| match x {
@@ -114,7 +114,7 @@ impl Assessment {
 }
 
 impl Fix {
-    pub const ALL: &'static [Fix] = &[
+    pub(crate) const ALL: &'static [Fix] = &[
         Fix::RunBits,
         Fix::GccVersionHeader,
         Fix::EarlyIdtJump,
@@ -125,7 +125,7 @@ impl Fix {
         Fix::MaxPageSize,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fix::RunBits => "run-bits",
             Fix::GccVersionHeader => "gcc-version-header",
@@ -139,7 +139,7 @@ impl Fix {
     }
 
     /// The change in the toolchain (or in how the tree arrived) it answers.
-    pub fn answers(self) -> &'static str {
+    pub(crate) fn answers(self) -> &'static str {
         match self {
             Fix::RunBits => "snapshots, tarballs and mirrors that store every file 0644: make runs the tree's scripts directly",
             Fix::GccVersionHeader => {

@@ -39,7 +39,7 @@ fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> R
 }
 
 /// Copy the first `boot/vmlinuz-*` of `deb` to `out`; returns its release.
-pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
+pub(crate) fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
     with_data_tar(deb, |data| {
         let mut tar = tar::Archive::new(data);
         for entry in tar.entries()? {
@@ -56,7 +56,7 @@ pub fn extract_vmlinuz(deb: &Path, out: &mut impl Write) -> Result<String> {
 
 /// Kernel modules by name (`veth` finds `.../veth.ko`, `.ko.xz`) under
 /// `lib/modules/` or `usr/lib/modules/` in a package, decompressed.
-pub fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
     with_data_tar(deb, |data| {
         let mut found = Vec::new();
         let mut tar = tar::Archive::new(data);
@@ -84,7 +84,7 @@ pub fn extract_modules(deb: &Path, names: &[String]) -> Result<Vec<(String, Vec<
 /// The kernel release of a kernel image's path inside a package:
 /// `boot/vmlinuz-R` (Debian up to trixie) or `usr/lib/modules/R/vmlinuz`
 /// (sid's linux-binary-* packages since 7.x).
-pub fn vmlinuz_release(path: &str) -> Option<String> {
+pub(crate) fn vmlinuz_release(path: &str) -> Option<String> {
     let p = path.trim_start_matches("./");
     if let Some(r) = p.strip_prefix("boot/vmlinuz-") {
         return (!r.is_empty() && !r.contains('/')).then(|| r.to_string());
@@ -96,7 +96,7 @@ pub fn vmlinuz_release(path: &str) -> Option<String> {
 /// Unpack the kernel source tarball that a linux-source-X package ships
 /// (`usr/src/linux-source-X.tar.xz` inside its data.tar.xz) into `dest`,
 /// without its top directory. Streams both layers: no temporary tarball.
-pub fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn extract_source_tarball(deb: &Path, dest: &Path) -> Result<()> {
     with_data_tar(deb, |data| {
         let mut outer = tar::Archive::new(data);
         for entry in outer.entries()? {
@@ -238,7 +238,7 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
 /// leading `..`s that do not climb above the top, then plain names. A `..`
 /// after a name is refused, since the name may itself be a link; with every
 /// link held to this rule, no chain of them can leave the tree.
-pub fn link_stays_inside(at: &Path, to: &Path) -> bool {
+pub(crate) fn link_stays_inside(at: &Path, to: &Path) -> bool {
     use std::path::Component;
     let mut depth = at.parent().map_or(0, |p| p.components().count());
     let mut names_seen = false;
@@ -255,7 +255,7 @@ pub fn link_stays_inside(at: &Path, to: &Path) -> bool {
 
 /// Unpack the whole data.tar.xz of a binary package into `dest` (package
 /// paths like `./usr/bin/gcc-10` land at `dest/usr/bin/gcc-10`).
-pub fn extract_package(deb: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn extract_package(deb: &Path, dest: &Path) -> Result<()> {
     with_data_tar(deb, |data| unpack_tar(data, dest, EscapingLinks::Skip, 0)).with_context(|| format!("unpacking {}", deb.display()))
 }
 

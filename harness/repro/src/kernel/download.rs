@@ -23,25 +23,25 @@ use crate::kernel::verify::{self, Verification};
 /// did (the caller may verify it further, e.g. by its RPM signature, and
 /// then applies [`verify::accept`]).
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub path: PathBuf,
     pub sha256: String,
     pub verified: Result<Verification>,
 }
 
-pub fn file_name(url: &str) -> &str {
+pub(crate) fn file_name(url: &str) -> &str {
     url.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download")
 }
 
 /// Where a download of `url` is kept (and where a user may seed it).
-pub fn cache_path(cache: &Cache, url: &str) -> PathBuf {
+pub(crate) fn cache_path(cache: &Cache, url: &str) -> PathBuf {
     cache.root.join("downloads").join(file_name(url))
 }
 
 /// Download `url` into the cache (or take the copy already there), checked
 /// against the catalog's `pinned` sha256, else against the sha256sums.asc
 /// beside it when `sums_key` (armored) verifies its signature.
-pub fn fetch(url: &str, pinned: Option<&str>, sums_key: Option<&str>, cache: &Cache) -> Result<Fetched> {
+pub(crate) fn fetch(url: &str, pinned: Option<&str>, sums_key: Option<&str>, cache: &Cache) -> Result<Fetched> {
     let path = cache_path(cache, url);
     let unavailable = |what: String| {
         fail(
@@ -138,7 +138,7 @@ fn download(url: &str, out: &Path) -> Result<String> {
 }
 
 /// Unpack a .tar.xz or .tar.gz into `dest`, dropping its top directory.
-pub fn extract_tarball(archive: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn extract_tarball(archive: &Path, dest: &Path) -> Result<()> {
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(archive)?);
     let name = archive.to_string_lossy();
     let reader: Box<dyn Read> = if name.ends_with(".tar.xz") {

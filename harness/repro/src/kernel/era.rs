@@ -21,10 +21,10 @@ use serde::Deserialize;
 
 use crate::error::{fail, Kind};
 
-pub const ERAS_TOML: &str = include_str!("../../../../vm-images/eras.toml");
+pub(crate) const ERAS_TOML: &str = include_str!("../../../../vm-images/eras.toml");
 
 /// Config fragments, compiled in so the binary works anywhere.
-pub const CONFIGS: &[(&str, &str)] = &[
+pub(crate) const CONFIGS: &[(&str, &str)] = &[
     ("minimal", include_str!("../../../../vm-images/config/minimal.config")),
     ("minimal-3.x", include_str!("../../../../vm-images/config/minimal-3.x.config")),
 ];
@@ -188,7 +188,7 @@ impl Eras {
     }
 }
 
-pub fn config_text(name: &str) -> Result<&'static str> {
+pub(crate) fn config_text(name: &str) -> Result<&'static str> {
     CONFIGS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).with_context(|| format!("no config fragment {name:?} in vm-images/config/"))
 }
 
@@ -222,7 +222,7 @@ impl Fragment {
 }
 
 /// The symbols a tree's Kconfig files define (`config X` / `menuconfig X`).
-pub fn kconfig_symbols(src: &Path) -> Result<BTreeSet<String>> {
+pub(crate) fn kconfig_symbols(src: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -248,7 +248,7 @@ pub fn kconfig_symbols(src: &Path) -> Result<BTreeSet<String>> {
 
 /// The merged fragment for one tree: what is applied, what was skipped.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfigPlan {
+pub(crate) struct ConfigPlan {
     /// The fragment names, joined: `minimal+minimal-3.x`.
     pub name: String,
     /// The `CONFIG_X=v` lines applied (symbols the tree defines).
@@ -262,7 +262,7 @@ pub struct ConfigPlan {
 impl ConfigPlan {
     /// Merge `fragments` for a tree defining `symbols`. A required option
     /// the tree does not define is an error that names it.
-    pub fn new(fragments: &[(&str, Fragment)], symbols: &BTreeSet<String>) -> Result<ConfigPlan> {
+    pub(crate) fn new(fragments: &[(&str, Fragment)], symbols: &BTreeSet<String>) -> Result<ConfigPlan> {
         let mut applied: Vec<(String, String)> = Vec::new();
         let mut skipped = Vec::new();
         let mut required = Vec::new();
@@ -307,20 +307,20 @@ impl ConfigPlan {
     }
 
     /// For an era and a tree on disk.
-    pub fn for_tree(era: &Era, src: &Path) -> Result<ConfigPlan> {
+    pub(crate) fn for_tree(era: &Era, src: &Path) -> Result<ConfigPlan> {
         let fragments: Vec<(&str, Fragment)> =
             era.config.iter().map(|n| config_text(n).map(|t| (n.as_str(), Fragment::parse(t)))).collect::<Result<_>>()?;
         ConfigPlan::new(&fragments, &kconfig_symbols(src)?)
     }
 
     /// The fragment file handed to merge_config.sh.
-    pub fn fragment_text(&self) -> String {
+    pub(crate) fn fragment_text(&self) -> String {
         self.applied.iter().map(|(k, v)| format!("CONFIG_{k}={v}\n")).collect()
     }
 
     /// After olddefconfig: (required options that did not survive, other
     /// applied options that did not).
-    pub fn check(&self, merged: &str) -> (Vec<String>, Vec<String>) {
+    pub(crate) fn check(&self, merged: &str) -> (Vec<String>, Vec<String>) {
         let have: BTreeSet<&str> = merged.lines().map(str::trim).collect();
         let lost: Vec<&String> =
             self.applied.iter().filter(|(k, v)| !have.contains(format!("CONFIG_{k}={v}").as_str())).map(|(k, _)| k).collect();

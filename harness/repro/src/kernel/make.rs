@@ -11,14 +11,14 @@ use anyhow::Result;
 
 use crate::error::{fail, Kind};
 
-pub fn make(src: &Path, out: &Path, vars: &[String], targets: &[&str], log: &Path) -> Result<()> {
+pub(crate) fn make(src: &Path, out: &Path, vars: &[String], targets: &[&str], log: &Path) -> Result<()> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(src).arg(format!("O={}", out.display())).arg(format!("-j{jobs}")).args(vars).args(targets);
     run_logged(&mut cmd, log, &format!("make {}", targets.join(" ")))
 }
 
-pub fn make_output(src: &Path, out: &Path, vars: &[String], args: &[&str]) -> Result<String> {
+pub(crate) fn make_output(src: &Path, out: &Path, vars: &[String], args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(src).arg(format!("O={}", out.display())).args(vars).args(args);
     crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGTERM);
@@ -35,7 +35,7 @@ pub fn make_output(src: &Path, out: &Path, vars: &[String], args: &[&str]) -> Re
 /// A script of the tree, run through the interpreter its `#!` line names
 /// (`sh` without one), so a tree whose files lost their run bits (a
 /// snapshot, a tarball, a mirror) runs it all the same.
-pub fn script(src: &Path, rel: &str) -> Command {
+pub(crate) fn script(src: &Path, rel: &str) -> Command {
     let path = src.join(rel);
     let first = std::fs::read(&path).ok().map(|b| b.split(|c| *c == b'\n').next().unwrap_or_default().to_vec()).unwrap_or_default();
     let shebang = String::from_utf8_lossy(&first);
@@ -49,7 +49,7 @@ pub fn script(src: &Path, rel: &str) -> Command {
 }
 
 /// The last non-empty line of a build log (read from its last 4 KiB).
-pub fn last_log_line(log: &Path) -> Option<String> {
+pub(crate) fn last_log_line(log: &Path) -> Option<String> {
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(log).ok()?;
     let len = f.metadata().ok()?.len();
@@ -62,7 +62,7 @@ pub fn last_log_line(log: &Path) -> Option<String> {
 
 /// Run with stdout and stderr appended to `log`; on failure, the error
 /// quotes the log's last lines (compiler errors first) and names the log.
-pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+pub(crate) fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(f, "\n### repro: {what}")?;
@@ -113,7 +113,7 @@ pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
 
 /// The build tools and headers a minimal kernel build needs, with the
 /// Debian package that provides each.
-pub const BUILD_NEEDS: &[(&str, &str)] = &[
+pub(crate) const BUILD_NEEDS: &[(&str, &str)] = &[
     ("make", "make"),
     ("flex", "flex"),
     ("bison", "bison"),
@@ -124,7 +124,7 @@ pub const BUILD_NEEDS: &[(&str, &str)] = &[
     ("/usr/include/openssl/opensslv.h", "libssl-dev"),
 ];
 
-pub fn check_build_tools() -> Result<()> {
+pub(crate) fn check_build_tools() -> Result<()> {
     let on_path = |tool: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file());
     // gcc builds the host tools of every tree, whichever compiler builds the kernel.
     let missing: Vec<&str> = BUILD_NEEDS

@@ -59,7 +59,7 @@ impl CachedImage {
 /// (or the linux-modules-R package sid splits them into), kept beside the
 /// image in `modules/` after the first time. Images that are not Debian
 /// packages get none: repro's builds have what the scenarios need built in.
-pub fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, cache: &Cache) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn debian_modules(image: &KernelImage, names: &[String], catalog: &Catalog, cache: &Cache) -> Result<Vec<(String, Vec<u8>)>> {
     if names.is_empty() || !matches!(image.origin, Origin::Package { .. }) {
         return Ok(Vec::new());
     }
@@ -142,7 +142,7 @@ fn kernel_apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRo
 
 /// A kernel package of Debian's or Ubuntu's (`distro`), through a private
 /// apt root whose sources come from the machine's own.
-pub fn fetch_apt(distro: Distro, name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
+pub(crate) fn fetch_apt(distro: Distro, name: &str, suites: &[String], package: &str, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
     let _lock = lock_kernel_dir(&kdir)?;
 
@@ -241,7 +241,7 @@ fn debian() -> String {
 }
 
 /// A binary kernel RPM (CentOS 7): download, verify, extract boot/vmlinuz-*.
-pub fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, key: &Option<String>, cache: &Cache) -> Result<KernelImage> {
+pub(crate) fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, key: &Option<String>, cache: &Cache) -> Result<KernelImage> {
     let kdir = cache.root.join("kernels").join(name);
     let _lock = lock_kernel_dir(&kdir)?;
     let file = crate::kernel::download::file_name(url);

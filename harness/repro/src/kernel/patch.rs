@@ -12,7 +12,7 @@ use crate::error::{fail, Kind};
 use crate::kernel::compat::Edit;
 
 /// Files a unified diff changes (its `+++ b/...` lines).
-pub fn patched_files(patch: &str) -> Vec<String> {
+pub(crate) fn patched_files(patch: &str) -> Vec<String> {
     patch
         .lines()
         .filter_map(|l| l.strip_prefix("+++ "))
@@ -39,7 +39,7 @@ fn save(src: &Path, pristine: &Path, rel: &Path) -> Result<()> {
 }
 
 /// Save what a compatibility fix's edits touch, then make them.
-pub fn apply_edits(src: &Path, pristine: &Path, edits: &[Edit]) -> Result<()> {
+pub(crate) fn apply_edits(src: &Path, pristine: &Path, edits: &[Edit]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for e in edits {
         match e {
@@ -65,7 +65,7 @@ pub fn apply_edits(src: &Path, pristine: &Path, edits: &[Edit]) -> Result<()> {
 }
 
 /// Save pristine copies of the files `patch` touches, then apply it.
-pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Result<()> {
+pub(crate) fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Result<()> {
     for f in patched_files(text) {
         save(src, pristine, Path::new(&f))?;
     }
@@ -83,8 +83,8 @@ pub fn apply_patch(src: &Path, pristine: &Path, name: &str, text: &str) -> Resul
     Ok(())
 }
 
-pub const ABSENT: &str = ".repro-absent";
-pub const MODE: &str = ".repro-mode";
+pub(crate) const ABSENT: &str = ".repro-absent";
+pub(crate) const MODE: &str = ".repro-mode";
 
 /// Holds the mode a fix changed: restoring means setting it back.
 fn mode_marker(saved: &Path) -> PathBuf {
@@ -94,7 +94,7 @@ fn mode_marker(saved: &Path) -> PathBuf {
 }
 
 /// Marks a file the patch creates: restoring means deleting it.
-pub fn absent_marker(saved: &Path) -> PathBuf {
+pub(crate) fn absent_marker(saved: &Path) -> PathBuf {
     let mut name = saved.as_os_str().to_owned();
     name.push(ABSENT);
     PathBuf::from(name)
@@ -102,7 +102,7 @@ pub fn absent_marker(saved: &Path) -> PathBuf {
 
 /// Put back every file saved by [`apply_patch`]: the tree is as fetched.
 /// Restored files get a new mtime, so make recompiles them.
-pub fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
+pub(crate) fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
     if !pristine.exists() {
         return Ok(());
     }
@@ -132,14 +132,9 @@ pub fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `patch` applies to the tree as it is now (`git apply --check`).
-pub fn patch_applies(src: &Path, patch: &str) -> bool {
-    git_apply(src, &["--check"], patch).is_ok_and(|o| o.status.success())
-}
-
 /// `git apply ARGS -` in `src` with `patch` on stdin; outside a git
 /// checkout, git apply works on the plain files.
-pub fn git_apply(src: &Path, args: &[&str], patch: &str) -> Result<std::process::Output> {
+pub(crate) fn git_apply(src: &Path, args: &[&str], patch: &str) -> Result<std::process::Output> {
     let mut child = Command::new("git")
         .arg("apply")
         .args(args)

@@ -13,13 +13,13 @@ use crate::error::{fail, Kind};
 
 /// A package read once: its signature checked and its image taken from
 /// the same bytes.
-pub struct Rpm {
+pub(crate) struct Rpm {
     path: PathBuf,
     pkg: rpm::Package,
 }
 
 impl Rpm {
-    pub fn open(path: &Path) -> Result<Rpm> {
+    pub(crate) fn open(path: &Path) -> Result<Rpm> {
         let bytes = crate::input::Input::Rpm.read(path)?;
         let unreadable = |e: String| fail(Kind::KernelUnavailable, format!("{} is not a readable RPM: {e}", path.display()));
         check_headers(&bytes).map_err(unreadable)?;
@@ -29,7 +29,7 @@ impl Rpm {
 
     /// Check the package's signature with `armored_key`; the key's
     /// fingerprint when it verifies.
-    pub fn verify_signature(&self, armored_key: &str) -> Result<String> {
+    pub(crate) fn verify_signature(&self, armored_key: &str) -> Result<String> {
         let (_, fp) = crate::kernel::verify::parse_key(armored_key)?;
         let verifier = rpm::signature::pgp::Verifier::from_asc(armored_key).context("loading the signing key")?;
         self.pkg.verify_signature(verifier).map_err(|e| {
@@ -45,14 +45,14 @@ impl Rpm {
     }
 
     /// VERSION-RELEASE from the header, e.g. `3.10.0-514.el7`.
-    pub fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let m = &self.pkg.metadata;
         format!("{}-{}", m.get_version().unwrap_or("?"), m.get_release().unwrap_or("?"))
     }
 
     /// Copy the package's `boot/vmlinuz-*` to `out`; returns the release it
     /// names. The image must match the sha256 its header lists for it.
-    pub fn extract_vmlinuz(&self, out: &mut impl Write) -> Result<String> {
+    pub(crate) fn extract_vmlinuz(&self, out: &mut impl Write) -> Result<String> {
         let path = &self.path;
         let files =
             self.pkg.files().map_err(|e| fail(Kind::KernelUnavailable, format!("{}: cannot read its payload: {e}", path.display())))?;
@@ -131,7 +131,7 @@ pub fn extract_vmlinuz(path: &Path, out: &mut impl Write) -> Result<String> {
 /// A kernel package holding `files` (path, bytes), signed with
 /// `secret_key` if given: the fixture that tests serve in place of a
 /// CentOS kernel package.
-#[doc(hidden)]
+#[cfg(any(test, feature = "fixtures"))]
 pub fn fixture(files: &[(&str, &[u8])], secret_key: Option<&str>) -> Result<Vec<u8>> {
     let mut b = rpm::PackageBuilder::new("kernel", "3.10.0", "GPLv2", "x86_64", "repro test fixture");
     // CentOS 7's format: v4 headers, an xz payload.

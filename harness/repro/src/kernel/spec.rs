@@ -101,7 +101,7 @@ impl fmt::Display for KernelSpec {
 }
 
 /// A file-name-safe form of `s`: what is not alphanumeric, `.`, `-` or `_` becomes `_`.
-pub fn slug(s: &str) -> String {
+pub(crate) fn slug(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
 }
 

@@ -22,7 +22,7 @@ use crate::kernel::era::{Eras, PackagedTool};
 
 /// A compiler ready to run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Compiler {
+pub(crate) struct Compiler {
     /// The name asked for: host, gcc-10, /opt/x/bin/gcc...
     pub name: String,
     /// What to run (a name on PATH or an absolute path).
@@ -35,7 +35,7 @@ pub struct Compiler {
 
 impl Compiler {
     /// `name` ready to run: found, or fetched into `cache`.
-    pub fn resolve(name: &str, eras: &Eras, cache: &Cache) -> Result<Compiler> {
+    pub(crate) fn resolve(name: &str, eras: &Eras, cache: &Cache) -> Result<Compiler> {
         let (program, origin) = if name == "host" {
             (PathBuf::from("gcc"), "host".to_string())
         } else if name.contains('/') || on_path(name) {
@@ -58,7 +58,7 @@ impl Compiler {
 
     /// What it does by default, from its own predefined macros
     /// (`cc -dM -E`): the GCC major it claims and whether it builds PIE.
-    pub fn toolchain(&self) -> Result<Toolchain> {
+    pub(crate) fn toolchain(&self) -> Result<Toolchain> {
         let o = Command::new(&self.program)
             .args(["-dM", "-E", "-x", "c", "/dev/null"])
             .stdin(std::process::Stdio::null())
@@ -80,7 +80,7 @@ impl Compiler {
     }
 
     /// The CC make variable: the program and the era's flags.
-    pub fn make_cc(&self, flags: &[String]) -> String {
+    pub(crate) fn make_cc(&self, flags: &[String]) -> String {
         std::iter::once(self.program.to_string_lossy().into_owned()).chain(flags.iter().cloned()).collect::<Vec<_>>().join(" ")
     }
 }
@@ -90,7 +90,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// The first line of `cc --version`, or a build failure saying it cannot run.
-pub fn version_of(program: &Path) -> Result<String> {
+pub(crate) fn version_of(program: &Path) -> Result<String> {
     let o = Command::new(program)
         .arg("--version")
         .output()
@@ -105,7 +105,7 @@ pub fn version_of(program: &Path) -> Result<String> {
 }
 
 /// The host's distribution as its apt sources say, for picking suites.
-pub fn host_distribution(system: &[apt::SourceEntry]) -> Option<&'static str> {
+pub(crate) fn host_distribution(system: &[apt::SourceEntry]) -> Option<&'static str> {
     if system.iter().any(|e| e.suites.iter().any(|s| apt::is_debian_suite(s))) {
         Some("debian")
     } else if system.iter().any(|e| e.suites.iter().any(|s| apt::is_ubuntu_suite(s))) {
@@ -130,7 +130,7 @@ fn fetch(name: &str, spec: &PackagedTool, cache: &Cache) -> Result<PathBuf> {
 /// Fetch `spec`'s packages into `<cache>/toolchains/NAME-<versions>/`,
 /// once, and check that its program runs (`--version`); `unavailable`
 /// turns the reason it cannot be had into the caller's error.
-pub fn fetch_tool(name: &str, spec: &PackagedTool, cache: &Cache, unavailable: impl Fn(String) -> anyhow::Error) -> Result<PathBuf> {
+pub(crate) fn fetch_tool(name: &str, spec: &PackagedTool, cache: &Cache, unavailable: impl Fn(String) -> anyhow::Error) -> Result<PathBuf> {
     let system = apt::system_sources();
     let distro =
         host_distribution(&system).ok_or_else(|| unavailable("this machine's apt sources are neither Debian's nor Ubuntu's".into()))?;

@@ -13,7 +13,7 @@ use crate::kernel::cache::{hex_sha256 as hex, Cache};
 use crate::kernel::catalog::TreeKind;
 
 /// A stable identity of a catalog tree: which exact source it is.
-pub fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<String> {
+pub(crate) fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<String> {
     match kind {
         TreeKind::DebianSource { suites, package } => {
             let root = apt_root(name, suites, cache)?;
@@ -38,13 +38,13 @@ pub fn tree_identity(name: &str, kind: &TreeKind, cache: &Cache) -> Result<Strin
     }
 }
 
-pub fn apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRoot> {
+pub(crate) fn apt_root(name: &str, suites: &[String], cache: &Cache) -> Result<AptRoot> {
     let sources = apt::derive_sources(&apt::system_sources(), suites).map_err(|e| fail(Kind::KernelUnavailable, format!("{e:#}")))?;
     AptRoot::create(&cache.root.join("apt").join(format!("src-{name}")), &sources)
 }
 
 /// Extracted trees of catalog tree `name`: (identity, directory), oldest first.
-pub fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
     let dir = cache.root.join("src").join(name);
     let mut v: Vec<(std::time::SystemTime, String, PathBuf)> = std::fs::read_dir(&dir)
         .into_iter()
@@ -60,16 +60,16 @@ pub fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf)> {
 }
 
 /// Beside an extracted tree: how its download was verified.
-pub const VERIFIED: &str = ".repro-verified";
+pub(crate) const VERIFIED: &str = ".repro-verified";
 
 /// How the download of the tree extracted at `src` (its `linux/`) was
 /// verified; None for trees that came through apt.
-pub fn verified(src: &Path) -> Option<String> {
+pub(crate) fn verified(src: &Path) -> Option<String> {
     std::fs::read_to_string(src.parent()?.join(VERIFIED)).ok()
 }
 
 /// The extracted source tree of a catalog tree, fetching it if needed.
-pub fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Result<PathBuf> {
+pub(crate) fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Result<PathBuf> {
     let id = id.to_string();
     if let Some((_, dir)) = extracted_trees(cache, name).into_iter().find(|(i, _)| *i == id) {
         return Ok(dir);
@@ -107,7 +107,7 @@ pub fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) -> Resu
 /// plus a hash of the uncommitted diff; outside git, a hash of every
 /// file's path, size and mtime (a tarball or snapshot unpacked again with
 /// other contents is another tree).
-pub fn local_tree_state(dir: &Path) -> Result<String> {
+pub(crate) fn local_tree_state(dir: &Path) -> Result<String> {
     match (git(dir, &["rev-parse", "HEAD"]), git(dir, &["diff", "HEAD"])) {
         (Ok(head), Ok(diff)) => Ok(format!("local:{}@{}+{}", dir.display(), head.trim(), &hex(diff.as_bytes())[..16])),
         _ => Ok(format!("local:{}#{}", dir.display(), Listing::of(dir).hash)),
@@ -115,14 +115,14 @@ pub fn local_tree_state(dir: &Path) -> Result<String> {
 }
 
 /// Every file of a tree by path, size and mtime: what make can see of it.
-pub struct Listing {
+pub(crate) struct Listing {
     pub hash: String,
     /// The newest mtime of any file.
     pub newest: std::time::SystemTime,
 }
 
 impl Listing {
-    pub fn of(dir: &Path) -> Listing {
+    pub(crate) fn of(dir: &Path) -> Listing {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         let mut newest = std::time::SystemTime::UNIX_EPOCH;
@@ -155,7 +155,7 @@ impl Listing {
 /// contents with older mtimes (an archive unpacked again, keeping its
 /// files' dates) changes nothing make can see, and the old objects would
 /// be linked: then the output directory starts over.
-pub fn out_dir_is_stale(out: &Path, identity: &str, src: &Path) -> bool {
+pub(crate) fn out_dir_is_stale(out: &Path, identity: &str, src: &Path) -> bool {
     let stamp = out.join(".repro-tree");
     let Ok(meta) = std::fs::metadata(&stamp) else {
         // Built by a repro that kept no stamp: which tree is unknown.

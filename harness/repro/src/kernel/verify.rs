@@ -18,13 +18,13 @@ use crate::error::{fail, Kind};
 use crate::kernel::cache::Cache;
 
 /// A signing key repro trusts, and the fingerprint its publisher states.
-pub struct Key {
+pub(crate) struct Key {
     pub name: &'static str,
     pub fingerprint: &'static str,
     pub armored: &'static str,
 }
 
-pub const KEYS: &[Key] = &[
+pub(crate) const KEYS: &[Key] = &[
     Key {
         name: "kernel.org",
         fingerprint: "b8868c80ba62a1fffaf5fda9632d3a06589da6b1",
@@ -39,8 +39,11 @@ pub const KEYS: &[Key] = &[
 
 /// The key a catalog entry names: a compiled-in key by name, or (for a
 /// catalog of one's own, `$REPRO_CATALOG`) the path of an armored key file.
-pub fn key_text(name: &str) -> Result<String> {
+pub(crate) fn key_text(name: &str) -> Result<String> {
     if let Some(k) = KEYS.iter().find(|k| k.name == name) {
+        // The compiled-in key is the one its publisher states, or nothing.
+        let (_, fp) = parse_key(k.armored)?;
+        anyhow::ensure!(fp == k.fingerprint, "the built-in {name} key's fingerprint is {fp}, not the publisher's {}", k.fingerprint);
         return Ok(k.armored.to_string());
     }
     if name.starts_with('/') {
@@ -56,7 +59,7 @@ pub fn key_text(name: &str) -> Result<String> {
 }
 
 /// The primary key of an armored key block, and its fingerprint in hex.
-pub fn parse_key(armored: &str) -> Result<(SignedPublicKey, String)> {
+pub(crate) fn parse_key(armored: &str) -> Result<(SignedPublicKey, String)> {
     let (key, _) = SignedPublicKey::from_string(armored).context("reading an OpenPGP public key")?;
     let fp = hex(key.fingerprint().as_bytes());
     Ok((key, fp))
@@ -65,7 +68,7 @@ pub fn parse_key(armored: &str) -> Result<(SignedPublicKey, String)> {
 /// How a file came to be trusted, as the summary's provenance says it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
-pub enum Verification {
+pub(crate) enum Verification {
     /// The catalog pins its sha256.
     Pinned,
     /// Listed in a sha256sums.asc whose signature this key verified.
@@ -91,7 +94,7 @@ impl std::fmt::Display for Verification {
 
 /// The text of a cleartext-signed message (kernel.org's sha256sums.asc)
 /// once its signature verifies with `armored_key`, and the key's fingerprint.
-pub fn signed_text(message: &str, armored_key: &str) -> Result<(String, String)> {
+pub(crate) fn signed_text(message: &str, armored_key: &str) -> Result<(String, String)> {
     let (key, fp) = parse_key(armored_key)?;
     let (msg, _) = CleartextSignedMessage::from_string(message).context("sha256sums.asc is not an OpenPGP cleartext-signed message")?;
     msg.verify(&key).map_err(|e| {
@@ -104,7 +107,7 @@ pub fn signed_text(message: &str, armored_key: &str) -> Result<(String, String)>
 }
 
 /// The hash of `name` in a `sha256sum`-style listing.
-pub fn sums_entry(sums: &str, name: &str) -> Option<String> {
+pub(crate) fn sums_entry(sums: &str, name: &str) -> Option<String> {
     sums.lines().find_map(|l| {
         let mut w = l.split_whitespace();
         let (h, n) = (w.next()?, w.next()?);
@@ -115,17 +118,17 @@ pub fn sums_entry(sums: &str, name: &str) -> Option<String> {
 /// Hashes first seen for files nothing could verify, kept in the cache, so
 /// that the same name never silently turns into different bytes.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct FirstSeen {
+pub(crate) struct FirstSeen {
     #[serde(flatten)]
     seen: BTreeMap<String, String>,
 }
 
 impl FirstSeen {
-    pub fn path(downloads: &Path) -> PathBuf {
+    pub(crate) fn path(downloads: &Path) -> PathBuf {
         downloads.join("first-seen.json")
     }
 
-    pub fn load(downloads: &Path) -> Result<FirstSeen> {
+    pub(crate) fn load(downloads: &Path) -> Result<FirstSeen> {
         match std::fs::read_to_string(Self::path(downloads)) {
             Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is damaged: remove it", Self::path(downloads).display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FirstSeen::default()),
@@ -134,7 +137,7 @@ impl FirstSeen {
     }
 
     /// Record `sha` for `name` the first time; refuse a different one later.
-    pub fn check(&mut self, downloads: &Path, name: &str, sha: &str) -> Result<()> {
+    pub(crate) fn check(&mut self, downloads: &Path, name: &str, sha: &str) -> Result<()> {
         match self.seen.get(name) {
             Some(first) if first == sha => Ok(()),
             Some(first) => Err(fail(
@@ -157,7 +160,7 @@ impl FirstSeen {
 /// is refused, unless the cache allows unverified downloads
 /// (`--insecure-download`), and then only with the hash it was first seen
 /// with.
-pub fn accept(cache: &Cache, name: &str, sha256: &str, verified: Result<Verification>) -> Result<Verification> {
+pub(crate) fn accept(cache: &Cache, name: &str, sha256: &str, verified: Result<Verification>) -> Result<Verification> {
     match verified {
         Ok(v) => Ok(v),
         Err(why) if cache.insecure_download => {

@@ -2,9 +2,9 @@
 //! the recorder that keeps them on disk as messages arrive, the progress
 //! shown meanwhile; and `watch`, the host monitor that needs no VM.
 
-pub mod progress;
-pub mod projection;
-pub mod record;
-pub mod scenario;
-pub mod summary;
-pub mod watch;
+pub(crate) mod progress;
+pub(crate) mod projection;
+pub(crate) mod record;
+pub(crate) mod scenario;
+pub(crate) mod summary;
+pub(crate) mod watch;

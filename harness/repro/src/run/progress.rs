@@ -7,7 +7,7 @@ use repro_proto::Window;
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     last_log: Option<Instant>,
     /// The probe shown: the first non-control path.
@@ -15,7 +15,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, probe: &str, quiet: bool) -> Progress {
+    pub(crate) fn new(total: u64, probe: &str, quiet: bool) -> Progress {
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bar = (tty && !quiet).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -30,20 +30,20 @@ impl Progress {
         Progress { bar, last_log: None, probe: probe.to_string() }
     }
 
-    pub fn status(&self, msg: &str) {
+    pub(crate) fn status(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.set_message(msg.to_string()),
             None => tracing::info!("{msg}"),
         }
     }
 
-    pub fn iteration(&self, i: u64) {
+    pub(crate) fn iteration(&self, i: u64) {
         if let Some(b) = &self.bar {
             b.set_position(i);
         }
     }
 
-    pub fn window(&mut self, w: &Window) {
+    pub(crate) fn window(&mut self, w: &Window) {
         let p50 = w.probes.iter().find(|p| p.name == self.probe).map_or(0.0, |p| p.p50_us);
         let text = format!("{:.0}/s, {} p50 {:.0}us, nr_dentry {}", w.churn_rate, self.probe, p50, w.nr_dentry);
         match &self.bar {
@@ -61,14 +61,14 @@ impl Progress {
     }
 
     /// Run `f` (which prints) without the bar drawing over it.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {
             Some(b) => b.suspend(f),
             None => f(),
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

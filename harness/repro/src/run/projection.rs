@@ -7,21 +7,21 @@
 use repro_proto::{Projection, Window};
 
 /// The write-up's chain: 799,259 entries.
-pub const WRITEUP_CHAIN: f64 = 799_259.0;
+pub(crate) const WRITEUP_CHAIN: f64 = 799_259.0;
 
 /// Windows before a projection is made.
-pub const MIN_WINDOWS: usize = 5;
+pub(crate) const MIN_WINDOWS: usize = 5;
 
 /// Seconds a run of `n` namespaces takes when each iteration costs
 /// `t0 + k * x` seconds at chain length x (every new namespace's own
 /// lookups walk the chain too): the integral, t0*n + k*n^2/2.
-pub fn churn_seconds(t0: f64, k: f64, n: f64) -> f64 {
+pub(crate) fn churn_seconds(t0: f64, k: f64, n: f64) -> f64 {
     t0 * n + k * n * n / 2.0
 }
 
 /// (t0, k) of the per-iteration cost from windows' (iteration, churn rate):
 /// a least-squares line through (x, 1/rate). None without 3 windows.
-pub fn iteration_cost(windows: &[(f64, f64)]) -> Option<(f64, f64)> {
+pub(crate) fn iteration_cost(windows: &[(f64, f64)]) -> Option<(f64, f64)> {
     let pts: Vec<(f64, f64)> = windows.iter().filter(|(_, r)| *r > 0.0).map(|&(x, r)| (x, 1.0 / r)).collect();
     if pts.len() < 3 {
         return None;
@@ -40,7 +40,7 @@ pub fn iteration_cost(windows: &[(f64, f64)]) -> Option<(f64, f64)> {
 /// The projection from a run's windows so far, when the churn visibly
 /// slows as the chain grows (the last window's iteration costs at least
 /// half again the first's); None otherwise, or before [`MIN_WINDOWS`].
-pub fn project(windows: &[Window], total: u64) -> Option<Projection> {
+pub(crate) fn project(windows: &[Window], total: u64) -> Option<Projection> {
     if windows.len() < MIN_WINDOWS {
         return None;
     }

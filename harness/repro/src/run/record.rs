@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use repro_proto::{Message, Residual, Round, RunError, Summary};
 
-pub const SUMMARY: &str = "summary.json";
-pub const SAMPLES: &str = "samples.jsonl";
-pub const CONSOLE: &str = "console.log";
+pub(crate) const SUMMARY: &str = "summary.json";
+pub(crate) const SAMPLES: &str = "samples.jsonl";
+pub(crate) const CONSOLE: &str = "console.log";
 
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub dir: PathBuf,
     samples: BufWriter<File>,
     pub summary: Summary,
@@ -25,7 +25,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
+    pub(crate) fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
         // An earlier run's samples are never overwritten.
         if dir.join(SUMMARY).exists() {
             return Err(crate::error::fail(
@@ -57,7 +57,7 @@ impl Recorder {
     }
 
     /// Record one message from the agent. Progress heartbeats are not kept.
-    pub fn record(&mut self, msg: &Message) -> Result<()> {
+    pub(crate) fn record(&mut self, msg: &Message) -> Result<()> {
         if !matches!(msg, Message::Progress { .. }) {
             serde_json::to_writer(&mut self.samples, msg)?;
             self.samples.write_all(b"\n")?;
@@ -119,7 +119,7 @@ impl Recorder {
     }
 
     /// The host's answer to the last round: stop there, or go on.
-    pub fn round_answered(&mut self, stop: bool) -> Result<()> {
+    pub(crate) fn round_answered(&mut self, stop: bool) -> Result<()> {
         if let Some(r) = self.summary.rounds.last_mut() {
             r.stop = stop;
         }
@@ -128,13 +128,13 @@ impl Recorder {
     }
 
     /// Close the run: complete only if the agent said Done and nothing failed.
-    pub fn finish(&mut self, error: Option<RunError>) -> Result<()> {
+    pub(crate) fn finish(&mut self, error: Option<RunError>) -> Result<()> {
         self.summary.complete = self.done && error.is_none();
         self.summary.error = error;
         self.write_summary()
     }
 
-    pub fn write_summary(&mut self) -> Result<()> {
+    pub(crate) fn write_summary(&mut self) -> Result<()> {
         self.summary.duration_s = self.started.elapsed().as_secs_f64();
         crate::atomic::write_json(&self.dir.join(SUMMARY), &self.summary)
     }

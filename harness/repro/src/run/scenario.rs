@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::error::{fail, Kind};
 
 /// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("seed", include_str!("../../../../scenarios/seed.toml")),
     ("sysctl-all", include_str!("../../../../scenarios/sysctl-all.toml")),
     ("held-fd", include_str!("../../../../scenarios/held-fd.toml")),
@@ -116,7 +116,7 @@ const DEFAULT_FLAT_MS: u64 = 8000;
 const DEFAULT_FLAT_FACTOR: f64 = 3.0;
 
 /// Resolve `--scenario`: a built-in name, or a path to a TOML file.
-pub fn load(arg: &str) -> Result<Scenario> {
+pub(crate) fn load(arg: &str) -> Result<Scenario> {
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == arg) {
         return parse(&format!("scenarios/{arg}.toml (built in)"), text);
     }

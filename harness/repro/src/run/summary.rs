@@ -68,7 +68,7 @@ pub(crate) fn run_error(e: &anyhow::Error) -> RunError {
     RunError { kind: kind_of(e).unwrap_or(Kind::Internal), message: crate::error::render(e), exit_code: crate::error::exit_code_of(e) }
 }
 
-pub fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
+pub(crate) fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
     let mut text = String::new();
     let release = s.kernel.release.as_deref().unwrap_or("?");
     let accel = s.ran_on();
@@ -107,7 +107,7 @@ pub fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
 
 /// `out`, else a new directory under results/runs named by the date, the
 /// kernel's slug, the scenario and the iteration count.
-pub fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &str, iterations: u64, date: &str) -> Result<PathBuf> {
+pub(crate) fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &str, iterations: u64, date: &str) -> Result<PathBuf> {
     if let Some(out) = out {
         return Ok(out.to_path_buf());
     }

@@ -18,7 +18,7 @@ use crate::error::{fail, Kind};
 
 /// One line of `repro watch` output.
 #[derive(Debug, Clone, Serialize)]
-pub struct Tick {
+pub(crate) struct Tick {
     pub time: String,
     pub probe_p50_us: f64,
     pub control_p50_us: f64,
@@ -55,7 +55,7 @@ fn open_p50(path: &std::path::Path, samples: u32) -> Result<f64> {
 }
 
 /// Pure: the tick's derived numbers.
-pub fn derive(probe_us: f64, control_us: f64, per_entry_us: f64) -> (f64, u64) {
+pub(crate) fn derive(probe_us: f64, control_us: f64, per_entry_us: f64) -> (f64, u64) {
     let ratio = if control_us > 0.0 { probe_us / control_us } else { 0.0 };
     let chain = ((probe_us - control_us).max(0.0) / per_entry_us.max(1e-9)).round() as u64;
     (ratio, chain)
@@ -82,14 +82,14 @@ pub struct WatchRequest {
 
 /// How a watch ended; cli/ chooses the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchEnd {
+pub(crate) enum WatchEnd {
     /// --count intervals, or the command ended and --linger passed.
     Done,
     /// The alarm, with no --hook to take it.
     Alarm,
 }
 
-pub fn watch(args: &WatchRequest) -> Result<WatchEnd> {
+pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
     for p in [&args.probe, &args.control] {
         if let Err(e) = std::fs::metadata(p) {
             return Err(fail(

@@ -31,7 +31,7 @@ fn first_last(s: &Summary, probe: &str) -> (f64, f64) {
 /// Theil-Sen slope of the probe's p50, us per 1,000 iterations.
 fn slope(s: &Summary, probe: &str) -> f64 {
     let pts: Vec<(f64, f64)> = s.windows.iter().map(|w| (w.iteration as f64 / 1000.0, p50(w, probe))).collect();
-    repro::judge::verdict::theil_sen(&pts).unwrap()
+    repro::testing::theil_sen(&pts).unwrap()
 }
 
 /// One stale chain entry per namespace costs at least ~0.6 us per lookup

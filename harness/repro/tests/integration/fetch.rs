@@ -88,7 +88,7 @@ fn kernel_rpm() -> Vec<u8> {
 fn signed_kernel_rpm(key: Option<&TestKey>) -> Vec<u8> {
     let image = std::fs::read(debian_6_1()).unwrap();
     let files: &[(&str, &[u8])] = &[("./boot/config-3.10.0-0.el7.x86_64", b"# cfg"), ("./boot/vmlinuz-3.10.0-0.el7.x86_64", &image)];
-    repro::kernel::rpm::fixture(files, key.map(|k| k.secret_asc.as_str())).unwrap()
+    repro::testing::rpm_fixture(files, key.map(|k| k.secret_asc.as_str())).unwrap()
 }
 
 #[test]

@@ -12,7 +12,7 @@ fn config() -> ProptestConfig {
 
 /// A structurally valid RPM, the base that truncation and bit flips start from.
 fn rpm_bytes() -> Vec<u8> {
-    repro::kernel::rpm::fixture(&[("./boot/vmlinuz-3.10.0-0.el7.x86_64", b"bzImage bytes")], None).unwrap()
+    repro::testing::rpm_fixture(&[("./boot/vmlinuz-3.10.0-0.el7.x86_64", b"bzImage bytes")], None).unwrap()
 }
 
 proptest! {
@@ -23,7 +23,7 @@ proptest! {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k.rpm");
         std::fs::write(&p, &bytes).unwrap();
-        prop_assert!(repro::kernel::rpm::extract_vmlinuz(&p, &mut Vec::new()).is_err());
+        prop_assert!(repro::testing::extract_vmlinuz(&p, &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -37,7 +37,7 @@ proptest! {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k.rpm");
         std::fs::write(&p, &b).unwrap();
-        let got = repro::kernel::rpm::extract_vmlinuz(&p, &mut Vec::new());
+        let got = repro::testing::extract_vmlinuz(&p, &mut Vec::new());
         // A package that lost its tail never yields an image; a flipped bit
         // alone may land where nothing checks it, and must only not panic.
         prop_assert!(!truncated || got.is_err(), "an RPM cut at {cut} of its bytes was accepted");
@@ -46,15 +46,15 @@ proptest! {
     #[test]
     fn apt_sources_of_any_text_parse_without_panicking(text in "\\PC{0,200}", prefix in prop::sample::select(vec!["deb ", "deb [", "Types: deb\nURIs: ", ""])) {
         let t = format!("{prefix}{text}");
-        let one = repro::kernel::apt::parse_one_line(&t);
-        let many = repro::kernel::apt::parse_deb822(&t);
-        let _ = repro::kernel::apt::derive_sources(&[one, many].concat(), &["bookworm".into(), "noble-security".into()]);
+        let one = repro::testing::parse_one_line(&t);
+        let many = repro::testing::parse_deb822(&t);
+        let _ = repro::testing::derive_sources(&[one, many].concat(), &["bookworm".into(), "noble-security".into()]);
     }
 
     #[test]
     fn makefile_versions_of_any_text_parse_without_panicking(text in "\\PC{0,300}") {
-        let _ = repro::kernel::era::KernelVersion::from_makefile(&text);
-        let _ = repro::kernel::era::Fragment::parse(&text);
+        let _ = repro::testing::KernelVersion::from_makefile(&text);
+        let _ = repro::testing::Fragment::parse(&text);
     }
 
     #[test]
@@ -65,14 +65,14 @@ proptest! {
 
     #[test]
     fn scenario_and_catalog_toml_of_any_text_are_an_error_or_a_value(text in "\\PC{0,300}") {
-        let _ = repro::run::scenario::parse("prop.toml", &text);
-        let _ = repro::kernel::catalog::Catalog::parse(&text);
-        let _ = repro::kernel::era::Eras::parse(&text);
+        let _ = repro::testing::parse_scenario("prop.toml", &text);
+        let _ = repro::testing::Catalog::parse(&text);
+        let _ = repro::testing::Eras::parse(&text);
     }
 
     #[test]
     fn git_bisect_output_of_any_text_is_read_without_panicking(text in "\\PC{0,300}") {
-        let _ = repro::judge::bisect::parse_git_bisect(&text, "fixed");
+        let _ = repro::testing::parse_git_bisect(&text, "fixed");
     }
 
     #[test]
@@ -109,8 +109,8 @@ proptest! {
             }
         }
         let bytes = b.into_inner().unwrap();
-        for links in [repro::kernel::deb::EscapingLinks::Refuse, repro::kernel::deb::EscapingLinks::Skip] {
-            let _ = repro::kernel::deb::unpack_stripped(&bytes[..], &dest, links);
+        for links in [repro::testing::EscapingLinks::Refuse, repro::testing::EscapingLinks::Skip] {
+            let _ = repro::testing::unpack_stripped(&bytes[..], &dest, links);
             // Nothing appeared beside the tree, in its parent.
             let beside: Vec<String> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "tree").collect();
             prop_assert!(beside.is_empty(), "{beside:?} written outside the tree by {entries:?}");
