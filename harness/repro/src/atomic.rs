@@ -12,22 +12,21 @@ use anyhow::Result;
 /// file beside it, synced, renamed over it, and the directory synced so the
 /// rename itself survives a power cut. Every JSON file of a run directory
 /// (summary.json, verdict.json, bisect.json) and the cache's first-seen
-/// hashes are written through here.
+/// hashes are written through here. The temporary file has an
+/// unpredictable name and is created exclusively (the `tempfile` crate), so
+/// a link planted in the directory is never written through.
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp"));
     let write = || -> std::io::Result<()> {
-        let mut f = BufWriter::new(File::create(&tmp)?);
+        // Dropped on an error: a full disk must not also lose the previous, complete file.
+        let tmp = tempfile::Builder::new().prefix(".repro-").suffix(".tmp").tempfile_in(dir)?;
+        let mut f = BufWriter::new(tmp);
         serde_json::to_writer_pretty(&mut f, value)?;
         f.write_all(b"\n")?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let tmp = f.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|e| {
-        // A full disk must not also lose the previous, complete file.
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::from(e).context(format!("writing {}", path.display()))
-    })
+    write().map_err(|e| anyhow::Error::from(e).context(format!("writing {}", path.display())))
 }

@@ -89,7 +89,7 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
     let agent = agent_path()?;
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let summary = new_summary(&date, &args.vm.kernel.label(), scenario, args.iterations, args.workers, window);
+    let summary = new_summary(&date, &args.kernel_label(), scenario, args.iterations, args.workers, window);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
         Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),

@@ -58,6 +58,16 @@ impl RunRequest {
         self.window.unwrap_or(self.iterations / 20).max(1)
     }
 
+    /// The kernel's name in the summary: the host backend runs this
+    /// machine's own kernel, whatever --kernel says, and is no catalog
+    /// kernel (its release is the agent's `uname -r`).
+    pub fn kernel_label(&self) -> String {
+        match self.backend {
+            Backend::Host => "host".to_string(),
+            Backend::Qemu => self.vm.kernel.label(),
+        }
+    }
+
     /// The run directory's name for this kernel: `host` on the host backend.
     pub fn kernel_slug(&self) -> String {
         match self.backend {

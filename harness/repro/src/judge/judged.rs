@@ -72,7 +72,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
 fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Verdict> {
     let scenario = crate::run::scenario::load(&run.scenario)?;
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut s = new_summary(&date, &run.vm.kernel.label(), scenario, run.iterations, run.workers, run.window());
+    let mut s = new_summary(&date, &run.kernel_label(), scenario, run.iterations, run.workers, run.window());
     s.backend = run.backend;
     s.error = Some(run_error(e));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -24,6 +24,36 @@ pub(crate) struct Recorder {
     pub exec_exit: Option<i32>,
 }
 
+/// Make `dir` the run's own: created here, or an empty directory this user
+/// owns (`mktemp -d`). A directory with entries, someone else's, or a
+/// link is refused (exit 2): files repro writes there must be repro's.
+fn claim_run_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        crate::error::fail(crate::error::Kind::Usage, format!("cannot use {} as the run directory: {why}; choose another --out", dir.display()))
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| refuse(format!("cannot create its parent ({e})")))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+            if !meta.is_dir() {
+                return Err(refuse("it exists and is not a directory (a link or a file)".into()));
+            }
+            if meta.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(refuse(format!("it belongs to uid {}, not to this user", meta.uid())));
+            }
+            if std::fs::read_dir(dir).map_err(|e| refuse(e.to_string()))?.next().is_some() {
+                return Err(refuse("it already has entries".into()));
+            }
+            Ok(())
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
 impl Recorder {
     pub(crate) fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
         // An earlier run's samples are never overwritten.
@@ -36,14 +66,16 @@ impl Recorder {
                 ),
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| {
+        claim_run_dir(dir)?;
+        // Created exclusively: a second run given the same --out, or a link
+        // planted there, stops here instead of being written through.
+        let path = dir.join(SAMPLES);
+        let samples = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
             crate::error::fail(
                 crate::error::Kind::Usage,
-                format!("cannot create the run directory {} ({e}): choose another --out", dir.display()),
+                format!("cannot create {} ({e}): another run is writing to this --out, or something was put there; choose another --out", path.display()),
             )
         })?;
-        let path = dir.join(SAMPLES);
-        let samples = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut r = Recorder {
             dir: dir.to_path_buf(),
             samples: BufWriter::new(samples),

@@ -282,3 +282,41 @@ fn logs_carry_no_colour_codes_off_a_terminal_whatever_no_color_says() {
         assert!(!o.stderr.contains(&0x1b), "{err}");
     }
 }
+
+#[test]
+fn a_run_never_writes_through_links_planted_in_its_out_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let img = fake_bzimage(d.path());
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("samples.jsonl")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("created"), out.join(".summary.json.tmp")).unwrap();
+    repro()
+        .args(["run", "--accel", "tcg", "-n", "10", "--boot-timeout", "2s", "--kernel"])
+        .arg(&img)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(exit_codes::USAGE)
+        .stderr(predicate::str::contains("already has entries"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!d.path().join("created").exists());
+    // An empty directory of one's own (mktemp -d) is a fine --out; a link to one is not.
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&empty, &link).unwrap();
+    repro()
+        .args(["run", "--accel", "tcg", "-n", "10", "--boot-timeout", "2s", "--kernel"])
+        .arg(&img)
+        .arg("--out")
+        .arg(&link)
+        .assert()
+        .code(exit_codes::USAGE)
+        .stderr(predicate::str::contains("not a directory (a link"));
+    let o = repro().args(["run", "--accel", "tcg", "-n", "10", "--boot-timeout", "2s", "--kernel"]).arg(&img).arg("--out").arg(&empty).output().unwrap();
+    assert_ne!(o.status.code(), Some(exit_codes::USAGE), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(empty.join("summary.json").exists());
+}
