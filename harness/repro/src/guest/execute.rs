@@ -25,9 +25,7 @@ pub(crate) struct Finished {
     pub error: Option<anyhow::Error>,
 }
 
-/// Set up, run and record; errors before the run directory exists are Err.
-/// The most windows one run records.
-pub(crate) const MAX_WINDOWS: u64 = 10_000;
+use crate::run::record::MAX_WINDOWS;
 
 /// What both backends get from [`execute`].
 struct Setup<'a> {

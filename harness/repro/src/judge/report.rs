@@ -64,25 +64,43 @@ pub(crate) fn collect(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// The rows of the runs in `dirs`. A run whose summary cannot be read (cut
+/// short, hand-edited, another program's) is left out with a warning that
+/// names it: one bad directory never takes the whole report down. None
+/// readable at all is an error.
 pub(crate) fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
-    dirs.iter()
-        .map(|dir| {
-            let path = dir.join("summary.json");
-            let text = crate::input::Input::Summary.read_text(&path)?;
-            let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
-            let verdict = decide(&summary, &summary.scenario_definition.verdict);
-            let entry = catalog.lookup(&summary.kernel.name).ok();
-            let from_catalog = entry.and_then(|e| e.expect.get(&summary.scenario).copied()).map(|x| (x, "the catalog".to_string()));
-            // A kernel built from a tree (--src) says in its source which fix it has.
-            let from_source = || {
-                let fix = summary.kernel.source_fix?;
-                fix.expect(&summary.scenario_definition).map(|x| (x, format!("its source: {}", fix.describe())))
-            };
-            let (expected, expected_from) = from_catalog.or_else(from_source).unzip();
-            let known_issue = entry.and_then(|e| e.known_issue.clone());
-            Ok(Row { dir: dir.clone(), summary, verdict, expected, expected_from, known_issue })
-        })
-        .collect()
+    let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
+    for dir in dirs {
+        match row(dir, catalog) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                tracing::warn!("leaving {} out of the report: {e:#}", dir.display());
+                unreadable.push(format!("{e:#}"));
+            }
+        }
+    }
+    if rows.is_empty() && !unreadable.is_empty() {
+        anyhow::bail!("no run could be read: {}", unreadable.join("; "));
+    }
+    Ok(rows)
+}
+
+fn row(dir: &Path, catalog: &Catalog) -> Result<Row> {
+    let path = dir.join("summary.json");
+    let text = crate::input::Input::Summary.read_text(&path)?;
+    let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
+    let verdict = decide(&summary, &summary.scenario_definition.verdict);
+    let entry = catalog.lookup(&summary.kernel.name).ok();
+    let from_catalog = entry.and_then(|e| e.expect.get(&summary.scenario).copied()).map(|x| (x, "the catalog".to_string()));
+    // A kernel built from a tree (--src) says in its source which fix it has.
+    let from_source = || {
+        let fix = summary.kernel.source_fix?;
+        fix.expect(&summary.scenario_definition).map(|x| (x, format!("its source: {}", fix.describe())))
+    };
+    let (expected, expected_from) = from_catalog.or_else(from_source).unzip();
+    let known_issue = entry.and_then(|e| e.known_issue.clone());
+    Ok(Row { dir: dir.to_path_buf(), summary, verdict, expected, expected_from, known_issue })
 }
 
 fn num(x: Option<f64>, decimals: usize) -> String {
@@ -499,6 +517,19 @@ mod tests {
         assert_eq!(x.lines().count(), 1, "one regressed run: {x}");
         assert!(x.starts_with("- 6.1-noprune on seed (tcg): ") && x.contains("Write-up: 0.456 s (0.57 us per entry)"), "{x}");
         assert!(x.contains("fitted on chains of 150-3000 entries (20 windows)"), "{x}");
+    }
+
+    #[test]
+    fn one_unreadable_run_is_left_out_and_the_rest_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/seed/6.1-noprune-3000");
+        let bad = d.path().join("bad");
+        std::fs::create_dir(&bad).unwrap();
+        // What an older repro wrote for an infinite projection.
+        std::fs::write(bad.join("summary.json"), "{\"projection\": {\"writeup_chain_s\": null}}").unwrap();
+        let catalog = Catalog::parse(crate::kernel::catalog::CATALOG_TOML).unwrap();
+        assert_eq!(rows(&[good, bad.clone()], &catalog).unwrap().len(), 1);
+        assert!(rows(&[bad], &catalog).is_err(), "nothing readable at all is an error");
     }
 
     #[test]

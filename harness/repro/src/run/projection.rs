@@ -50,13 +50,16 @@ pub(crate) fn project(windows: &[Window], total: u64) -> Option<Projection> {
     if t0 <= 0.0 || k * last < 0.5 * t0 {
         return None;
     }
-    Some(Projection {
+    let p = Projection {
         at_iteration: last as u64,
         t0_s: t0,
         per_entry_s: k,
         finish_s: churn_seconds(t0, k, total as f64),
         writeup_chain_s: churn_seconds(t0, k, WRITEUP_CHAIN),
-    })
+    };
+    // JSON has no infinity: a projection that overflows is no projection
+    // (serde_json would write null, which no reader of the summary accepts).
+    [p.t0_s, p.per_entry_s, p.finish_s, p.writeup_chain_s].iter().all(|x| x.is_finite()).then_some(p)
 }
 
 #[cfg(test)]

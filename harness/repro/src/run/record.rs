@@ -14,11 +14,24 @@ pub(crate) const SUMMARY: &str = "summary.json";
 pub(crate) const SAMPLES: &str = "samples.jsonl";
 pub(crate) const CONSOLE: &str = "console.log";
 
+/// The most windows one run records: what the host asks for (a usage
+/// error beyond) and what it accepts from the agent (a protocol violation
+/// beyond), with room for the windows rounds add at their pauses.
+pub(crate) const MAX_WINDOWS: u64 = 10_000;
+const MAX_WINDOWS_RECEIVED: usize = MAX_WINDOWS as usize + 64;
+
+/// summary.json is rewritten at most this often while windows stream in
+/// (every window is in samples.jsonl at once): 10,000 windows cost 10,000
+/// small writes, not 10,000 rewrites of a growing file.
+const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) struct Recorder {
     pub dir: PathBuf,
     samples: BufWriter<File>,
     pub summary: Summary,
     started: std::time::Instant,
+    /// When summary.json was last written.
+    written: std::time::Instant,
     done: bool,
     /// The exit code of `repro exec`'s command.
     pub exec_exit: Option<i32>,
@@ -30,7 +43,10 @@ pub(crate) struct Recorder {
 fn claim_run_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| {
-        crate::error::fail(crate::error::Kind::Usage, format!("cannot use {} as the run directory: {why}; choose another --out", dir.display()))
+        crate::error::fail(
+            crate::error::Kind::Usage,
+            format!("cannot use {} as the run directory: {why}; choose another --out", dir.display()),
+        )
     };
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| refuse(format!("cannot create its parent ({e})")))?;
@@ -73,7 +89,10 @@ impl Recorder {
         let samples = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
             crate::error::fail(
                 crate::error::Kind::Usage,
-                format!("cannot create {} ({e}): another run is writing to this --out, or something was put there; choose another --out", path.display()),
+                format!(
+                    "cannot create {} ({e}): another run is writing to this --out, or something was put there; choose another --out",
+                    path.display()
+                ),
             )
         })?;
         let mut r = Recorder {
@@ -81,6 +100,7 @@ impl Recorder {
             samples: BufWriter::new(samples),
             summary,
             started: std::time::Instant::now(),
+            written: std::time::Instant::now(),
             done: false,
             exec_exit: None,
         };
@@ -88,8 +108,44 @@ impl Recorder {
         Ok(r)
     }
 
+    /// What a message may not say at this point of the stream: the agent is
+    /// outside data, and a stream that contradicts itself is no run.
+    pub(crate) fn violation(&self, msg: &Message) -> Option<String> {
+        let s = &self.summary;
+        let asked = s.iterations_requested;
+        match msg {
+            Message::Window(w) => {
+                if s.baseline.is_none() {
+                    return Some("a window before the baseline (Started)".into());
+                }
+                if w.iteration > asked {
+                    return Some(format!("a window at iteration {} of a run of {asked}", w.iteration));
+                }
+                if let Some(last) = s.windows.last().filter(|l| w.iteration < l.iteration) {
+                    return Some(format!("a window at iteration {} after one at {}", w.iteration, last.iteration));
+                }
+                (s.windows.len() >= MAX_WINDOWS_RECEIVED).then(|| format!("more than {MAX_WINDOWS_RECEIVED} windows"))
+            }
+            Message::Settled(_) | Message::Round(_) if s.baseline.is_none() => Some("a settle before the baseline (Started)".into()),
+            Message::Done { iterations_done, .. } if *iterations_done > asked => {
+                Some(format!("Done after {iterations_done} iterations of a run of {asked}"))
+            }
+            // A churn (not `repro exec`, which asks for none) ends with its windows.
+            Message::Done { .. } if asked > 0 && (s.baseline.is_none() || s.windows.is_empty()) => {
+                Some("Done without a baseline or a single window".into())
+            }
+            _ => None,
+        }
+    }
+
     /// Record one message from the agent. Progress heartbeats are not kept.
     pub(crate) fn record(&mut self, msg: &Message) -> Result<()> {
+        if let Some(v) = self.violation(msg) {
+            return Err(crate::error::fail(
+                crate::error::Kind::GuestFailed,
+                format!("the agent broke the protocol: {v}; the windows recorded before it are kept, nothing after it is trusted"),
+            ));
+        }
         if !matches!(msg, Message::Progress { .. }) {
             serde_json::to_writer(&mut self.samples, msg)?;
             self.samples.write_all(b"\n")?;
@@ -109,21 +165,10 @@ impl Recorder {
             Message::Window(w) => {
                 s.iterations_done = w.iteration;
                 s.windows.push(w.clone());
-                let projection = crate::run::projection::project(&s.windows, s.iterations_requested);
-                if let (None, Some(p)) = (&s.projection, &projection) {
-                    // Said once, when the slowdown first shows; kept current in the summary.
-                    tracing::warn!(
-                        "the churn slows as the chain grows ({:.1} ms per iteration + {:.2} us per stale entry): \
-                         {} namespaces will take about {}, and the write-up's 799,259 about {}",
-                        p.t0_s * 1e3,
-                        p.per_entry_s * 1e6,
-                        s.iterations_requested,
-                        humantime::format_duration(std::time::Duration::from_secs(p.finish_s as u64)),
-                        humantime::format_duration(std::time::Duration::from_secs(p.writeup_chain_s as u64)),
-                    );
+                if self.written.elapsed() >= SUMMARY_EVERY {
+                    self.update_projection();
+                    self.write_summary()?;
                 }
-                s.projection = projection.or(s.projection.take());
-                self.write_summary()?;
             }
             Message::Round(st) => {
                 s.rounds.push(Round {
@@ -150,6 +195,26 @@ impl Recorder {
         Ok(())
     }
 
+    /// The churn's projection to the run's end, kept current in the summary
+    /// (worked out when the summary is written, not per window).
+    fn update_projection(&mut self) {
+        let s = &mut self.summary;
+        let projection = crate::run::projection::project(&s.windows, s.iterations_requested);
+        if let (None, Some(p)) = (&s.projection, &projection) {
+            // Said once, when the slowdown first shows.
+            tracing::warn!(
+                "the churn slows as the chain grows ({:.1} ms per iteration + {:.2} us per stale entry): \
+                 {} namespaces will take about {}, and the write-up's 799,259 about {}",
+                p.t0_s * 1e3,
+                p.per_entry_s * 1e6,
+                s.iterations_requested,
+                humantime::format_duration(std::time::Duration::from_secs(p.finish_s as u64)),
+                humantime::format_duration(std::time::Duration::from_secs(p.writeup_chain_s as u64)),
+            );
+        }
+        s.projection = projection.or(s.projection.take());
+    }
+
     /// The host's answer to the last round: stop there, or go on.
     pub(crate) fn round_answered(&mut self, stop: bool) -> Result<()> {
         if let Some(r) = self.summary.rounds.last_mut() {
@@ -161,13 +226,68 @@ impl Recorder {
 
     /// Close the run: complete only if the agent said Done and nothing failed.
     pub(crate) fn finish(&mut self, error: Option<RunError>) -> Result<()> {
+        self.update_projection();
         self.summary.complete = self.done && error.is_none();
         self.summary.error = error;
         self.write_summary()
     }
 
     pub(crate) fn write_summary(&mut self) -> Result<()> {
+        self.written = std::time::Instant::now();
         self.summary.duration_s = self.started.elapsed().as_secs_f64();
         crate::atomic::write_json(&self.dir.join(SUMMARY), &self.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repro_proto::{DentryState, Window};
+
+    fn window(iteration: u64) -> Message {
+        Message::Window(Window {
+            iteration,
+            elapsed_s: 1.0,
+            churn_rate: 1.0,
+            churn_errors: 0,
+            nr_dentry: 1,
+            nr_unused: 0,
+            probes: vec![],
+            chain_walk: None,
+        })
+    }
+
+    fn recorder(dir: &Path, iterations: u64) -> Recorder {
+        let scenario = crate::run::scenario::load("seed").unwrap();
+        Recorder::create(dir, crate::run::summary::new_summary("2026-11-27T00:00:00Z", "6.1", scenario, iterations, 1, 10)).unwrap()
+    }
+
+    #[test]
+    fn a_stream_that_contradicts_itself_is_refused_and_what_came_before_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = recorder(&d.path().join("run"), 1000);
+        let done = |n| Message::Done { iterations_done: n, elapsed_s: 1.0 };
+        assert!(r.violation(&done(0)).unwrap().contains("without a baseline"));
+        assert!(r.violation(&window(10)).unwrap().contains("before the baseline"));
+        r.record(&Message::Started { baseline: DentryState { nr_dentry: 1, nr_unused: 0 }, chain_counter: None }).unwrap();
+        r.record(&window(100)).unwrap();
+        assert!(r.violation(&window(50)).unwrap().contains("after one at 100"));
+        assert!(r.violation(&window(1001)).unwrap().contains("of a run of 1000"));
+        assert!(r.violation(&done(u64::MAX)).unwrap().contains("of a run of 1000"));
+        let e = r.record(&window(50)).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(crate::error::Kind::GuestFailed));
+        assert!(r.violation(&done(1000)).is_none());
+        assert_eq!(r.summary.windows.len(), 1, "the refused window was not recorded");
+    }
+
+    #[test]
+    fn windows_past_the_cap_are_a_protocol_violation() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = recorder(&d.path().join("run"), 1_000_000);
+        r.record(&Message::Started { baseline: DentryState { nr_dentry: 1, nr_unused: 0 }, chain_counter: None }).unwrap();
+        for i in 0..MAX_WINDOWS_RECEIVED as u64 {
+            r.record(&window(i + 1)).unwrap();
+        }
+        assert!(r.violation(&window(MAX_WINDOWS_RECEIVED as u64 + 1)).unwrap().contains("more than"));
     }
 }

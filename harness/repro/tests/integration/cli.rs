@@ -316,7 +316,13 @@ fn a_run_never_writes_through_links_planted_in_its_out_directory() {
         .assert()
         .code(exit_codes::USAGE)
         .stderr(predicate::str::contains("not a directory (a link"));
-    let o = repro().args(["run", "--accel", "tcg", "-n", "10", "--boot-timeout", "2s", "--kernel"]).arg(&img).arg("--out").arg(&empty).output().unwrap();
+    let o = repro()
+        .args(["run", "--accel", "tcg", "-n", "10", "--boot-timeout", "2s", "--kernel"])
+        .arg(&img)
+        .arg("--out")
+        .arg(&empty)
+        .output()
+        .unwrap();
     assert_ne!(o.status.code(), Some(exit_codes::USAGE), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(empty.join("summary.json").exists());
 }
