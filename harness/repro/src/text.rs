@@ -24,6 +24,15 @@ pub(crate) fn outln(text: &str) {
     out(&format!("{text}\n"));
 }
 
+/// At most `max` characters of outside text, marked where it was cut: a
+/// name a user (or a script gone wrong) passed is never echoed whole.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}... ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
 pub(crate) fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
 }

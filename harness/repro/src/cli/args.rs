@@ -47,9 +47,51 @@ impl From<AccelArg> for AccelChoice {
 }
 
 /// `--kernel`'s parser: the one name-or-path rule, [`KernelSpec::parse`],
-/// on the argument as the OS gave it (paths need not be UTF-8).
+/// on the argument as the OS gave it (paths need not be UTF-8). A
+/// directory is no bzImage: it says how to build one.
 fn kernel_spec() -> impl TypedValueParser<Value = KernelSpec> {
-    OsStringValueParser::new().map(KernelSpec::from)
+    OsStringValueParser::new().try_map(|s| match KernelSpec::from(s) {
+        KernelSpec::Image(p) if p.is_dir() => {
+            Err(format!("{} is a directory, not a bzImage: to build a kernel source tree pass --src {}", p.display(), p.display()))
+        }
+        k => Ok(k),
+    })
+}
+
+/// `--src`: a directory that exists (a kernel tree is checked further by the build).
+fn source_dir() -> impl TypedValueParser<Value = PathBuf> {
+    OsStringValueParser::new().try_map(|s| {
+        let p = PathBuf::from(s);
+        if p.is_dir() {
+            Ok(p)
+        } else {
+            Err(format!("{} is not a directory: pass the top of a Linux kernel source tree", p.display()))
+        }
+    })
+}
+
+/// `--cache-dir`: a directory, or a path one can be made at; never a file,
+/// nor a pseudo-filesystem.
+fn cache_dir() -> impl TypedValueParser<Value = PathBuf> {
+    OsStringValueParser::new().try_map(|s| {
+        let p = PathBuf::from(s);
+        if p.exists() && !p.is_dir() {
+            return Err(format!("{} exists and is not a directory", p.display()));
+        }
+        let abs = std::path::absolute(&p).unwrap_or_else(|_| p.clone());
+        if ["/proc", "/sys", "/dev"].iter().any(|pseudo| abs.starts_with(pseudo)) {
+            return Err(format!("{} is on a pseudo-filesystem: pick a directory on a disk", p.display()));
+        }
+        Ok(p)
+    })
+}
+
+/// A ratio or a cost: a finite number above zero.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a number above zero")),
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -119,7 +161,7 @@ pub struct ImageBuildArgs {
     #[arg(required_unless_present = "src")]
     pub kernel: Option<String>,
     /// A kernel source tree to build instead.
-    #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
+    #[arg(long, value_name = "DIR", conflicts_with = "kernel", value_parser = source_dir())]
     pub src: Option<PathBuf>,
     /// C compiler for the kernel build [default: by the tree's era, see vm-images/eras.toml]:
     /// a name on PATH, a path, or one repro fetches (gcc-10).
@@ -161,7 +203,7 @@ pub struct VmArgs {
     pub cache: CacheArgs,
     /// Build the kernel from this source tree (minimal config fragment, incremental O= build in the cache)
     /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
-    #[arg(long, visible_alias = "build", value_name = "DIR")]
+    #[arg(long, visible_alias = "build", value_name = "DIR", value_parser = source_dir())]
     pub src: Option<PathBuf>,
     /// C compiler for kernel builds [default: by the tree's version: the host's gcc from 5.x on, a
     /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
@@ -174,7 +216,7 @@ pub struct VmArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
     /// Cache for fetched and built kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = cache_dir())]
     pub cache_dir: Option<PathBuf>,
     /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
     /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
@@ -507,7 +549,7 @@ pub struct WatchArgs {
     #[arg(long, default_value = "/proc/sys/net/ipv4/neigh/lo/retrans_time_ms")]
     pub control: PathBuf,
     /// Alarm when the probe costs at least this many times the control...
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = positive)]
     pub ratio_alarm: f64,
     /// ...or when the estimated chain reaches this many entries.
     #[arg(long)]
@@ -516,7 +558,7 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 3)]
     pub consecutive: u32,
     /// Microseconds one stale chain entry costs a lookup (the write-up: 0.57; TCG here: ~0.7-1.0).
-    #[arg(long, default_value_t = 0.57)]
+    #[arg(long, default_value_t = 0.57, value_parser = positive)]
     pub per_entry_us: f64,
     /// Run this shell command on alarm (with REPRO_WATCH_RATIO, REPRO_WATCH_CHAIN, REPRO_WATCH_JSON) and keep watching.
     #[arg(long, value_name = "CMD")]
@@ -563,6 +605,11 @@ pub(crate) fn parse_size_mib(s: &str) -> Result<u64, String> {
     if mib < 1.0 {
         return Err(format!("size {s:?} is under 1 MiB"));
     }
+    // QEMU's x86-64 guests top out at a few TiB; a guest bigger than the
+    // machine is refused by QEMU with a message that blames the kernel.
+    if !mib.is_finite() || mib > 4.0 * 1024.0 * 1024.0 {
+        return Err(format!("size {s:?} is more than 4T: give the guest what this machine has, e.g. 8G"));
+    }
     Ok(mib.round() as u64)
 }
 
@@ -580,6 +627,8 @@ mod tests {
         assert!(parse_size_mib("lots").is_err());
         assert!(parse_size_mib("2X").is_err());
         assert!(parse_size_mib("10K").is_err());
+        assert!(parse_size_mib("99999999999999999999T").is_err());
+        assert!(parse_size_mib("5T").is_err());
     }
 
     #[test]

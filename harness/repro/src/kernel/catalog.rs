@@ -181,8 +181,9 @@ impl Catalog {
             fail(
                 Kind::KernelUnavailable,
                 format!(
-                    "unknown kernel {name:?}: the catalog knows {} (see `repro kernels`); \
+                    "unknown kernel {:?}: the catalog knows {} (see `repro kernels`); \
                      to boot any other kernel pass the path of its bzImage, e.g. --kernel arch/x86/boot/bzImage",
+                    crate::text::clip(name, 80),
                     self.names().join(", ")
                 ),
             )

@@ -107,7 +107,9 @@ pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
             let mut cmd = std::process::Command::new(prog);
             cmd.args(rest).stdout(std::process::Stdio::from(std::io::stderr()));
             crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-            Some(ChildGuard(cmd.spawn().with_context(|| format!("starting {prog:?}"))?))
+            Some(ChildGuard(cmd.spawn().map_err(|e| {
+                fail(Kind::Usage, format!("cannot start {prog:?} ({e}): the command after -- must be a program on PATH or a path"))
+            })?))
         }
     };
     let mut ended: Option<Instant> = None;

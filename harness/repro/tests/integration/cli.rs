@@ -90,6 +90,8 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
     let d = tempfile::tempdir().unwrap();
     let img = fake_bzimage(d.path());
     let img = img.to_str().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let long_name = "k".repeat(100_000);
     for args in [
         vec!["run", "-n", "0", "--kernel", img],
         vec!["run", "--workers", "0", "--kernel", img],
@@ -105,11 +107,26 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["run", "--backend", "vm"],
         vec!["run", "--kernel", img, "-n", "100000", "--window", "1"],
         vec!["exec", "--kernel", img, "--include", "/nonexistent/churn-ref", "--", "/bin/churn-ref"],
+        // What an attack run found exiting 3 to 12 (issue 20, item 15), and a device as a scenario.
+        vec!["run", "--kernel", dir],
+        vec!["run", "--kernel", img, "--cache-dir", img],
+        vec!["run", "--kernel", img, "--cache-dir", "/proc/repro-cache"],
+        vec!["image", "build", "--src", "/nonexistent"],
+        vec!["bisect", "--src", "/nonexistent", "--good", "a", "--bad", "b"],
+        vec!["report", "results/seed", "--expect", "/nonexistent.json"],
+        vec!["watch", "--count", "1", "--", "/nonexistent/cmd"],
+        vec!["watch", "--ratio-alarm", "NaN"],
+        vec!["run", "--kernel", img, "--memory", "99999999999999999999T"],
+        vec!["run", "--kernel", img, "--scenario", "/dev/zero"],
     ] {
         let o = repro().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(exit_codes::USAGE), "repro {}: {}", args.join(" "), stderr_of(&o));
         assert!(!stderr_of(&o).trim().is_empty(), "repro {} said nothing", args.join(" "));
     }
+    // A 100 KB name is not in the catalog, and is not echoed whole.
+    let o = repro().args(["run", "--kernel", &long_name]).output().unwrap();
+    assert_eq!(o.status.code(), Some(exit_codes::KERNEL_UNAVAILABLE));
+    assert!(stderr_of(&o).len() < 4096, "the name was echoed: {} bytes of error", stderr_of(&o).len());
 }
 
 #[test]
