@@ -57,8 +57,14 @@ impl KernelSpec {
         }
     }
 
-    /// Fetch, build or check the image; `cc` is the compiler for builds.
+    /// Fetch, build or check the image; `cc` is the compiler for builds. A
+    /// fetch or build that failed on a full or read-only cache is the
+    /// environment's failure, not the kernel's.
     pub fn resolve(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
+        self.resolve_in(catalog, cache, cc).map_err(|e| crate::error::with_room_check(e, &cache.root))
+    }
+
+    fn resolve_in(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
         match self {
             KernelSpec::Image(p) => {
                 check_bzimage(p)?;
