@@ -66,9 +66,10 @@ pub(crate) fn exit_code_of(err: &anyhow::Error) -> i32 {
     kind_of(err).unwrap_or(Kind::Internal).exit_code()
 }
 
-/// The message to print: a full disk gets advice of its own.
+/// The message to print, terminal-safe (an error may quote a guest's
+/// console): a full disk gets advice of its own.
 pub(crate) fn render(err: &anyhow::Error) -> String {
-    let mut msg = format!("{err:#}");
+    let mut msg = crate::text::terminal_safe(&format!("{err:#}"));
     if kind_of(err) == Some(Kind::DiskFull) && !msg.contains("free space") {
         msg.push_str(
             ": the disk is full; free space (or pass --out on another filesystem) and run again; \

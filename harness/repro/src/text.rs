@@ -6,13 +6,27 @@ use std::ffi::OsStr;
 
 /// Guest or tool output made safe for a terminal: control characters
 /// (escape sequences included) become U+FFFD; tabs stay.
-/// Write to stdout. A reader that went away (`repro watch | head -1`) is
-/// no panic: the command stops as for Ctrl-C, keeps what it recorded and
-/// exits quietly ([`crate::interrupt::stdout_closed`]).
+/// Text as it may reach a terminal: lines and tabs kept, every other
+/// control character (ESC, BEL, CR, C1 codes) replaced. A guest kernel
+/// controls its console, the agent's output and its release string, so
+/// everything repro prints goes through here ([`out`], [`err`]).
+pub(crate) fn terminal_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect()
+}
+
+/// Write to stderr, terminal-safe.
+pub(crate) fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(terminal_safe(text).as_bytes());
+}
+
+/// Write to stdout, terminal-safe. A reader that went away (`repro watch
+/// | head -1`) is no panic: the command stops as for Ctrl-C, keeps what it
+/// recorded and exits quietly ([`crate::interrupt::stdout_closed`]).
 pub(crate) fn out(text: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+    if let Err(e) = o.write_all(terminal_safe(text).as_bytes()).and_then(|()| o.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             crate::interrupt::stdout_closed();
         }
@@ -72,6 +86,14 @@ mod tests {
     fn shell_words_quotes_only_what_needs_it() {
         let a = ["-append", "console=ttyS0 panic=-1", "it's", "", "a,b=c@d"];
         assert_eq!(shell_words(a), r"-append 'console=ttyS0 panic=-1' 'it'\''s' '' a,b=c@d");
+    }
+
+    #[test]
+    fn what_repro_prints_keeps_its_lines_and_loses_every_escape() {
+        let guest = "seed on 6.1\x1b]0;pwned\x07 (tcg)\n  ipv6\x1b[2J open()\r\n\u{9b}31m";
+        assert_eq!(terminal_safe(guest), "seed on 6.1\u{fffd}]0;pwned\u{fffd} (tcg)\n  ipv6\u{fffd}[2J open()\u{fffd}\n\u{fffd}31m");
+        let e = crate::error::fail(crate::error::Kind::GuestPanic, "console:\n\x1b[31mKernel panic\x07");
+        assert!(!crate::error::render(&e).chars().any(|c| c == '\x1b' || c == '\x07'));
     }
 
     #[test]

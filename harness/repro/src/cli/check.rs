@@ -14,7 +14,7 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     use crate::judge::verdict::{Outcome, Verdict};
     let repeat = args.repeat.max(1);
     // With --json, stdout carries the summaries; verdict lines go to stderr.
-    let say = |line: String| if args.run.json { eprintln!("{line}") } else { crate::text::outln(&line) };
+    let say = |line: String| if args.run.json { crate::text::err(&format!("{line}\n")) } else { crate::text::outln(&line) };
     let mut verdicts: Vec<Verdict> = Vec::new();
     for i in 1..=repeat {
         let mut run = args.run.request();

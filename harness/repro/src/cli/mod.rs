@@ -56,12 +56,12 @@ fn dispatch(command: Command, quiet: bool) -> i32 {
         // Whatever a step made of being interrupted (apt-get killed by the
         // terminal's Ctrl-C reads as a failed fetch), the command was.
         Err(e) if interrupt::requested() => {
-            eprintln!("error: interrupted: {}", error::render(&e));
+            crate::text::err(&format!("error: interrupted: {}\n", error::render(&e)));
             codes::INTERRUPTED
         }
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error::render(&e));
+            crate::text::err(&format!("error: {}\n", error::render(&e)));
             error::exit_code_of(&e)
         }
     }

@@ -99,7 +99,7 @@ pub(crate) fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
     }
     text.push_str(&format!("  results: {}\n", dir.display()));
     if to_stderr {
-        eprint!("{text}");
+        crate::text::err(&text);
     } else {
         crate::text::out(&text);
     }
