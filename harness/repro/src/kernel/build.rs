@@ -93,6 +93,9 @@ pub(crate) struct BuildInfo {
     /// How the tree's download was verified (a tarball); None otherwise.
     #[serde(default)]
     pub tree_verified: Option<String>,
+    /// The same, typed.
+    #[serde(default)]
+    pub tree_verification: Option<crate::kernel::verify::Verification>,
 }
 
 impl Recipe {
@@ -274,6 +277,7 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
     let info = BuildInfo {
         tree_verified: crate::kernel::tree::verified(&src),
+        tree_verification: crate::kernel::tree::verification(&src),
         name: recipe.name.clone(),
         tree: tree_key,
         version: plan.version.to_string(),
@@ -391,6 +395,7 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         }),
         source_fix: info.source_fix,
         verified: info.tree_verified.clone(),
+        verification: info.tree_verification.clone(),
         name: name.to_string(),
         sha256: info.image_sha256,
         origin: Origin::Build {

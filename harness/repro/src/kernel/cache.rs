@@ -22,6 +22,9 @@ pub struct KernelImage {
     /// How the download it came from was verified (packages and trees repro
     /// downloaded; None for apt's, which apt verified, and for paths).
     pub verified: Option<String>,
+    /// The same, typed: an `Unverified` image needs --insecure-download
+    /// every time it is used ([`crate::kernel::verify::admit`]).
+    pub verification: Option<repro_proto::Verification>,
     /// How repro built it (None: not built by repro).
     pub build: Option<repro_proto::BuildProvenance>,
     /// The fix its source has, where repro read the source.

@@ -29,6 +29,9 @@ struct CachedImage {
     /// How the archive was verified (downloads; apt verifies its own).
     #[serde(default)]
     verified: Option<String>,
+    /// The same, typed.
+    #[serde(default)]
+    verification: Option<Verification>,
 }
 
 impl CachedImage {
@@ -51,6 +54,7 @@ impl CachedImage {
             release: String::new(),
             image_sha256: String::new(),
             verified: None,
+            verification: None,
         }
     }
 }
@@ -264,6 +268,7 @@ pub(crate) fn fetch_rpm(name: &str, url: &str, sha256: Option<&str>, key: &Optio
     let tmp = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&kdir)?;
     let mut meta = CachedImage::new("rpm", file.trim_end_matches(".rpm").into(), pkg.version(), &got.path, got.sha256);
     meta.verified = Some(v.to_string());
+    meta.verification = Some(v);
     install_image(tmp, &dir, name, &got.path, |out| pkg.extract_vmlinuz(out), meta)
 }
 
@@ -285,6 +290,7 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
         sha256: sha,
         origin: meta.origin(),
         verified: meta.verified.clone(),
+        verification: meta.verification.clone(),
         build: None,
         source_fix: None,
     }))
@@ -336,6 +342,7 @@ mod tests {
             release: "x".into(),
             image_sha256: recorded_sha.into(),
             verified: None,
+            verification: None,
         };
         std::fs::write(dir.join("source.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         dir

@@ -61,7 +61,9 @@ impl KernelSpec {
     /// fetch or build that failed on a full or read-only cache is the
     /// environment's failure, not the kernel's.
     pub fn resolve(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
-        self.resolve_in(catalog, cache, cc).map_err(|e| crate::error::with_room_check(e, &cache.root))
+        let image = self.resolve_in(catalog, cache, cc).map_err(|e| crate::error::with_room_check(e, &cache.root))?;
+        crate::kernel::verify::admit(cache, &image)?;
+        Ok(image)
     }
 
     fn resolve_in(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
@@ -75,6 +77,7 @@ impl KernelSpec {
                     origin: Origin::Path(path.clone()),
                     path,
                     verified: None,
+                    verification: None,
                     build: None,
                     source_fix: None,
                 })

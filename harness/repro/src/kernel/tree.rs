@@ -62,10 +62,18 @@ pub(crate) fn extracted_trees(cache: &Cache, name: &str) -> Vec<(String, PathBuf
 /// Beside an extracted tree: how its download was verified.
 pub(crate) const VERIFIED: &str = ".repro-verified";
 
+/// Beside an extracted tree: the same, typed.
+pub(crate) const VERIFICATION: &str = ".repro-verification.json";
+
 /// How the download of the tree extracted at `src` (its `linux/`) was
 /// verified; None for trees that came through apt.
 pub(crate) fn verified(src: &Path) -> Option<String> {
     std::fs::read_to_string(src.parent()?.join(VERIFIED)).ok()
+}
+
+/// [`verified`], typed.
+pub(crate) fn verification(src: &Path) -> Option<crate::kernel::verify::Verification> {
+    serde_json::from_str(&std::fs::read_to_string(src.parent()?.join(VERIFICATION)).ok()?).ok()
 }
 
 /// The extracted source tree of a catalog tree, fetching it if needed.
@@ -95,6 +103,7 @@ pub(crate) fn ensure_tree(name: &str, kind: &TreeKind, id: &str, cache: &Cache) 
             tracing::info!("extracting {} (sha256 {}, {v})", got.path.display(), got.sha256);
             crate::kernel::download::extract_tarball(&got.path, &tmp.path().join("linux"))?;
             std::fs::write(tmp.path().join(VERIFIED), v.to_string())?;
+            std::fs::write(tmp.path().join(VERIFICATION), serde_json::to_vec(&v)?)?;
         }
     }
     std::fs::write(tmp.path().join(".repro-tree"), &id)?;

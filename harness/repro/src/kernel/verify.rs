@@ -65,32 +65,7 @@ pub(crate) fn parse_key(armored: &str) -> Result<(SignedPublicKey, String)> {
     Ok((key, fp))
 }
 
-/// How a file came to be trusted, as the summary's provenance says it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "by", rename_all = "snake_case")]
-pub(crate) enum Verification {
-    /// The catalog pins its sha256.
-    Pinned,
-    /// Listed in a sha256sums.asc whose signature this key verified.
-    SignedSums { key: String },
-    /// Its own RPM signature verified with this key, and the image's digest
-    /// matched the signed header's.
-    RpmSignature { key: String },
-    /// Nothing verified it; `--insecure-download` let it through, and this
-    /// is the hash first seen for the file.
-    Unverified { first_seen: String },
-}
-
-impl std::fmt::Display for Verification {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Verification::Pinned => write!(f, "sha256 pinned by the catalog"),
-            Verification::SignedSums { key } => write!(f, "sha256sums.asc signed by {key}"),
-            Verification::RpmSignature { key } => write!(f, "RPM signature by {key}"),
-            Verification::Unverified { first_seen } => write!(f, "UNVERIFIED (--insecure-download; first seen as sha256 {first_seen})"),
-        }
-    }
-}
+pub(crate) use repro_proto::Verification;
 
 /// The text of a cleartext-signed message (kernel.org's sha256sums.asc)
 /// once its signature verifies with `armored_key`, and the key's fingerprint.
@@ -160,6 +135,25 @@ impl FirstSeen {
 /// is refused, unless the cache allows unverified downloads
 /// (`--insecure-download`), and then only with the hash it was first seen
 /// with.
+/// The one gate every kernel image passes on its way to a boot
+/// ([`crate::kernel::spec::KernelSpec::resolve`]): one that a download
+/// nothing verified brought in was accepted under --insecure-download, and
+/// needs the flag every time it is used, not only the first.
+pub(crate) fn admit(cache: &Cache, image: &crate::kernel::cache::KernelImage) -> Result<()> {
+    if matches!(image.verification, Some(Verification::Unverified { .. })) && !cache.insecure_download {
+        return Err(fail(
+            Kind::Unverified,
+            format!(
+                "{} ({}) comes from a download nothing verified, accepted once under --insecure-download: \
+                 pass --insecure-download again to use it, or delete it from the cache to fetch one that verifies",
+                image.name,
+                image.path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn accept(cache: &Cache, name: &str, sha256: &str, verified: Result<Verification>) -> Result<Verification> {
     match verified {
         Ok(v) => Ok(v),

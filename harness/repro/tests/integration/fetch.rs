@@ -138,6 +138,14 @@ fn an_unpinned_rpm_is_taken_on_its_own_signature_and_refused_without_one() {
     let setup = Setup::new(&rpm_entry(&format!("{}/kernel-u.rpm", server.url), None));
     setup.repro().args(["fetch", "el7-fixture"]).assert().code(exit_codes::KERNEL_UNAVAILABLE);
     setup.repro().args(["fetch", "el7-fixture", "--insecure-download"]).assert().success();
+    // Cached now, and still only with the flag: once is not for ever.
+    setup
+        .repro()
+        .args(["fetch", "el7-fixture"])
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("accepted once under --insecure-download"));
+    setup.repro().args(["fetch", "el7-fixture", "--insecure-download"]).assert().success();
     let seen = std::fs::read_to_string(setup.cache().join("downloads/first-seen.json")).unwrap();
     assert!(seen.contains(&sha256(&kernel_rpm())) || seen.contains("kernel-u.rpm"), "{seen}");
     let other = signed_kernel_rpm(Some(&key));
