@@ -245,6 +245,17 @@ pub fn parse_git_bisect(text: &str, new_term: &str) -> GitSays {
     GitSays::Continue
 }
 
+/// Whether `git bisect log` shows the bisection repro starts for these
+/// terms and ends (`git bisect start --term-old=.. --term-new=.. NEW OLD`).
+fn started_here(log: &str, terms: &Terms, old: &str, new: &str) -> bool {
+    log.lines().find(|l| l.starts_with("git bisect start")).is_some_and(|start| {
+        start.contains(&format!("--term-old={}", terms.old))
+            && start.contains(&format!("--term-new={}", terms.new))
+            && start.contains(old)
+            && start.contains(new)
+    })
+}
+
 fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
     git(src, &["rev-parse", "--git-dir"]).map_err(|_| {
         fail(
@@ -270,10 +281,17 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
     let (old, new) = (resolve(&state.old)?, resolve(&state.new)?);
     let git_dir = PathBuf::from(git(src, &["rev-parse", "--absolute-git-dir"])?.trim());
     if git_dir.join("BISECT_START").exists() {
-        if state.steps.is_empty() {
+        // Only a bisection this state started (an interrupted one) is
+        // replaced; the user's own is theirs to end.
+        let log = git(src, &["bisect", "log"]).unwrap_or_default();
+        if state.steps.is_empty() || !started_here(&log, &state.terms, &old, &new) {
             return Err(fail(
                 Kind::Usage,
-                format!("a git bisect is already in progress in {}; end it with `git bisect reset` first", src.display()),
+                format!(
+                    "a git bisect that repro did not start is in progress in {}: finish it, or end it with `git bisect reset`, \
+                     then run repro bisect again",
+                    src.display()
+                ),
             ));
         }
         git(src, &["bisect", "reset"])?;
@@ -459,6 +477,10 @@ mod tests {
         // List mode: revisions are the listed kernels.
         assert!(state_with("4.9.123", "fixed", None).check_steps(p).is_ok());
         assert!(state_with("4.4.178", "fixed", None).check_steps(p).is_err());
+        // A state of another format is not replayed as if it were this one.
+        let mut future = state_with(&sha, "fixed", Some("/src"));
+        future.version = 999;
+        assert!(format!("{:#}", future.check_steps(p).unwrap_err()).contains("format 999"));
     }
 
     #[test]
@@ -470,6 +492,18 @@ mod tests {
         let f = Terms::fix();
         assert_eq!(f.term_for(Outcome::Regressed), Some("unfixed"));
         assert_eq!(f.term_for(Outcome::Clean), Some("fixed"));
+    }
+
+    #[test]
+    fn only_a_bisection_repro_started_is_taken_for_its_own() {
+        let (old, new) = ("a".repeat(40), "b".repeat(40));
+        let ours = format!("git bisect start '--term-old=unfixed' '--term-new=fixed' '{new}' '{old}'\n# fixed: [{new}] x\n");
+        assert!(started_here(&ours, &Terms::fix(), &old, &new));
+        let users = format!("git bisect start\n# bad: [{new}] x\ngit bisect bad {new}\n");
+        assert!(!started_here(&users, &Terms::fix(), &old, &new));
+        assert!(!started_here(&ours, &Terms::regression(), &old, &new), "other terms");
+        assert!(!started_here(&ours, &Terms::fix(), &"c".repeat(40), &new), "other ends");
+        assert!(!started_here("", &Terms::fix(), &old, &new));
     }
 
     #[test]

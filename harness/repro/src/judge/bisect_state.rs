@@ -101,6 +101,16 @@ impl State {
     /// `git bisect run <script>`), and every revision a full commit id (git
     /// mode) or one of the listed kernels.
     pub(crate) fn check_steps(&self, path: &Path) -> Result<()> {
+        if self.version != STATE_VERSION {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "{} is a bisect state of format {}, and this repro reads format {STATE_VERSION}: give this bisection another --out",
+                    path.display(),
+                    self.version
+                ),
+            ));
+        }
         for (i, s) in self.steps.iter().enumerate() {
             let answer_ok = s.answer == self.terms.old || s.answer == self.terms.new || s.answer == "skip";
             let rev_ok = if self.src.is_some() {
