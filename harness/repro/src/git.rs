@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 /// `git -C dir ARGS`: its stdout, or an error with what git said.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     tracing::debug!("git -C {} {}", dir.display(), args.join(" "));
-    let o = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git (is it installed?)")?;
+    // A git of a kernel tree can take minutes (a checkout), never hours.
+    let o = crate::child::output(Command::new("git").arg("-C").arg(dir).args(args), "git", std::time::Duration::from_secs(3600))
+        .context("running git (is it installed?)")?;
     if !o.status.success() {
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         bail!("git {} failed in {}: {}", args.join(" "), dir.display(), text.trim());

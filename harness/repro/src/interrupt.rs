@@ -68,6 +68,17 @@ mod tests {
 
     #[test]
     fn every_signal_raises_the_same_flag_and_it_stays_raised() {
+        // The flag is process-wide and stays raised: test it in a process of
+        // its own, not in the one `cargo test` shares between tests.
+        if std::env::var_os("REPRO_INTERRUPT_TEST_CHILD").is_none() {
+            let st = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "interrupt::tests::every_signal_raises_the_same_flag_and_it_stays_raised", "--test-threads=1"])
+                .env("REPRO_INTERRUPT_TEST_CHILD", "1")
+                .status()
+                .unwrap();
+            assert!(st.success(), "the test in its own process failed ({st})");
+            return;
+        }
         install();
         assert!(!requested());
         nix::sys::signal::raise(Signal::SIGHUP).unwrap();

@@ -218,7 +218,8 @@ fn is_executable(p: &Path) -> bool {
 
 /// First line of `qemu --version`, for provenance.
 pub(crate) fn version(qemu: &Path) -> Option<String> {
-    let out = std::process::Command::new(qemu).arg("--version").output().ok()?;
+    let out = crate::child::output(std::process::Command::new(qemu).arg("--version"), "qemu --version", std::time::Duration::from_secs(30))
+        .ok()?;
     String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())
 }
 

@@ -204,6 +204,9 @@ pub(crate) struct AptRoot {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// The most one apt-get call may take (a kernel package is ~70 MB).
+const APT_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 impl AptRoot {
     pub(crate) fn create(dir: &Path, sources_list: &str) -> Result<AptRoot> {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
@@ -229,6 +232,9 @@ impl AptRoot {
             format!("-oDir::Cache={d}/cache"),
             "-oAPT::Get::List-Cleanup=false".into(),
             "-oAcquire::Languages=none".into(),
+            // A mirror that stops answering is given up on, not waited for.
+            "-oAcquire::http::Timeout=60".into(),
+            "-oAcquire::Retries=2".into(),
             "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
@@ -243,11 +249,15 @@ impl AptRoot {
             cmd.current_dir(cwd);
         }
         tracing::debug!(?cmd, "apt");
-        let out = cmd.output().map_err(|e| {
-            fail(
+        // A network step: bounded, and stopped by Ctrl-C with its children.
+        let out = crate::child::output(&mut cmd, tool, APT_LIMIT).map_err(|e| match crate::error::kind_of(&e) {
+            Some(_) => e,
+            None => fail(
                 Kind::KernelUnavailable,
-                format!("cannot run {tool}: {e}; fetching Debian kernels needs apt (Debian/Ubuntu), or pass --kernel PATH"),
-            )
+                format!(
+                    "{tool} failed to run: {e:#}; fetching Debian kernels needs apt (Debian/Ubuntu) and its mirror, or pass --kernel PATH"
+                ),
+            ),
         })?;
         if !out.status.success() {
             bail!("`{tool} {}` failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());

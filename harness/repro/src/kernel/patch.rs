@@ -4,7 +4,7 @@
 //! before the next build (also after an interrupted one).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result};
 
@@ -132,21 +132,15 @@ pub(crate) fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `git apply ARGS -` in `src` with `patch` on stdin; outside a git
-/// checkout, git apply works on the plain files.
+/// `git apply ARGS PATCH` in `src`, the patch from a temporary file; outside
+/// a git checkout, git apply works on the plain files.
 pub(crate) fn git_apply(src: &Path, args: &[&str], patch: &str) -> Result<std::process::Output> {
-    let mut child = Command::new("git")
-        .arg("apply")
-        .args(args)
-        .arg("-")
-        .current_dir(src)
-        .env("GIT_CEILING_DIRECTORIES", src.parent().unwrap_or(src))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(Kind::KernelUnavailable, format!("cannot run git to apply patches ({e}): apt-get install git")))?;
-    std::io::Write::write_all(child.stdin.as_mut().expect("piped stdin"), patch.as_bytes())?;
-    drop(child.stdin.take());
-    Ok(child.wait_with_output()?)
+    let mut file = tempfile::Builder::new().prefix("repro-").suffix(".patch").tempfile()?;
+    std::io::Write::write_all(&mut file, patch.as_bytes())?;
+    let mut cmd = Command::new("git");
+    cmd.arg("apply").args(args).arg(file.path()).current_dir(src).env("GIT_CEILING_DIRECTORIES", src.parent().unwrap_or(src));
+    crate::child::output(&mut cmd, "git apply", std::time::Duration::from_secs(300)).map_err(|e| match crate::error::kind_of(&e) {
+        Some(_) => e,
+        None => fail(Kind::KernelUnavailable, format!("cannot run git to apply patches ({e:#}): apt-get install git")),
+    })
 }

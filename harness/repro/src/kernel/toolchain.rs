@@ -20,6 +20,9 @@ use crate::kernel::cache::Cache;
 use crate::kernel::compat::Toolchain;
 use crate::kernel::era::{Eras, PackagedTool};
 
+/// How long a compiler may take to say what it is.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A compiler ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Compiler {
@@ -59,11 +62,8 @@ impl Compiler {
     /// What it does by default, from its own predefined macros
     /// (`cc -dM -E`): the GCC major it claims and whether it builds PIE.
     pub(crate) fn toolchain(&self) -> Result<Toolchain> {
-        let o = Command::new(&self.program)
-            .args(["-dM", "-E", "-x", "c", "/dev/null"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| fail(Kind::BuildFailed, format!("cannot run compiler {}: {e}", self.program.display())))?;
+        let o = crate::child::output(Command::new(&self.program).args(["-dM", "-E", "-x", "c", "/dev/null"]), "cc -dM -E", LIMIT)
+            .map_err(|e| fail(Kind::BuildFailed, format!("cannot run compiler {}: {e:#}", self.program.display())))?;
         let text = String::from_utf8_lossy(&o.stdout);
         let define = |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("#define {name} ")).map(str::trim));
         let gcc_major = define("__GNUC__").and_then(|v| v.parse().ok()).ok_or_else(|| {
@@ -91,10 +91,8 @@ fn on_path(tool: &str) -> bool {
 
 /// The first line of `cc --version`, or a build failure saying it cannot run.
 pub(crate) fn version_of(program: &Path) -> Result<String> {
-    let o = Command::new(program)
-        .arg("--version")
-        .output()
-        .map_err(|e| fail(Kind::BuildFailed, format!("cannot run compiler {}: {e}", program.display())))?;
+    let o = crate::child::output(Command::new(program).arg("--version"), "cc --version", LIMIT)
+        .map_err(|e| fail(Kind::BuildFailed, format!("cannot run compiler {}: {e:#}", program.display())))?;
     if !o.status.success() {
         return Err(fail(
             Kind::BuildFailed,
