@@ -9,12 +9,8 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::guest::qemu::AccelChoice;
-use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
-use crate::judge::bisect::BisectRequest;
-use crate::judge::matrix::MatrixRequest;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
-use crate::run::watch::WatchRequest;
 pub(crate) use repro_proto::Backend;
 
 fn backend() -> impl TypedValueParser<Value = Backend> {
@@ -232,31 +228,6 @@ impl CacheArgs {
     }
 }
 
-impl VmArgs {
-    /// The kernel these arguments name: `--src` builds a tree, else `--kernel`.
-    pub fn kernel_spec(&self) -> KernelSpec {
-        match &self.src {
-            Some(dir) => KernelSpec::Tree(dir.clone()),
-            None => self.kernel.clone(),
-        }
-    }
-
-    pub fn request(&self) -> VmRequest {
-        VmRequest {
-            kernel: self.kernel_spec(),
-            accel: self.accel.into(),
-            cpus: self.cpus,
-            memory: self.memory,
-            boot_timeout: self.boot_timeout,
-            kvm_timeout: self.kvm_timeout,
-            append: self.append.clone(),
-            qemu: self.qemu.clone(),
-            cache: self.cache.cache(),
-            cc: self.cc.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -301,77 +272,6 @@ pub struct RunArgs {
     /// kprobe event); needs CONFIG_KPROBE_EVENTS (Debian's kernels and repro's builds have it).
     #[arg(long)]
     pub chain_walk: bool,
-}
-
-impl RunArgs {
-    pub fn request(&self) -> RunRequest {
-        RunRequest {
-            vm: self.vm.request(),
-            scenario: self.scenario.clone(),
-            iterations: self.iterations,
-            workers: self.workers,
-            window: self.window,
-            probe_samples: self.probe_samples,
-            backend: self.backend,
-            timeout: self.timeout,
-            stall_timeout: self.stall_timeout,
-            out: self.out.clone(),
-            json: self.json,
-            full: self.full,
-            chain_walk: self.chain_walk,
-        }
-    }
-}
-
-impl ExecArgs {
-    pub fn request(&self) -> ExecRequest {
-        ExecRequest {
-            vm: self.vm.request(),
-            include: self.include.clone(),
-            timeout: self.timeout,
-            out: self.out.clone(),
-            command: self.command.clone(),
-        }
-    }
-}
-
-impl BisectArgs {
-    pub fn request(&self) -> BisectRequest {
-        BisectRequest {
-            good: self.good.clone(),
-            bad: self.bad.clone(),
-            unfixed: self.unfixed.clone(),
-            fixed: self.fixed.clone(),
-            kernels: self.kernels.clone(),
-            fix: self.fix,
-            run: self.run.request(),
-        }
-    }
-}
-
-impl MatrixArgs {
-    pub fn request(&self) -> MatrixRequest {
-        MatrixRequest { kernels: self.kernels.clone(), scenarios: self.scenarios.clone(), run: self.run.request() }
-    }
-}
-
-impl WatchArgs {
-    pub fn request(&self) -> WatchRequest {
-        WatchRequest {
-            interval: self.interval,
-            samples: self.samples,
-            probe: self.probe.clone(),
-            control: self.control.clone(),
-            ratio_alarm: self.ratio_alarm,
-            chain_alarm: self.chain_alarm,
-            consecutive: self.consecutive,
-            per_entry_us: self.per_entry_us,
-            hook: self.hook.clone(),
-            count: self.count,
-            linger: self.linger,
-            while_cmd: self.while_cmd.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,12 +6,26 @@ use repro_proto::exit_codes;
 use crate::cli::args::KernelsArgs;
 use crate::kernel::catalog::Catalog;
 
+/// `--scenarios` as a workflow input types it ("seed, held-fd"): trimmed,
+/// and a name no built-in scenario has is refused (exit 2) instead of
+/// silently matching no kernel.
+fn scenario_names(given: &[String]) -> Result<Vec<String>> {
+    let known: Vec<&str> = crate::run::scenario::BUILTIN.iter().map(|(n, _)| *n).collect();
+    let names: Vec<String> = given.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    match names.iter().find(|s| !known.contains(&s.as_str())) {
+        Some(bad) => Err(crate::error::fail(
+            crate::error::Kind::Usage,
+            format!("no scenario is named {:?}: the built-in scenarios are {}", crate::text::clip(bad, 40), known.join(", ")),
+        )),
+        None => Ok(names),
+    }
+}
+
 pub(super) fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.matrix {
-        crate::text::outln(
-            &serde_json::to_string(&crate::kernel::ci::matrix(&catalog, &args.scenarios, args.kernel.as_deref())?)?.to_string(),
-        );
+        let scenarios = scenario_names(&args.scenarios)?;
+        crate::text::outln(&serde_json::to_string(&crate::kernel::ci::matrix(&catalog, &scenarios, args.kernel.as_deref())?)?);
         return Ok(exit_codes::OK);
     }
     if args.json {

@@ -10,6 +10,7 @@ mod image;
 mod kernels;
 mod matrix;
 mod report;
+mod requests;
 mod run;
 mod watch;
 

@@ -118,6 +118,8 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["watch", "--ratio-alarm", "NaN"],
         vec!["run", "--kernel", img, "--memory", "99999999999999999999T"],
         vec!["run", "--kernel", img, "--scenario", "/dev/zero"],
+        // The workflow's scenario input, misspelt (issue 23, item 1).
+        vec!["kernels", "--matrix", "--scenarios", "seed,nosuch"],
     ] {
         let o = repro().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(exit_codes::USAGE), "repro {}: {}", args.join(" "), stderr_of(&o));
@@ -268,6 +270,16 @@ fn with_closed_stdout(args: &[&str]) -> std::process::Output {
     let mut c = std_repro();
     c.args(args).stdout(std::process::Stdio::from(writer)).stderr(std::process::Stdio::piped());
     c.output().unwrap()
+}
+
+#[test]
+fn a_scenario_list_typed_with_spaces_gives_every_scenario() {
+    let o = repro().args(["kernels", "--matrix", "--scenarios", "seed, held-fd"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let scenarios: std::collections::BTreeSet<&str> =
+        m["include"].as_array().unwrap().iter().map(|j| j["scenario"].as_str().unwrap()).collect();
+    assert_eq!(scenarios.into_iter().collect::<Vec<_>>(), ["held-fd", "seed"]);
 }
 
 #[test]
