@@ -128,10 +128,10 @@ fn scripts_without_run_bits_get_them() {
         ]
     );
     assert!(found.starts_with("2 scripts"), "{found}");
-    for p in ["scripts/kconfig/merge_config.sh", "arch/x86/tools/gen.sh"] {
-        std::fs::set_permissions(d.path().join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    assert!(is_not_needed(&finding(Fix::RunBits, &d)));
+    // Upstream keeps a few scripts 0644 (run through the shell): a tree
+    // with its run bits has executable scripts beside them.
+    std::fs::set_permissions(d.path().join("scripts/kconfig/merge_config.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(is_not_needed(&finding(Fix::RunBits, &d)), "arch/x86/tools/gen.sh alone is upstream's choice");
 }
 
 #[test]
