@@ -26,9 +26,14 @@ pub(crate) fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
 /// whatever the step that met it called it: it would fail on any kernel.
 pub(crate) fn kind_of(err: &anyhow::Error) -> Option<Kind> {
     let no_room = |cause: &(dyn std::error::Error + 'static)| {
-        let io = cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| matches!(io.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT | nix::libc::EROFS)));
+        // By errno, or by kind where a wrapper (tempfile's path errors) keeps only that.
+        let io = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT | nix::libc::EROFS))
+                || matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded | std::io::ErrorKind::ReadOnlyFilesystem
+                )
+        });
         let json = cause.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::StorageFull));
         let said = cause.downcast_ref::<Fail>().is_some_and(|f| f.kind == Kind::DiskFull);
         io || json || said
@@ -107,6 +112,9 @@ mod tests {
         assert_eq!(kind_of(&e), Some(Kind::DiskFull));
         let ro = anyhow::Error::from(std::io::Error::from_raw_os_error(nix::libc::EROFS));
         assert_eq!(kind_of(&ro), Some(Kind::DiskFull));
+        // tempfile wraps the errno in a path error that keeps only its kind.
+        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (os error 28) at path x");
+        assert_eq!(kind_of(&anyhow::Error::from(wrapped)), Some(Kind::DiskFull));
         // A child's failure says nothing of why; the filesystem's free space does.
         let child = fail(Kind::KernelUnavailable, "apt-get download failed (exit status: 100)");
         assert_eq!(kind_of(&with_room_check(child, Path::new("/proc/self"))), Some(Kind::DiskFull), "procfs has no free space");

@@ -45,7 +45,16 @@ pub(crate) fn apply_edits(src: &Path, pristine: &Path, edits: &[Edit]) -> Result
         match e {
             Edit::Write { path, text } => {
                 save(src, pristine, path)?;
-                std::fs::write(src.join(path), text).with_context(|| format!("writing {}", src.join(path).display()))?;
+                // A new file renamed into place, never a write through the old
+                // one: trees made with `cp -al` share their files' inodes.
+                let file = src.join(path);
+                let dir = file.parent().unwrap_or(src);
+                let mut tmp = tempfile::Builder::new().prefix(".repro-edit-").tempfile_in(dir)?;
+                std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+                if let Ok(meta) = std::fs::metadata(&file) {
+                    tmp.as_file().set_permissions(meta.permissions())?;
+                }
+                tmp.persist(&file).map_err(|e| e.error).with_context(|| format!("writing {}", file.display()))?;
             }
             Edit::MakeExecutable { path } => {
                 let file = src.join(path);
