@@ -125,6 +125,9 @@ fn history() -> History {
         commit(&repo, "docs: the fixture's last commit");
         std::fs::write(&stamp, FIXTURE_VERSION).unwrap();
     }
+    // A bisection or a build a killed test left behind is the fixture's, not a user's.
+    git(&repo, &["bisect", "reset"]);
+    git(&repo, &["checkout", "--", "."]);
     let log = git(&repo, &["log", "--format=%H %s", "--reverse"]);
     let id = |subject: &str| -> String {
         log.lines()
