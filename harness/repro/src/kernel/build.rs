@@ -351,8 +351,8 @@ impl BuildPlan {
 
 /// The fix the tree at `src` has, read from its source as it will be built.
 fn read_source_fix(src: &Path) -> Option<SourceFix> {
-    let read = |rel: &str| std::fs::read(src.join(rel)).map(|b| String::from_utf8_lossy(&b).into_owned());
-    let fix = SourceFix::of_source(&read("fs/proc/proc_sysctl.c").ok()?, &read("fs/proc/inode.c").unwrap_or_default());
+    let read = |rel: &str| crate::kernel::compat::read_source(src, rel);
+    let fix = SourceFix::of_source(&read("fs/proc/proc_sysctl.c")?, &read("fs/proc/inode.c").unwrap_or_default());
     match fix {
         Some(f) => tracing::info!("fs/proc/proc_sysctl.c: {}", f.describe()),
         None => tracing::warn!("fs/proc/proc_sysctl.c: a form of the dentry prune repro does not recognise; no expected verdict"),

@@ -199,13 +199,16 @@ fn write(path: &str, text: String) -> Edit {
     Edit::Write { path: PathBuf::from(path), text }
 }
 
-/// The tree, read with a bound per file (sources are small; a 4 MiB file
-/// is nothing the rules look for).
+/// The tree, read with a bound per file (no file the rules read is 4 MiB).
 struct Tree<'a> {
     root: &'a Path,
 }
 
 const MAX_SOURCE: u64 = 4 << 20;
+/// One file of the tree at `src`, read as the fixes read it (bounded; a regular file or nothing).
+pub(crate) fn read_source(src: &Path, rel: &str) -> Option<String> {
+    Tree { root: src }.read(rel)
+}
 
 impl Tree<'_> {
     fn read(&self, rel: &str) -> Option<String> {
