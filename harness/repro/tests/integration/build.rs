@@ -56,8 +56,10 @@ fn noprune_variant_keeps_stale_dentries_and_slows_ipv6_lookups() {
     let s = run_variant("6.1-noprune", "1000");
     let residual = s.residual.as_ref().unwrap().per_iteration;
     assert!(residual >= 5.0, "residual {residual} per iteration: the stale dentries were not kept");
+    // A flat path stays within noise of its start; 1,000 stale entries at
+    // least treble it. (5x failed once on a loaded CI host: 102 -> 503 us.)
     let (first, last) = first_last(&s, "ipv6");
-    assert!(last >= 5.0 * first, "ipv6 p50 {first} -> {last}");
+    assert!(last >= 3.0 * first, "ipv6 p50 {first} -> {last}");
     // Growth judged against the same run's control, not an absolute TCG
     // speed (a loaded host measured 297 us per 1k here, a quiet one 600+).
     let (v6, v4) = (slope(&s, "ipv6"), slope(&s, "ipv4"));
