@@ -5,9 +5,11 @@
 #   SCENARIOS=seed,held-fd ONLY_KERNEL=focal ci/matrix.sh matrix.json
 #
 # Writes `repro kernels --matrix` to the file named, then prints
-# GITHUB_OUTPUT lines: debian=, any= (check jobs), trees= (one build job per
-# source tree, with its kernels and cache key), and has_debian=, has_any=,
-# has_trees= (true|false), since GitHub rejects an empty matrix. An unknown
+# GITHUB_OUTPUT lines: built= (kernels the build job makes), debian= (from
+# Debian's apt), any= (Ubuntu's packages, RPMs): the check jobs; trees= (one
+# build job per source tree, with its kernels); and has_built=, has_debian=,
+# has_any=, has_trees= (true|false), since GitHub rejects an empty matrix.
+# Only the built kernels' checks wait for the build job. An unknown
 # kernel or a matrix with nothing in it stops here with repro's message.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,14 +21,16 @@ if [ -n "${ONLY_KERNEL:-}" ]; then args+=(--kernel "$ONLY_KERNEL"); fi
 "$repro" "${args[@]}" > "$out"
 jq . "$out" >&2
 
-debian=$(jq -c '{include: [.include[] | select(.host == "debian")]}' "$out")
+built=$(jq -c '{include: [.include[] | select(.build != null)]}' "$out")
+debian=$(jq -c '{include: [.include[] | select(.host == "debian" and .build == null)]}' "$out")
 any=$(jq -c '{include: [.include[] | select(.host != "debian")]}' "$out")
 trees=$(jq -c '{include: [.include[] | select(.build != null)] | group_by(.build)
-  | map({tree: .[0].build, kernels: (map(.kernel) | unique | join(",")), cache_key: (map(.cache_key) | unique | join("-"))})}' "$out")
+  | map({tree: .[0].build, kernels: (map(.kernel) | unique | join(","))})}' "$out")
+echo "built=$built"
 echo "debian=$debian"
 echo "any=$any"
 echo "trees=$trees"
-for m in debian any trees; do
+for m in built debian any trees; do
   n=$(jq '.include | length' <<< "${!m}")
   echo "has_$m=$([ "$n" -gt 0 ] && echo true || echo false)"
 done

@@ -25,7 +25,7 @@ pub(super) fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = Catalog::builtin()?;
     if args.matrix {
         let scenarios = scenario_names(&args.scenarios)?;
-        crate::text::outln(&serde_json::to_string(&crate::kernel::ci::matrix(&catalog, &scenarios, args.kernel.as_deref())?)?);
+        crate::text::outln(&serde_json::to_string(&crate::kernel::ci::Matrix::of_catalog(&catalog, &scenarios, args.kernel.as_deref())?)?);
         return Ok(exit_codes::OK);
     }
     if args.json {

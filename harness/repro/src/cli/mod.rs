@@ -50,6 +50,7 @@ fn dispatch(command: Command, quiet: bool) -> i32 {
         Command::Exec(args) => exec::exec(&args),
         Command::Fetch(args) => fetch::fetch(&args),
         Command::Image(ImageCommand::Build(args)) => image::image_build(&args),
+        Command::Image(ImageCommand::Key(args)) => image::image_key(&args),
     };
     match result {
         // The reader of stdout went away: nothing to say, and nobody to say it to.

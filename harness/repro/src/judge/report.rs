@@ -86,7 +86,7 @@ pub(crate) fn rows(dirs: &[PathBuf], catalog: &Catalog) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn row(dir: &Path, catalog: &Catalog) -> Result<Row> {
+pub(crate) fn row(dir: &Path, catalog: &Catalog) -> Result<Row> {
     let path = dir.join("summary.json");
     let text = crate::input::Input::Summary.read_text(&path)?;
     let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{} is not a repro summary", path.display()))?;
@@ -396,23 +396,9 @@ pub(crate) struct Missing {
     pub scenario: String,
 }
 
-/// One row of a `repro kernels --matrix` file; the rest is ignored.
-#[derive(Debug, serde::Deserialize)]
-struct MatrixRow {
-    kernel: String,
-    scenario: String,
-}
-
 /// The pairs of the matrix in `path` that no row ran.
 pub(crate) fn missing(path: &Path, rows: &[Row]) -> Result<Vec<Missing>> {
-    #[derive(serde::Deserialize)]
-    struct Matrix {
-        include: Vec<MatrixRow>,
-    }
-    let text = crate::input::Input::Matrix.read_text(path)?;
-    let m: Matrix = serde_json::from_str(&text).map_err(|e| {
-        crate::error::fail(crate::error::Kind::Usage, format!("{} is not a `repro kernels --matrix` file: {e}", path.display()))
-    })?;
+    let m = crate::kernel::ci::Matrix::read(path)?;
     Ok(m.include
         .into_iter()
         .filter(|p| !rows.iter().any(|r| r.summary.kernel.name == p.kernel && r.summary.scenario == p.scenario))

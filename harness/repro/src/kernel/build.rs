@@ -144,6 +144,40 @@ impl Recipe {
         format!("{:x}", h.finalize())
     }
 
+    /// The tree's identity and the image's key, as exact as the machine
+    /// can know them before building: a catalog tree's source package
+    /// version (asked of apt, nothing downloaded) or a tree's git state, and
+    /// the host compiler. The one place the cache entry's name comes from:
+    /// the build and `repro image key` (CI's cache key) both call it.
+    pub(crate) fn resolve(&self, cache: &Cache) -> Result<Resolved> {
+        let (tree_id, tree_key) = match &self.tree {
+            TreeSpec::Catalog { name, kind } => (name.clone(), tree_identity(name, kind, cache)?),
+            TreeSpec::Local(dir) => {
+                let dir = dir.canonicalize().with_context(|| format!("kernel source {}", dir.display()))?;
+                if !dir.join("Makefile").exists() || !dir.join("arch/x86").is_dir() {
+                    return Err(fail(
+                        Kind::KernelUnavailable,
+                        format!("{} is not a Linux kernel source tree (no Makefile or arch/x86)", dir.display()),
+                    ));
+                }
+                (format!("local-{}", &hex(dir.to_string_lossy().as_bytes())[..12]), local_tree_state(&dir)?)
+            }
+        };
+        // What the image depends on, known before the tree is at hand (a
+        // cache hit needs no tree): the tree, the era rules with every
+        // fragment and compatibility fix, the overrides, and the host's
+        // compiler (the compiler of current trees; fetched ones are pinned
+        // by the rules).
+        let host_cc = toolchain::version_of(Path::new("gcc")).unwrap_or_default();
+        let key = self.key(&tree_key, &host_cc);
+        Ok(Resolved { tree_id, tree_key, key })
+    }
+
+    /// The cache entry (directory under images/) of the image with `key`.
+    pub(crate) fn entry_name(&self, key: &str) -> String {
+        format!("{}-{}", self.name, &key[..16])
+    }
+
     pub(crate) fn local(dir: &Path, cc: Option<&str>) -> Recipe {
         Recipe {
             name: "local".into(),
@@ -155,45 +189,37 @@ impl Recipe {
     }
 }
 
+/// A recipe's tree and key, resolved on this machine ([`Recipe::resolve`]).
+pub(crate) struct Resolved {
+    /// The build tree's name under build/.
+    pub tree_id: String,
+    /// The tree's exact identity (source package version, git state).
+    pub tree_key: String,
+    pub key: String,
+}
+
 /// Build (or find in the cache) the image for `recipe`.
 pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     check_build_tools()?;
     let eras = Eras::builtin();
     let images = cache.root.join("images");
-    let (tree_id, tree_key) = match &recipe.tree {
-        TreeSpec::Catalog { name, kind } => match tree_identity(name, kind, cache) {
-            Ok(id) => (name.clone(), id),
-            Err(e) => {
-                // The tree cannot be had (apt cannot be set up here, no
-                // network): an image built before, or restored from CI's
-                // build job, is still that kernel.
-                return match newest_built(&images, &recipe.name)? {
-                    Some(img) => {
-                        tracing::warn!("{e:#}; using the cached build {}", img.path.display());
-                        Ok(img)
-                    }
-                    None => Err(e),
-                };
-            }
-        },
-        TreeSpec::Local(dir) => {
-            let dir = dir.canonicalize().with_context(|| format!("kernel source {}", dir.display()))?;
-            if !dir.join("Makefile").exists() || !dir.join("arch/x86").is_dir() {
-                return Err(fail(
-                    Kind::KernelUnavailable,
-                    format!("{} is not a Linux kernel source tree (no Makefile or arch/x86)", dir.display()),
-                ));
-            }
-            (format!("local-{}", &hex(dir.to_string_lossy().as_bytes())[..12]), local_tree_state(&dir)?)
+    let Resolved { tree_id, tree_key, key } = match recipe.resolve(cache) {
+        Ok(r) => r,
+        Err(e) if matches!(recipe.tree, TreeSpec::Catalog { .. }) => {
+            // The tree cannot be had (apt cannot be set up here, no
+            // network): an image built before, or restored from CI's
+            // build job, is still that kernel.
+            return match newest_built(&images, &recipe.name)? {
+                Some(img) => {
+                    tracing::warn!("{e:#}; using the cached build {}", img.path.display());
+                    Ok(img)
+                }
+                None => Err(e),
+            };
         }
+        Err(e) => return Err(e),
     };
-    // What the image depends on, known before the tree is at hand (a cache
-    // hit needs no tree): the tree, the era rules with every fragment and
-    // compatibility patch, the overrides, and the host's compiler (the
-    // compiler of current trees; fetched ones are pinned by the rules).
-    let host_cc = toolchain::version_of(Path::new("gcc")).unwrap_or_default();
-    let key = recipe.key(&tree_key, &host_cc);
-    let entry = images.join(format!("{}-{}", recipe.name, &key[..16]));
+    let entry = images.join(recipe.entry_name(&key));
     if let Some(img) = load_built(&entry, &recipe.name)? {
         tracing::info!("using the cached build of {} ({})", recipe.name, entry.display());
         return Ok(img);
