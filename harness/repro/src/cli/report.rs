@@ -25,6 +25,10 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
         Some(m) => crate::judge::report::missing(m, &rows)?,
         None => Vec::new(),
     };
+    if let Some(path) = &args.junit {
+        let cases = rows.iter().map(crate::judge::junit::case_of_row).chain(missing.iter().map(crate::judge::junit::case_of_missing));
+        crate::judge::junit::write(path, "repro report", cases.collect())?;
+    }
     if let Some(out) = &args.out {
         let dirs: Vec<String> = args.dirs.iter().map(|d| d.display().to_string()).collect();
         let doc = crate::judge::report::Document {

@@ -82,7 +82,12 @@ impl BisectArgs {
 
 impl MatrixArgs {
     pub fn request(&self) -> MatrixRequest {
-        MatrixRequest { kernels: self.kernels.clone(), scenarios: self.scenarios.clone(), run: self.run.request() }
+        MatrixRequest {
+            kernels: self.kernels.clone(),
+            scenarios: self.scenarios.clone(),
+            run: self.run.request(),
+            junit: self.junit.clone(),
+        }
     }
 }
 

