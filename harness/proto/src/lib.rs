@@ -495,6 +495,9 @@ pub struct Summary {
     /// accelerator was chosen explicitly).
     pub accel_fallback_reason: Option<String>,
     pub guest_cpus: Option<u32>,
+    /// QEMU's `-cpu` model the guest ran with.
+    #[serde(default)]
+    pub guest_cpu_model: Option<String>,
     pub guest_memory_mib: Option<u64>,
     pub scenario: String,
     pub scenario_definition: Scenario,

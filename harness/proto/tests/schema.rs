@@ -44,6 +44,7 @@ fn sample_summary() -> Summary {
         accel: Some(repro_proto::Accel::Tcg),
         accel_fallback_reason: Some("KVM did not work".into()),
         guest_cpus: Some(2),
+        guest_cpu_model: Some("max".into()),
         guest_memory_mib: Some(1024),
         scenario: "seed".into(),
         scenario_definition: Scenario {

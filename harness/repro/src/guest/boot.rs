@@ -31,6 +31,8 @@ pub(crate) struct Vm {
     pub image: KernelImage,
     pub qemu: qemu::Qemu,
     pub memory_mib: u64,
+    /// `-cpu` under KVM, by the kernel's version.
+    pub kvm_cpu: String,
 }
 
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
@@ -72,7 +74,9 @@ pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary)
     summary.kernel.source_fix = image.source_fix;
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
-    Ok(Vm { image, qemu: qemu_bin, memory_mib })
+    let version = crate::kernel::bzimage::release(&image.path).and_then(|r| crate::kernel::era::KernelVersion::from_release(&r));
+    let kvm_cpu = catalog.kvm_cpu_model(version.as_ref()).to_string();
+    Ok(Vm { image, qemu: qemu_bin, memory_mib, kvm_cpu })
 }
 
 /// Write the initramfs (agent as /init, the job, extra files) into `work`.
@@ -104,6 +108,7 @@ pub(crate) async fn boot(
             qemu: vm.qemu.program.clone(),
             data_dirs: vm.qemu.data_dirs.clone(),
             accel: *accel,
+            kvm_cpu: vm.kvm_cpu.clone(),
             cpus: vm_args.cpus,
             memory_mib: vm.memory_mib,
             kernel: vm.image.path.clone(),
@@ -117,6 +122,7 @@ pub(crate) async fn boot(
         match session::start_qemu(&spec, &rec.dir, deadline).await {
             Ok(started) => {
                 rec.summary.accel = Some(*accel);
+                rec.summary.guest_cpu_model = Some(qemu::cpu_model(*accel, &vm.kvm_cpu).to_string());
                 rec.summary.accel_fallback_reason = fallback_reason;
                 rec.record(&started.hello)?;
                 log_hello(&started.hello, accel.as_str(), progress);

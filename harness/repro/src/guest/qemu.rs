@@ -39,6 +39,8 @@ pub(crate) struct VmSpec {
     /// QEMU's own data (`-L`), for a QEMU fetched into the cache.
     pub data_dirs: Vec<PathBuf>,
     pub accel: Accel,
+    /// `-cpu` under KVM ([`crate::kernel::catalog::Catalog::kvm_cpu_model`]).
+    pub kvm_cpu: String,
     pub cpus: u32,
     pub memory_mib: u64,
     pub kernel: PathBuf,
@@ -53,12 +55,24 @@ pub(crate) fn base_args() -> Vec<OsString> {
     args(&["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
 }
 
-pub(crate) fn accel_args(accel: Accel) -> Vec<OsString> {
+/// The accelerator and the CPU model it gets. KVM: `kvm_cpu`, the host's
+/// CPU for current kernels and a model of their time for old ones (the
+/// catalog's `[[kvm_cpu]]`), so a runner's newest CPU features never meet
+/// a kernel that predates them.
+pub(crate) fn accel_args(accel: Accel, kvm_cpu: &str) -> Vec<OsString> {
     match accel {
-        Accel::Kvm => args(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Kvm => args(&["-accel", "kvm", "-cpu", kvm_cpu]),
         // `max` gives TCG every feature it emulates; kernels and the static
         // agent need nothing beyond baseline x86-64.
         Accel::Tcg => args(&["-accel", "tcg", "-cpu", "max"]),
+    }
+}
+
+/// The `-cpu` model `accel` runs with.
+pub(crate) fn cpu_model(accel: Accel, kvm_cpu: &str) -> &str {
+    match accel {
+        Accel::Kvm => kvm_cpu,
+        Accel::Tcg => "max",
     }
 }
 
@@ -125,7 +139,7 @@ pub(crate) fn command_args(spec: &VmSpec) -> Vec<OsString> {
     [
         base_args(),
         data_args(&spec.data_dirs),
-        accel_args(spec.accel),
+        accel_args(spec.accel, &spec.kvm_cpu),
         machine_args(spec.cpus, spec.memory_mib),
         boot_args(&spec.kernel, &spec.initrd, &spec.cmdline),
         serial_args(&spec.console_log, &spec.proto_socket),
@@ -253,6 +267,7 @@ mod tests {
             data_dirs: vec![],
             qemu: "/usr/bin/qemu-system-x86_64".into(),
             accel,
+            kvm_cpu: "host".into(),
             cpus: 2,
             memory_mib: 2048,
             kernel: "/k/bzImage".into(),
@@ -269,8 +284,9 @@ mod tests {
 
     #[test]
     fn accel_args_pick_the_accelerator_and_cpu_model() {
-        assert_eq!(accel_args(Accel::Tcg), ["-accel", "tcg", "-cpu", "max"]);
-        assert_eq!(accel_args(Accel::Kvm), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(accel_args(Accel::Tcg, "SandyBridge"), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(accel_args(Accel::Kvm, "host"), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(accel_args(Accel::Kvm, "SandyBridge"), ["-accel", "kvm", "-cpu", "SandyBridge"]);
     }
 
     #[test]

@@ -22,6 +22,39 @@ pub(crate) struct Header {
     pub payload: Option<(u64, u64)>,
 }
 
+/// The kernel release a bzImage states in its setup code (the header's
+/// kernel_version field, boot protocol 2.00+, offset from 0x200), e.g.
+/// `6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP ...`.
+pub(crate) fn release(image: &Path) -> Option<String> {
+    let mut bytes = vec![0u8; 64 << 10];
+    let n = std::fs::File::open(image).and_then(|mut f| read_up_to(&mut f, &mut bytes)).ok()?;
+    release_in(&bytes[..n])
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn release_in(bytes: &[u8]) -> Option<String> {
+    if bytes.get(0x202..0x206) != Some(b"HdrS") {
+        return None;
+    }
+    let offset = usize::from(u16::from_le_bytes(bytes.get(0x20e..0x210)?.try_into().ok()?));
+    if offset == 0 {
+        return None;
+    }
+    let text = bytes.get(offset + 0x200..)?;
+    let end = text.iter().take(256).position(|b| *b == 0)?;
+    std::str::from_utf8(&text[..end]).ok().map(str::to_string)
+}
+
 /// The largest payload repro decompresses to look at (a real one is tens of MiB).
 const MAX_PAYLOAD: u64 = 256 << 20;
 
@@ -110,6 +143,20 @@ pub(crate) fn silent_boot_advice(image: &Path, cmdline: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_release_is_read_from_the_setup_header() {
+        let mut b = vec![0u8; 0x1000];
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x20e..0x210].copy_from_slice(&0x0300u16.to_le_bytes());
+        let text = b"3.10.0-514.el7.x86_64 (mockbuild@x86-017) #1 SMP\0";
+        b[0x500..0x500 + text.len()].copy_from_slice(text);
+        assert_eq!(release_in(&b).as_deref(), Some("3.10.0-514.el7.x86_64 (mockbuild@x86-017) #1 SMP"));
+        b[0x20e..0x210].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(release_in(&b), None, "no kernel_version field");
+        b[0x202] = b'X';
+        assert_eq!(release_in(&b), None, "no bzImage");
+    }
 
     /// A bzImage-shaped file: a 2.13 header and a gzip payload holding a
     /// minimal ELF64 with one LOAD segment of the given alignment.

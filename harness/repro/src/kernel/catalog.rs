@@ -26,6 +26,29 @@ pub struct Catalog {
     /// QEMUs a kernel may need (`qemu = NAME` in its entry).
     #[serde(default)]
     pub qemu: BTreeMap<String, QemuNeed>,
+    /// The CPU model a KVM guest gets, by the kernel's version.
+    #[serde(default)]
+    pub kvm_cpu: Vec<KvmCpu>,
+}
+
+/// A CPU model for KVM guests of some kernel versions (`[[kvm_cpu]]`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvmCpu {
+    /// The kernel versions it is for (semver requirement syntax).
+    pub versions: semver::VersionReq,
+    /// QEMU's `-cpu` model.
+    pub model: String,
+    pub why: String,
+}
+
+impl Catalog {
+    /// QEMU's `-cpu` under KVM for a kernel of version `v` (read from its
+    /// bzImage, whatever its origin): the first `[[kvm_cpu]]` whose versions
+    /// match, else `host`, also where the version cannot be read.
+    pub(crate) fn kvm_cpu_model(&self, v: Option<&crate::kernel::era::KernelVersion>) -> &str {
+        v.and_then(|v| self.kvm_cpu.iter().find(|k| k.versions.matches(&v.semver()))).map_or("host", |k| k.model.as_str())
+    }
 }
 
 /// A QEMU newer than some machines have, which repro fetches with apt into
@@ -194,6 +217,20 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_kernels_get_a_cpu_model_of_their_time_under_kvm_and_current_ones_the_host() {
+        use crate::kernel::era::KernelVersion;
+        let c = Catalog::builtin().unwrap();
+        let model = |r: &str| c.kvm_cpu_model(KernelVersion::from_release(r).as_ref()).to_string();
+        for old in ["3.10.0-514.el7.x86_64 (mockbuild@x86-017) #1 SMP", "4.4.0-148-generic", "4.9.115", "4.15.0-20-generic"] {
+            assert_eq!(model(old), "SandyBridge", "{old}");
+        }
+        for new in ["5.10.0-46-cloud-amd64", "6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org)", "6.12.9"] {
+            assert_eq!(model(new), "host", "{new}");
+        }
+        assert_eq!(c.kvm_cpu_model(None), "host", "an unreadable version");
+    }
 
     #[test]
     fn builtin_catalog_parses_and_resolves_names_and_aliases() {

@@ -63,6 +63,20 @@ impl KernelVersion {
         })
     }
 
+    /// The version at the start of a kernel release string, as a bzImage's
+    /// header or `uname -r` gives it: `3.10.0-514.el7.x86_64 (mockbuild@...)`.
+    pub fn from_release(release: &str) -> Option<KernelVersion> {
+        let head = release.split_whitespace().next()?;
+        let end = head.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(head.len());
+        let mut nums = head[..end].split('.').map(|n| n.parse::<u64>().ok());
+        Some(KernelVersion {
+            major: nums.next()??,
+            minor: nums.next()??,
+            patch: nums.next().flatten().unwrap_or(0),
+            extra: head[end..].to_string(),
+        })
+    }
+
     /// The version of the tree in `dir`, or a build failure saying why not.
     pub fn of_tree(dir: &Path) -> Result<KernelVersion> {
         let makefile = dir.join("Makefile");
@@ -81,7 +95,7 @@ impl KernelVersion {
         })
     }
 
-    fn semver(&self) -> semver::Version {
+    pub(crate) fn semver(&self) -> semver::Version {
         semver::Version::new(self.major, self.minor, self.patch)
     }
 }

@@ -44,6 +44,7 @@ fn debian_6_1_under_tcg_records_a_full_curve() {
     assert!(s.kernel.source.starts_with("debian:linux-image-6.1"));
     assert_eq!((s.backend, s.accel), (Backend::Qemu, Some(Accel::Tcg)));
     assert!(s.accel_fallback_reason.is_none(), "tcg was asked for, nothing fell back");
+    assert_eq!(s.guest_cpu_model.as_deref(), Some("max"), "TCG runs every kernel on -cpu max");
     assert!(s.provenance.qemu_version.as_deref().unwrap().starts_with("QEMU emulator version"));
     // 6.1 has the fix: once cleanup has settled, nothing per namespace remains.
     let settled = s.settled.as_ref().unwrap();
