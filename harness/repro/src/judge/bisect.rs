@@ -116,9 +116,8 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
         Some(src) => git_bisect(src, &mut state, &judge_ctx)?,
         None => list_bisect(&mut state, &judge_ctx)?,
     };
-    let md = report(&state);
-    std::fs::write(out.join(REPORT), &md).with_context(|| format!("writing {}", out.join(REPORT).display()))?;
-    crate::text::out(&md);
+    save(&state, &out)?;
+    crate::text::out(&report(&state));
     state.result.context("the bisection ended without a finding")
 }
 
@@ -481,6 +480,17 @@ mod tests {
         let mut future = state_with(&sha, "fixed", Some("/src"));
         future.version = 999;
         assert!(format!("{:#}", future.check_steps(p).unwrap_err()).contains("format 999"));
+    }
+
+    #[test]
+    fn every_save_leaves_the_report_so_far_beside_the_state() {
+        let d = tempfile::tempdir().unwrap();
+        let state = state_with(&"ab".repeat(20), "fixed", Some("/src/linux"));
+        save(&state, d.path()).unwrap();
+        let md = std::fs::read_to_string(d.path().join(REPORT)).unwrap();
+        assert!(md.contains("abababababab"), "{md}");
+        assert!(md.contains("Not finished: rerun the same command with the same --out to resume."), "{md}");
+        assert!(d.path().join(STATE).is_file());
     }
 
     #[test]

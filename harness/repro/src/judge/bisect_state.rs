@@ -144,8 +144,12 @@ impl State {
 
 /// Save the state after every step, atomically: a bisection stopped at any
 /// point resumes from the last step that finished.
+/// bisect.json, and bisect.md as it stands: after every step, because a
+/// CI step's timeout kills the process tree without a signal reaching
+/// repro, and the report must already be there when that happens.
 pub(crate) fn save(state: &State, out: &Path) -> Result<()> {
-    crate::atomic::write_json(&out.join(STATE), state)
+    crate::atomic::write_json(&out.join(STATE), state)?;
+    crate::atomic::write_bytes(&out.join(REPORT), report(state).as_bytes())
 }
 
 fn num(x: Option<f64>, d: usize) -> String {

@@ -293,3 +293,19 @@ pub(crate) fn run_action(inputs: &[(&str, &str)], work: &Path, extra_env: &[(&st
     let o = c.output().unwrap();
     (o, std::fs::read_to_string(&output).unwrap())
 }
+
+#[test]
+fn a_bisection_on_a_runner_can_be_resumed_and_dispatches_never_replace_each_other() {
+    let wf = std::fs::read_to_string(root().join("ci/workflows/bisect.yml")).unwrap();
+    for needle in ["resume:", "run-id: ${{ inputs.resume }}", "actions: read", "--out bisect", "bisect/bisect.md"] {
+        assert!(wf.contains(needle), "bisect.yml lacks {needle:?}");
+    }
+    for src in workflow_sources() {
+        let text = std::fs::read_to_string(&src).unwrap();
+        let group = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("group:"))
+            .unwrap_or_else(|| panic!("{}: no concurrency group", src.display()));
+        assert!(group.contains("github.run_id"), "{}: a dispatch shares its group and can drop queued ones: {group}", src.display());
+    }
+}
