@@ -100,7 +100,23 @@ pub(crate) async fn boot(
     rec: &mut Recorder,
     progress: &Progress,
 ) -> Result<session::Started> {
-    let (accels, mut fallback_reason) = vm_args.accel.plan();
+    let (mut accels, mut fallback_reason) = vm_args.accel.plan();
+    let memo = crate::guest::kvm_memo::KvmMemo::new(
+        &vm_args.cache.root,
+        rec.summary.provenance.qemu_version.as_deref().unwrap_or_default(),
+        &vm.kvm_cpu,
+    );
+    if vm_args.accel == AccelChoice::Auto && accels.first() == Some(&Accel::Kvm) {
+        if let Some(why) = memo.failed_before() {
+            let reason = format!(
+                "KVM failed on this host before ({why}); not tried again until the host kernel, its boot, QEMU or the CPU model \
+                 changes (--accel kvm tries it)"
+            );
+            tracing::warn!("{reason}; using TCG");
+            accels.retain(|a| *a != Accel::Kvm);
+            fallback_reason = Some(reason);
+        }
+    }
     for (i, accel) in accels.iter().enumerate() {
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
         let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
@@ -121,6 +137,9 @@ pub(crate) async fn boot(
         progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
         match session::start_qemu(&spec, &rec.dir, deadline).await {
             Ok(started) => {
+                if *accel == Accel::Kvm {
+                    memo.forget();
+                }
                 rec.summary.accel = Some(*accel);
                 rec.summary.guest_cpu_model = Some(qemu::cpu_model(*accel, &vm.kvm_cpu).to_string());
                 rec.summary.accel_fallback_reason = fallback_reason;
@@ -134,6 +153,7 @@ pub(crate) async fn boot(
             Err(f) if is_probe && i + 1 < accels.len() => {
                 let why = format!("KVM did not work: {}", f.describe().lines().next().unwrap_or_default());
                 tracing::warn!("{why}; falling back to TCG");
+                memo.remember_failure(&why);
                 fallback_reason = Some(why);
             }
             Err(f @ StartFailure::Deadline(_)) if kernel_printed_nothing(&spec.console_log) => {

@@ -6,6 +6,7 @@ pub(crate) mod boot;
 pub(crate) mod exec;
 pub(crate) mod execute;
 pub(crate) mod initramfs;
+pub(crate) mod kvm_memo;
 pub(crate) mod qemu;
 pub(crate) mod request;
 pub(crate) mod session;

@@ -65,6 +65,14 @@ fn accel_auto_proves_kvm_or_falls_back_to_tcg_and_says_why() {
         Accel::Kvm => assert!(s.accel_fallback_reason.is_none()),
         Accel::Tcg => assert!(s.accel_fallback_reason.as_deref().is_some_and(|r| !r.is_empty()), "{s:#?}"),
     }
+    // Where /dev/kvm opens but KVM failed (here: nested KVM hangs), the next
+    // run does not pay --kvm-timeout again: the failure is remembered.
+    if s.accel == Some(Accel::Tcg) && Path::new("/dev/kvm").exists() {
+        let again = run_json(&["--kernel", "6.1", "--accel", "auto", "-n", "40", "--cpus", "1"], &d.path().join("again"));
+        assert_eq!(again.accel, Some(Accel::Tcg));
+        let why = again.accel_fallback_reason.as_deref().unwrap_or_default();
+        assert!(why.starts_with("KVM failed on this host before") || why.contains("cannot be opened"), "{why}");
+    }
 }
 
 #[test]
