@@ -31,6 +31,10 @@ pub const INTERNAL: i32 = 12;
 /// A kernel build failed: compile error, a patch that no longer applies, or
 /// a config fragment that did not survive olddefconfig.
 pub const BUILD_FAILED: i32 = 13;
+/// The guest failed because the host gave it too little CPU time (the
+/// kernel's IO-APIC timer check failing under a starved TCG vCPU): the
+/// environment, not the kernel. Run it again on a less busy host.
+pub const HOST_STARVED: i32 = 14;
 /// `check`: the run cannot decide (`git bisect run`'s "skip").
 pub const INCONCLUSIVE: i32 = 125;
 /// `check`: repro itself cannot run here (QEMU missing, bad scenario, no

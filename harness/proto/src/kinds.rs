@@ -65,6 +65,9 @@ pub enum ErrorKind {
     GuestPanic,
     GuestHung,
     GuestFailed,
+    /// The guest failed because the host starved it of CPU time (a busy
+    /// host under TCG), not because of its kernel.
+    HostStarved,
     DiskFull,
     Permission,
     BuildFailed,
@@ -88,6 +91,7 @@ impl ErrorKind {
             ErrorKind::GuestPanic => c::GUEST_PANIC,
             ErrorKind::GuestHung => c::GUEST_HUNG,
             ErrorKind::GuestFailed => c::GUEST_FAILED,
+            ErrorKind::HostStarved => c::HOST_STARVED,
             ErrorKind::DiskFull => c::DISK_FULL,
             ErrorKind::Permission => c::PERMISSION,
             ErrorKind::BuildFailed => c::BUILD_FAILED,
@@ -108,6 +112,7 @@ impl ErrorKind {
             ErrorKind::GuestPanic => "guest_panic",
             ErrorKind::GuestHung => "guest_hung",
             ErrorKind::GuestFailed => "guest_failed",
+            ErrorKind::HostStarved => "host_starved",
             ErrorKind::DiskFull => "disk_full",
             ErrorKind::Permission => "permission",
             ErrorKind::BuildFailed => "build_failed",
@@ -128,6 +133,7 @@ impl ErrorKind {
             ErrorKind::QemuMissing
             | ErrorKind::ScenarioInvalid
             | ErrorKind::DiskFull
+            | ErrorKind::HostStarved
             | ErrorKind::Permission
             | ErrorKind::Usage
             | ErrorKind::Interrupted

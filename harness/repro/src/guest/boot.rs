@@ -191,8 +191,30 @@ pub(crate) fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
     }
 }
 
+/// The panic a kernel's IO-APIC timer check ends in when its vCPU got too
+/// little CPU time to see the timer tick (TCG on a busy host; `no_timer_check`
+/// on the command line skips the check, so it takes an --append that
+/// removes it, or a kernel that ignores it).
+const TIMER_CHECK_PANIC: &str = "IO-APIC + timer doesn't work";
+
+/// Whether a console shows the host, not the kernel, failing the boot.
+pub(crate) fn starved_by_the_host(console: &str) -> bool {
+    console.contains(TIMER_CHECK_PANIC)
+}
+
+fn host_starved(accel: &str, msg: &str) -> anyhow::Error {
+    fail(
+        Kind::HostStarved,
+        format!(
+            "the guest failed its timer check under {accel} because this host gave it too little CPU time, not because of \
+             its kernel: run it again on a less busy host (or with fewer --cpus): {msg}"
+        ),
+    )
+}
+
 pub(crate) fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
     match f {
+        StartFailure::Exited(msg) if starved_by_the_host(&msg) => host_starved(accel, &msg),
         StartFailure::Exited(msg) if msg.contains(PANIC_MARKER) => fail(Kind::GuestPanic, format!("the guest kernel panicked while booting under {accel}: {msg}")),
         StartFailure::Exited(msg) => fail(
             Kind::GuestFailed,
@@ -240,6 +262,29 @@ pub(crate) fn agent_path() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The console of the 6.1-noprune boot that failed on a loaded 2-core
+    /// host (issue 20), as the kernel printed it.
+    const STARVED_CONSOLE: &str = "..TIMER: vector=0x30 apic1=0 pin1=2 apic2=-1 pin2=-1\n\
+        ..MP-BIOS bug: 8254 timer not connected to IO-APIC\n\
+        ...trying to set up timer (IRQ0) through the 8259A ...\n\
+        ..... (found apic 0 pin 2) ...\n....... failed.\n\
+        ...trying to set up timer as Virtual Wire IRQ...\n..... failed.\n\
+        ...trying to set up timer as ExtINT IRQ...\n..... failed :(.\n\
+        Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.";
+
+    #[test]
+    fn a_boot_the_host_starved_is_the_environment_and_stops_a_bisection() {
+        let e = boot_failure(StartFailure::Exited(STARVED_CONSOLE.into()), "tcg");
+        let kind = crate::error::kind_of(&e).unwrap();
+        assert_eq!(kind, Kind::HostStarved);
+        assert!(kind.is_kernel_independent(), "git bisect run must stop (128), not blame the commit");
+        assert_eq!(kind.exit_code(), repro_proto::exit_codes::HOST_STARVED);
+        assert!(format!("{e:#}").contains("less busy host"), "{e:#}");
+        // Any other panic is the kernel's.
+        let other = boot_failure(StartFailure::Exited("Kernel panic - not syncing: VFS: Unable to mount root fs".into()), "tcg");
+        assert_eq!(crate::error::kind_of(&other), Some(Kind::GuestPanic));
+    }
 
     #[test]
     fn memory_default_grows_with_iterations() {

@@ -449,6 +449,16 @@ pub(crate) async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut
 async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
     let status = agent.guard.wait_or_kill(Duration::from_secs(10)).await;
     let at = format!("at iteration {} of {}", rec.summary.iterations_done, rec.summary.iterations_requested);
+    if agent.guard.console_panicked() && crate::guest::boot::starved_by_the_host(&agent.guard.diagnostics()) {
+        return fail(
+            Kind::HostStarved,
+            format!(
+                "the guest failed its timer check {at} because this host gave it too little CPU time, not because of its kernel; \
+                 the windows so far are kept; run it again on a less busy host. Console:{}",
+                agent.guard.diagnostics()
+            ),
+        );
+    }
     if agent.guard.console_panicked() {
         return fail(
             Kind::GuestPanic,

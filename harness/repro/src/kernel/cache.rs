@@ -80,25 +80,50 @@ impl Cache {
             .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("repro")))
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/repro")))
             .unwrap_or_else(private_fallback);
+        // Created private: kernels, build trees and apt state are this user's.
+        // (An existing directory keeps its mode; a failure shows on first use.)
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root);
+        }
         Cache { root, insecure_download: false }
     }
 }
 
 /// With no HOME: a cache of this user's own under /var/tmp, created 0700.
 /// A shared, predictable directory there could be prepared by another user
-/// to feed repro a kernel; one that is not ours is not used.
+/// to feed repro a kernel; one that is not ours is not used: the next name
+/// (`-UID.1`, `-UID.2`...) that is ours or can be made ours is, the same one
+/// on every run, so foreign directories never make repro start a new cache
+/// each time. Ours but open to others (0777) is closed to 0700.
 fn private_fallback() -> PathBuf {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let uid = nix::unistd::geteuid().as_raw();
-    let dir = PathBuf::from(format!("/var/tmp/repro-cache-{uid}"));
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && m.uid() == uid => dir,
-        _ => {
-            tracing::warn!("{} is not this user's own directory; using a fresh one (set REPRO_CACHE_DIR or --cache-dir)", dir.display());
-            tempfile::Builder::new().prefix("repro-cache-").tempdir().map(|t| t.keep()).unwrap_or(dir)
+    private_dir_under(Path::new("/var/tmp"), nix::unistd::geteuid().as_raw())
+}
+
+fn private_dir_under(base: &Path, uid: u32) -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let name = |n: u32| base.join(if n == 0 { format!("repro-cache-{uid}") } else { format!("repro-cache-{uid}.{n}") });
+    for n in 0..64 {
+        let dir = name(n);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.uid() == uid => {
+                if m.mode() & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+                }
+                if n > 0 {
+                    tracing::warn!(
+                        "{} is not this user's own directory; using {} (set REPRO_CACHE_DIR or --cache-dir)",
+                        name(0).display(),
+                        dir.display()
+                    );
+                }
+                return dir;
+            }
+            _ => continue,
         }
     }
+    tempfile::Builder::new().prefix("repro-cache-").tempdir().map(|t| t.keep()).unwrap_or_else(|_| name(0))
 }
 
 /// The most recently modified entry of cache directory `dir` that `keep`
@@ -173,5 +198,35 @@ impl Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_no_home_cache_is_private_and_the_same_on_every_run_even_beside_a_foreign_one() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let base = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let first = private_dir_under(base.path(), me);
+        assert_eq!(first, base.path().join(format!("repro-cache-{me}")));
+        assert_eq!(std::fs::metadata(&first).unwrap().mode() & 0o777, 0o700);
+        // Ours but opened to everyone: closed again.
+        std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(private_dir_under(base.path(), me), first);
+        assert_eq!(std::fs::metadata(&first).unwrap().mode() & 0o777, 0o700);
+        // Another user's directory of that name (made so by root here) is
+        // skipped for the next name, and that one is used on every run.
+        if me == 0 {
+            let base = tempfile::tempdir().unwrap();
+            let theirs = base.path().join("repro-cache-0");
+            std::fs::create_dir(&theirs).unwrap();
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+            let a = private_dir_under(base.path(), 0);
+            assert_eq!(a, base.path().join("repro-cache-0.1"));
+            assert_eq!(private_dir_under(base.path(), 0), a, "a new directory on every run");
+        }
     }
 }

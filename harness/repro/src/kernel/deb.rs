@@ -143,6 +143,11 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
     archive.set_preserve_mtime(true);
     std::fs::create_dir_all(dest)?;
     let strip = |p: &Path| -> Result<PathBuf> {
+        // Judged before the top directory is dropped: `/a/b` must not
+        // become `a/b` by losing its root as if it were the top directory.
+        if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(fail(Kind::Unverified, format!("refusing to unpack {}: it names a place outside the tree", p.display())));
+        }
         let rel: PathBuf = p.components().skip_while(|c| matches!(c, Component::CurDir)).skip(strip).collect();
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(fail(Kind::Unverified, format!("refusing to unpack {}: it names a place outside the tree", p.display())));
@@ -200,15 +205,19 @@ fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize
             EntryType::Link => {
                 let to = strip(&e.link_name()?.context("a hard link entry without a target")?)?;
                 let source = dest.join(&to);
-                let meta = std::fs::symlink_metadata(&source).with_context(|| {
-                    format!("refusing to unpack {}: its hard link target {} is not in the tree", p.display(), to.display())
+                // Refusals of the archive, like every other (exit 3), not internal errors.
+                let meta = std::fs::symlink_metadata(&source).map_err(|_| {
+                    fail(
+                        Kind::Unverified,
+                        format!("refusing to unpack {}: its hard link target {} is not in the tree", p.display(), to.display()),
+                    )
                 })?;
-                anyhow::ensure!(
-                    meta.is_file(),
-                    "refusing to unpack {}: hard link to {}, which is not a plain file",
-                    p.display(),
-                    to.display()
-                );
+                if !meta.is_file() {
+                    return Err(fail(
+                        Kind::Unverified,
+                        format!("refusing to unpack {}: hard link to {}, which is not a plain file", p.display(), to.display()),
+                    ));
+                }
                 let _ = std::fs::remove_file(&target);
                 std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", rel.display()))?;
             }
@@ -373,11 +382,33 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_member_is_refused_not_unpacked_without_its_root() {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..4].copy_from_slice(b"/a/b");
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = unpack_stripped(&t[..], &dest.path().join("t"), EscapingLinks::Refuse).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Unverified), "{e:#}");
+        assert!(format!("{e:#}").contains("outside the tree"), "{e:#}");
+        assert!(!dest.path().join("t/a/b").exists() && !dest.path().join("t/b").exists());
+    }
+
+    #[test]
     fn hard_links_must_name_a_file_already_in_the_tree() {
         use tar::EntryType::{Link, Regular};
         let dest = tempfile::tempdir().unwrap();
-        let out = tar_of(&[("top/h", Link, "/etc/passwd")]);
-        assert!(unpack_stripped(&out[..], &dest.path().join("a"), EscapingLinks::Refuse).is_err());
+        let out = tar_of(&[("top/h", Link, "top/missing")]);
+        let e = unpack_stripped(&out[..], &dest.path().join("a"), EscapingLinks::Refuse).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Unverified), "a refusal of the archive, exit 3: {e:#}");
+        let out = tar_of(&[("top/d/x", Regular, "x"), ("top/h", Link, "top/d")]);
+        let e = unpack_stripped(&out[..], &dest.path().join("c"), EscapingLinks::Refuse).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Unverified), "{e:#}");
         let ok = tar_of(&[("top/f", Regular, "data"), ("top/h", Link, "top/f")]);
         unpack_stripped(&ok[..], &dest.path().join("b"), EscapingLinks::Refuse).unwrap();
         assert_eq!(std::fs::read_to_string(dest.path().join("b/h")).unwrap(), "data");

@@ -95,8 +95,9 @@ pub(crate) fn fetch(url: &str, pinned: Option<&str>, sums_key: Option<&str>, cac
         Ok((w, by)) if w == got => Ok(by),
         Ok((w, by)) => {
             let _ = std::fs::remove_file(&part);
+            // A refused download, like an unsigned or wrongly signed one (exit 3).
             return Err(fail(
-                Kind::ImageInvalid,
+                Kind::Unverified,
                 format!("{url} has sha256 {got}, but the {by} says {w}: the download is corrupt or was tampered with; nothing was kept"),
             ));
         }

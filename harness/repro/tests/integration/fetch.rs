@@ -167,7 +167,7 @@ fn download_with_the_wrong_sha256_is_refused_and_not_kept() {
         .repro()
         .args(["fetch", "el7-fixture"])
         .assert()
-        .code(exit_codes::IMAGE_INVALID)
+        .code(exit_codes::KERNEL_UNAVAILABLE)
         .stderr(predicate::str::contains("corrupt or was tampered with"));
     assert!(!setup.cache().join("downloads/kernel-x.rpm").exists());
     assert!(!setup.cache().join("downloads/kernel-x.part").exists());
