@@ -175,7 +175,7 @@ pub struct ImageBuildArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "kernel", value_parser = source_dir())]
     pub src: Option<PathBuf>,
     /// C compiler for the kernel build [default: by the tree's era, see vm-images/eras.toml]:
-    /// a name on PATH, a path, or one repro fetches (gcc-10).
+    /// a name on PATH, a path, or one repro fetches (gcc-12).
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
     #[command(flatten)]
@@ -217,7 +217,7 @@ pub struct VmArgs {
     #[arg(long, visible_alias = "build", value_name = "DIR", value_parser = source_dir())]
     pub src: Option<PathBuf>,
     /// C compiler for kernel builds [default: by the tree's version: the host's gcc from 5.x on, a
-    /// gcc-10 repro fetches with apt for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
+    /// gcc-12 (from PATH, else fetched with apt) for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
     #[arg(long, value_name = "CC")]
     pub cc: Option<String>,
 }

@@ -191,17 +191,6 @@ pub(crate) fn log_hello(hello: &Message, accel: &str, progress: &Progress) {
     }
 }
 
-/// The panic a kernel's IO-APIC timer check ends in when its vCPU got too
-/// little CPU time to see the timer tick (TCG on a busy host; `no_timer_check`
-/// on the command line skips the check, so it takes an --append that
-/// removes it, or a kernel that ignores it).
-const TIMER_CHECK_PANIC: &str = "IO-APIC + timer doesn't work";
-
-/// Whether a console shows the host, not the kernel, failing the boot.
-pub(crate) fn starved_by_the_host(console: &str) -> bool {
-    console.contains(TIMER_CHECK_PANIC)
-}
-
 fn host_starved(accel: &str, msg: &str) -> anyhow::Error {
     fail(
         Kind::HostStarved,
@@ -214,7 +203,7 @@ fn host_starved(accel: &str, msg: &str) -> anyhow::Error {
 
 pub(crate) fn boot_failure(f: StartFailure, accel: &str) -> anyhow::Error {
     match f {
-        StartFailure::Exited(msg) if starved_by_the_host(&msg) => host_starved(accel, &msg),
+        StartFailure::Exited(msg) if session::starved_by_the_host(&msg) => host_starved(accel, &msg),
         StartFailure::Exited(msg) if msg.contains(PANIC_MARKER) => fail(Kind::GuestPanic, format!("the guest kernel panicked while booting under {accel}: {msg}")),
         StartFailure::Exited(msg) => fail(
             Kind::GuestFailed,

@@ -151,7 +151,7 @@ pub struct BuildSource {
     /// A config fragment instead of the era's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
-    /// A compiler instead of the era's (gcc-10, or a path).
+    /// A compiler instead of the era's (gcc-12, or a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc: Option<String>,
 }

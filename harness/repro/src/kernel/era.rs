@@ -136,7 +136,7 @@ pub struct PackagedTool {
     /// The packages that together hold the program and what it loads
     /// (GCC's driver, cc1 and libgcc; QEMU's binary and its data).
     pub packages: Vec<String>,
-    /// The program inside them, e.g. usr/bin/gcc-10.
+    /// The program inside them, e.g. usr/bin/gcc-12.
     pub driver: String,
     /// Suites to fetch from, per distribution of the host (its apt sources).
     pub suites: BTreeMap<String, Vec<String>>,

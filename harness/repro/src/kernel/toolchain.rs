@@ -1,6 +1,6 @@
 //! The C compiler a kernel build uses.
 //!
-//! An era (vm-images/eras.toml) names `host` or a compiler such as gcc-10;
+//! An era (vm-images/eras.toml) names `host` or a compiler such as gcc-12;
 //! `--cc` and a catalog entry's `cc` override it. A name found on PATH (or
 //! a path) is used as it is. A compiler of the `[compiler.*]` tables that
 //! the machine lacks is fetched with apt into the cache (its packages'
@@ -26,7 +26,7 @@ const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A compiler ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Compiler {
-    /// The name asked for: host, gcc-10, /opt/x/bin/gcc...
+    /// The name asked for: host, gcc-12, /opt/x/bin/gcc...
     pub name: String,
     /// What to run (a name on PATH or an absolute path).
     pub program: PathBuf,
@@ -206,7 +206,7 @@ mod tests {
         let e = Compiler::resolve("gcc-0-nonexistent", &Eras::builtin(), &cache).unwrap_err();
         assert_eq!(crate::error::kind_of(&e), Some(Kind::BuildFailed));
         let msg = format!("{e:#}");
-        assert!(msg.contains("gcc-0-nonexistent") && msg.contains("gcc-10"), "{msg}");
+        assert!(msg.contains("gcc-0-nonexistent") && msg.contains("gcc-12"), "{msg}");
     }
 
     #[test]

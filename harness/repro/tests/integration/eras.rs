@@ -132,27 +132,57 @@ fn a_compiler_that_cannot_be_had_is_a_build_failure_naming_it() {
     let t = Tree::new("6.1.0", None);
     t.build(&["--cc", "gcc-0-none"])
         .code(exit_codes::BUILD_FAILED)
-        .stderr(predicate::str::contains("gcc-0-none").and(predicate::str::contains("gcc-10")));
+        .stderr(predicate::str::contains("gcc-0-none").and(predicate::str::contains("gcc-12")));
+}
+
+/// A directory of links to everything on PATH except `gcc-12` (and its
+/// triplet name): PATH for a machine that does not have it.
+fn path_without_gcc_12(dir: &Path) -> std::ffi::OsString {
+    std::fs::create_dir_all(dir).unwrap();
+    for d in std::env::split_paths(&std::env::var_os("PATH").unwrap()) {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n == "gcc-12" || n.ends_with("-gcc-12") || dir.join(&name).exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(e.path(), dir.join(&name));
+        }
+    }
+    dir.as_os_str().to_owned()
 }
 
 #[test]
-fn a_current_tree_builds_with_the_hosts_gcc_and_an_old_one_with_a_fetched_gcc_10() {
+fn a_current_tree_builds_with_the_hosts_gcc_and_an_old_one_with_gcc_12_from_path_or_fetched() {
     let t = Tree::new("6.1.0", None);
     t.build(&[]).success();
     assert!(t.make_vars().starts_with("CC=gcc\n"), "{}", t.make_vars());
     assert_eq!(t.build_json()["cc_origin"], "host");
 
-    // 4.x: gcc-10, fetched with apt into the cache (unless on PATH).
+    // 4.x: gcc-12, as it is where PATH has it (Debian 12)...
     let t = Tree::new("4.4.178", None);
     t.build(&[]).success();
     let vars = t.make_vars();
     let cc = vars.lines().next().unwrap().strip_prefix("CC=").unwrap().to_string();
-    assert!(cc.ends_with("gcc-10"), "{vars}");
+    assert!(cc.ends_with("gcc-12"), "{vars}");
+    assert!(t.build_json()["cc"].as_str().unwrap().contains(" 12."), "{}", t.build_json());
+
+    // ...and fetched with apt into the cache where it does not (Ubuntu
+    // 24.04 without gcc-12, a Debian 12 with only gcc): the same compiler.
+    let t = Tree::new("4.4.178", None);
+    let path = path_without_gcc_12(&t.dir.path().join("bin"));
+    repro()
+        .args(["image", "build", "--src"])
+        .arg(t.src())
+        .arg("--cache-dir")
+        .arg(t.dir.path().join("cache"))
+        .env("PATH", &path)
+        .assert()
+        .success();
+    let vars = t.make_vars();
+    let cc = vars.lines().next().unwrap().strip_prefix("CC=").unwrap().to_string();
+    assert!(cc.starts_with(t.dir.path().join("cache/toolchains").to_str().unwrap()) && cc.ends_with("gcc-12"), "{vars}");
     let info = t.build_json();
-    assert!(info["cc"].as_str().unwrap().contains(" 10."), "{info}");
-    if !Path::new(&cc).is_absolute() {
-        return; // gcc-10 is installed on this machine: used as it is.
-    }
-    assert!(cc.starts_with(t.dir.path().join("cache/toolchains").to_str().unwrap()), "{cc}");
+    assert!(info["cc"].as_str().unwrap().contains(" 12."), "{info}");
     assert!(info["cc_origin"].as_str().unwrap().contains("fetched with apt"), "{info}");
 }
