@@ -458,6 +458,10 @@ pub struct KernelInfo {
     /// from the source (None where the form was not recognised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_fix: Option<SourceFix>,
+    /// Where the catalog entry's own source could not be had and its
+    /// `fallback` entry was used instead: why, and which.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// Where the numbers were measured.

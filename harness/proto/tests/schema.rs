@@ -39,6 +39,7 @@ fn sample_summary() -> Summary {
                 fixes: vec!["no-pie: applied (a PIE-by-default compiler)".into()],
             }),
             source_fix: Some(repro_proto::SourceFix::Absent),
+            fallback: None,
         },
         backend: repro_proto::Backend::Qemu,
         accel: Some(repro_proto::Accel::Tcg),

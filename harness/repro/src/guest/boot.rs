@@ -72,6 +72,7 @@ pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary)
     summary.kernel.verified = image.verified.clone();
     summary.kernel.build = image.build.clone();
     summary.kernel.source_fix = image.source_fix;
+    summary.kernel.fallback = image.fallback.clone();
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);
     let version = crate::kernel::bzimage::release(&image.path).and_then(|r| crate::kernel::era::KernelVersion::from_release(&r));

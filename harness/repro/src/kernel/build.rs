@@ -412,6 +412,7 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         return Ok(None);
     }
     Ok(Some(KernelImage {
+        fallback: None,
         build: Some(BuildProvenance {
             version: info.version.clone(),
             era: info.era.clone(),

@@ -116,6 +116,11 @@ pub struct Entry {
     /// A QEMU of the catalog's [qemu] table this kernel needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu: Option<String>,
+    /// Another entry to use when this one's source cannot be had (a
+    /// distribution that leaves the mirrors), never when a download is
+    /// refused. The run keeps this entry's name and records the fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     pub source: Source,
 }
 
@@ -188,6 +193,17 @@ impl Catalog {
                 );
             }
         }
+        for e in &c.kernel {
+            if let Some(f) = &e.fallback {
+                let alt = c.kernel.iter().find(|k| &k.name == f);
+                anyhow::ensure!(alt.is_some(), "kernel {} falls back to {f:?}, which is no catalog kernel's name", e.name);
+                anyhow::ensure!(
+                    f != &e.name && alt.is_some_and(|a| a.fallback.is_none()),
+                    "kernel {} falls back to {f:?}, which is itself or has a fallback of its own: one step only",
+                    e.name
+                );
+            }
+        }
         Ok(c)
     }
 
@@ -217,6 +233,24 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fallback_names_another_kernel_one_step_deep() {
+        let k = |name: &str, fallback: Option<&str>| {
+            format!(
+                "[[kernel]]\nname = \"{name}\"\ndescription = \"d\"\n{}source = {{ kind = \"debian\", suites = [\"bookworm\"], package = \"p\" }}\n",
+                fallback.map(|f| format!("fallback = \"{f}\"\n")).unwrap_or_default()
+            )
+        };
+        assert!(Catalog::parse(&(k("a", Some("b")) + &k("b", None))).is_ok());
+        for bad in [k("a", Some("nosuch")), k("a", Some("a")), k("a", Some("b")) + &k("b", Some("c")) + &k("c", None)] {
+            let e = format!("{:#}", Catalog::parse(&bad).unwrap_err());
+            assert!(e.contains("falls back to"), "{e}");
+        }
+        // The built-in 5.10 (Debian 11, whose LTS has ended) builds from kernel.org when bullseye is gone.
+        let c = Catalog::builtin().unwrap();
+        assert_eq!(c.lookup("5.10").unwrap().fallback.as_deref(), Some("5.10-kernel.org"));
+    }
 
     #[test]
     fn old_kernels_get_a_cpu_model_of_their_time_under_kvm_and_current_ones_the_host() {

@@ -25,11 +25,13 @@ fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> R
                     .map_err(|e| anyhow::anyhow!("{}: data.tar.zst is not zstd: {e}", deb.display()))?;
                 return f(&mut zst);
             }
+            // Older packages (Debian 11's linux-source-5.10) use gzip.
+            "data.tar.gz" => return f(&mut flate2::read::GzDecoder::new(member)),
             "data.tar" => return f(&mut { member }),
             n if n.starts_with("data.tar") => {
                 return Err(fail(
                     Kind::KernelUnavailable,
-                    format!("{}: member {n} is compressed in a way repro does not read (xz, zstd or none)", deb.display()),
+                    format!("{}: member {n} is compressed in a way repro does not read (xz, zstd, gzip or none)", deb.display()),
                 ))
             }
             _ => {}
@@ -282,6 +284,10 @@ mod tests {
 
     /// Build a small .deb the way dpkg-deb lays it out.
     fn fake_deb(dir: &Path, payload: &[u8]) -> std::path::PathBuf {
+        fake_deb_as(dir, payload, "data.tar.xz")
+    }
+
+    fn fake_deb_as(dir: &Path, payload: &[u8], member: &str) -> std::path::PathBuf {
         let mut tar_bytes = Vec::new();
         {
             let mut b = tar::Builder::new(&mut tar_bytes);
@@ -296,14 +302,18 @@ mod tests {
             b.finish().unwrap();
         }
         let mut xz = Vec::new();
-        {
+        if member.ends_with(".gz") {
+            let mut w = flate2::write::GzEncoder::new(&mut xz, flate2::Compression::fast());
+            w.write_all(&tar_bytes).unwrap();
+            w.finish().unwrap();
+        } else {
             let mut w = lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::default()).unwrap();
             w.write_all(&tar_bytes).unwrap();
             w.finish().unwrap();
         }
         let path = dir.join("linux-image-test.deb");
         let mut ar = ar::Builder::new(std::fs::File::create(&path).unwrap());
-        for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("control.tar.xz", &b""[..]), ("data.tar.xz", &xz[..])] {
+        for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("control.tar.xz", &b""[..]), (member, &xz[..])] {
             ar.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), data).unwrap();
         }
         path
@@ -332,6 +342,15 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(extract_vmlinuz(&path, &mut out).unwrap(), "6.8.0-49-generic");
         assert_eq!(out, b"image");
+    }
+
+    #[test]
+    fn an_older_package_with_data_tar_gz_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = fake_deb_as(dir.path(), b"bzImage-bytes", "data.tar.gz");
+        let mut out = Vec::new();
+        assert_eq!(extract_vmlinuz(&deb, &mut out).unwrap(), "6.1.0-9-cloud-amd64");
+        assert_eq!(out, b"bzImage-bytes");
     }
 
     #[test]

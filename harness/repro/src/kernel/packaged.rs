@@ -285,6 +285,7 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
         return Ok(None);
     }
     Ok(Some(KernelImage {
+        fallback: None,
         name: name.to_string(),
         path,
         sha256: sha,

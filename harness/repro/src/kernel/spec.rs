@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use crate::kernel::apt::Distro;
 use crate::kernel::build::{self, Recipe};
 use crate::kernel::cache::{check_bzimage, sha256_file, Cache, KernelImage, Origin};
-use crate::kernel::catalog::{Catalog, Source};
+use crate::error::Kind;
+use crate::kernel::catalog::{Catalog, Entry, Source};
 use crate::kernel::packaged;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,7 @@ impl KernelSpec {
                 check_bzimage(p)?;
                 let path = p.canonicalize().with_context(|| format!("resolving {}", p.display()))?;
                 Ok(KernelImage {
+                    fallback: None,
                     name: self.label(),
                     sha256: sha256_file(&path)?,
                     origin: Origin::Path(path.clone()),
@@ -85,16 +87,33 @@ impl KernelSpec {
             KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc), cache),
             KernelSpec::Catalog(name) => {
                 let entry = catalog.lookup(name)?;
-                match &entry.source {
-                    Source::Debian { suites, package } => packaged::fetch_apt(Distro::Debian, &entry.name, suites, package, cache),
-                    Source::Ubuntu { suites, package } => packaged::fetch_apt(Distro::Ubuntu, &entry.name, suites, package, cache),
-                    Source::Rpm { url, sha256, key } => packaged::fetch_rpm(&entry.name, url, sha256.as_deref(), key, cache),
-                    Source::Build(b) => Recipe::catalog(catalog, &entry.name, b, cc).and_then(|r| build::build(&r, cache)),
+                match (fetch_entry(catalog, entry, cache, cc), &entry.fallback) {
+                    // Only a source that cannot be had; a refused download never falls back.
+                    (Err(e), Some(alt)) if crate::error::kind_of(&e) == Some(Kind::KernelUnavailable) => {
+                        let alt = catalog.lookup(alt)?;
+                        let why = crate::error::render(&e).lines().next().unwrap_or_default().to_string();
+                        tracing::warn!("{why}; using the catalog's fallback for {}: {} ({})", entry.name, alt.name, alt.description);
+                        let mut img = fetch_entry(catalog, alt, cache, cc)?;
+                        img.name = entry.name.clone();
+                        img.fallback = Some(format!("{} could not be had ({why}); this is its fallback {}", entry.name, alt.name));
+                        Ok(img)
+                    }
+                    (got, _) => got,
                 }
-                .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
             }
         }
     }
+}
+
+/// The image of one catalog entry, from its own source.
+fn fetch_entry(catalog: &Catalog, entry: &Entry, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
+    match &entry.source {
+        Source::Debian { suites, package } => packaged::fetch_apt(Distro::Debian, &entry.name, suites, package, cache),
+        Source::Ubuntu { suites, package } => packaged::fetch_apt(Distro::Ubuntu, &entry.name, suites, package, cache),
+        Source::Rpm { url, sha256, key } => packaged::fetch_rpm(&entry.name, url, sha256.as_deref(), key, cache),
+        Source::Build(b) => Recipe::catalog(catalog, &entry.name, b, cc).and_then(|r| build::build(&r, cache)),
+    }
+    .with_context(|| format!("getting kernel {:?} ({})", entry.name, entry.description))
 }
 
 impl From<OsString> for KernelSpec {

@@ -37,6 +37,7 @@ pub(crate) fn new_summary(
             verified: None,
             build: None,
             source_fix: None,
+            fallback: None,
         },
         backend: Backend::Qemu,
         accel: None,

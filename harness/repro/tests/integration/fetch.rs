@@ -234,6 +234,57 @@ fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
     assert!(src.join("linux/Makefile").exists());
 }
 
+/// A Debian kernel whose suite has left the mirror (buster: 404 for its
+/// Release file, as bullseye's will) is replaced by the catalog's fallback,
+/// a tree built from a (fixture) kernel.org tarball; the run keeps the
+/// asked name and says what happened. A refused download never falls back.
+#[test]
+fn a_kernel_whose_suite_left_the_mirror_is_replaced_by_its_fallback_and_says_so() {
+    let tarball = fixture_tarball();
+    let key = TestKey::new();
+    let sums = key.clearsign(&format!("{}  linux-4.9.999.tar.xz\n", sha256(&tarball)));
+    let server = Server::start(vec![
+        ("linux-4.9.999.tar.xz".into(), tarball),
+        ("sha256sums.asc".into(), sums.into_bytes()),
+        ("kernel-x.rpm".into(), kernel_rpm()),
+    ]);
+    let keydir = tempfile::tempdir().unwrap();
+    let fallback = format!(
+        "[[kernel]]\nname = \"retired-fallback\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"clean\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
+         [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\", key = \"{}\" }}\n",
+        server.url,
+        key.public_file(keydir.path()).display()
+    );
+    let retired = "[[kernel]]\nname = \"retired\"\ndescription = \"a Debian kernel of a suite no mirror has\"\nexpect = { seed = \"clean\" }\n\
+        fallback = \"retired-fallback\"\nsource = { kind = \"debian\", suites = [\"buster\"], package = \"linux-image-cloud-amd64\" }\n\n";
+    let setup = Setup::new(&format!("{retired}{fallback}"));
+    let out = setup.dir.path().join("run");
+    let o = setup.repro().args(["run", "--kernel", "retired", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out"]).arg(&out).output().unwrap();
+    let err = stderr_of(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("using the catalog's fallback for retired: retired-fallback"), "{err}");
+    let s = read_summary(&out);
+    assert!(s.complete);
+    assert_eq!(s.kernel.name, "retired", "the run keeps the asked name (the CI matrix row)");
+    assert!(s.kernel.source.starts_with("build:tarball:"), "{:?}", s.kernel);
+    assert!(s.kernel.fallback.as_deref().is_some_and(|f| f.contains("could not be had") && f.ends_with("its fallback retired-fallback")), "{:?}", s.kernel);
+
+    // A download that is refused (a pinned hash that does not match) is not "cannot be had".
+    let refused = format!(
+        "[[kernel]]\nname = \"pinned\"\ndescription = \"fixture rpm\"\nfallback = \"retired-fallback\"\n\
+         source = {{ kind = \"rpm\", url = \"{}/kernel-x.rpm\", sha256 = \"{}\" }}\n\n{fallback}",
+        server.url,
+        "0".repeat(64)
+    );
+    let setup = Setup::new(&refused);
+    setup
+        .repro()
+        .args(["fetch", "pinned"])
+        .assert()
+        .code(exit_codes::KERNEL_UNAVAILABLE)
+        .stderr(predicate::str::contains("corrupt or was tampered with").and(predicate::str::contains("fallback").not()));
+}
+
 #[test]
 fn unreachable_host_fails_fast_and_a_seeded_cache_is_used_instead() {
     let rpm = kernel_rpm();
