@@ -8,6 +8,7 @@
 //!
 //! The agent forks a child per iteration, so it stays single-threaded.
 
+mod barrier;
 mod chain;
 mod plan;
 mod veth;

@@ -363,7 +363,14 @@ mod tests {
             probes: vec![ProbeStats::from_samples_ns("ipv6\nnewline", &mut [1000, 2000], 0)],
             chain_walk: None,
         };
-        let msg = Message::Round(Settled { settle_s: 3.0, stable: true, ended: Some(SettleEnd::Flat), trace: vec![], window: w });
+        let msg = Message::Round(Settled {
+            settle_s: 3.0,
+            stable: true,
+            ended: Some(SettleEnd::Flat),
+            trace: vec![],
+            window: w,
+            barrier_failed: None,
+        });
         let line = encode(&msg).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
         assert!(line.len() < MAX_LINE_BYTES);

@@ -472,6 +472,25 @@ fn settle(
 ) -> Result<Settled, String> {
     let s = &job.scenario.settle;
     let t0 = Instant::now();
+    // Held fds keep their namespaces alive past any barrier: those runs
+    // watch the count. Elsewhere the barrier proves cleanup done, and the
+    // count it leaves is the answer, however flat (the bug) it is.
+    let barrier = match job.scenario.hold {
+        Some(_) => None,
+        // Well inside the host's stall timeout: the barrier sends no heartbeat.
+        None => Some(crate::barrier::cleanup_barrier(Duration::from_millis(s.max_ms.min(30_000)))),
+    };
+    let barrier_failed = match barrier {
+        Some(Ok(_)) => {
+            let nr_dentry = dentry_state()?.nr_dentry;
+            let settle_s = t0.elapsed().as_secs_f64();
+            let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
+            let trace = vec![SettlePoint { t_s: settle_s, nr_dentry }];
+            return Ok(Settled { settle_s, stable: true, ended: Some(SettleEnd::Cleaned), trace, window, barrier_failed: None });
+        }
+        Some(Err(why)) => Some(why),
+        None => None,
+    };
     let first = dentry_state()?.nr_dentry;
     let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: first }];
     let mut watch = SettleWatch::new(s, baseline, iterations, first);
@@ -490,7 +509,7 @@ fn settle(
     let stable = ended != SettleEnd::MaxTime;
     let settle_s = t0.elapsed().as_secs_f64();
     let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
-    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window })
+    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window, barrier_failed })
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {

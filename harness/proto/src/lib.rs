@@ -393,12 +393,18 @@ pub struct Settled {
     #[serde(default)]
     pub trace: Vec<SettlePoint>,
     pub window: Window,
+    /// Why the cleanup barrier could not run (then the count decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barrier_failed: Option<String>,
 }
 
 /// What ended a settle phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SettleEnd {
+    /// The cleanup barrier proved every churned namespace cleaned up: the
+    /// count then is final, whether it came back or stayed (the bug).
+    Cleaned,
     /// nr_dentry came back within the tolerance of the baseline.
     Baseline,
     /// No new low for the adaptive flat interval.

@@ -84,6 +84,7 @@ fn sample_summary() -> Summary {
             ended: Some(SettleEnd::Flat),
             trace: vec![SettlePoint { t_s: 0.0, nr_dentry: 10_050 }],
             window,
+            barrier_failed: Some("adding veth rbar0/rbar0p: Operation not supported".into()),
         }),
         residual: Residual::compute(10_000, 10_050, 100),
         duration_s: 12.0,

@@ -42,6 +42,9 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
     if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
         return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }
+    if let Some(out) = &args.out {
+        crate::run::record::Recorder::preflight(out)?;
+    }
     let mut scenario = crate::run::scenario::load(&args.scenario)?;
     if let Some(n) = args.probe_samples {
         scenario.probe.samples = n.max(1);
@@ -98,8 +101,23 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
 fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
     let Setup { args, quiet, agent, date, early } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
-    // Modules the scenario needs that this kernel builds as modules (veth on Debian's).
-    let modules = packaged::debian_modules(&vm.image, &job.scenario.modules, &Catalog::builtin()?, &args.vm.cache)?;
+    // Modules the scenario needs that this kernel builds as modules (veth on
+    // Debian's), and veth for the agent's cleanup barrier wherever the settle
+    // can use one; without it the settle watches the count, as before.
+    let catalog = Catalog::builtin()?;
+    let mut wanted = job.scenario.modules.clone();
+    let for_barrier = job.scenario.hold.is_none() && !wanted.iter().any(|m| m == "veth");
+    if for_barrier {
+        wanted.push("veth".into());
+    }
+    let modules = match packaged::debian_modules(&vm.image, &wanted, &catalog, &args.vm.cache) {
+        Ok(m) => m,
+        Err(e) if for_barrier && crate::error::kind_of(&e).is_none_or(|k| !k.is_kernel_independent()) => {
+            tracing::warn!("{e:#}: without veth the settle cannot use its cleanup barrier and watches the count instead");
+            packaged::debian_modules(&vm.image, &job.scenario.modules, &catalog, &args.vm.cache)?
+        }
+        Err(e) => return Err(e),
+    };
     let mut extra = Vec::new();
     if !modules.is_empty() {
         extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });
