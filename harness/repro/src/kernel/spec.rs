@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::error::Kind;
 use crate::kernel::apt::Distro;
 use crate::kernel::build::{self, Recipe};
 use crate::kernel::cache::{check_bzimage, sha256_file, Cache, KernelImage, Origin};
-use crate::error::Kind;
 use crate::kernel::catalog::{Catalog, Entry, Source};
 use crate::kernel::packaged;
 

@@ -41,7 +41,6 @@ pub(crate) struct Recorder {
 /// owns (`mktemp -d`). A directory with entries, someone else's, or a
 /// link is refused (exit 2): files repro writes there must be repro's.
 fn claim_run_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| {
         crate::error::fail(
             crate::error::Kind::Usage,
@@ -53,25 +52,39 @@ fn claim_run_dir(dir: &Path) -> Result<()> {
     }
     match std::fs::create_dir(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
-            if !meta.is_dir() {
-                return Err(refuse("it exists and is not a directory (a link or a file)".into()));
-            }
-            if meta.uid() != nix::unistd::geteuid().as_raw() {
-                return Err(refuse(format!("it belongs to uid {}, not to this user", meta.uid())));
-            }
-            if std::fs::read_dir(dir).map_err(|e| refuse(e.to_string()))?.next().is_some() {
-                return Err(refuse("it already has entries".into()));
-            }
-            Ok(())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => existing_dir_is_claimable(dir),
         Err(e) => Err(refuse(e.to_string())),
     }
 }
 
+/// An existing `dir` may be a run directory only if it is an empty
+/// directory this user owns.
+fn existing_dir_is_claimable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        crate::error::fail(
+            crate::error::Kind::Usage,
+            format!("cannot use {} as the run directory: {why}; choose another --out", dir.display()),
+        )
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(refuse("it exists and is not a directory (a link or a file)".into()));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(refuse(format!("it belongs to uid {}, not to this user", meta.uid())));
+    }
+    if std::fs::read_dir(dir).map_err(|e| refuse(e.to_string()))?.next().is_some() {
+        return Err(refuse("it already has entries".into()));
+    }
+    Ok(())
+}
+
 impl Recorder {
-    pub(crate) fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
+    /// Whether `dir` can become a run directory, asked before anything slow
+    /// (a kernel fetch or build of minutes) so a bad --out is refused at
+    /// once; [`Recorder::create`] asks again and claims it.
+    pub(crate) fn preflight(dir: &Path) -> Result<()> {
         // An earlier run's samples are never overwritten.
         if dir.join(SUMMARY).exists() {
             return Err(crate::error::fail(
@@ -82,6 +95,14 @@ impl Recorder {
                 ),
             ));
         }
+        match std::fs::symlink_metadata(dir) {
+            Err(_) => Ok(()),
+            Ok(_) => existing_dir_is_claimable(dir),
+        }
+    }
+
+    pub(crate) fn create(dir: &Path, summary: Summary) -> Result<Recorder> {
+        Recorder::preflight(dir)?;
         claim_run_dir(dir)?;
         // Created exclusively: a second run given the same --out, or a link
         // planted there, stops here instead of being written through.

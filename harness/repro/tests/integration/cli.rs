@@ -312,6 +312,29 @@ fn logs_carry_no_colour_codes_off_a_terminal_whatever_no_color_says() {
     }
 }
 
+/// A --out that cannot take the run is refused before the kernel is
+/// fetched or built (minutes for a source tree), not after.
+#[test]
+fn an_out_that_holds_a_run_is_refused_before_the_kernel_is_even_looked_up() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("summary.json"), "{}").unwrap();
+    // An unknown kernel would be exit 3; the --out is judged first.
+    repro()
+        .args(["run", "--kernel", "no-such-kernel", "--out"])
+        .arg(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already holds a run"));
+    let f = d.path().join("a-file");
+    std::fs::write(&f, "x").unwrap();
+    repro()
+        .args(["check", "--kernel", "no-such-kernel", "--out"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a directory"));
+}
+
 #[test]
 fn a_run_never_writes_through_links_planted_in_its_out_directory() {
     let d = tempfile::tempdir().unwrap();

@@ -255,11 +255,17 @@ fn a_kernel_whose_suite_left_the_mirror_is_replaced_by_its_fallback_and_says_so(
         server.url,
         key.public_file(keydir.path()).display()
     );
-    let retired = "[[kernel]]\nname = \"retired\"\ndescription = \"a Debian kernel of a suite no mirror has\"\nexpect = { seed = \"clean\" }\n\
+    let retired =
+        "[[kernel]]\nname = \"retired\"\ndescription = \"a Debian kernel of a suite no mirror has\"\nexpect = { seed = \"clean\" }\n\
         fallback = \"retired-fallback\"\nsource = { kind = \"debian\", suites = [\"buster\"], package = \"linux-image-cloud-amd64\" }\n\n";
     let setup = Setup::new(&format!("{retired}{fallback}"));
     let out = setup.dir.path().join("run");
-    let o = setup.repro().args(["run", "--kernel", "retired", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out"]).arg(&out).output().unwrap();
+    let o = setup
+        .repro()
+        .args(["run", "--kernel", "retired", "--accel", "tcg", "--cpus", "1", "-n", "40", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     let err = stderr_of(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("using the catalog's fallback for retired: retired-fallback"), "{err}");
@@ -267,7 +273,11 @@ fn a_kernel_whose_suite_left_the_mirror_is_replaced_by_its_fallback_and_says_so(
     assert!(s.complete);
     assert_eq!(s.kernel.name, "retired", "the run keeps the asked name (the CI matrix row)");
     assert!(s.kernel.source.starts_with("build:tarball:"), "{:?}", s.kernel);
-    assert!(s.kernel.fallback.as_deref().is_some_and(|f| f.contains("could not be had") && f.ends_with("its fallback retired-fallback")), "{:?}", s.kernel);
+    assert!(
+        s.kernel.fallback.as_deref().is_some_and(|f| f.contains("could not be had") && f.ends_with("its fallback retired-fallback")),
+        "{:?}",
+        s.kernel
+    );
 
     // A download that is refused (a pinned hash that does not match) is not "cannot be had".
     let refused = format!(
