@@ -155,6 +155,10 @@ fn interrupted_build_puts_the_tree_back_and_caches_nothing() {
     for entry in images() {
         let name = entry.to_string_lossy();
         assert!(!name.starts_with(".build-"), "an interrupted build left {name} in the image cache");
+        // Only this entry's images: other trees (the old eras) build with gcc-12 too.
+        if !name.starts_with("6.1-noprune-") {
+            continue;
+        }
         let info = std::fs::read_to_string(cache_dir().join("images").join(&entry).join("build.json")).unwrap_or_default();
         assert!(!info.contains(&format!("\"cc\": \"{cc} ")), "the interrupted {cc} build was cached as {name}");
     }
