@@ -97,6 +97,23 @@ fn second_build_of_a_variant_reuses_the_cached_image() {
     assert!(info["release"].as_str().unwrap().starts_with("6.1."));
 }
 
+/// CI's cache key comes from `repro image key`, computed where the images
+/// are built: it must name exactly the entry the build makes or reuses,
+/// or CI caches one thing and repro looks for another.
+#[test]
+fn image_key_names_the_entry_the_build_uses() {
+    let built = image_build(&["6.1-src"]);
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    let path = PathBuf::from(String::from_utf8_lossy(&built.stdout).split('\t').next().unwrap());
+    let entry = path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let o = repro().args(["image", "key", "6.1-src"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("6.1-src\t{entry}\n"));
+    // A packaged kernel has no build to key.
+    let o = repro().args(["image", "key", "6.1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+}
+
 /// The extracted linux-source-6.1 tree in the cache (after a build).
 fn source_tree() -> PathBuf {
     let o = image_build(&["6.1-src"]);
