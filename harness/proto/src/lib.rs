@@ -8,11 +8,13 @@
 pub mod exit_codes;
 mod kinds;
 mod provenance;
+mod settle;
 mod source;
 mod stats;
 
 pub use kinds::{Accel, Backend, ErrorKind};
 pub use provenance::{BuildProvenance, Verification};
+pub use settle::{Phases, Residual, SettleEnd, SettlePoint, Settled};
 pub use source::{Expect, SourceFix};
 pub use stats::{percentile_nearest_rank, ProbeStats};
 
@@ -255,6 +257,10 @@ pub enum Message {
         kernel_version: String,
         cpus: u32,
         mem_total_kib: u64,
+        /// The guest's /proc/uptime when the agent said hello: the kernel's
+        /// boot to /init plus the agent's start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uptime_s: Option<f64>,
     },
     /// The baseline, taken after a warm-up probe and before any churn.
     Started {
@@ -380,66 +386,6 @@ pub struct Window {
     pub chain_walk: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settled {
-    /// How long the settle phase waited.
-    pub settle_s: f64,
-    /// Whether nr_dentry stopped falling before the bound.
-    pub stable: bool,
-    /// What ended the settle phase (absent in runs recorded before it was kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<SettleEnd>,
-    /// nr_dentry at every poll of the settle phase.
-    #[serde(default)]
-    pub trace: Vec<SettlePoint>,
-    pub window: Window,
-    /// Why the cleanup barrier could not run (then the count decided).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub barrier_failed: Option<String>,
-}
-
-/// What ended a settle phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SettleEnd {
-    /// The cleanup barrier proved every churned namespace cleaned up: the
-    /// count then is final, whether it came back or stayed (the bug).
-    Cleaned,
-    /// nr_dentry came back within the tolerance of the baseline.
-    Baseline,
-    /// No new low for the adaptive flat interval.
-    Flat,
-    /// No new low for `stable_polls` polls.
-    StablePolls,
-    /// The phase's upper bound (`max`): cleanup may not be over.
-    MaxTime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SettlePoint {
-    /// Seconds since the settle phase began.
-    pub t_s: f64,
-    pub nr_dentry: u64,
-}
-
-/// What remains after settling, per churned namespace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Residual {
-    pub nr_dentry_before: u64,
-    pub nr_dentry_after: u64,
-    pub per_iteration: f64,
-}
-
-impl Residual {
-    pub fn compute(before: u64, after: u64, iterations: u64) -> Option<Residual> {
-        (iterations > 0).then(|| Residual {
-            nr_dentry_before: before,
-            nr_dentry_after: after,
-            per_iteration: (after as f64 - before as f64) / iterations as f64,
-        })
-    }
-}
-
 /// The kernel a run booted, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelInfo {
@@ -505,6 +451,9 @@ pub struct Summary {
     /// accelerator was chosen explicitly).
     pub accel_fallback_reason: Option<String>,
     pub guest_cpus: Option<u32>,
+    /// Where the run's time went (absent in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
     /// QEMU's `-cpu` model the guest ran with.
     #[serde(default)]
     pub guest_cpu_model: Option<String>,

@@ -136,6 +136,7 @@ pub(crate) async fn boot(
         };
         let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
         progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
+        rec.spawning();
         match session::start_qemu(&spec, &rec.dir, deadline).await {
             Ok(started) => {
                 if *accel == Accel::Kvm {

@@ -34,11 +34,14 @@ struct Setup<'a> {
     agent: &'a Path,
     date: &'a str,
     early: Option<Decider>,
+    /// When the command began: the start of the run's `prepare` phase.
+    began: std::time::Instant,
 }
 
 /// `early`: decide at rounds (sequential verdicts) with this rule; None
 /// churns every iteration, as `repro run` does.
 pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) -> Result<Finished> {
+    let began = std::time::Instant::now();
     if args.iterations == 0 || args.workers == 0 || args.vm.cpus == 0 {
         return Err(fail(Kind::Usage, "--iterations, --workers and --cpus must each be at least 1"));
     }
@@ -93,13 +96,13 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
     let summary = new_summary(&date, &args.kernel_label(), scenario, args.iterations, args.workers, window);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
-        Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),
-        Backend::Qemu => run_qemu(&Setup { args, quiet, agent: &agent, date: &date, early }, summary, job, &rt),
+        Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job, &rt),
+        Backend::Qemu => run_qemu(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job, &rt),
     }
 }
 
 fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
-    let Setup { args, quiet, agent, date, early } = *setup;
+    let Setup { args, quiet, agent, date, early, began } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     // Modules the scenario needs that this kernel builds as modules (veth on
     // Debian's), and veth for the agent's cleanup barrier wherever the settle
@@ -128,6 +131,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     }
     let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
     let mut rec = Recorder::create(&run_dir, summary)?;
+    rec.command_started(began);
     tracing::info!("run directory {}", run_dir.display());
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
@@ -151,7 +155,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
 }
 
 fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
-    let Setup { args, quiet, agent, date, early } = *setup;
+    let Setup { args, quiet, agent, date, early, began } = *setup;
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
             Kind::Permission,
@@ -169,10 +173,12 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
     let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
     let job_path = run_dir.join("job.json");
     let mut rec = Recorder::create(&run_dir, summary)?;
+    rec.command_started(began);
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
     tracing::info!("run directory {}", run_dir.display());
     let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
     let outcome: Result<()> = rt.block_on(async {
+        rec.spawning();
         let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {
             Ok(s) => s,
             Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),

@@ -265,6 +265,43 @@ impl AptRoot {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `apt-cache ARGS`, answered from this root's memo while its package
+    /// lists are the ones the answer was read from: each apt-cache run
+    /// loads the whole lists (about a second each here, three per Debian
+    /// kernel run), and the answer cannot change until they do.
+    fn query(&self, args: &[&str]) -> Result<String> {
+        #[derive(serde::Serialize, serde::Deserialize, Default)]
+        struct Memo {
+            lists: String,
+            answers: std::collections::BTreeMap<String, String>,
+        }
+        let lists = std::fs::metadata(self.dir.join("updated"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos().to_string());
+        let Some(lists) = lists else { return self.apt("apt-cache", args, None) };
+        let file = self.dir.join("answers.json");
+        let key = args.join(" ");
+        // Our own file, still read with a bound and checked: a bad one is a miss.
+        let mut memo: Memo = std::fs::read(&file)
+            .ok()
+            .filter(|b| b.len() < (4 << 20))
+            .and_then(|b| serde_json::from_slice::<Memo>(&b).ok())
+            .filter(|m| m.lists == lists)
+            .unwrap_or_default();
+        if let Some(a) = memo.answers.get(&key) {
+            return Ok(a.clone());
+        }
+        let answer = self.apt("apt-cache", args, None)?;
+        memo.lists = lists;
+        memo.answers.insert(key, answer.clone());
+        if let Err(e) = crate::atomic::write_json(&file, &memo) {
+            tracing::debug!("cannot keep apt's answer in {}: {e:#}", file.display());
+        }
+        Ok(answer)
+    }
+
     /// Refresh the package lists unless they are recent.
     pub(crate) fn update(&self, force: bool) -> Result<()> {
         let stamp = self.dir.join("updated");
@@ -286,7 +323,7 @@ impl AptRoot {
         let mut pkg = package.to_string();
         // metapackage -> linux-image-R -> (sid since 7.x) linux-binary-R, which holds the image.
         for _ in 0..3 {
-            let out = self.apt("apt-cache", &["depends", "--no-recommends", "--no-suggests", &pkg], None)?;
+            let out = self.query(&["depends", "--no-recommends", "--no-suggests", &pkg])?;
             let deps: Vec<&str> = out.lines().filter_map(|l| l.trim().strip_prefix("Depends: ")).map(str::trim).collect();
             match next_image_package(&pkg, &deps) {
                 Some(next) => pkg = next.to_string(),
@@ -298,7 +335,7 @@ impl AptRoot {
 
     /// The candidate version of `package`.
     pub(crate) fn candidate_version(&self, package: &str) -> Result<String> {
-        let out = self.apt("apt-cache", &["policy", package], None)?;
+        let out = self.query(&["policy", package])?;
         out.lines()
             .find_map(|l| l.trim().strip_prefix("Candidate: "))
             .filter(|v| *v != "(none)")
@@ -334,6 +371,25 @@ fn next_image_package<'a>(pkg: &str, deps: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_reused_while_the_lists_it_came_from_are_and_asked_again_after() {
+        let d = tempfile::tempdir().unwrap();
+        let root = AptRoot::create(d.path(), "").unwrap();
+        let answer = "linux-image-x:\n  Candidate: 1.2-3\n";
+        // A memo for the lists of this stamp: apt-cache is not run (it could
+        // not answer here: its lists are empty).
+        std::fs::write(d.path().join("updated"), b"").unwrap();
+        let lists = std::fs::metadata(d.path().join("updated")).unwrap().modified().unwrap();
+        let nanos = lists.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos().to_string();
+        let memo = serde_json::json!({ "lists": nanos, "answers": { "policy linux-image-x": answer } });
+        std::fs::write(d.path().join("answers.json"), memo.to_string()).unwrap();
+        assert_eq!(root.candidate_version("linux-image-x").unwrap(), "1.2-3");
+        // New lists: the memo is stale and apt-cache is asked (and knows nothing).
+        let later = lists + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(d.path().join("updated")).unwrap().set_modified(later).unwrap();
+        assert!(root.candidate_version("linux-image-x").is_err());
+    }
 
     #[test]
     fn image_packages_are_followed_to_the_one_holding_vmlinuz() {

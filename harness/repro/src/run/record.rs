@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use repro_proto::{Message, Residual, Round, RunError, Summary};
+use repro_proto::{Message, Phases, Residual, Round, RunError, Summary};
 
 pub(crate) const SUMMARY: &str = "summary.json";
 pub(crate) const SAMPLES: &str = "samples.jsonl";
@@ -35,6 +35,18 @@ pub(crate) struct Recorder {
     done: bool,
     /// The exit code of `repro exec`'s command.
     pub exec_exit: Option<i32>,
+    clock: Clock,
+}
+
+/// When the phases of a run began, on the host's clock ([`Phases`]).
+#[derive(Debug, Default)]
+struct Clock {
+    command: Option<std::time::Instant>,
+    first_spawn: Option<std::time::Instant>,
+    spawn: Option<std::time::Instant>,
+    hello: Option<std::time::Instant>,
+    started: Option<std::time::Instant>,
+    phases: Phases,
 }
 
 /// Make `dir` the run's own: created here, or an empty directory this user
@@ -124,6 +136,7 @@ impl Recorder {
             written: std::time::Instant::now(),
             done: false,
             exec_exit: None,
+            clock: Clock::default(),
         };
         r.write_summary()?;
         Ok(r)
@@ -159,6 +172,23 @@ impl Recorder {
         }
     }
 
+    /// The command began at `t` (before its kernel was resolved).
+    pub(crate) fn command_started(&mut self, t: std::time::Instant) {
+        self.clock.command = Some(t);
+    }
+
+    /// QEMU (or the host agent) is being started now. A start before it
+    /// that never said hello was a failed KVM proof.
+    pub(crate) fn spawning(&mut self) {
+        let now = std::time::Instant::now();
+        let c = &mut self.clock;
+        if let Some(earlier) = c.spawn {
+            c.phases.kvm_proof_s += now.duration_since(earlier).as_secs_f64();
+        }
+        c.first_spawn.get_or_insert(now);
+        c.spawn = Some(now);
+    }
+
     /// Record one message from the agent. Progress heartbeats are not kept.
     pub(crate) fn record(&mut self, msg: &Message) -> Result<()> {
         if let Some(v) = self.violation(msg) {
@@ -174,13 +204,24 @@ impl Recorder {
         }
         let s = &mut self.summary;
         match msg {
-            Message::Hello { release, cpus, .. } => {
+            Message::Hello { release, cpus, uptime_s, .. } => {
                 s.kernel.release = Some(release.clone());
                 s.guest_cpus = s.guest_cpus.or(Some(*cpus));
+                let c = &mut self.clock;
+                let now = std::time::Instant::now();
+                c.hello = Some(now);
+                c.phases.guest_uptime_at_hello_s = uptime_s.filter(|u| u.is_finite() && *u >= 0.0);
+                if let (Some(first), Some(spawn)) = (c.first_spawn, c.spawn) {
+                    c.phases.boot_s = now.duration_since(spawn).as_secs_f64();
+                    c.phases.prepare_s = c.command.map_or(0.0, |t| first.saturating_duration_since(t).as_secs_f64());
+                }
             }
             Message::Started { baseline, chain_counter } => {
                 s.baseline = Some(*baseline);
                 s.chain_counter = chain_counter.clone();
+                let now = std::time::Instant::now();
+                self.clock.started = Some(now);
+                self.clock.phases.baseline_s = self.clock.hello.map_or(0.0, |h| now.duration_since(h).as_secs_f64());
             }
             Message::Progress { iteration, .. } => s.iterations_done = *iteration,
             Message::Window(w) => {
@@ -204,6 +245,13 @@ impl Recorder {
             Message::Settled(st) => {
                 s.residual = s.baseline.and_then(|b| Residual::compute(b.nr_dentry, st.window.nr_dentry, st.window.iteration));
                 s.settled = Some(st.clone());
+                let c = &mut self.clock;
+                if let Some(started) = c.started {
+                    let settles = st.settle_s + s.rounds.iter().map(|r| r.settle_s).sum::<f64>();
+                    c.phases.settle_s = settles.max(0.0);
+                    c.phases.churn_s = (started.elapsed().as_secs_f64() - settles).max(0.0);
+                    s.phases = Some(c.phases.clone());
+                }
                 self.write_summary()?;
             }
             Message::Done { iterations_done, .. } => {

@@ -43,6 +43,7 @@ pub(crate) fn new_summary(
         accel: None,
         accel_fallback_reason: None,
         guest_cpus: None,
+        phases: None,
         guest_cpu_model: None,
         guest_memory_mib: None,
         scenario: scenario.name.clone(),

@@ -45,6 +45,13 @@ fn debian_6_1_under_tcg_records_a_full_curve() {
     assert_eq!((s.backend, s.accel), (Backend::Qemu, Some(Accel::Tcg)));
     assert!(s.accel_fallback_reason.is_none(), "tcg was asked for, nothing fell back");
     assert_eq!(s.guest_cpu_model.as_deref(), Some("max"), "TCG runs every kernel on -cpu max");
+    // Where the time went: each phase measured, the guest's own boot inside QEMU's.
+    let p = s.phases.as_ref().expect("phases");
+    assert!(p.boot_s > 0.0 && p.churn_s > 0.0 && p.baseline_s > 0.0, "{p:?}");
+    assert!(p.guest_uptime_at_hello_s.is_some_and(|u| u > 0.0 && u <= p.boot_s + 0.5), "{p:?}");
+    // duration_s counts from the run directory's creation, after `prepare`.
+    let parts = p.kvm_proof_s + p.boot_s + p.baseline_s + p.churn_s + p.settle_s;
+    assert!(parts <= s.duration_s + 1.0, "the phases ({parts:.1} s) exceed the run ({:.1} s): {p:?}", s.duration_s);
     assert!(s.provenance.qemu_version.as_deref().unwrap().starts_with("QEMU emulator version"));
     // 6.1 has the fix: once cleanup has settled, nothing per namespace remains.
     let settled = s.settled.as_ref().unwrap();
