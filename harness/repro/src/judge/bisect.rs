@@ -97,16 +97,13 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
         result: None,
     };
     if out.join(STATE).exists() {
-        let text = crate::input::Input::BisectState.read_text(&out.join(STATE))?;
-        let prev: State =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a repro bisect state", out.join(STATE).display()))?;
+        let prev = State::read(&out.join(STATE))?;
         if !prev.same_bisection(&state) {
             return Err(fail(
                 Kind::Usage,
                 format!("{} holds a different bisection ({} .. {}); give this one another --out", out.display(), prev.old, prev.new),
             ));
         }
-        prev.check_steps(&out.join(STATE))?;
         tracing::info!("resuming the bisection in {} ({} steps recorded)", out.display(), prev.steps.len());
         state = prev;
         state.result = None;
@@ -194,7 +191,7 @@ impl Judge<'_> {
         let step = Step {
             rev: rev.to_string(),
             subject: subject.to_string(),
-            answer: state.terms.term_for(verdict.outcome).unwrap_or("skip").to_string(),
+            answer: state.terms.answer_for(verdict.outcome),
             outcome: verdict.outcome,
             rule: verdict.rule.clone(),
             build_s,
@@ -205,7 +202,14 @@ impl Judge<'_> {
             p50_last_us: e.p50_last_us,
             run_dir: dir,
         };
-        let msg = format!("step {n}: {short} {}: {} (build {:.0}s, run {:.0}s; {})", subject, step.answer, build_s, run_s, step.rule);
+        let msg = format!(
+            "step {n}: {short} {}: {} (build {:.0}s, run {:.0}s; {})",
+            subject,
+            state.terms.word(step.answer),
+            build_s,
+            run_s,
+            step.rule
+        );
         if self.quiet {
             eprintln!("{msg}");
         } else {
@@ -307,7 +311,7 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
     let terms = state.terms.clone();
     let mut said = git(src, &["bisect", "start", &format!("--term-old={}", terms.old), &format!("--term-new={}", terms.new), &new, &old])?;
     for s in &state.steps {
-        said = git(src, &["bisect", &s.answer, &s.rev])?;
+        said = git(src, &["bisect", terms.word(s.answer), &s.rev])?;
     }
     let finding = loop {
         match parse_git_bisect(&said, &terms.new) {
@@ -323,8 +327,8 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
         let step = j.step(state, &head, &subject_of(src, &head), None)?;
         state.steps.push(step);
         save(state, j.out)?;
-        let answer = state.steps.last().map(|s| s.answer.clone()).unwrap_or_default();
-        said = git(src, &["bisect", &answer])?;
+        let answer = state.steps.last().map_or(Answer::Skip, |s| s.answer);
+        said = git(src, &["bisect", terms.word(answer)])?;
     };
     let log = git(src, &["bisect", "log"]).unwrap_or_default();
     std::fs::write(j.out.join("git-bisect.log"), log)?;
@@ -336,7 +340,7 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
         let orig = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
         let orig_ref = git(src, &["symbolic-ref", "-q", "--short", "HEAD"]).map(|s| s.trim().to_string()).unwrap_or_default();
         let mut held = true;
-        for (rev, want) in [(&first, &terms.new), (&parent, &terms.old)] {
+        for (rev, want) in [(&first, Answer::New), (&parent, Answer::Old)] {
             git(src, &["checkout", "-q", "--detach", rev])?;
             let step = j.step(state, rev, &format!("re-check: {}", subject_of(src, rev)), None);
             let back = if orig_ref.is_empty() { orig.clone() } else { orig_ref.clone() };
@@ -349,9 +353,9 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
 }
 
 /// Record a re-check step; whether it agrees with the answer.
-fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: &str, out: &Path) -> Result<bool> {
+fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: Answer, out: &Path) -> Result<bool> {
     let agrees = step.answer == want;
-    finding.recheck.push((step.rev.clone(), step.answer.clone()));
+    finding.recheck.push((step.rev.clone(), step.answer));
     state.steps.push(step);
     save(state, out)?;
     Ok(agrees)
@@ -372,21 +376,27 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
     }
     let terms = state.terms.clone();
     // Answers so far, by index; a resumed state already holds some.
-    let answer = |state: &mut State, i: usize| -> Result<String> {
+    let answer = |state: &mut State, i: usize| -> Result<Answer> {
         if let Some(s) = state.steps.iter().find(|s| s.rev == ks[i] && !s.subject.starts_with("re-check")) {
-            return Ok(s.answer.clone());
+            return Ok(s.answer);
         }
         let step = j.step(state, &ks[i], &format!("kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
-        let a = step.answer.clone();
+        let a = step.answer;
         state.steps.push(step);
         save(state, j.out)?;
         Ok(a)
     };
     let (first, last) = (answer(state, 0)?, answer(state, ks.len() - 1)?);
-    if first != terms.old || last != terms.new {
+    if first != Answer::Old || last != Answer::New {
         let f = Finding {
             first_new: None,
-            subject: format!("the ends do not bracket a change: {} is {first}, {} is {last}", ks[0], ks[ks.len() - 1]),
+            subject: format!(
+                "the ends do not bracket a change: {} is {}, {} is {}",
+                ks[0],
+                terms.word(first),
+                ks[ks.len() - 1],
+                terms.word(last)
+            ),
             candidates: vec![],
             recheck: vec![],
             held: false,
@@ -402,9 +412,9 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
         }
         let mid = open[open.len() / 2];
         match answer(state, mid)? {
-            a if a == terms.old => lo = mid,
-            a if a == terms.new => hi = mid,
-            _ => skipped.push(mid),
+            Answer::Old => lo = mid,
+            Answer::New => hi = mid,
+            Answer::Skip => skipped.push(mid),
         }
     }
     let between: Vec<usize> = skipped.iter().copied().filter(|i| *i > lo && *i < hi).collect();
@@ -417,7 +427,7 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
     };
     if finding.first_new.is_some() {
         let mut held = true;
-        for (i, want) in [(hi, &terms.new), (lo, &terms.old)] {
+        for (i, want) in [(hi, Answer::New), (lo, Answer::Old)] {
             let step = j.step(state, &ks[i], &format!("re-check: kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
             held &= recheck(state, &mut finding, step, want, j.out)?;
         }
@@ -430,9 +440,9 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn state_with(rev: &str, answer: &str, src: Option<&str>) -> State {
+    fn state_with(rev: &str, answer: Answer, src: Option<&str>) -> State {
         State {
-            version: 1,
+            version: STATE_VERSION,
             started: String::new(),
             src: src.map(PathBuf::from),
             old: "v4.9.115".into(),
@@ -444,7 +454,7 @@ mod tests {
             steps: vec![Step {
                 rev: rev.into(),
                 subject: String::new(),
-                answer: answer.into(),
+                answer,
                 outcome: Outcome::Clean,
                 rule: String::new(),
                 build_s: 0.0,
@@ -462,30 +472,39 @@ mod tests {
     #[test]
     fn a_resumed_state_replays_only_terms_skips_and_full_commit_ids() {
         let sha = "f5382b7a".repeat(5);
-        let p = Path::new("bisect.json");
-        assert!(state_with(&sha, "fixed", Some("/src")).check_steps(p).is_ok());
-        assert!(state_with(&sha, "skip", Some("/src")).check_steps(p).is_ok());
-        // `git bisect run` would execute the revision as a script.
-        let e = state_with(&sha, "run", Some("/src")).check_steps(p).unwrap_err();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bisect.json");
+        let read = |s: &State| {
+            std::fs::write(&p, serde_json::to_string(s).unwrap()).unwrap();
+            State::read(&p)
+        };
+        assert!(read(&state_with(&sha, Answer::New, Some("/src"))).is_ok());
+        assert!(read(&state_with(&sha, Answer::Skip, Some("/src"))).is_ok());
+        // `git bisect run` would execute the revision as a script: no such answer parses.
+        let run = serde_json::to_string(&state_with(&sha, Answer::New, Some("/src"))).unwrap().replace("\"new\"", "\"run\"");
+        std::fs::write(&p, run).unwrap();
+        let e = State::read(&p).unwrap_err();
         assert_eq!(crate::error::kind_of(&e), Some(Kind::Usage));
-        assert!(format!("{e:#}").contains("step 1") && format!("{e:#}").contains("start over"), "{e:#}");
-        assert!(state_with(&sha, "good", Some("/src")).check_steps(p).is_err(), "the other hunt's terms");
+        assert!(format!("{e:#}").contains("start over"), "{e:#}");
         for rev in ["HEAD", "f5382b7", "--help", &format!("{sha};rm")] {
-            assert!(state_with(rev, "fixed", Some("/src")).check_steps(p).is_err(), "{rev}");
+            let e = read(&state_with(rev, Answer::New, Some("/src"))).unwrap_err();
+            assert!(format!("{e:#}").contains("step 1"), "{rev}: {e:#}");
         }
         // List mode: revisions are the listed kernels.
-        assert!(state_with("4.9.123", "fixed", None).check_steps(p).is_ok());
-        assert!(state_with("4.4.178", "fixed", None).check_steps(p).is_err());
-        // A state of another format is not replayed as if it were this one.
-        let mut future = state_with(&sha, "fixed", Some("/src"));
-        future.version = 999;
-        assert!(format!("{:#}", future.check_steps(p).unwrap_err()).contains("format 999"));
+        assert!(read(&state_with("4.9.123", Answer::New, None)).is_ok());
+        assert!(read(&state_with("4.4.178", Answer::New, None)).is_err());
+        // A state of another format is named as such, not replayed.
+        for version in [1, 999] {
+            let mut other = state_with(&sha, Answer::New, Some("/src"));
+            other.version = version;
+            assert!(format!("{:#}", read(&other).unwrap_err()).contains(&format!("format {version}")));
+        }
     }
 
     #[test]
     fn every_save_leaves_the_report_so_far_beside_the_state() {
         let d = tempfile::tempdir().unwrap();
-        let state = state_with(&"ab".repeat(20), "fixed", Some("/src/linux"));
+        let state = state_with(&"ab".repeat(20), Answer::New, Some("/src/linux"));
         save(&state, d.path()).unwrap();
         let md = std::fs::read_to_string(d.path().join(REPORT)).unwrap();
         assert!(md.contains("abababababab"), "{md}");
@@ -496,12 +515,13 @@ mod tests {
     #[test]
     fn terms_map_verdicts_both_ways() {
         let r = Terms::regression();
-        assert_eq!(r.term_for(Outcome::Regressed), Some("bad"));
-        assert_eq!(r.term_for(Outcome::Clean), Some("good"));
-        assert_eq!(r.term_for(Outcome::Inconclusive), None);
+        assert_eq!(r.word(r.answer_for(Outcome::Regressed)), "bad");
+        assert_eq!(r.word(r.answer_for(Outcome::Clean)), "good");
+        assert_eq!(r.answer_for(Outcome::Inconclusive), Answer::Skip);
+        assert_eq!(r.word(Answer::Skip), "skip");
         let f = Terms::fix();
-        assert_eq!(f.term_for(Outcome::Regressed), Some("unfixed"));
-        assert_eq!(f.term_for(Outcome::Clean), Some("fixed"));
+        assert_eq!(f.word(f.answer_for(Outcome::Regressed)), "unfixed");
+        assert_eq!(f.word(f.answer_for(Outcome::Clean)), "fixed");
     }
 
     #[test]

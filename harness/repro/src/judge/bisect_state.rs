@@ -12,7 +12,8 @@ use crate::judge::verdict::Outcome;
 
 pub(crate) const STATE: &str = "bisect.json";
 pub(crate) const REPORT: &str = "bisect.md";
-pub(crate) const STATE_VERSION: u32 = 1;
+/// 2: answers are `old`, `new` or `skip` ([`Answer`]), not git's words.
+pub(crate) const STATE_VERSION: u32 = 2;
 
 /// What the two ends of the range are called, git's way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,14 +31,33 @@ impl Terms {
     pub(crate) fn fix() -> Terms {
         Terms { old: "unfixed".into(), new: "fixed".into(), reverse: true }
     }
-    /// The answer to give git for a verdict; None is `skip`.
-    pub(crate) fn term_for(&self, o: Outcome) -> Option<&str> {
+    /// The answer for a verdict: which end the revision is like, or skip.
+    pub(crate) fn answer_for(&self, o: Outcome) -> Answer {
         match (o, self.reverse) {
-            (Outcome::Inconclusive, _) => None,
-            (Outcome::Clean, false) | (Outcome::Regressed, true) => Some(&self.old),
-            (Outcome::Regressed, false) | (Outcome::Clean, true) => Some(&self.new),
+            (Outcome::Inconclusive, _) => Answer::Skip,
+            (Outcome::Clean, false) | (Outcome::Regressed, true) => Answer::Old,
+            (Outcome::Regressed, false) | (Outcome::Clean, true) => Answer::New,
         }
     }
+
+    /// The word git takes for `a` in this bisection (`good`, `fixed`, `skip`...).
+    pub(crate) fn word(&self, a: Answer) -> &str {
+        match a {
+            Answer::Old => &self.old,
+            Answer::New => &self.new,
+            Answer::Skip => "skip",
+        }
+    }
+}
+
+/// What one revision was found to be: like the old end, like the new end,
+/// or undecided (skipped). Stored as such; git's words come from [`Terms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Answer {
+    Old,
+    New,
+    Skip,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,8 +65,8 @@ pub(crate) struct Step {
     /// Full commit id (git mode) or the kernel as given (list mode).
     pub rev: String,
     pub subject: String,
-    /// The answer given: a term, or "skip".
-    pub answer: String,
+    /// The answer given ([`Terms::word`] is what git was told).
+    pub answer: Answer,
     pub outcome: Outcome,
     pub rule: String,
     pub build_s: f64,
@@ -84,7 +104,7 @@ pub(crate) struct Finding {
     /// Candidates when skipped revisions leave more than one.
     pub candidates: Vec<String>,
     /// Re-checks of the first new revision and its parent: (rev, answer).
-    pub recheck: Vec<(String, String)>,
+    pub recheck: Vec<(String, Answer)>,
     pub held: bool,
 }
 
@@ -96,10 +116,43 @@ impl Finding {
 }
 
 impl State {
-    /// A state read back from disk is outside data: every recorded answer
-    /// must be one of the two terms or `skip` (a stored "run" would become
-    /// `git bisect run <script>`), and every revision a full commit id (git
-    /// mode) or one of the listed kernels.
+    /// A bisect.json read back: outside data, bounded, parsed into the
+    /// typed state (an answer other than old, new or skip, as a stored
+    /// "run" that git would execute, does not parse), and checked.
+    pub(crate) fn read(path: &Path) -> Result<State> {
+        let text = crate::input::Input::BisectState.read_text(path)?;
+        let refuse = |e: serde_json::Error| {
+            fail(
+                Kind::Usage,
+                format!(
+                    "{} is not a bisect state this repro wrote ({e}): remove it, or give this bisection another --out, to start over",
+                    path.display()
+                ),
+            )
+        };
+        // The format first, so an older state is named as such.
+        #[derive(Deserialize)]
+        struct Format {
+            version: u32,
+        }
+        let format: Format = serde_json::from_str(&text).map_err(refuse)?;
+        if format.version != STATE_VERSION {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "{} is a bisect state of format {}, and this repro reads format {STATE_VERSION}: give this bisection another --out",
+                    path.display(),
+                    format.version
+                ),
+            ));
+        }
+        let state: State = serde_json::from_str(&text).map_err(refuse)?;
+        state.check_steps(path)?;
+        Ok(state)
+    }
+
+    /// Every revision must be a full commit id (git mode) or one of the
+    /// listed kernels, and the format this repro writes.
     pub(crate) fn check_steps(&self, path: &Path) -> Result<()> {
         if self.version != STATE_VERSION {
             return Err(fail(
@@ -112,23 +165,20 @@ impl State {
             ));
         }
         for (i, s) in self.steps.iter().enumerate() {
-            let answer_ok = s.answer == self.terms.old || s.answer == self.terms.new || s.answer == "skip";
             let rev_ok = if self.src.is_some() {
                 matches!(s.rev.len(), 40 | 64) && s.rev.bytes().all(|b| b.is_ascii_hexdigit())
             } else {
                 self.kernels.contains(&s.rev)
             };
-            if !answer_ok || !rev_ok {
+            if !rev_ok {
                 return Err(fail(
                     Kind::Usage,
                     format!(
-                        "{} step {}: {} is not a step repro records (answers are {}, {} or skip; revisions are full commit ids or \
-                         listed kernels): the file was edited or is corrupt. Remove it, or give this bisection another --out, to start over",
+                        "{} step {}: {} is not a step repro records (revisions are full commit ids or listed kernels): the file \
+                         was edited or is corrupt. Remove it, or give this bisection another --out, to start over",
                         path.display(),
                         i + 1,
                         serde_json::json!({ "rev": s.rev, "answer": s.answer }),
-                        self.terms.old,
-                        self.terms.new
                     ),
                 ));
             }
@@ -193,7 +243,7 @@ pub(crate) fn report(s: &State) -> String {
             st.build_s,
             st.run_s,
             st.outcome.as_str(),
-            st.answer,
+            s.terms.word(st.answer),
             num(st.residual_per_iteration, 2),
             num(st.slope_us_per_1k, 1),
             num(st.p50_first_us, 1),
@@ -204,7 +254,7 @@ pub(crate) fn report(s: &State) -> String {
     match &s.result {
         Some(Finding { first_new: Some(r), subject, recheck, held, .. }) => {
             md.push_str(&format!("First {} {}: {} {}\n\n", s.terms.new, if s.src.is_some() { "commit" } else { "kernel" }, r, subject));
-            let checks: Vec<String> = recheck.iter().map(|(r, a)| format!("{} is {a}", short(r))).collect();
+            let checks: Vec<String> = recheck.iter().map(|(r, a)| format!("{} is {}", short(r), s.terms.word(*a))).collect();
             md.push_str(&format!(
                 "Re-checked: {}. {}\n",
                 checks.join(", "),
