@@ -511,6 +511,23 @@ mod tests {
     use super::*;
     use crate::kernel::patch::patched_files;
 
+    /// CI's cache key is this key (through `repro image key`): a new source
+    /// package version or host compiler must be a new key, or CI restores
+    /// the old images forever (an exact hit never saves again).
+    #[test]
+    fn a_new_source_version_or_compiler_is_a_new_key() {
+        let c = Catalog::builtin().unwrap();
+        let crate::kernel::catalog::Source::Build(b) = &c.lookup("6.1-src").unwrap().source else { panic!("6.1-src is built") };
+        let r = Recipe::catalog(&c, "6.1-src", b, None).unwrap();
+        let key = |tree: &str, cc: &str| r.key(tree, cc);
+        let (v1, v2) = ("debian:linux-source-6.1=6.1.192-2", "debian:linux-source-6.1=6.1.193-1");
+        let gcc12 = "gcc (Debian 12.2.0-14+deb12u1) 12.2.0";
+        assert_eq!(key(v1, gcc12), key(v1, gcc12));
+        assert_ne!(key(v1, gcc12), key(v2, gcc12), "a bookworm-security update of linux-source");
+        assert_ne!(key(v1, gcc12), key(v1, "gcc (Debian 12.2.0-14+deb12u2) 12.2.0"), "a compiler update");
+        assert_eq!(r.entry_name(&key(v1, gcc12)), format!("6.1-src-{}", &key(v1, gcc12)[..16]));
+    }
+
     #[test]
     fn only_abandoned_build_directories_are_swept() {
         let d = tempfile::tempdir().unwrap();
