@@ -139,7 +139,8 @@ fn the_action_judges_a_bzimage_and_gives_verdict_run_and_junit() {
     assert_eq!(get("verdict"), "clean");
     assert_eq!(get("exit-code"), "0");
     let run = PathBuf::from(get("run-dir"));
-    assert_eq!(run, d.path().join("repro-out/seed"));
+    // One directory per kernel, so a job may judge several.
+    assert_eq!(run, d.path().join("repro-out/seed").join(image.file_name().unwrap()));
     assert!(read_summary(&run).complete);
     let junit = PathBuf::from(get("junit"));
     crate::workflows::assert_valid_junit(&junit);
