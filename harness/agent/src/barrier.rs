@@ -22,7 +22,7 @@ use futures_util::TryStreamExt;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
-use rtnetlink::{new_connection, LinkUnspec, LinkVeth};
+use rtnetlink::{LinkUnspec, LinkVeth};
 
 /// Run the barrier; its seconds, or why it could not run (then the settle
 /// falls back to watching the count).
@@ -78,10 +78,7 @@ fn has_device(name: &str) -> Result<bool, String> {
 
 /// A veth pair `name`/`peer` here, `peer` moved into process `pid`'s namespace.
 fn veth_into(name: &str, peer: &str, pid: u32) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| format!("tokio runtime: {e}"))?;
-    rt.block_on(async {
-        let (connection, handle, _) = new_connection().map_err(|e| format!("netlink socket: {e}"))?;
-        tokio::spawn(connection);
+    crate::veth::with_netlink(|handle| async move {
         handle.link().add(LinkVeth::new(name, peer).build()).execute().await.map_err(|e| format!("adding veth {name}/{peer}: {e}"))?;
         let mut links = handle.link().get().match_name(peer.to_string()).execute();
         let link = links.try_next().await.map_err(|e| format!("finding {peer}: {e}"))?.ok_or(format!("{peer} vanished"))?;

@@ -472,14 +472,11 @@ fn settle(
 ) -> Result<Settled, String> {
     let s = &job.scenario.settle;
     let t0 = Instant::now();
-    // Held fds keep their namespaces alive past any barrier: those runs
-    // watch the count. Elsewhere the barrier proves cleanup done, and the
-    // count it leaves is the answer, however flat (the bug) it is.
-    let barrier = match job.scenario.hold {
-        Some(_) => None,
-        // Well inside the host's stall timeout: the barrier sends no heartbeat.
-        None => Some(crate::barrier::cleanup_barrier(Duration::from_millis(s.max_ms.min(30_000)))),
-    };
+    // The barrier proves cleanup done, and the count it leaves is the
+    // answer, however flat (the bug) it is; held fds rule it out and those
+    // runs watch the count. Its bound is well inside the host's stall
+    // timeout: it sends no heartbeat.
+    let barrier = job.scenario.settles_on_barrier().then(|| crate::barrier::cleanup_barrier(Duration::from_millis(s.max_ms.min(30_000))));
     let barrier_failed = match barrier {
         Some(Ok(_)) => {
             let nr_dentry = dentry_state()?.nr_dentry;

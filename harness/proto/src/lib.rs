@@ -158,6 +158,13 @@ impl Scenario {
     pub fn control_probe(&self) -> Option<&ProbePath> {
         self.probes.iter().find(|p| p.control)
     }
+
+    /// Whether the agent's settle can end on its cleanup barrier: not where
+    /// held fds keep namespaces alive past any barrier. (The host ships
+    /// veth for it where the kernel has it as a module.)
+    pub fn settles_on_barrier(&self) -> bool {
+        self.hold.is_none()
+    }
 }
 
 /// One path the probe times from the initial namespace.

@@ -32,13 +32,14 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
                 return Ok(exit_codes::CANNOT_RUN);
             }
         };
-        let v = j.verdict.clone();
         if args.junit.is_some() {
+            // The report's own row: the expectation the same way `report` finds it.
             cases.push(match &j.dir {
                 Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &Catalog::builtin()?)?),
-                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario, &v),
+                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario, &j.verdict),
             });
         }
+        let v = j.verdict;
         say(format!("verdict{}: {} ({})", if repeat > 1 { format!(" {i}/{repeat}") } else { String::new() }, v.outcome.as_str(), v.rule));
         verdicts.push(v);
     }

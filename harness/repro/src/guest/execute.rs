@@ -109,7 +109,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     // can use one; without it the settle watches the count, as before.
     let catalog = Catalog::builtin()?;
     let mut wanted = job.scenario.modules.clone();
-    let for_barrier = job.scenario.hold.is_none() && !wanted.iter().any(|m| m == "veth");
+    let for_barrier = job.scenario.settles_on_barrier() && !wanted.iter().any(|m| m == "veth");
     if for_barrier {
         wanted.push("veth".into());
     }

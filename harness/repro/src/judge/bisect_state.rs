@@ -152,18 +152,8 @@ impl State {
     }
 
     /// Every revision must be a full commit id (git mode) or one of the
-    /// listed kernels, and the format this repro writes.
-    pub(crate) fn check_steps(&self, path: &Path) -> Result<()> {
-        if self.version != STATE_VERSION {
-            return Err(fail(
-                Kind::Usage,
-                format!(
-                    "{} is a bisect state of format {}, and this repro reads format {STATE_VERSION}: give this bisection another --out",
-                    path.display(),
-                    self.version
-                ),
-            ));
-        }
+    /// listed kernels ([`State::read`] has checked the format).
+    fn check_steps(&self, path: &Path) -> Result<()> {
         for (i, s) in self.steps.iter().enumerate() {
             let rev_ok = if self.src.is_some() {
                 matches!(s.rev.len(), 40 | 64) && s.rev.bytes().all(|b| b.is_ascii_hexdigit())

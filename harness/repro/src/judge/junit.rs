@@ -16,29 +16,34 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::judge::report::{Missing, Row};
 use crate::judge::verdict::{Agreement, Outcome, Verdict};
+use crate::kernel::catalog::Expect;
+
+/// The one rule of what passes: agreeing with the expectation, or clean
+/// where there is none. `expected`: the expectation and where it came from.
+fn status(v: &Verdict, expected: Option<(Expect, &str)>) -> TestCaseStatus {
+    let failure = |message: String| {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        st.set_type(v.outcome.as_str()).set_message(message);
+        st
+    };
+    match (expected, v.outcome) {
+        (_, Outcome::Inconclusive) => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            st.set_type("inconclusive").set_message(format!("inconclusive: {}", v.rule));
+            st
+        }
+        (None, Outcome::Clean) => TestCaseStatus::success(),
+        (None, Outcome::Regressed) => failure(format!("regressed: {}", v.rule)),
+        (Some((x, _)), o) if Agreement::of(Some(x), o) == Agreement::Agrees => TestCaseStatus::success(),
+        (Some((x, from)), o) => failure(format!("expected {} (from {from}), measured {}: {}", x.as_str(), o.as_str(), v.rule)),
+    }
+}
 
 /// One test case: a run's row.
 pub(crate) fn case_of_row(row: &Row) -> TestCase {
     let s = &row.summary;
     let v = &row.verdict;
-    let status = match (row.agreement(), v.outcome) {
-        (Agreement::Agrees, _) | (Agreement::NoExpectation, Outcome::Clean) => TestCaseStatus::success(),
-        (Agreement::Contradicts, _) | (Agreement::NoExpectation, Outcome::Regressed) => {
-            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            st.set_type(v.outcome.as_str()).set_message(match row.expected {
-                Some(x) => format!(
-                    "expected {} (from {}), measured {}: {}",
-                    x.as_str(),
-                    row.expected_from.as_deref().unwrap_or("-"),
-                    v.outcome.as_str(),
-                    v.rule
-                ),
-                None => format!("regressed: {}", v.rule),
-            });
-            st
-        }
-        (Agreement::Inconclusive, _) | (Agreement::NoExpectation, Outcome::Inconclusive) => inconclusive(v),
-    };
+    let status = status(v, row.expected.map(|x| (x, row.expected_from.as_deref().unwrap_or("-"))));
     // The evidence as `key: value` lines: Jenkins' schema allows no
     // properties on a test case, and every dashboard shows system-out.
     let mut out = vec![
@@ -58,25 +63,10 @@ pub(crate) fn case_of_row(row: &Row) -> TestCase {
     c
 }
 
-fn inconclusive(v: &Verdict) -> TestCaseStatus {
-    let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-    st.set_type("inconclusive").set_message(format!("inconclusive: {}", v.rule));
-    st
-}
-
 /// A run that left no run directory (`repro check` without --out whose
 /// kernel could not be had).
 pub(crate) fn case_without_run(kernel: &str, scenario: &str, v: &Verdict) -> TestCase {
-    let status = match v.outcome {
-        Outcome::Clean => TestCaseStatus::success(),
-        Outcome::Regressed => {
-            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            st.set_type("regressed").set_message(format!("regressed: {}", v.rule));
-            st
-        }
-        Outcome::Inconclusive => inconclusive(v),
-    };
-    let mut c = TestCase::new(format!("{kernel} / {scenario}"), status);
+    let mut c = TestCase::new(format!("{kernel} / {scenario}"), status(v, None));
     c.set_classname(format!("repro.{scenario}"));
     c
 }

@@ -26,20 +26,10 @@ pub(crate) struct Header {
 /// kernel_version field, boot protocol 2.00+, offset from 0x200), e.g.
 /// `6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP ...`.
 pub(crate) fn release(image: &Path) -> Option<String> {
-    let mut bytes = vec![0u8; 64 << 10];
-    let n = std::fs::File::open(image).and_then(|mut f| read_up_to(&mut f, &mut bytes)).ok()?;
-    release_in(&bytes[..n])
-}
-
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
+    // The setup code, where the string lives, is within its first 64 KiB.
+    let mut bytes = Vec::new();
+    std::fs::File::open(image).ok()?.take(64 << 10).read_to_end(&mut bytes).ok()?;
+    release_in(&bytes)
 }
 
 fn release_in(bytes: &[u8]) -> Option<String> {

