@@ -11,12 +11,14 @@ mod provenance;
 mod settle;
 mod source;
 mod stats;
+mod verdict;
 
 pub use kinds::{Accel, Backend, ErrorKind};
 pub use provenance::{BuildProvenance, Verification};
 pub use settle::{Phases, Residual, SettleEnd, SettlePoint, Settled};
 pub use source::{Expect, SourceFix};
 pub use stats::{percentile_nearest_rank, ProbeStats};
+pub use verdict::{Agreement, Evidence, Outcome, Verdict};
 
 use serde::{Deserialize, Serialize};
 

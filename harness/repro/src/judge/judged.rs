@@ -42,7 +42,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
                 eprintln!("error: {}", crate::error::render(&e));
             }
             let verdict = decide(&done.summary, &done.summary.scenario_definition.verdict);
-            verdict.write(&done.dir)?;
+            crate::atomic::write_json(&done.dir.join(Verdict::FILE), &verdict)?;
             Ok(Judged { verdict, dir: Some(done.dir) })
         }
         Err(e) if any_kernel(&e) => Err(e),
@@ -78,6 +78,6 @@ fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Ver
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::atomic::write_json(&dir.join(SUMMARY), &s)?;
     let verdict = decide(&s, &s.scenario_definition.verdict);
-    verdict.write(dir)?;
+    crate::atomic::write_json(&dir.join(Verdict::FILE), &verdict)?;
     Ok(verdict)
 }

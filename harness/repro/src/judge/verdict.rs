@@ -7,105 +7,11 @@
 //! baseline. Latency is reported beside it (the slope of the probe's p50
 //! against iteration, robustly fitted; last/first window; ipv6/ipv4) and
 //! must not contradict it. Thresholds come from the scenario's [verdict].
+//! The verdict's types are proto's (verdict.json is a contract with CI).
 
-use crate::kernel::catalog::Expect;
 use crate::text::first_line;
+pub(crate) use repro_proto::{Agreement, Evidence, Outcome, Verdict};
 use repro_proto::{Residual, Settled, Summary, VerdictBasis, VerdictSettings};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Outcome {
-    Regressed,
-    Clean,
-    Inconclusive,
-}
-
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Regressed => "regressed",
-            Outcome::Clean => "clean",
-            Outcome::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-/// The verdict on one run, as written to `verdict.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Verdict {
-    pub outcome: Outcome,
-    /// The rule that decided, in words, with the numbers.
-    pub rule: String,
-    pub evidence: Evidence,
-}
-
-impl Verdict {
-    /// The file a run directory keeps its verdict in.
-    pub(crate) const FILE: &'static str = "verdict.json";
-
-    /// Write verdict.json into run directory `dir`, atomically.
-    pub(crate) fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
-        crate::atomic::write_json(&dir.join(Self::FILE), self)
-    }
-}
-
-/// A verdict against the catalog's expectation for its kernel and scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Agreement {
-    NoExpectation,
-    Inconclusive,
-    Agrees,
-    Contradicts,
-}
-
-impl Agreement {
-    /// The one rule: an inconclusive verdict neither agrees nor contradicts.
-    pub(crate) fn of(expected: Option<Expect>, outcome: Outcome) -> Agreement {
-        match (expected, outcome) {
-            (None, _) => Agreement::NoExpectation,
-            (Some(_), Outcome::Inconclusive) => Agreement::Inconclusive,
-            (Some(Expect::Regressed), Outcome::Regressed) | (Some(Expect::Clean), Outcome::Clean) => Agreement::Agrees,
-            (Some(Expect::Regressed), Outcome::Clean) | (Some(Expect::Clean), Outcome::Regressed) => Agreement::Contradicts,
-        }
-    }
-
-    /// The report's "agrees" column.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Agreement::NoExpectation => "no expectation",
-            Agreement::Inconclusive => "inconclusive",
-            Agreement::Agrees => "yes",
-            Agreement::Contradicts => "NO",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Evidence {
-    pub residual_per_iteration: Option<f64>,
-    /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
-    pub slope_us_per_1k: Option<f64>,
-    pub p50_first_us: Option<f64>,
-    pub p50_last_us: Option<f64>,
-    /// Last window's p50 over the first's.
-    pub last_over_first: Option<f64>,
-    /// Last window's probe p50 over the control path's.
-    pub probe_over_control: Option<f64>,
-    /// The same once cleanup settled: what the stale entries that remain cost.
-    #[serde(default)]
-    pub settled_probe_over_control: Option<f64>,
-    pub probe: Option<String>,
-    pub windows: usize,
-    /// Namespaces churned when the verdict was decided...
-    pub iterations: u64,
-    /// ...and the run's seconds, boot included.
-    #[serde(default)]
-    pub seconds: f64,
-    /// A round decided the verdict before `--iterations` were churned.
-    #[serde(default)]
-    pub stopped_early: bool,
-}
 
 /// Median, or None for no values.
 fn median(v: &mut [f64]) -> Option<f64> {

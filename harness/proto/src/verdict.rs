@@ -1,0 +1,126 @@
+//! The verdict on one run, as `verdict.json` holds it: the contract between
+//! the host that decides it, the reports that read it back, and CI scripts
+//! that read its fields with jq (`ci/bench-verdict.sh`: `.outcome`,
+//! `.evidence.iterations`; pinned by a test below). The rules that decide
+//! it are the host's (`judge/verdict.rs`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Expect;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Regressed,
+    Clean,
+    Inconclusive,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Regressed => "regressed",
+            Outcome::Clean => "clean",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The verdict on one run, as written to `verdict.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The rule that decided, in words, with the numbers.
+    pub rule: String,
+    pub evidence: Evidence,
+}
+
+impl Verdict {
+    /// The file a run directory keeps its verdict in.
+    pub const FILE: &'static str = "verdict.json";
+
+}
+
+/// A verdict against the catalog's expectation for its kernel and scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agreement {
+    NoExpectation,
+    Inconclusive,
+    Agrees,
+    Contradicts,
+}
+
+impl Agreement {
+    /// The one rule: an inconclusive verdict neither agrees nor contradicts.
+    pub fn of(expected: Option<Expect>, outcome: Outcome) -> Agreement {
+        match (expected, outcome) {
+            (None, _) => Agreement::NoExpectation,
+            (Some(_), Outcome::Inconclusive) => Agreement::Inconclusive,
+            (Some(Expect::Regressed), Outcome::Regressed) | (Some(Expect::Clean), Outcome::Clean) => Agreement::Agrees,
+            (Some(Expect::Regressed), Outcome::Clean) | (Some(Expect::Clean), Outcome::Regressed) => Agreement::Contradicts,
+        }
+    }
+
+    /// The report's "agrees" column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Agreement::NoExpectation => "no expectation",
+            Agreement::Inconclusive => "inconclusive",
+            Agreement::Agrees => "yes",
+            Agreement::Contradicts => "NO",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub residual_per_iteration: Option<f64>,
+    /// Theil-Sen slope of the probe's p50, microseconds per 1,000 iterations.
+    pub slope_us_per_1k: Option<f64>,
+    pub p50_first_us: Option<f64>,
+    pub p50_last_us: Option<f64>,
+    /// Last window's p50 over the first's.
+    pub last_over_first: Option<f64>,
+    /// Last window's probe p50 over the control path's.
+    pub probe_over_control: Option<f64>,
+    /// The same once cleanup settled: what the stale entries that remain cost.
+    #[serde(default)]
+    pub settled_probe_over_control: Option<f64>,
+    pub probe: Option<String>,
+    pub windows: usize,
+    /// Namespaces churned when the verdict was decided...
+    pub iterations: u64,
+    /// ...and the run's seconds, boot included.
+    #[serde(default)]
+    pub seconds: f64,
+    /// A round decided the verdict before `--iterations` were churned.
+    #[serde(default)]
+    pub stopped_early: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_ci_scripts_read_are_where_they_look() {
+        let v = Verdict {
+            outcome: Outcome::Regressed,
+            rule: "r".into(),
+            evidence: Evidence { iterations: 400, ..Default::default() },
+        };
+        let j = serde_json::to_value(&v).unwrap();
+        // ci/bench-verdict.sh: jq -r '"\(.outcome) \(.evidence.iterations)"'
+        assert_eq!(j["outcome"], "regressed");
+        assert_eq!(j["evidence"]["iterations"], 400);
+        assert_eq!(serde_json::from_value::<Verdict>(j).unwrap(), v);
+    }
+
+    #[test]
+    fn an_inconclusive_verdict_neither_agrees_nor_contradicts() {
+        assert_eq!(Agreement::of(Some(Expect::Clean), Outcome::Inconclusive), Agreement::Inconclusive);
+        assert_eq!(Agreement::of(None, Outcome::Clean), Agreement::NoExpectation);
+        assert_eq!(Agreement::of(Some(Expect::Clean), Outcome::Regressed), Agreement::Contradicts);
+        assert_eq!(Agreement::of(Some(Expect::Regressed), Outcome::Regressed), Agreement::Agrees);
+    }
+}
