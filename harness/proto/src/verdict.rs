@@ -38,7 +38,6 @@ pub struct Verdict {
 impl Verdict {
     /// The file a run directory keeps its verdict in.
     pub const FILE: &'static str = "verdict.json";
-
 }
 
 /// A verdict against the catalog's expectation for its kernel and scenario.
@@ -104,11 +103,7 @@ mod tests {
 
     #[test]
     fn the_fields_ci_scripts_read_are_where_they_look() {
-        let v = Verdict {
-            outcome: Outcome::Regressed,
-            rule: "r".into(),
-            evidence: Evidence { iterations: 400, ..Default::default() },
-        };
+        let v = Verdict { outcome: Outcome::Regressed, rule: "r".into(), evidence: Evidence { iterations: 400, ..Default::default() } };
         let j = serde_json::to_value(&v).unwrap();
         // ci/bench-verdict.sh: jq -r '"\(.outcome) \(.evidence.iterations)"'
         assert_eq!(j["outcome"], "regressed");

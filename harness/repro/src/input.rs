@@ -11,6 +11,13 @@ use anyhow::Result;
 
 use crate::error::{fail, Kind};
 
+/// The one rule for a name-or-path argument (`--kernel`, `--scenario`): one
+/// with a `/` in it, or naming something that exists, is a path; anything
+/// else is a name.
+pub(crate) fn names_a_path(arg: &std::ffi::OsStr) -> bool {
+    arg.as_encoded_bytes().contains(&b'/') || Path::new(arg).exists()
+}
+
 /// The kinds of outside file, each with its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Input {

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::guest::qemu::AccelChoice;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
+use crate::run::scenario::ScenarioSpec;
 pub(crate) use repro_proto::Backend;
 
 fn backend() -> impl TypedValueParser<Value = Backend> {
@@ -249,7 +250,7 @@ pub struct RunArgs {
     pub vm: VmArgs,
     /// Workload: a built-in scenario name or the path of a scenario file (see scenarios/).
     #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
-    pub scenario: String,
+    pub scenario: ScenarioSpec,
     /// Network namespaces to create and destroy.
     #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
@@ -423,7 +424,7 @@ pub struct MatrixArgs {
     pub kernels: Vec<KernelSpec>,
     /// Scenarios: names or files, comma-separated.
     #[arg(long, default_value = "seed", value_delimiter = ',', value_name = "X,Y,...")]
-    pub scenarios: Vec<String>,
+    pub scenarios: Vec<ScenarioSpec>,
     /// Also write the verdicts as JUnit XML to FILE (one test case per pair).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,

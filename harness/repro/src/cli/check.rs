@@ -36,7 +36,7 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
             // The report's own row: the expectation the same way `report` finds it.
             cases.push(match &j.dir {
                 Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &Catalog::builtin()?)?),
-                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario, &j.verdict),
+                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario.label(), &j.verdict),
             });
         }
         let v = j.verdict;

@@ -48,7 +48,7 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
     if let Some(out) = &args.out {
         crate::run::record::Recorder::preflight(out)?;
     }
-    let mut scenario = crate::run::scenario::load(&args.scenario)?;
+    let mut scenario = args.scenario.load()?;
     if let Some(n) = args.probe_samples {
         scenario.probe.samples = n.max(1);
         scenario.probe.min_samples = scenario.probe.min_samples.min(scenario.probe.samples);

@@ -9,6 +9,7 @@ use repro_proto::Backend;
 use crate::guest::qemu::AccelChoice;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
+use crate::run::scenario::ScenarioSpec;
 
 /// How to boot a guest.
 #[derive(Debug, Clone)]
@@ -34,8 +35,7 @@ pub struct VmRequest {
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub vm: VmRequest,
-    /// A built-in scenario name or the path of a scenario file.
-    pub scenario: String,
+    pub scenario: ScenarioSpec,
     pub iterations: u64,
     pub workers: u32,
     /// Iterations between probe windows; None: [`RunRequest::window`].

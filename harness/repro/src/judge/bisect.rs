@@ -27,6 +27,7 @@ use crate::judge::bisect_state::*;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::spec::KernelSpec;
+use crate::run::summary::stamp;
 
 /// What `repro bisect` is asked: the two ends (git mode, `run.vm.kernel`
 /// a tree) or a list of kernels, and how to run each step.
@@ -72,9 +73,7 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
         }
     };
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let out = args.run.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results/runs").join(format!("bisect-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
-    });
+    let out = args.run.out.clone().unwrap_or_else(|| crate::run::summary::default_dir(&format!("bisect-{}", stamp(&date))));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     if args.src().is_some() && !args.kernels.is_empty() {
         return Err(fail(Kind::Usage, "--src bisects a git tree and --kernels a list of kernels: give one of them"));
@@ -91,7 +90,7 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
         new,
         kernels: args.kernels.iter().map(KernelSpec::label).collect(),
         terms,
-        scenario: args.run.scenario.clone(),
+        scenario: args.run.scenario.label(),
         iterations: args.run.iterations,
         steps: Vec::new(),
         result: None,
@@ -129,7 +128,7 @@ impl Judge<'_> {
     fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
         let n = state.steps.len() + 1;
         let short: String = rev.chars().take(12).collect();
-        let slug: String = short.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let slug = crate::kernel::spec::slug(&short);
         let mut run = self.args.run.clone();
         let dir = self.out.join("steps").join(format!("{n:02}-{slug}"));
         // A step directory that bisect.json does not list is what an

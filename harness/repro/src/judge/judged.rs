@@ -70,7 +70,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
 /// A run that failed before it began (kernel fetch or build) still gets a
 /// run directory: an incomplete summary with the error, and its verdict.
 fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Verdict> {
-    let scenario = crate::run::scenario::load(&run.scenario)?;
+    let scenario = run.scenario.load()?;
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let mut s = new_summary(&date, &run.kernel_label(), scenario, run.iterations, run.workers, run.window());
     s.backend = run.backend;

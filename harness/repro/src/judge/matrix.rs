@@ -14,21 +14,21 @@ use crate::judge::judged::judge;
 use crate::judge::report::{self, Document};
 use crate::judge::verdict::{Agreement, Outcome};
 use crate::kernel::catalog::Catalog;
-use crate::kernel::spec::{slug, KernelSpec};
+use crate::kernel::spec::KernelSpec;
 use crate::run::record::SUMMARY;
-use crate::run::summary::command_line;
+use crate::run::scenario::ScenarioSpec;
+use crate::run::summary::{command_line, stamp};
 
 /// `<out>/<scenario>/<kernel>-<iterations>`, with path-hostile characters replaced.
-pub(crate) fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &str, iterations: u64) -> PathBuf {
-    let scenario = Path::new(scenario).file_stem().map_or(scenario.to_string(), |f| f.to_string_lossy().into_owned());
-    out.join(slug(&scenario)).join(format!("{}-{iterations}", kernel.slug()))
+pub(crate) fn pair_dir(out: &Path, kernel: &KernelSpec, scenario: &ScenarioSpec, iterations: u64) -> PathBuf {
+    out.join(scenario.slug()).join(format!("{}-{iterations}", kernel.slug()))
 }
 
 /// Every kernel x scenario pair, run as `run` says.
 #[derive(Debug, Clone)]
 pub struct MatrixRequest {
     pub kernels: Vec<KernelSpec>,
-    pub scenarios: Vec<String>,
+    pub scenarios: Vec<ScenarioSpec>,
     pub run: RunRequest,
     /// Also write the verdicts here as JUnit XML.
     pub junit: Option<PathBuf>,
@@ -55,15 +55,16 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
             catalog.lookup(name)?;
         }
     }
-    let scenarios = args.scenarios.iter().map(|s| crate::run::scenario::load(s).map(|_| s.clone())).collect::<Result<Vec<_>>>()?;
+    for s in &args.scenarios {
+        s.load()?;
+    }
+    let scenarios = &args.scenarios;
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let out = args.run.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results/runs").join(format!("matrix-{}", date.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()))
-    });
+    let out = args.run.out.clone().unwrap_or_else(|| crate::run::summary::default_dir(&format!("matrix-{}", stamp(&date))));
     let total = args.kernels.len() * scenarios.len();
     let mut dirs = Vec::new();
     let mut interrupted = false;
-    'pairs: for name in &scenarios {
+    'pairs: for name in scenarios {
         for kernel in &args.kernels {
             let dir = pair_dir(&out, kernel, name, args.run.iterations);
             let i = dirs.len() + 1;
@@ -99,7 +100,7 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
             command_line(),
             format!(
                 "repro report {} --out {}",
-                scenarios.iter().map(|n| out.join(n).display().to_string()).collect::<Vec<_>>().join(" "),
+                scenarios.iter().map(|n| out.join(n.slug()).display().to_string()).collect::<Vec<_>>().join(" "),
                 out.display()
             ),
         ],
@@ -132,7 +133,10 @@ mod tests {
     fn pair_directories_are_named_by_scenario_and_kernel() {
         let out = Path::new("m");
         let spec = |s: &str| KernelSpec::parse(std::ffi::OsStr::new(s));
-        assert_eq!(pair_dir(out, &spec("6.1-noprune"), "seed", 3000), Path::new("m/seed/6.1-noprune-3000"));
-        assert_eq!(pair_dir(out, &spec("/tmp/x/bzImage"), "scenarios/held-fd.toml", 10), Path::new("m/held-fd/bzImage-10"));
+        assert_eq!(pair_dir(out, &spec("6.1-noprune"), &ScenarioSpec::parse("seed"), 3000), Path::new("m/seed/6.1-noprune-3000"));
+        assert_eq!(
+            pair_dir(out, &spec("/tmp/x/bzImage"), &ScenarioSpec::parse("scenarios/held-fd.toml"), 10),
+            Path::new("m/held-fd/bzImage-10")
+        );
     }
 }

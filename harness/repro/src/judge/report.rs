@@ -164,17 +164,6 @@ pub(crate) fn markdown(rows: &[Row], base: &Path) -> String {
     out
 }
 
-/// A file name from outside text: letters, digits, `.`, `_`, `-` only, and
-/// never `.` or `..`.
-fn file_stem(s: &str) -> String {
-    let stem: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-    if stem.trim_matches('.').is_empty() {
-        format!("_{stem}")
-    } else {
-        stem
-    }
-}
-
 /// For runs judged regressed: the probe's cost fitted against chain length
 /// so that it can bend ([`extrapolate`]) and what that predicts at the
 /// write-up's 799,259 entries, with an interval and the straight line
@@ -303,7 +292,7 @@ pub(crate) fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
         for (what, title, y_label, log_y, series) in kinds {
             // A scenario name comes from a summary: it names a file in plots/
             // only through characters that cannot climb out of it.
-            out.push((format!("{}-{what}", file_stem(sc)), Chart { title, y_label, log_y, series }));
+            out.push((format!("{}-{what}", crate::kernel::spec::slug(sc)), Chart { title, y_label, log_y, series }));
         }
     }
     out
@@ -546,9 +535,9 @@ mod tests {
     #[test]
     fn names_from_summaries_cannot_break_a_table_or_leave_plots() {
         assert_eq!(md_cell("a|b\nc\u{1b}[31m"), "a\\|b c [31m");
-        assert_eq!(file_stem("../../etc/passwd"), ".._.._etc_passwd");
-        assert_eq!(file_stem(".."), "_..");
-        assert_eq!(file_stem("seed"), "seed");
+        assert_eq!(crate::kernel::spec::slug("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(crate::kernel::spec::slug(".."), "_..");
+        assert_eq!(crate::kernel::spec::slug("seed"), "seed");
     }
 
     #[test]

@@ -27,12 +27,10 @@ pub enum KernelSpec {
 }
 
 impl KernelSpec {
-    /// The one rule for a name-or-path: an argument with a `/` in it, or
-    /// naming something that exists, is a path; anything else is a name.
+    /// A path or a name, by [`crate::input::names_a_path`].
     pub fn parse(arg: &OsStr) -> KernelSpec {
-        let path = Path::new(arg);
-        if arg.as_encoded_bytes().contains(&b'/') || path.exists() {
-            KernelSpec::Image(path.to_path_buf())
+        if crate::input::names_a_path(arg) {
+            KernelSpec::Image(Path::new(arg).to_path_buf())
         } else {
             KernelSpec::Catalog(arg.to_string_lossy().into_owned())
         }
@@ -128,9 +126,15 @@ impl fmt::Display for KernelSpec {
     }
 }
 
-/// A file-name-safe form of `s`: what is not alphanumeric, `.`, `-` or `_` becomes `_`.
+/// A file-name-safe form of `s`, for outside text too: what is not
+/// alphanumeric, `.`, `-` or `_` becomes `_`, and never `.`, `..` or empty.
 pub(crate) fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+    let slug: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    if slug.trim_matches('.').is_empty() {
+        format!("_{slug}")
+    } else {
+        slug
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Scenario files (TOML, in scenarios/): parsing, validation with file:line
 //! errors, and the built-in set compiled into the binary.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use repro_proto::{ProbePath, ProbeSettings, Scenario, SettleSettings};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{fail, Kind};
+use crate::kernel::spec::slug;
 
 /// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
 pub(crate) const BUILTIN: &[(&str, &str)] = &[
@@ -115,24 +116,85 @@ struct RawSettle {
 const DEFAULT_FLAT_MS: u64 = 8000;
 const DEFAULT_FLAT_FACTOR: f64 = 3.0;
 
-/// Resolve `--scenario`: a built-in name, or a path to a TOML file.
-pub(crate) fn load(arg: &str) -> Result<Scenario> {
-    if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == arg) {
-        return parse(&format!("scenarios/{arg}.toml (built in)"), text);
+/// `--scenario`, decided once: a built-in name or a scenario file, by the
+/// same name-or-path rule as `--kernel` ([`crate::input::names_a_path`]),
+/// where a `.toml` ending also makes a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScenarioSpec {
+    /// A built-in scenario (scenarios/*.toml compiled in), or an unknown name.
+    Named(String),
+    /// A scenario file.
+    File(PathBuf),
+}
+
+impl ScenarioSpec {
+    pub fn parse(arg: &str) -> ScenarioSpec {
+        if crate::input::names_a_path(arg.as_ref()) || arg.ends_with(".toml") {
+            ScenarioSpec::File(arg.into())
+        } else {
+            ScenarioSpec::Named(arg.to_string())
+        }
     }
-    let looks_like_path = arg.contains('/') || arg.ends_with(".toml") || Path::new(arg).exists();
-    if !looks_like_path {
-        let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
-        return Err(fail(
-            Kind::ScenarioInvalid,
-            format!(
-                "unknown scenario {arg:?}: built-in scenarios are {}; or pass the path of a scenario file (see scenarios/seed.toml for the format)",
-                names.join(", ")
-            ),
-        ));
+
+    /// As the user gave it: the name, or the path.
+    pub fn label(&self) -> String {
+        match self {
+            ScenarioSpec::Named(n) => n.clone(),
+            ScenarioSpec::File(p) => p.display().to_string(),
+        }
     }
-    let text = crate::input::Input::Scenario.read_text(Path::new(arg))?;
-    parse(arg, &text)
+
+    /// The scenario's part of a run directory's name: the name, or the
+    /// file's stem, with path-hostile characters replaced.
+    pub fn slug(&self) -> String {
+        match self {
+            ScenarioSpec::Named(n) => slug(n),
+            ScenarioSpec::File(p) => slug(&p.file_stem().unwrap_or(p.as_os_str()).to_string_lossy()),
+        }
+    }
+
+    /// Read and validate it; an unknown name lists the built-in ones.
+    pub(crate) fn load(&self) -> Result<Scenario> {
+        match self {
+            ScenarioSpec::Named(arg) => match BUILTIN.iter().find(|(n, _)| n == arg) {
+                Some((_, text)) => parse(&format!("scenarios/{arg}.toml (built in)"), text),
+                None => {
+                    let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                    Err(fail(
+                        Kind::ScenarioInvalid,
+                        format!(
+                            "unknown scenario {:?}: built-in scenarios are {}; or pass the path of a scenario file (see scenarios/seed.toml for the format)",
+                            crate::text::clip(arg, 40),
+                            names.join(", ")
+                        ),
+                    ))
+                }
+            },
+            ScenarioSpec::File(p) => {
+                let text = crate::input::Input::Scenario.read_text(p)?;
+                parse(&p.display().to_string(), &text)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ScenarioSpec {
+    type Err = std::convert::Infallible;
+    fn from_str(arg: &str) -> Result<ScenarioSpec, Self::Err> {
+        Ok(ScenarioSpec::parse(arg))
+    }
+}
+
+impl std::fmt::Display for ScenarioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A built-in scenario by name (tests and fixed uses such as `seed`).
+#[cfg(test)]
+pub(crate) fn load(name: &str) -> Result<Scenario> {
+    ScenarioSpec::parse(name).load()
 }
 
 /// Parse and validate one scenario file; errors name `origin:line:column`.
@@ -297,6 +359,18 @@ mod tests {
             let built = BUILTIN.iter().find(|(n, _)| *n == stem).unwrap_or_else(|| panic!("scenarios/{name} is not in BUILTIN"));
             assert_eq!(built.1, std::fs::read_to_string(f.path()).unwrap(), "scenarios/{name} differs from what is built in");
         }
+    }
+
+    #[test]
+    fn a_scenario_is_a_name_or_a_path_by_the_kernel_rule_and_slugs_by_its_stem() {
+        assert_eq!(ScenarioSpec::parse("held-fd"), ScenarioSpec::Named("held-fd".into()));
+        assert_eq!(ScenarioSpec::parse("mine.toml"), ScenarioSpec::File("mine.toml".into()));
+        assert_eq!(ScenarioSpec::parse("dir/x"), ScenarioSpec::File("dir/x".into()));
+        assert_eq!(ScenarioSpec::parse("scenarios/held-fd.toml").slug(), "held-fd");
+        assert_eq!(ScenarioSpec::parse("a b").slug(), "a_b");
+        assert_eq!(ScenarioSpec::parse("..").slug(), "_..");
+        let e = ScenarioSpec::parse("nosuch").load().unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::ScenarioInvalid));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::Result;
 use repro_proto::{Backend, KernelInfo, Provenance, RunError, Summary, FORMAT_VERSION};
 
 use crate::error::{kind_of, Kind};
+use crate::run::scenario::ScenarioSpec;
 
 pub(crate) fn new_summary(
     date: &str,
@@ -110,13 +111,11 @@ pub(crate) fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
 
 /// `out`, else a new directory under results/runs named by the date, the
 /// kernel's slug, the scenario and the iteration count.
-pub(crate) fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &str, iterations: u64, date: &str) -> Result<PathBuf> {
+pub(crate) fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &ScenarioSpec, iterations: u64, date: &str) -> Result<PathBuf> {
     if let Some(out) = out {
         return Ok(out.to_path_buf());
     }
-    let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let scenario = Path::new(scenario).file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let base = PathBuf::from("results/runs").join(format!("{stamp}-{kernel_slug}-{scenario}-{iterations}"));
+    let base = default_dir(&format!("{}-{kernel_slug}-{}-{iterations}", stamp(date), scenario.slug()));
     // Two runs in one second get distinct directories.
     let mut dir = base.clone();
     let mut n = 1;
@@ -125,6 +124,16 @@ pub(crate) fn run_dir(out: Option<&Path>, kernel_slug: &str, scenario: &str, ite
         dir = PathBuf::from(format!("{}-{n}", base.display()));
     }
     Ok(dir)
+}
+
+/// Where a command's directory goes without --out: results/runs/NAME.
+pub(crate) fn default_dir(name: &str) -> PathBuf {
+    PathBuf::from("results/runs").join(name)
+}
+
+/// An RFC 3339 date as a run directory's stamp: its digits and letters.
+pub(crate) fn stamp(date: &str) -> String {
+    date.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
 }
 
 /// This process's command line as a shell would take it back.
