@@ -19,7 +19,9 @@ use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 
 use nix::sys::termios;
-use repro_proto::{AgentMode, HostMessage, Job, Message, ACK_TIMEOUT_S, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY};
+use repro_proto::{
+    AgentMode, HostMessage, Job, Message, Task, ACK_TIMEOUT_S, FORMAT_VERSION, GUEST_JOB_PATH, GUEST_PROTO_TTY, JOB_FORMAT_VERSION,
+};
 
 /// Where messages go (the protocol serial port, or stdout), and where the
 /// host's answers come from (the same tty, or stdin).
@@ -158,14 +160,16 @@ fn guest_main() -> io::Result<()> {
 
 fn read_job(path: &str) -> io::Result<Job> {
     let text = std::fs::read_to_string(path)?;
-    let job: Job = serde_json::from_str(&text).map_err(io::Error::other)?;
-    if job.format_version != FORMAT_VERSION {
+    // The version first: a job of another format would not parse as ours.
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(io::Error::other)?;
+    let version = v.get("format_version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(JOB_FORMAT_VERSION)) {
         return Err(io::Error::other(format!(
-            "job format {} but this agent speaks {FORMAT_VERSION}: rebuild the workspace",
-            job.format_version
+            "job format {} but this agent speaks {JOB_FORMAT_VERSION}: rebuild the workspace",
+            version.map_or("(none)".to_string(), |n| n.to_string())
         )));
     }
-    Ok(job)
+    serde_json::from_str(&text).map_err(io::Error::other)
 }
 
 fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
@@ -186,9 +190,9 @@ fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
         ch.send(&Message::Error { message: format!("job is for mode {:?} but the agent runs as {mode:?}", job.mode) });
         return;
     }
-    let result = match &job.exec {
-        Some(argv) => exec(argv, ch),
-        None => workload::run(job, ch),
+    let result = match &job.task {
+        Task::Exec { argv } => exec(argv, ch),
+        Task::Churn(churn) => workload::run(churn, ch),
     };
     if let Err(message) = result {
         ch.send(&Message::Error { message });

@@ -27,7 +27,7 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{close, fork, read, ForkResult};
-use repro_proto::{DentryState, HostMessage, Job, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
+use repro_proto::{Churn, DentryState, HostMessage, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
 
 use crate::plan::{admit, fd_limit, Held, Rounds, SettleWatch, Ticket, WindowClock};
 use crate::Channel;
@@ -69,7 +69,7 @@ fn cpaths(paths: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Vec<CStrin
     paths.into_iter().map(|p| CString::new(p.as_ref()).map_err(|_| format!("path with a NUL byte: {:?}", p.as_ref()))).collect()
 }
 
-pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
+pub fn run(job: &Churn, ch: &mut Channel) -> Result<(), String> {
     let sc = &job.scenario;
     let touch = cpaths(&sc.touch)?;
     let probe_paths = cpaths(sc.probes.iter().map(|p| &p.path))?;
@@ -99,10 +99,9 @@ pub fn run(job: &Job, ch: &mut Channel) -> Result<(), String> {
     ch.send(&Message::Started { baseline, chain_counter });
 
     let shared = shared_counters()?;
-    // Rounds pause the churn to settle and ask the host; runs that hold fds
-    // or drop caches on a schedule are not paused (their state would not
-    // settle the way a round assumes).
-    let first_round = job.first_round.filter(|_| sc.hold.is_none() && sc.drop_caches_every.is_none());
+    // Rounds pause the churn to settle and ask the host, where the scenario
+    // pauses in rounds (proto's one rule, which the host sizes windows by).
+    let first_round = job.first_round.filter(|_| sc.pauses_in_rounds());
     let mut rounds = Rounds::new(job.iterations, first_round);
     shared.limit.store(rounds.limit(), Ordering::Release);
     let start = Instant::now();
@@ -415,13 +414,13 @@ struct Prober {
 }
 
 /// The path of the probe a verdict is about ([`repro_proto::Scenario::judged_probe`]).
-fn judged_probe(job: &Job, paths: &[CString]) -> Option<CString> {
+fn judged_probe(job: &Churn, paths: &[CString]) -> Option<CString> {
     let judged = job.scenario.judged_probe()?;
     let i = job.scenario.probes.iter().position(|p| std::ptr::eq(p, judged))?;
     paths.get(i).cloned()
 }
 
-fn window_now(job: &Job, prober: &Prober, iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
+fn window_now(job: &Churn, prober: &Prober, iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
     let probes = probe(job, &prober.paths);
     let chain_walk = prober.counter.as_ref().zip(prober.judged.as_ref()).and_then(|(c, p)| c.walk(p));
     let ds = dentry_state()?;
@@ -430,7 +429,7 @@ fn window_now(job: &Job, prober: &Prober, iteration: u64, elapsed_s: f64, churn_
 
 /// Time open()+close() of every probe path, interleaved, up to the sample
 /// count or the per-path time budget.
-fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
+fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
     let settings = &job.scenario.probe;
     let budget = Duration::from_millis(settings.budget_ms);
     let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(settings.samples as usize); paths.len()];
@@ -462,7 +461,7 @@ fn probe(job: &Job, paths: &[CString]) -> Vec<ProbeStats> {
 /// baseline, or no longer reaching new lows), within a bound, then probe
 /// once more.
 fn settle(
-    job: &Job,
+    job: &Churn,
     ch: &mut Channel,
     prober: &Prober,
     baseline: u64,

@@ -22,8 +22,11 @@ pub use verdict::{Agreement, Evidence, Outcome, Verdict};
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the job, message and summary formats.
+/// Version of the message and summary formats.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Version of the job format (host to agent). 2: the job's [`Task`].
+pub const JOB_FORMAT_VERSION: u32 = 2;
 
 /// Where the agent reads its job inside the initramfs.
 pub const GUEST_JOB_PATH: &str = "/repro/job.json";
@@ -35,7 +38,7 @@ pub const PANIC_MARKER: &str = "Kernel panic";
 
 /// A workload: what each churned namespace touches, what the probe opens from
 /// the initial namespace, and how the settle phase decides cleanup is over.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     pub name: String,
     #[serde(default)]
@@ -167,6 +170,14 @@ impl Scenario {
     pub fn settles_on_barrier(&self) -> bool {
         self.hold.is_none()
     }
+
+    /// Whether a churn of this scenario can pause in rounds for a sequential
+    /// verdict: not one that holds fds or drops caches on a schedule, whose
+    /// state would not settle the way a round assumes. The host sizes its
+    /// windows and the agent pauses by this one rule.
+    pub fn pauses_in_rounds(&self) -> bool {
+        self.hold.is_none() && self.drop_caches_every.is_none()
+    }
 }
 
 /// One path the probe times from the initial namespace.
@@ -181,7 +192,7 @@ pub struct ProbePath {
     pub control: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSettings {
     /// Timed opens per path per window.
     pub samples: u32,
@@ -191,7 +202,7 @@ pub struct ProbeSettings {
     pub min_samples: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SettleSettings {
     pub poll_ms: u64,
     /// Consecutive polls without a new minimum of nr_dentry that end the phase.
@@ -221,11 +232,34 @@ pub enum AgentMode {
     Host,
 }
 
-/// What the host asks the agent to do.
+/// What the host asks the agent to do (`/repro/job.json` in the guest's
+/// initramfs, or `--job FILE` on the host backend).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
+    /// [`JOB_FORMAT_VERSION`], read before the rest so that an agent of
+    /// another format says so instead of a parse error.
     pub format_version: u32,
     pub mode: AgentMode,
+    pub task: Task,
+}
+
+/// The one thing a job does: churn namespaces (run, check, matrix, bisect)
+/// or run one command (`repro exec`). Every command reaches the guest
+/// through the same boot and the same session; only this differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    Churn(Box<Churn>),
+    /// Run this command in the guest and stream its output. argv[0] is a
+    /// path inside the guest.
+    Exec {
+        argv: Vec<String>,
+    },
+}
+
+/// The churn: the scenario's workload, windows of probes, rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Churn {
     pub scenario: Scenario,
     pub iterations: u64,
     pub workers: u32,
@@ -233,10 +267,6 @@ pub struct Job {
     /// namespaces have been churned.
     pub window: u64,
     pub progress_interval_ms: u64,
-    /// Instead of the churn: run this command in the guest and stream its
-    /// output (`repro exec`). argv[0] is a path inside the guest.
-    #[serde(default)]
-    pub exec: Option<Vec<String>>,
     /// Kernel modules in the initramfs (absolute paths) to load before the
     /// workload, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -247,7 +277,8 @@ pub struct Job {
     /// Sequential verdicts: pause the churn after this many iterations (and
     /// after each doubling of it), settle, report a [`Message::Round`] and
     /// go on or stop as the host answers ([`HostMessage::Continue`] or
-    /// [`HostMessage::Stop`]). None: churn all `iterations` in one go.
+    /// [`HostMessage::Stop`]). None: churn all `iterations` in one go. Set
+    /// only for a scenario that [`Scenario::pauses_in_rounds`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_round: Option<u64>,
 }

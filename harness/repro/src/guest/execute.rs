@@ -1,20 +1,25 @@
-//! One run, from the command line to a run directory: the job, the guest
-//! (or the host backend), the stream recorded, the summary finished.
+//! One run, from the request to a run directory: the job, the guest (or
+//! the host backend), the stream recorded, the summary finished. A churn
+//! (`run`, `check`, `matrix`, `bisect`) and a command (`exec`) differ only
+//! in their job's [`Task`]: both boot and stream through [`in_guest`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use repro_proto::{AgentMode, Backend, Job, Summary, FORMAT_VERSION};
+use repro_proto::{AgentMode, Backend, Churn, Job, Scenario, Summary, Task, JOB_FORMAT_VERSION};
 
 use crate::error::{fail, Kind};
+use crate::guest::boot::Vm;
 use crate::guest::boot::{self, agent_path};
-use crate::guest::request::RunRequest;
+use crate::guest::initramfs::Entry;
+use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
 use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
 use crate::kernel::catalog::Catalog;
 use crate::kernel::packaged;
 use crate::run::progress::Progress;
 use crate::run::record::Recorder;
+use crate::run::record::MAX_WINDOWS;
 use crate::run::summary::{new_summary, print_report, run_dir, run_error};
 
 /// A run that got as far as a run directory: its summary on disk, and the
@@ -24,8 +29,6 @@ pub(crate) struct Finished {
     pub dir: PathBuf,
     pub error: Option<anyhow::Error>,
 }
-
-use crate::run::record::MAX_WINDOWS;
 
 /// What both backends get from [`execute`].
 struct Setup<'a> {
@@ -55,7 +58,8 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
     }
     // Sequential: the first round is the least the verdict will judge, and
     // windows small enough that it has the windows it needs.
-    let first_round = early.map(|_| scenario.verdict.min_iterations.max(1)).filter(|f| *f < args.iterations);
+    let first_round =
+        early.filter(|_| scenario.pauses_in_rounds()).map(|_| scenario.verdict.min_iterations.max(1)).filter(|f| *f < args.iterations);
     let window = match (args.window, first_round) {
         (None, Some(first)) => args.window().min(first / u64::from(scenario.verdict.min_windows.max(1))).max(1),
         _ => args.window(),
@@ -75,20 +79,21 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
         ));
     }
     let job = Job {
-        format_version: FORMAT_VERSION,
+        format_version: JOB_FORMAT_VERSION,
         mode: match args.backend {
             Backend::Qemu => AgentMode::Guest,
             Backend::Host => AgentMode::Host,
         },
-        scenario: scenario.clone(),
-        iterations: args.iterations,
-        workers: args.workers,
-        window,
-        progress_interval_ms: 1000,
-        exec: None,
-        load_modules: Vec::new(),
-        count_chain: args.chain_walk,
-        first_round,
+        task: Task::Churn(Box::new(Churn {
+            scenario: scenario.clone(),
+            iterations: args.iterations,
+            workers: args.workers,
+            window,
+            progress_interval_ms: 1000,
+            load_modules: Vec::new(),
+            count_chain: args.chain_walk,
+            first_round,
+        })),
     };
     let agent = agent_path()?;
 
@@ -104,54 +109,110 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
 fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
     let Setup { args, quiet, agent, date, early, began } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
-    // Modules the scenario needs that this kernel builds as modules (veth on
-    // Debian's), and veth for the agent's cleanup barrier wherever the settle
-    // can use one; without it the settle watches the count, as before.
+    let Task::Churn(churn) = &mut job.task else { unreachable!("execute builds a churn") };
+    let extra = modules_for(churn, &vm, &args.vm)?;
+    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
+    let mut rec = Recorder::create(&run_dir, summary)?;
+    rec.command_started(began);
+    tracing::info!("run directory {}", run_dir.display());
+    let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
+    let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
+    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, rt);
+    progress.finish();
+    finish(&mut rec, outcome, args.json)
+}
+
+/// The kernel modules a churn needs in the initramfs: those the scenario
+/// needs that this kernel builds as modules (veth on Debian's), and veth for
+/// the agent's cleanup barrier wherever the settle can use one; without it
+/// the settle watches the count, as before.
+fn modules_for(churn: &mut Churn, vm: &Vm, vm_req: &VmRequest) -> Result<Vec<Entry>> {
     let catalog = Catalog::builtin()?;
-    let mut wanted = job.scenario.modules.clone();
-    let for_barrier = job.scenario.settles_on_barrier() && !wanted.iter().any(|m| m == "veth");
+    let mut wanted = churn.scenario.modules.clone();
+    let for_barrier = churn.scenario.settles_on_barrier() && !wanted.iter().any(|m| m == "veth");
     if for_barrier {
         wanted.push("veth".into());
     }
-    let modules = match packaged::debian_modules(&vm.image, &wanted, &catalog, &args.vm.cache) {
+    let modules = match packaged::debian_modules(&vm.image, &wanted, &catalog, &vm_req.cache) {
         Ok(m) => m,
         Err(e) if for_barrier && crate::error::kind_of(&e).is_none_or(|k| !k.is_kernel_independent()) => {
             tracing::warn!("{e:#}: without veth the settle cannot use its cleanup barrier and watches the count instead");
-            packaged::debian_modules(&vm.image, &job.scenario.modules, &catalog, &args.vm.cache)?
+            packaged::debian_modules(&vm.image, &churn.scenario.modules, &catalog, &vm_req.cache)?
         }
         Err(e) => return Err(e),
     };
     let mut extra = Vec::new();
     if !modules.is_empty() {
-        extra.push(crate::guest::initramfs::Entry::Dir { path: "repro/modules".into() });
+        extra.push(Entry::Dir { path: "repro/modules".into() });
     }
     for (name, data) in modules {
-        job.load_modules.push(format!("/repro/modules/{name}.ko"));
-        extra.push(crate::guest::initramfs::Entry::File { path: format!("repro/modules/{name}.ko"), mode: 0o644, data });
+        churn.load_modules.push(format!("/repro/modules/{name}.ko"));
+        extra.push(Entry::File { path: format!("repro/modules/{name}.ko"), mode: 0o644, data });
     }
-    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
-    let mut rec = Recorder::create(&run_dir, summary)?;
-    rec.command_started(began);
-    tracing::info!("run directory {}", run_dir.display());
+    Ok(extra)
+}
+
+/// The one guest session every command takes: `job` (with `extra` files)
+/// in an initramfs, the kernel booted, the agent's stream recorded into
+/// `rec` within `limits`, and the guest's power-off awaited.
+#[allow(clippy::too_many_arguments)]
+fn in_guest(
+    vm_req: &VmRequest,
+    vm: &Vm,
+    agent: &Path,
+    job: &Job,
+    extra: Vec<Entry>,
+    rec: &mut Recorder,
+    progress: &mut Progress,
+    limits: &StreamLimits,
+    rt: &tokio::runtime::Runtime,
+) -> Result<()> {
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
-    let initrd = boot::write_initramfs(work.path(), agent, &job, extra)?;
-
-    let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
-    let outcome: Result<()> = rt.block_on(async {
-        let mut started = boot::boot(&args.vm, &vm, &initrd, work.path(), &mut rec, &progress).await?;
-        let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
-        if r.is_ok() {
-            // The agent powers the guest off after Done.
-            if started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
-                tracing::warn!("the guest did not power off within 30s; QEMU was killed");
-            }
+    let initrd = boot::write_initramfs(work.path(), agent, job, extra)?;
+    rt.block_on(async {
+        let mut started = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress).await?;
+        let r = session::stream(&mut started.agent, rec, progress, limits).await;
+        // The agent powers the guest off after Done.
+        if r.is_ok() && started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
+            tracing::warn!("the guest did not power off within 30s; QEMU was killed");
         }
         r
-    });
-    progress.finish();
-    finish(&mut rec, outcome, args.json)
+    })
+}
+
+/// `repro exec`: boot a kernel and run one command in it instead of the
+/// churn; its exit code is the command's.
+pub(crate) fn exec(args: &ExecRequest) -> Result<i32> {
+    let agent = agent_path()?;
+    let mut extra = vec![Entry::Dir { path: "bin".into() }];
+    for inc in &args.include {
+        let (host, guest) = match inc.split_once(':') {
+            Some((h, g)) => (h.to_string(), g.trim_start_matches('/').to_string()),
+            None => {
+                (inc.clone(), format!("bin/{}", Path::new(inc).file_name().map_or("file".into(), |f| f.to_string_lossy().into_owned())))
+            }
+        };
+        let data = crate::input::Input::Include.read(Path::new(&host))?;
+        extra.push(Entry::File { path: guest, mode: 0o755, data });
+    }
+    let job = Job { format_version: JOB_FORMAT_VERSION, mode: AgentMode::Guest, task: Task::Exec { argv: args.command.clone() } };
+    // No workload: the summary's scenario says what ran.
+    let scenario = Scenario { name: "exec".into(), description: args.command.join(" "), ..Default::default() };
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let mut summary = new_summary(&date, &args.vm.kernel.label(), scenario, 0, 1, 1);
+    let vm = boot::prepare_vm(&args.vm, 0, &mut summary)?;
+    let work = tempfile::Builder::new().prefix("repro-exec-").tempdir().context("creating a work directory")?;
+    let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));
+    let mut rec = Recorder::create(&out, summary)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut progress = Progress::new(0, "", true);
+    let limits = StreamLimits::new(args.timeout, Some(args.timeout));
+    let outcome = in_guest(&args.vm, &vm, &agent, &job, extra, &mut rec, &mut progress, &limits, &rt);
+    rec.finish(outcome.as_ref().err().map(run_error))?;
+    outcome?;
+    tracing::debug!("guest ran on {} ({})", rec.summary.kernel.release.as_deref().unwrap_or("?"), rec.summary.ran_on());
+    rec.exec_exit.context("the guest command ended without an exit code")
 }
 
 fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
@@ -176,7 +237,8 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
     rec.command_started(began);
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
     tracing::info!("run directory {}", run_dir.display());
-    let mut progress = Progress::new(args.iterations, job.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
+    let Task::Churn(churn) = &job.task else { unreachable!("execute builds a churn") };
+    let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
     let outcome: Result<()> = rt.block_on(async {
         rec.spawning();
         let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {

@@ -3,7 +3,6 @@
 //! answered, one run executed end to end.
 
 pub(crate) mod boot;
-pub(crate) mod exec;
 pub(crate) mod execute;
 pub(crate) mod initramfs;
 pub(crate) mod kvm_memo;
