@@ -4,8 +4,10 @@
 
 pub(crate) mod boot;
 pub(crate) mod execute;
+pub(crate) mod guard;
 pub(crate) mod initramfs;
 pub(crate) mod kvm_memo;
+pub(crate) mod lines;
 pub(crate) mod qemu;
 pub(crate) mod request;
 pub(crate) mod session;

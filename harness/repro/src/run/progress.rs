@@ -3,9 +3,18 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use repro_proto::Window;
+use repro_proto::{Message, Settled, Window};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What the session's stream tells the UI. The stream decides and records;
+/// what is shown of it, and how, is decided here.
+pub(crate) enum Event<'a> {
+    /// A message from the agent, recorded.
+    Message(&'a Message),
+    /// A round the host answered: stop (decided) or churn on.
+    RoundAnswered { round: &'a Settled, residual: Option<f64>, stop: bool },
+}
 
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
@@ -28,6 +37,27 @@ impl Progress {
             b
         });
         Progress { bar, last_log: None, probe: probe.to_string() }
+    }
+
+    /// Show what the stream reports.
+    pub(crate) fn on(&mut self, e: Event) {
+        match e {
+            Event::Message(Message::Progress { iteration, .. }) => self.iteration(*iteration),
+            Event::Message(Message::Window(w)) => self.window(w),
+            Event::Message(Message::Started { baseline, .. }) => {
+                self.status(&format!("churning (baseline nr_dentry {})", baseline.nr_dentry))
+            }
+            Event::Message(Message::Settled(s)) => self.status(&format!("settled after {:.1}s", s.settle_s)),
+            Event::Message(Message::Output { line }) => self.suspend(|| crate::text::outln(&crate::text::printable(line).to_string())),
+            Event::Message(_) => {}
+            Event::RoundAnswered { round, residual, stop } => self.status(&format!(
+                "round at {}: {:.2} stale dentries per namespace after {:.1}s settling; {}",
+                round.window.iteration,
+                residual.unwrap_or(f64::NAN),
+                round.settle_s,
+                if stop { "decided, stopping" } else { "not decided yet, churning on" }
+            )),
+        }
     }
 
     pub(crate) fn status(&self, msg: &str) {
