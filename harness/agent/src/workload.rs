@@ -102,75 +102,11 @@ pub fn run(job: &Churn, ch: &mut Channel) -> Result<(), String> {
     // Rounds pause the churn to settle and ask the host, where the scenario
     // pauses in rounds (proto's one rule, which the host sizes windows by).
     let first_round = job.first_round.filter(|_| sc.pauses_in_rounds());
-    let mut rounds = Rounds::new(job.iterations, first_round);
+    let rounds = Rounds::new(job.iterations, first_round);
     shared.limit.store(rounds.limit(), Ordering::Release);
     let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..job.workers.max(1) {
-        // SAFETY: the agent is single-threaded; the worker only runs
-        // `worker_loop` and exits.
-        match unsafe { fork() }.map_err(|e| format!("fork of a churn worker: {e}"))? {
-            ForkResult::Child => {
-                // Die with the agent (host mode: Ctrl-C, kill).
-                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                worker_loop(shared, job.iterations, &plan, release_after);
-                // SAFETY: leave without running the parent's atexit handlers.
-                unsafe { nix::libc::_exit(0) };
-            }
-            ForkResult::Parent { child } => workers.push(child),
-        }
-    }
-
-    let progress_every = Duration::from_millis(job.progress_interval_ms.max(100));
-    let mut clock = WindowClock::new(job.window);
-    let mut last_progress = Instant::now();
-    let mut last_t = 0.0f64;
-    let drop_every = sc.drop_caches_every.filter(|k| *k > 0);
-    let mut next_drop = drop_every.unwrap_or(u64::MAX);
-    // The settled state of the round the host stopped the run at.
-    let mut stopped_at: Option<Settled> = None;
-    loop {
-        let done = shared.done.load(Ordering::Acquire);
-        if let Some(k) = drop_every.filter(|_| done >= next_drop) {
-            drop_caches()?;
-            next_drop = (done / k + 1) * k;
-        }
-        let finished = done >= job.iterations;
-        let paused = done >= rounds.limit();
-        if clock.due(done, paused) {
-            let elapsed = start.elapsed().as_secs_f64();
-            let rate = (done - clock.last()) as f64 / (elapsed - last_t).max(1e-9);
-            let w = window_now(job, &prober, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
-            ch.send(&Message::Window(w));
-            clock.taken(done);
-            last_t = elapsed;
-        } else if paused && !rounds.is_last() {
-            // A round: everything up to the limit has churned. Settle, show
-            // the host, and go on or stop as it says.
-            let errors = shared.errors.load(Ordering::Relaxed);
-            let settled = settle(job, ch, &prober, baseline.nr_dentry, done, start.elapsed().as_secs_f64(), errors)?;
-            ch.send(&Message::Round(settled.clone()));
-            if ch.answer(ROUND_ANSWER_TIMEOUT) == HostMessage::Stop {
-                shared.stop.store(1, Ordering::Release);
-                stopped_at = Some(settled);
-                break;
-            }
-            rounds.advance();
-            shared.limit.store(rounds.limit(), Ordering::Release);
-            last_t = start.elapsed().as_secs_f64();
-        } else if last_progress.elapsed() >= progress_every {
-            ch.send(&Message::Progress {
-                iteration: done,
-                elapsed_s: start.elapsed().as_secs_f64(),
-                churn_errors: shared.errors.load(Ordering::Relaxed),
-            });
-            last_progress = Instant::now();
-        }
-        if finished {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut workers = spawn_workers(job, shared, &plan, release_after)?;
+    let stopped_at = supervise(job, ch, shared, &prober, baseline.nr_dentry, start, rounds)?;
     // Workers holding fds forever stay until the end (see below); the
     // others are done, or are waiting out their release delay.
     if !keep_workers || release_after.is_some() {
@@ -197,6 +133,98 @@ pub fn run(job: &Churn, ch: &mut Channel) -> Result<(), String> {
     ch.send(&Message::Settled(settled));
     ch.send(&Message::Done { iterations_done, elapsed_s: start.elapsed().as_secs_f64() });
     Ok(())
+}
+
+/// Fork the job's churn workers; each dies with the agent.
+fn spawn_workers(
+    job: &Churn,
+    shared: &'static Shared,
+    plan: &ChildPlan,
+    release_after: Option<Duration>,
+) -> Result<Vec<nix::unistd::Pid>, String> {
+    let mut workers = Vec::new();
+    for _ in 0..job.workers.max(1) {
+        // SAFETY: the agent is single-threaded; the worker only runs
+        // `worker_loop` and exits.
+        match unsafe { fork() }.map_err(|e| format!("fork of a churn worker: {e}"))? {
+            ForkResult::Child => {
+                // Die with the agent (host mode: Ctrl-C, kill).
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                worker_loop(shared, job.iterations, plan, release_after);
+                // SAFETY: leave without running the parent's atexit handlers.
+                unsafe { nix::libc::_exit(0) };
+            }
+            ForkResult::Parent { child } => workers.push(child),
+        }
+    }
+    Ok(workers)
+}
+
+/// Watch the workers churn: a window at each boundary, caches dropped on
+/// the scenario's schedule, progress, and at each round a settle and the
+/// host's answer. Returns the settled state of the round the host stopped
+/// the run at, if it did.
+fn supervise(
+    job: &Churn,
+    ch: &mut Channel,
+    shared: &Shared,
+    prober: &Prober,
+    baseline_nr_dentry: u64,
+    start: Instant,
+    mut rounds: Rounds,
+) -> Result<Option<Settled>, String> {
+    let sc = &job.scenario;
+    let progress_every = Duration::from_millis(job.progress_interval_ms.max(100));
+    let mut clock = WindowClock::new(job.window);
+    let mut last_progress = Instant::now();
+    let mut last_t = 0.0f64;
+    let drop_every = sc.drop_caches_every.filter(|k| *k > 0);
+    let mut next_drop = drop_every.unwrap_or(u64::MAX);
+    // The settled state of the round the host stopped the run at.
+    let mut stopped_at: Option<Settled> = None;
+    loop {
+        let done = shared.done.load(Ordering::Acquire);
+        if let Some(k) = drop_every.filter(|_| done >= next_drop) {
+            drop_caches()?;
+            next_drop = (done / k + 1) * k;
+        }
+        let finished = done >= job.iterations;
+        let paused = done >= rounds.limit();
+        if clock.due(done, paused) {
+            let elapsed = start.elapsed().as_secs_f64();
+            let rate = (done - clock.last()) as f64 / (elapsed - last_t).max(1e-9);
+            let w = window_now(job, prober, done, elapsed, rate, shared.errors.load(Ordering::Relaxed))?;
+            ch.send(&Message::Window(w));
+            clock.taken(done);
+            last_t = elapsed;
+        } else if paused && !rounds.is_last() {
+            // A round: everything up to the limit has churned. Settle, show
+            // the host, and go on or stop as it says.
+            let errors = shared.errors.load(Ordering::Relaxed);
+            let settled = settle(job, ch, prober, baseline_nr_dentry, done, start.elapsed().as_secs_f64(), errors)?;
+            ch.send(&Message::Round(settled.clone()));
+            if ch.answer(ROUND_ANSWER_TIMEOUT) == HostMessage::Stop {
+                shared.stop.store(1, Ordering::Release);
+                stopped_at = Some(settled);
+                break;
+            }
+            rounds.advance();
+            shared.limit.store(rounds.limit(), Ordering::Release);
+            last_t = start.elapsed().as_secs_f64();
+        } else if last_progress.elapsed() >= progress_every {
+            ch.send(&Message::Progress {
+                iteration: done,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                churn_errors: shared.errors.load(Ordering::Relaxed),
+            });
+            last_progress = Instant::now();
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(stopped_at)
 }
 
 /// One worker: claim iterations until the job's count is reached.

@@ -246,61 +246,19 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
     // and put the tree back.
     let t0 = Instant::now();
-    let result = (|| -> Result<(PathBuf, String, Vec<String>, Option<SourceFix>)> {
-        let mut applied = Vec::new();
-        for (fix, found, repair) in plan.fixes.needed() {
-            tracing::info!("compatibility fix {}: {found}", fix.name());
-            apply_edits(&src, &pristine, &repair.edits)?;
-            applied.push(fix.name().to_string());
-        }
-        for (name, text) in &recipe.patches {
-            apply_patch(&src, &pristine, name, text)?;
-            applied.push(name.clone());
-        }
-        let source_fix = read_source_fix(&src);
-        let cfg_key =
-            &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
-        let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
-        if crate::kernel::tree::out_dir_is_stale(&out, &tree_key, &src) {
-            tracing::warn!(
-                "{} changed, but no file is newer than the last build: make would not see it, so this build starts clean",
-                src.display()
-            );
-            std::fs::remove_dir_all(&out)?;
-        }
-        std::fs::create_dir_all(&out)?;
-        std::fs::write(out.join(".repro-tree"), &tree_key)?;
-        let log = out.join("build.log");
-        configure(&src, &out, &plan, &log)?;
-        tracing::info!(
-            "building {} ({} tree, era {}, {}; make bzImage; log: {})",
-            recipe.name,
-            plan.version,
-            plan.era,
-            plan.compiler.version,
-            log.display()
-        );
-        make(&src, &out, &plan.make_vars, &["bzImage"], &log)?;
-        let release = make_output(&src, &out, &plan.make_vars, &["-s", "kernelrelease"])?;
-        Ok((out.join("arch/x86/boot/bzImage"), release.trim().to_string(), applied, source_fix))
-    })();
+    let result = compile(recipe, &plan, &src, &pristine, &build_root, &tree_key);
     // Leave the tree as it was fetched, whatever happened.
     let restored = restore_pristine(&src, &pristine);
     // Whatever goes wrong with the tree is this kernel's problem ("cannot
     // test", 125 under git bisect run), unless it already says otherwise
     // (a full disk, an interrupt).
-    let (bz, release, applied, source_fix) = result
+    let compiled = result
         .map_err(|e| match crate::error::kind_of(&e) {
             Some(_) => e,
             None => fail(Kind::BuildFailed, format!("{e:#}")),
         })
         .with_context(|| format!("building kernel {}", recipe.name))?;
     restored?;
-
-    std::fs::create_dir_all(&images)?;
-    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(&images)?;
-    std::fs::copy(&bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
-    crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
     let info = BuildInfo {
         tree_verified: crate::kernel::tree::verified(&src),
         tree_verification: crate::kernel::tree::verification(&src),
@@ -308,26 +266,89 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         tree: tree_key,
         version: plan.version.to_string(),
         era: plan.era.clone(),
-        patches: applied,
+        patches: compiled.applied,
         fixes: plan.fixes.lines(),
-        source_fix,
+        source_fix: compiled.source_fix,
         config: plan.config.name.clone(),
         config_skipped: plan.config.skipped.clone(),
         cc: plan.compiler.version.clone(),
         cc_origin: plan.compiler.origin.clone(),
         make_vars: plan.make_vars.clone(),
-        release,
+        release: compiled.release,
         key,
-        image_sha256: sha256_file(&tmp.path().join("bzImage"))?,
+        image_sha256: String::new(),
         build_seconds: t0.elapsed().as_secs_f64(),
     };
+    install(&images, &entry, &compiled.bz, info)?;
+    load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
+}
+
+/// What a build of the tree produced.
+struct Compiled {
+    bz: PathBuf,
+    release: String,
+    /// The compatibility fixes and patches applied, by name.
+    applied: Vec<String>,
+    source_fix: Option<SourceFix>,
+}
+
+/// Apply the plan's fixes and the recipe's patches to `src`, configure and
+/// make bzImage in the O= directory for this configuration. The caller puts
+/// the tree back from `pristine`, whatever happened.
+fn compile(recipe: &Recipe, plan: &BuildPlan, src: &Path, pristine: &Path, build_root: &Path, tree_key: &str) -> Result<Compiled> {
+    let mut applied = Vec::new();
+    for (fix, found, repair) in plan.fixes.needed() {
+        tracing::info!("compatibility fix {}: {found}", fix.name());
+        apply_edits(src, pristine, &repair.edits)?;
+        applied.push(fix.name().to_string());
+    }
+    for (name, text) in &recipe.patches {
+        apply_patch(src, pristine, name, text)?;
+        applied.push(name.clone());
+    }
+    let source_fix = read_source_fix(src);
+    let cfg_key =
+        &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
+    let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
+    if crate::kernel::tree::out_dir_is_stale(&out, tree_key, src) {
+        tracing::warn!(
+            "{} changed, but no file is newer than the last build: make would not see it, so this build starts clean",
+            src.display()
+        );
+        std::fs::remove_dir_all(&out)?;
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join(".repro-tree"), tree_key)?;
+    let log = out.join("build.log");
+    configure(src, &out, plan, &log)?;
+    tracing::info!(
+        "building {} ({} tree, era {}, {}; make bzImage; log: {})",
+        recipe.name,
+        plan.version,
+        plan.era,
+        plan.compiler.version,
+        log.display()
+    );
+    make(src, &out, &plan.make_vars, &["bzImage"], &log)?;
+    let release = make_output(src, &out, &plan.make_vars, &["-s", "kernelrelease"])?;
+    Ok(Compiled { bz: out.join("arch/x86/boot/bzImage"), release: release.trim().to_string(), applied, source_fix })
+}
+
+/// Put the bzImage and its build.json into the image cache's `entry`,
+/// atomically (a directory renamed into place); `info` gets the image's hash.
+fn install(images: &Path, entry: &Path, bz: &Path, mut info: BuildInfo) -> Result<()> {
+    std::fs::create_dir_all(images)?;
+    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(images)?;
+    std::fs::copy(bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
+    crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
+    info.image_sha256 = sha256_file(&tmp.path().join("bzImage"))?;
     std::fs::write(tmp.path().join("build.json"), serde_json::to_vec_pretty(&info)?)?;
     if entry.exists() {
-        std::fs::remove_dir_all(&entry)?;
+        std::fs::remove_dir_all(entry)?;
     }
-    std::fs::rename(tmp.keep(), &entry).with_context(|| format!("installing {}", entry.display()))?;
-    tracing::info!("built {} ({}) in {:.0}s", recipe.name, info.release, info.build_seconds);
-    load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
+    std::fs::rename(tmp.keep(), entry).with_context(|| format!("installing {}", entry.display()))?;
+    tracing::info!("built {} ({}) in {:.0}s", info.name, info.release, info.build_seconds);
+    Ok(())
 }
 
 /// Everything decided about one build once its tree is at hand.

@@ -199,133 +199,164 @@ pub(crate) fn load(name: &str) -> Result<Scenario> {
 
 /// Parse and validate one scenario file; errors name `origin:line:column`.
 pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
-    let at = |span: std::ops::Range<usize>, msg: String| {
-        let (line, col) = line_col(text, span.start);
-        fail(Kind::ScenarioInvalid, format!("{origin}:{line}:{col}: {msg}"))
-    };
+    let f = File { origin, text };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let msg = e.message().to_string();
         match e.span() {
-            Some(span) => at(span, msg),
+            Some(span) => f.at(span, msg),
             None => fail(Kind::ScenarioInvalid, format!("{origin}: {msg}")),
         }
     })?;
-
     if raw.name.get_ref().trim().is_empty() {
-        return Err(at(raw.name.span(), "name must not be empty".into()));
+        return Err(f.at(raw.name.span(), "name must not be empty".into()));
     }
-    if raw.churn.touch.get_ref().is_empty() {
-        return Err(at(raw.churn.touch.span(), "churn.touch needs at least one path".into()));
-    }
-    let sysctl_path = |p: &Spanned<String>| -> Result<String> { sysctl_path(p.get_ref()).map_err(|m| at(p.span(), m)) };
-    let duration_ms = |d: &Spanned<String>| -> Result<u64> {
-        humantime::parse_duration(d.get_ref())
-            .map(|d| d.as_millis() as u64)
-            .map_err(|e| at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
-    };
-    let touch = raw.churn.touch.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?;
-    // "." is all of /proc/sys, as `sysctl -a` reads it.
-    let read_all = match &raw.churn.read_all {
-        Some(d) if d.get_ref() == "." => Some("/proc/sys".to_string()),
-        d => d.as_ref().map(sysctl_path).transpose()?,
-    };
-    let hold = match &raw.churn.hold {
-        None => None,
-        Some(h) => {
-            if h.paths.get_ref().is_empty() {
-                return Err(at(h.paths.span(), "churn.hold.paths needs at least one directory".into()));
-            }
-            let release_after_ms = if h.release_after.get_ref().trim() == "never" { None } else { Some(duration_ms(&h.release_after)?) };
-            Some(repro_proto::Hold { paths: h.paths.get_ref().iter().map(sysctl_path).collect::<Result<Vec<_>>>()?, release_after_ms })
-        }
-    };
-    let drop_caches_every = match &raw.churn.drop_caches_every {
-        Some(k) if *k.get_ref() == 0 => return Err(at(k.span(), "churn.drop_caches_every must be at least 1".into())),
-        k => k.as_ref().map(|k| *k.get_ref()),
-    };
-
-    if raw.probe.paths.get_ref().is_empty() {
-        return Err(at(raw.probe.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
-    }
-    let mut probes = Vec::new();
-    for p in raw.probe.paths.get_ref() {
-        let name = p.name.get_ref().trim().to_string();
-        if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
-            return Err(at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
-        }
-        probes.push(ProbePath { name, path: sysctl_path(&p.path)?, control: p.control });
-    }
-    let samples = *raw.probe.samples.get_ref();
-    if samples == 0 {
-        return Err(at(raw.probe.samples.span(), "probe.samples must be at least 1".into()));
-    }
-    let min_samples = *raw.probe.min_samples.get_ref();
-    if min_samples == 0 || min_samples > samples {
-        return Err(at(raw.probe.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
-    }
-    let verdict = match &raw.verdict {
-        None => repro_proto::VerdictSettings::default(),
-        Some(v) => {
-            let r = v.get_ref();
-            if r.residual_clean >= r.residual_regressed || r.residual_clean.is_nan() || r.residual_clean < 0.0 {
-                return Err(at(
-                    v.span(),
-                    format!("verdict.residual_clean ({}) must be below residual_regressed ({})", r.residual_clean, r.residual_regressed),
-                ));
-            }
-            repro_proto::VerdictSettings {
-                residual_regressed: r.residual_regressed,
-                residual_clean: r.residual_clean,
-                min_iterations: r.min_iterations,
-                min_windows: r.min_windows.max(1),
-                settled_ratio_clean: match r.settled_ratio_clean {
-                    Some(x) if x.is_nan() || x < 1.0 => {
-                        return Err(at(v.span(), format!("verdict.settled_ratio_clean ({x}) must be at least 1")))
-                    }
-                    Some(x) => x,
-                    None => repro_proto::VerdictSettings::default().settled_ratio_clean,
-                },
-                basis: r.basis.unwrap_or_default(),
-                settled_ratio_regressed: r
-                    .settled_ratio_regressed
-                    .unwrap_or(repro_proto::VerdictSettings::default().settled_ratio_regressed),
-                early_margin_dentries: r.early_margin.unwrap_or(repro_proto::VerdictSettings::default().early_margin_dentries).max(0.0),
-            }
-        }
-    };
+    let churn = f.churn(&raw.churn)?;
+    let (probes, probe) = f.probe(&raw.probe)?;
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
-        touch,
-        read_all,
-        hold,
-        drop_caches_every,
+        touch: churn.touch,
+        read_all: churn.read_all,
+        hold: churn.hold,
+        drop_caches_every: churn.drop_caches_every,
         veth: raw.churn.veth,
         modules: raw.churn.modules.clone(),
         probes,
-        probe: ProbeSettings { samples, budget_ms: duration_ms(&raw.probe.budget)?, min_samples },
-        settle: SettleSettings {
-            poll_ms: duration_ms(&raw.settle.poll)?.max(10),
-            stable_polls: raw.settle.stable_polls,
-            max_ms: duration_ms(&raw.settle.max)?,
-            flat_ms: match &raw.settle.flat {
-                Some(f) => duration_ms(f)?,
+        probe,
+        settle: f.settle(&raw.settle)?,
+        verdict: f.verdict(raw.verdict.as_ref())?,
+    })
+}
+
+/// The scenario file being parsed: where errors point.
+struct File<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+/// The churn's part of a [`Scenario`], validated.
+struct Churn {
+    touch: Vec<String>,
+    read_all: Option<String>,
+    hold: Option<repro_proto::Hold>,
+    drop_caches_every: Option<u64>,
+}
+
+impl File<'_> {
+    /// An error at `span`, as `origin:line:column: msg`.
+    fn at(&self, span: std::ops::Range<usize>, msg: String) -> anyhow::Error {
+        let (line, col) = line_col(self.text, span.start);
+        fail(Kind::ScenarioInvalid, format!("{}:{line}:{col}: {msg}", self.origin))
+    }
+
+    fn sysctl_path(&self, p: &Spanned<String>) -> Result<String> {
+        sysctl_path(p.get_ref()).map_err(|m| self.at(p.span(), m))
+    }
+
+    fn duration_ms(&self, d: &Spanned<String>) -> Result<u64> {
+        humantime::parse_duration(d.get_ref())
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| self.at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
+    }
+
+    fn churn(&self, raw: &RawChurn) -> Result<Churn> {
+        if raw.touch.get_ref().is_empty() {
+            return Err(self.at(raw.touch.span(), "churn.touch needs at least one path".into()));
+        }
+        let touch = raw.touch.get_ref().iter().map(|p| self.sysctl_path(p)).collect::<Result<Vec<_>>>()?;
+        // "." is all of /proc/sys, as `sysctl -a` reads it.
+        let read_all = match &raw.read_all {
+            Some(d) if d.get_ref() == "." => Some("/proc/sys".to_string()),
+            d => d.as_ref().map(|d| self.sysctl_path(d)).transpose()?,
+        };
+        let hold = match &raw.hold {
+            None => None,
+            Some(h) => {
+                if h.paths.get_ref().is_empty() {
+                    return Err(self.at(h.paths.span(), "churn.hold.paths needs at least one directory".into()));
+                }
+                let release_after_ms =
+                    if h.release_after.get_ref().trim() == "never" { None } else { Some(self.duration_ms(&h.release_after)?) };
+                let paths = h.paths.get_ref().iter().map(|p| self.sysctl_path(p)).collect::<Result<Vec<_>>>()?;
+                Some(repro_proto::Hold { paths, release_after_ms })
+            }
+        };
+        let drop_caches_every = match &raw.drop_caches_every {
+            Some(k) if *k.get_ref() == 0 => return Err(self.at(k.span(), "churn.drop_caches_every must be at least 1".into())),
+            k => k.as_ref().map(|k| *k.get_ref()),
+        };
+        Ok(Churn { touch, read_all, hold, drop_caches_every })
+    }
+
+    fn probe(&self, raw: &RawProbe) -> Result<(Vec<ProbePath>, ProbeSettings)> {
+        if raw.paths.get_ref().is_empty() {
+            return Err(self.at(raw.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
+        }
+        let mut probes = Vec::new();
+        for p in raw.paths.get_ref() {
+            let name = p.name.get_ref().trim().to_string();
+            if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
+                return Err(self.at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
+            }
+            probes.push(ProbePath { name, path: self.sysctl_path(&p.path)?, control: p.control });
+        }
+        let samples = *raw.samples.get_ref();
+        if samples == 0 {
+            return Err(self.at(raw.samples.span(), "probe.samples must be at least 1".into()));
+        }
+        let min_samples = *raw.min_samples.get_ref();
+        if min_samples == 0 || min_samples > samples {
+            return Err(self.at(raw.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
+        }
+        Ok((probes, ProbeSettings { samples, budget_ms: self.duration_ms(&raw.budget)?, min_samples }))
+    }
+
+    fn settle(&self, raw: &RawSettle) -> Result<SettleSettings> {
+        let t = *raw.baseline_tolerance.get_ref();
+        if !(0.0..=100.0).contains(&t) {
+            return Err(self.at(raw.baseline_tolerance.span(), format!("settle.baseline_tolerance must be between 0 and 100, got {t}")));
+        }
+        Ok(SettleSettings {
+            poll_ms: self.duration_ms(&raw.poll)?.max(10),
+            stable_polls: raw.stable_polls,
+            max_ms: self.duration_ms(&raw.max)?,
+            flat_ms: match &raw.flat {
+                Some(f) => self.duration_ms(f)?,
                 None => DEFAULT_FLAT_MS,
             },
-            flat_factor: raw.settle.flat_factor.unwrap_or(DEFAULT_FLAT_FACTOR).max(0.0),
-            baseline_tolerance: {
-                let t = *raw.settle.baseline_tolerance.get_ref();
-                if !(0.0..=100.0).contains(&t) {
-                    return Err(at(
-                        raw.settle.baseline_tolerance.span(),
-                        format!("settle.baseline_tolerance must be between 0 and 100, got {t}"),
-                    ));
-                }
-                t
-            },
-        },
-        verdict,
-    })
+            flat_factor: raw.flat_factor.unwrap_or(DEFAULT_FLAT_FACTOR).max(0.0),
+            baseline_tolerance: t,
+        })
+    }
+
+    fn verdict(&self, raw: Option<&Spanned<RawVerdict>>) -> Result<repro_proto::VerdictSettings> {
+        let default = repro_proto::VerdictSettings::default();
+        let Some(v) = raw else { return Ok(default) };
+        let r = v.get_ref();
+        if r.residual_clean >= r.residual_regressed || r.residual_clean.is_nan() || r.residual_clean < 0.0 {
+            return Err(self.at(
+                v.span(),
+                format!("verdict.residual_clean ({}) must be below residual_regressed ({})", r.residual_clean, r.residual_regressed),
+            ));
+        }
+        let settled_ratio_clean = match r.settled_ratio_clean {
+            Some(x) if x.is_nan() || x < 1.0 => {
+                return Err(self.at(v.span(), format!("verdict.settled_ratio_clean ({x}) must be at least 1")))
+            }
+            Some(x) => x,
+            None => default.settled_ratio_clean,
+        };
+        Ok(repro_proto::VerdictSettings {
+            residual_regressed: r.residual_regressed,
+            residual_clean: r.residual_clean,
+            min_iterations: r.min_iterations,
+            min_windows: r.min_windows.max(1),
+            settled_ratio_clean,
+            basis: r.basis.unwrap_or_default(),
+            settled_ratio_regressed: r.settled_ratio_regressed.unwrap_or(default.settled_ratio_regressed),
+            early_margin_dentries: r.early_margin.unwrap_or(default.early_margin_dentries).max(0.0),
+        })
+    }
 }
 
 /// A path relative to /proc/sys, made absolute.
