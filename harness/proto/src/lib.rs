@@ -18,7 +18,7 @@ pub use provenance::{BuildProvenance, Verification};
 pub use settle::{Phases, Residual, SettleEnd, SettlePoint, Settled};
 pub use source::{Expect, SourceFix};
 pub use stats::{percentile_nearest_rank, ProbeStats};
-pub use verdict::{Agreement, Evidence, Outcome, Verdict};
+pub use verdict::{Agreement, Evidence, Outcome, Rule, Verdict};
 
 use serde::{Deserialize, Serialize};
 

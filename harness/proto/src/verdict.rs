@@ -32,12 +32,45 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// The rule that decided, in words, with the numbers.
     pub rule: String,
+    /// The same rule, typed: what programs (and tests) read instead of the
+    /// words. Absent in verdicts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<Rule>,
     pub evidence: Evidence,
 }
 
 impl Verdict {
     /// The file a run directory keeps its verdict in.
     pub const FILE: &'static str = "verdict.json";
+}
+
+/// Which of the verdict's rules decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The kernel could not be had or built: nothing ran.
+    CannotTest,
+    /// The run did not finish.
+    Incomplete,
+    /// Fewer iterations or windows than the scenario needs.
+    TooShort,
+    /// The settle reported no residual, or no settled probe/control ratio.
+    NoEvidence,
+    /// Stale dentries per namespace at or over the regressed threshold.
+    ResidualRegressed,
+    /// At or under the clean threshold, cleanup settled.
+    ResidualClean,
+    /// Clean-looking, but cleanup had not settled within the bound.
+    Unsettled,
+    /// A residual between the thresholds whose settled probe costs what the
+    /// control does: the leftovers are not on the probed chain.
+    GrayOffChain,
+    /// The settled probe/control ratio at or over the regressed threshold.
+    RatioRegressed,
+    /// The settled probe/control ratio at or under the clean one.
+    RatioClean,
+    /// Between the thresholds, and nothing else separates them.
+    TooNoisy,
 }
 
 /// A verdict against the catalog's expectation for its kernel and scenario.
@@ -103,7 +136,12 @@ mod tests {
 
     #[test]
     fn the_fields_ci_scripts_read_are_where_they_look() {
-        let v = Verdict { outcome: Outcome::Regressed, rule: "r".into(), evidence: Evidence { iterations: 400, ..Default::default() } };
+        let v = Verdict {
+            outcome: Outcome::Regressed,
+            rule: "r".into(),
+            decided_by: Some(Rule::ResidualRegressed),
+            evidence: Evidence { iterations: 400, ..Default::default() },
+        };
         let j = serde_json::to_value(&v).unwrap();
         // ci/bench-verdict.sh: jq -r '"\(.outcome) \(.evidence.iterations)"'
         assert_eq!(j["outcome"], "regressed");

@@ -179,6 +179,7 @@ impl Judge<'_> {
                     Verdict {
                         outcome: Outcome::Inconclusive,
                         rule: format!("build failed: {}", msg.lines().next().unwrap_or("")),
+                        decided_by: Some(repro_proto::Rule::CannotTest),
                         evidence: Default::default(),
                     },
                     None,

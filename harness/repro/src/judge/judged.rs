@@ -58,6 +58,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
                     verdict: Verdict {
                         outcome: Outcome::Inconclusive,
                         rule: format!("cannot test: {}", first_line(&msg)),
+                        decided_by: Some(repro_proto::Rule::CannotTest),
                         evidence: Default::default(),
                     },
                     dir: None,

@@ -10,7 +10,7 @@
 //! The verdict's types are proto's (verdict.json is a contract with CI).
 
 use crate::text::first_line;
-pub(crate) use repro_proto::{Agreement, Evidence, Outcome, Verdict};
+pub(crate) use repro_proto::{Agreement, Evidence, Outcome, Rule, Verdict};
 use repro_proto::{Residual, Settled, Summary, VerdictBasis, VerdictSettings};
 
 /// Median, or None for no values.
@@ -105,14 +105,15 @@ pub(crate) fn decided_at_round(s: &Summary, round: &Settled) -> bool {
 
 pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
     let e = evidence(s);
-    let verdict = |outcome, rule: String| Verdict { outcome, rule, evidence: e.clone() };
+    let verdict = |outcome, by: Rule, rule: String| Verdict { outcome, rule, decided_by: Some(by), evidence: e.clone() };
     if !s.complete {
         let why = s.error.as_ref().map_or("it did not finish".to_string(), |err| format!("{}: {}", err.kind, first_line(&err.message)));
-        return verdict(Outcome::Inconclusive, format!("the run is incomplete ({why})"));
+        return verdict(Outcome::Inconclusive, Rule::Incomplete, format!("the run is incomplete ({why})"));
     }
     if e.iterations < t.min_iterations || e.windows < t.min_windows as usize {
         return verdict(
             Outcome::Inconclusive,
+            Rule::TooShort,
             format!(
                 "too short: {} iterations in {} windows, the scenario needs at least {} iterations and {} windows",
                 e.iterations, e.windows, t.min_iterations, t.min_windows
@@ -125,36 +126,55 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
         e.slope_us_per_1k.map_or("?".into(), |x| format!("{x:.1}")),
         e.last_over_first.map_or("?".into(), |x| format!("{x:.2}x")),
     );
-    if t.basis == VerdictBasis::SettledRatio {
-        let probe = e.probe.as_deref().unwrap_or("probe");
-        return match e.settled_probe_over_control {
-            None => verdict(Outcome::Inconclusive, "no settled probe/control ratio: the settle phase did not report both".into()),
-            Some(r) if r >= t.settled_ratio_regressed => verdict(
-                Outcome::Regressed,
-                format!(
-                    "after settling the {probe} open costs {r:.2}x the control's (>= {}): stale entries stay on the probed hash chain; {latency}",
-                    t.settled_ratio_regressed
-                ),
-            ),
-            Some(r) if r <= t.settled_ratio_clean => verdict(
-                Outcome::Clean,
-                format!("after settling the {probe} open costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
-            ),
-            Some(r) => verdict(
-                Outcome::Inconclusive,
-                format!(
-                    "too noisy to separate: after settling the {probe} open costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
-                    t.settled_ratio_clean, t.settled_ratio_regressed
-                ),
-            ),
-        };
+    match t.basis {
+        VerdictBasis::SettledRatio => by_settled_ratio(&e, t, &latency, verdict),
+        VerdictBasis::Residual => by_residual(s, &e, t, &latency, verdict),
     }
+}
+
+/// A scenario judged by what the probe costs against its control once
+/// cleanup settled (held fds: the stale entries are alive, not leftovers).
+fn by_settled_ratio(e: &Evidence, t: &VerdictSettings, latency: &str, verdict: impl Fn(Outcome, Rule, String) -> Verdict) -> Verdict {
+    let probe = e.probe.as_deref().unwrap_or("probe");
+    match e.settled_probe_over_control {
+        None => verdict(Outcome::Inconclusive, Rule::NoEvidence, "no settled probe/control ratio: the settle phase did not report both".into()),
+        Some(r) if r >= t.settled_ratio_regressed => verdict(
+            Outcome::Regressed, Rule::RatioRegressed,
+            format!(
+                "after settling the {probe} open costs {r:.2}x the control's (>= {}): stale entries stay on the probed hash chain; {latency}",
+                t.settled_ratio_regressed
+            ),
+        ),
+        Some(r) if r <= t.settled_ratio_clean => verdict(
+            Outcome::Clean, Rule::RatioClean,
+            format!("after settling the {probe} open costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
+        ),
+        Some(r) => verdict(
+            Outcome::Inconclusive, Rule::TooNoisy,
+            format!(
+                "too noisy to separate: after settling the {probe} open costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
+                t.settled_ratio_clean, t.settled_ratio_regressed
+            ),
+        ),
+    }
+}
+
+/// A scenario judged by the stale dentries per namespace left once cleanup
+/// settled, with the settled probe/control ratio deciding the gray zone.
+fn by_residual(
+    s: &Summary,
+    e: &Evidence,
+    t: &VerdictSettings,
+    latency: &str,
+    verdict: impl Fn(Outcome, Rule, String) -> Verdict,
+) -> Verdict {
     let Some(residual) = e.residual_per_iteration else {
-        return verdict(Outcome::Inconclusive, "no residual: the settle phase did not report".into());
+        return verdict(Outcome::Inconclusive, Rule::NoEvidence, "no residual: the settle phase did not report".into());
     };
     if residual >= t.residual_regressed {
         return verdict(
             Outcome::Regressed,
+            Rule::ResidualRegressed,
             format!("{residual:.2} stale dentries per namespace remain after cleanup settled (>= {}); {latency}", t.residual_regressed),
         );
     }
@@ -163,11 +183,13 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
         if !settled {
             return verdict(
                 Outcome::Inconclusive,
+                Rule::Unsettled,
                 format!("residual {residual:.2} looks clean but cleanup had not settled within the scenario's bound; {latency}"),
             );
         }
         return verdict(
             Outcome::Clean,
+            Rule::ResidualClean,
             format!("{residual:.2} dentries per namespace remain after cleanup settled (<= {}); {latency}", t.residual_clean),
         );
     }
@@ -179,6 +201,7 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
     match e.settled_probe_over_control {
         Some(ratio) if stable && ratio <= t.settled_ratio_clean => verdict(
             Outcome::Clean,
+            Rule::GrayOffChain,
             format!(
                 "residual {residual:.2} per namespace is between clean (<= {}) and regressed (>= {}), but after settling the {} open \
                  costs {ratio:.2}x the control's (<= {}): the leftover dentries are not on the probed chain; {latency}",
@@ -190,6 +213,7 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
         ),
         ratio => verdict(
             Outcome::Inconclusive,
+            Rule::TooNoisy,
             format!(
                 "too noisy to separate: residual {residual:.2} per namespace is between clean (<= {}) and regressed (>= {}), \
                  and after settling the probe costs {} the control's; {latency}",
@@ -267,20 +291,21 @@ mod tests {
         let v = decide(&run(20, |k| 60.0 + 60.0 * k as f64 + 10.0 * noise(k), 6.0, true), &t());
         assert_eq!(v.outcome, Outcome::Regressed, "{}", v.rule);
         assert!((v.evidence.slope_us_per_1k.unwrap() - 600.0).abs() < 20.0, "{:?}", v.evidence);
-        assert!(v.rule.contains("6.00 stale dentries"), "{}", v.rule);
+        assert_eq!(v.decided_by, Some(Rule::ResidualRegressed));
     }
 
     #[test]
     fn short_incomplete_or_gray_runs_are_inconclusive() {
         let short = decide(&run(1, |_| 60.0, 6.0, true), &t());
         assert_eq!(short.outcome, Outcome::Inconclusive);
-        assert!(short.rule.starts_with("too short"), "{}", short.rule);
+        assert_eq!(short.decided_by, Some(Rule::TooShort));
         let incomplete = decide(&run(20, |k| 60.0 * k as f64, 6.0, false), &t());
         assert_eq!(incomplete.outcome, Outcome::Inconclusive);
-        assert!(incomplete.rule.contains("incomplete"));
+        assert_eq!(incomplete.decided_by, Some(Rule::Incomplete));
         let gray = decide(&run(20, |k| 60.0 + 10.0 * k as f64, 0.8, true), &t());
         assert_eq!(gray.outcome, Outcome::Inconclusive);
-        assert!(gray.rule.starts_with("too noisy") && gray.rule.contains("costs 5.20x the control's"), "{}", gray.rule);
+        assert_eq!(gray.decided_by, Some(Rule::TooNoisy));
+        assert!((gray.evidence.settled_probe_over_control.unwrap() - 5.2).abs() < 0.01, "{:?}", gray.evidence);
     }
 
     #[test]
@@ -291,7 +316,7 @@ mod tests {
         assert_eq!(unhashed.outcome, Outcome::Clean, "{}", unhashed.rule);
         let on_chain = decide(&run(20, |k| 60.0 + 60.0 * k as f64, 3.0, true), &t);
         assert_eq!(on_chain.outcome, Outcome::Regressed, "{}", on_chain.rule);
-        assert!(on_chain.rule.contains("stay on the probed hash chain"), "{}", on_chain.rule);
+        assert_eq!(on_chain.decided_by, Some(Rule::RatioRegressed));
         let between = decide(&run(20, |_| 150.0, 3.0, true), &t);
         assert_eq!(between.outcome, Outcome::Inconclusive, "{}", between.rule);
     }
@@ -302,7 +327,7 @@ mod tests {
         // settled ipv6 open costs what the ipv4 one does.
         let v = decide(&run(20, |k| 60.0 + 5.0 * noise(k), 0.62, true), &t());
         assert_eq!(v.outcome, Outcome::Clean, "{}", v.rule);
-        assert!(v.rule.contains("not on the probed chain"), "{}", v.rule);
+        assert_eq!(v.decided_by, Some(Rule::GrayOffChain));
         assert!(v.evidence.settled_probe_over_control.unwrap() < 2.0);
     }
 }

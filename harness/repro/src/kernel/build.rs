@@ -22,11 +22,11 @@ use sha2::{Digest, Sha256};
 use crate::error::{fail, Kind};
 use crate::kernel::cache::{hex_sha256 as hex, sha256_file, Cache, KernelImage, Origin};
 use crate::kernel::catalog::{BuildSource, Catalog, TreeKind, PATCHES};
-use crate::kernel::compat::Assessment;
-use crate::kernel::era::{ConfigPlan, Eras, Fragment, KernelVersion};
-use crate::kernel::make::{check_build_tools, make, make_output, run_logged};
+use crate::kernel::era::Eras;
+use crate::kernel::make::{check_build_tools, make, make_output};
 use crate::kernel::patch::{apply_edits, apply_patch, restore_pristine};
-use crate::kernel::toolchain::{self, Compiler};
+use crate::kernel::plan::{configure, BuildPlan};
+use crate::kernel::toolchain;
 use crate::kernel::tree::{ensure_tree, local_tree_state, tree_identity};
 use repro_proto::{BuildProvenance, SourceFix};
 
@@ -242,7 +242,7 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     // it), then what it needs is read from it.
     let pristine = build_root.join("pristine");
     restore_pristine(&src, &pristine)?;
-    let plan = BuildPlan::new(recipe, &src, &eras, cache)?;
+    let plan = BuildPlan::new(recipe.cc.as_deref(), recipe.config.as_deref(), &src, &eras, cache)?;
     // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
     // and put the tree back.
     let t0 = Instant::now();
@@ -351,51 +351,6 @@ fn install(images: &Path, entry: &Path, bz: &Path, mut info: BuildInfo) -> Resul
     Ok(())
 }
 
-/// Everything decided about one build once its tree is at hand.
-pub(crate) struct BuildPlan {
-    version: KernelVersion,
-    era: String,
-    /// The make target the fragments are merged onto (tinyconfig).
-    base: String,
-    compiler: Compiler,
-    config: ConfigPlan,
-    /// `NAME=value` arguments for every make call.
-    make_vars: Vec<String>,
-    /// What the compatibility fixes found in this tree.
-    fixes: Assessment,
-}
-
-impl BuildPlan {
-    fn new(recipe: &Recipe, src: &Path, eras: &Eras, cache: &Cache) -> Result<BuildPlan> {
-        let version = KernelVersion::of_tree(src)?;
-        let era = eras.for_version(&version)?;
-        let compiler = Compiler::resolve(recipe.cc.as_deref().unwrap_or(&era.cc), eras, cache)?;
-        let config = match &recipe.config {
-            Some(name) => {
-                let f = Fragment::parse(crate::kernel::era::config_text(name)?);
-                ConfigPlan::new(&[(name.as_str(), f)], &crate::kernel::era::kconfig_symbols(src)?)?
-            }
-            None => ConfigPlan::for_tree(era, src)?,
-        };
-        if !config.skipped.is_empty() {
-            tracing::info!(
-                "config {}: skipped, not defined by this {version} tree's Kconfig: {}",
-                config.name,
-                config.skipped.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", ")
-            );
-        }
-        let fixes = Assessment::of_tree(src, &compiler.toolchain()?)?;
-        let cc_flags: Vec<String> = era.cc_flags.iter().cloned().chain(fixes.cc_flags()).collect();
-        let mut make_vars = vec![format!("CC={}", compiler.make_cc(&cc_flags))];
-        let ld_flags = fixes.ld_flags();
-        if !ld_flags.is_empty() {
-            make_vars.push(format!("LD=ld {}", ld_flags.join(" ")));
-        }
-        make_vars.extend(era.make.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(BuildPlan { version, era: era.name.clone(), base: era.base.clone(), compiler, config, make_vars, fixes })
-    }
-}
-
 /// The fix the tree at `src` has, read from its source as it will be built.
 fn read_source_fix(src: &Path) -> Option<SourceFix> {
     let read = |rel: &str| crate::kernel::compat::read_source(src, rel);
@@ -457,59 +412,6 @@ fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
         },
         path,
     }))
-}
-
-/// The era's base config (tinyconfig) + the planned fragment +
-/// olddefconfig, then check that the
-/// options the churn and probe need survived (others that did not are
-/// reported). Skipped when fragment and make variables have not changed
-/// since the last configure of this output directory.
-fn configure(src: &Path, out: &Path, plan: &BuildPlan, log: &Path) -> Result<()> {
-    let stamp = out.join(".repro-config");
-    let fragment_text = plan.config.fragment_text();
-    let want = hex(format!("{}\n{fragment_text}\n{}", plan.base, plan.make_vars.join("\n")).as_bytes());
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) && out.join(".config").exists() {
-        return Ok(());
-    }
-    let fragment = out.join("repro.config");
-    std::fs::write(&fragment, &fragment_text)?;
-    make(src, out, &plan.make_vars, &[plan.base.as_str()], log)?;
-    run_logged(
-        crate::kernel::make::script(src, "scripts/kconfig/merge_config.sh")
-            .args(["-m", "-O"])
-            .arg(out)
-            .arg(out.join(".config"))
-            .arg(&fragment)
-            .current_dir(src),
-        log,
-        "merge_config.sh",
-    )?;
-    make(src, out, &plan.make_vars, &["olddefconfig"], log)?;
-    let merged = std::fs::read_to_string(out.join(".config"))?;
-    let (required, other) = plan.config.check(&merged);
-    if !other.is_empty() {
-        tracing::warn!(
-            "config {}: olddefconfig dropped {} (unmet dependencies in this {} tree; repro does not need them)",
-            plan.config.name,
-            other.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", "),
-            plan.version
-        );
-    }
-    if !required.is_empty() {
-        return Err(fail(
-            Kind::BuildFailed,
-            format!(
-                "config {}: {} did not survive olddefconfig in this {} tree, and repro's churn and probe need them \
-                 (unmet dependencies in the tree's Kconfig; see {} and adjust vm-images/config/)",
-                plan.config.name,
-                required.iter().map(|s| format!("CONFIG_{s}")).collect::<Vec<_>>().join(", "),
-                plan.version,
-                out.join(".config").display()
-            ),
-        ));
-    }
-    std::fs::write(&stamp, want)?;
-    Ok(())
 }
 
 /// A `.build-*` directory this old in the images directory was left by a

@@ -15,6 +15,7 @@ pub(crate) mod era;
 pub(crate) mod make;
 pub(crate) mod packaged;
 pub(crate) mod patch;
+pub(crate) mod plan;
 pub(crate) mod rpm;
 pub(crate) mod spec;
 pub(crate) mod toolchain;
