@@ -2,7 +2,7 @@
 //! archive whose `data.tar.xz` holds `./boot/vmlinuz-RELEASE`.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -139,107 +139,100 @@ pub fn unpack_stripped(reader: impl Read, dest: &Path, links: EscapingLinks) -> 
 /// [`unpack_stripped`] dropping `strip` leading names (0 for packages,
 /// whose paths are `./usr/...`).
 fn unpack_tar(reader: impl Read, dest: &Path, links: EscapingLinks, strip: usize) -> Result<()> {
-    use std::path::{Component, PathBuf};
-    use tar::EntryType;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_mtime(true);
     std::fs::create_dir_all(dest)?;
-    let strip = |p: &Path| -> Result<PathBuf> {
-        // Judged before the top directory is dropped: `/a/b` must not
-        // become `a/b` by losing its root as if it were the top directory.
-        if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(fail(Kind::Unverified, format!("refusing to unpack {}: it names a place outside the tree", p.display())));
-        }
-        let rel: PathBuf = p.components().skip_while(|c| matches!(c, Component::CurDir)).skip(strip).collect();
-        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(fail(Kind::Unverified, format!("refusing to unpack {}: it names a place outside the tree", p.display())));
-        }
-        Ok(rel)
-    };
     for e in archive.entries()? {
         let mut e = e?;
         let p = e.path()?.into_owned();
-        let rel = strip(&p)?;
+        let rel = inside(&p, strip)?;
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let target = dest.join(&rel);
-        // Tarballs need not list a file's directories before it; none of
-        // them may be a link, or the write would land where it points.
-        let mut dir = dest.to_path_buf();
-        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-            dir.push(c);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(fail(
-                        Kind::Unverified,
-                        format!(
-                            "refusing to unpack {}: {} is a symbolic link in the archive",
-                            p.display(),
-                            dir.strip_prefix(dest).unwrap_or(&dir).display()
-                        ),
-                    ))
-                }
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(fail(Kind::Unverified, format!("refusing to unpack {}: {} is not a directory", p.display(), dir.display())))
-                }
-                Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
+        make_parents(dest, &rel, &p)?;
+        unpack_entry(&mut e, dest, &rel, &p, links, strip)?;
+    }
+    Ok(())
+}
+
+fn refused(p: &Path, why: String) -> anyhow::Error {
+    fail(Kind::Unverified, format!("refusing to unpack {}: {why}", p.display()))
+}
+
+/// An archive path as a plain relative path with `strip` leading names
+/// dropped; anything else names a place outside the tree. Judged before the
+/// top directory is dropped: `/a/b` must not become `a/b` by losing its
+/// root as if it were the top directory.
+fn inside(p: &Path, strip: usize) -> Result<PathBuf> {
+    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(refused(p, "it names a place outside the tree".into()));
+    }
+    let rel: PathBuf = p.components().skip_while(|c| matches!(c, Component::CurDir)).skip(strip).collect();
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(refused(p, "it names a place outside the tree".into()));
+    }
+    Ok(rel)
+}
+
+/// Create `rel`'s directories under `dest`. Tarballs need not list a file's
+/// directories before it; none of them may be a link, or the write would
+/// land where it points.
+fn make_parents(dest: &Path, rel: &Path, p: &Path) -> Result<()> {
+    let mut dir = dest.to_path_buf();
+    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refused(p, format!("{} is a symbolic link in the archive", dir.strip_prefix(dest).unwrap_or(&dir).display())))
             }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refused(p, format!("{} is not a directory", dir.display()))),
+            Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
         }
-        match e.header().entry_type() {
-            EntryType::Symlink => {
-                let to = e.link_name()?.context("a symlink entry without a target")?.into_owned();
-                if !link_stays_inside(&rel, &to) {
-                    match links {
-                        EscapingLinks::Skip => continue,
-                        EscapingLinks::Refuse => {
-                            return Err(fail(
-                                Kind::Unverified,
-                                format!("refusing to unpack {}: it is a link to {}, outside the tree", p.display(), to.display()),
-                            ))
-                        }
-                    }
+    }
+    Ok(())
+}
+
+/// Write one entry at `dest/rel` by its kind: links checked to stay in the
+/// tree, files never written through an earlier link, devices refused.
+fn unpack_entry<R: Read>(e: &mut tar::Entry<R>, dest: &Path, rel: &Path, p: &Path, links: EscapingLinks, strip: usize) -> Result<()> {
+    use tar::EntryType;
+    let target = dest.join(rel);
+    match e.header().entry_type() {
+        EntryType::Symlink => {
+            let to = e.link_name()?.context("a symlink entry without a target")?.into_owned();
+            if !link_stays_inside(rel, &to) {
+                match links {
+                    EscapingLinks::Skip => return Ok(()),
+                    EscapingLinks::Refuse => return Err(refused(p, format!("it is a link to {}, outside the tree", to.display()))),
                 }
-                let _ = std::fs::remove_file(&target);
-                std::os::unix::fs::symlink(&to, &target).with_context(|| format!("linking {}", rel.display()))?;
             }
-            EntryType::Link => {
-                let to = strip(&e.link_name()?.context("a hard link entry without a target")?)?;
-                let source = dest.join(&to);
-                // Refusals of the archive, like every other (exit 3), not internal errors.
-                let meta = std::fs::symlink_metadata(&source).map_err(|_| {
-                    fail(
-                        Kind::Unverified,
-                        format!("refusing to unpack {}: its hard link target {} is not in the tree", p.display(), to.display()),
-                    )
-                })?;
-                if !meta.is_file() {
-                    return Err(fail(
-                        Kind::Unverified,
-                        format!("refusing to unpack {}: hard link to {}, which is not a plain file", p.display(), to.display()),
-                    ));
-                }
-                let _ = std::fs::remove_file(&target);
-                std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", rel.display()))?;
-            }
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Directory => {
-                if let Ok(m) = std::fs::symlink_metadata(&target) {
-                    // An earlier link of the same name is replaced, never followed.
-                    if m.file_type().is_symlink() {
-                        std::fs::remove_file(&target)?;
-                    }
-                }
-                e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
-            }
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
-            other => {
-                return Err(fail(
-                    Kind::Unverified,
-                    format!("refusing to unpack {}: a {other:?} entry has no place in a source tree or package", p.display()),
-                ))
-            }
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(&to, &target).with_context(|| format!("linking {}", rel.display()))?;
         }
+        EntryType::Link => {
+            let to = inside(&e.link_name()?.context("a hard link entry without a target")?, strip)?;
+            let source = dest.join(&to);
+            // Refusals of the archive, like every other (exit 3), not internal errors.
+            let meta = std::fs::symlink_metadata(&source)
+                .map_err(|_| refused(p, format!("its hard link target {} is not in the tree", to.display())))?;
+            if !meta.is_file() {
+                return Err(refused(p, format!("hard link to {}, which is not a plain file", to.display())));
+            }
+            let _ = std::fs::remove_file(&target);
+            std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", rel.display()))?;
+        }
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Directory => {
+            if let Ok(m) = std::fs::symlink_metadata(&target) {
+                // An earlier link of the same name is replaced, never followed.
+                if m.file_type().is_symlink() {
+                    std::fs::remove_file(&target)?;
+                }
+            }
+            e.unpack(&target).with_context(|| format!("unpacking {}", rel.display()))?;
+        }
+        EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
+        other => return Err(refused(p, format!("a {other:?} entry has no place in a source tree or package"))),
     }
     Ok(())
 }
