@@ -362,6 +362,8 @@ mod tests {
             nr_unused: 10,
             probes: vec![ProbeStats::from_samples_ns("ipv6\nnewline", &mut [1000, 2000], 0)],
             chain_walk: None,
+            mem_free_kib: None,
+            slab_kib: None,
         };
         let msg = Message::Round(Settled {
             settle_s: 3.0,

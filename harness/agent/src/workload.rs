@@ -452,7 +452,19 @@ fn window_now(job: &Churn, prober: &Prober, iteration: u64, elapsed_s: f64, chur
     let probes = probe(job, &prober.paths);
     let chain_walk = prober.counter.as_ref().zip(prober.judged.as_ref()).and_then(|(c, p)| c.walk(p));
     let ds = dentry_state()?;
-    Ok(Window { iteration, elapsed_s, churn_rate, churn_errors, nr_dentry: ds.nr_dentry, nr_unused: ds.nr_unused, probes, chain_walk })
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    Ok(Window {
+        iteration,
+        elapsed_s,
+        churn_rate,
+        churn_errors,
+        nr_dentry: ds.nr_dentry,
+        nr_unused: ds.nr_unused,
+        probes,
+        chain_walk,
+        mem_free_kib: meminfo_kib(&meminfo, "MemFree:"),
+        slab_kib: meminfo_kib(&meminfo, "Slab:"),
+    })
 }
 
 /// Time open()+close() of every probe path, interleaved, up to the sample
@@ -541,8 +553,12 @@ pub fn dentry_state() -> Result<DentryState, String> {
 }
 
 pub fn mem_total_kib() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")
+}
+
+/// One `Name: N kB` field of /proc/meminfo's text.
+fn meminfo_kib(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

@@ -424,6 +424,13 @@ pub struct Window {
     /// kernel has no kprobe events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_walk: Option<u64>,
+    /// The guest's free memory (/proc/meminfo MemFree) and slab (Slab),
+    /// KiB: what stale dentries cost, so that a long run's memory can be
+    /// sized before it starts. Absent in runs recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_free_kib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slab_kib: Option<u64>,
 }
 
 /// The kernel a run booted, and where it came from.

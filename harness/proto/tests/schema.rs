@@ -13,6 +13,8 @@ fn sample_summary() -> Summary {
         nr_unused: 200,
         probes: vec![ProbeStats::from_samples_ns("ipv6", &mut [40_000, 50_000], 0)],
         chain_walk: Some(3),
+        mem_free_kib: None,
+        slab_kib: None,
     };
     Summary {
         format_version: FORMAT_VERSION,

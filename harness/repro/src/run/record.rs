@@ -323,6 +323,8 @@ mod tests {
             nr_unused: 0,
             probes: vec![],
             chain_walk: None,
+            mem_free_kib: None,
+            slab_kib: None,
         })
     }
 
