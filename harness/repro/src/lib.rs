@@ -3,10 +3,12 @@
 //!
 //! The folders are the pipeline, and each depends only on those before it:
 //! [`kernel`] gets an image (catalog, apt, downloads, builds, the cache),
-//! [`guest`] boots it and talks to the agent, [`run`] records a run,
+//! [`run`] is a run's record (its scenario, samples, summary, progress),
+//! [`guest`] boots the image and drives the agent into that record,
 //! [`judge`] turns runs into verdicts, reports and bisections, and [`cli`]
-//! parses the command line and dispatches. `error`, `interrupt`, `child`,
-//! `atomic`, `git`, `lockfile` and `text` serve them all. ARCHITECTURE.md draws it.
+//! parses the command line, dispatches and chooses exit codes. `error`,
+//! `interrupt`, `child`, `atomic`, `git`, `lockfile`, `input` and `text`
+//! serve them all. ARCHITECTURE.md draws it.
 
 #![warn(unreachable_pub)]
 
@@ -26,7 +28,7 @@ mod lockfile;
 mod text;
 
 pub use cli::args::Cli;
-pub use cli::run;
+pub use cli::main;
 
 /// What the integration tests reach beyond the command line: the parsers
 /// of outside data, which the property tests (tests/integration/props.rs)

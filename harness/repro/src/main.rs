@@ -1,5 +1,5 @@
 use clap::Parser;
 
 fn main() {
-    std::process::exit(repro::run(repro::Cli::parse()));
+    std::process::exit(repro::main(repro::Cli::parse()));
 }

@@ -20,7 +20,7 @@ use args::{Cli, Command, ImageCommand};
 use repro_proto::exit_codes as codes;
 
 /// Run a parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> i32 {
+pub fn main(cli: Cli) -> i32 {
     init_logging(cli.verbose, cli.quiet);
     interrupt::install();
     // A panic is a bug in repro, never a verdict: exit 101 would read as
