@@ -23,15 +23,15 @@ fn median(v: &mut [f64]) -> Option<f64> {
     Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
 }
 
-/// Theil-Sen estimator: the median of the slopes between every pair of
-/// points. Robust to the outlying windows TCG produces; hand-written
-/// because it is a dozen lines and no maintained crate offers it.
 /// The most points the slope is taken over: at most 1,999,000 pairs (16
 /// MB of slopes) however many windows a run has. Longer series are thinned
 /// evenly, first and last point kept; the median of pairwise slopes is
 /// robust to that as it is to outliers.
 pub(crate) const THEIL_SEN_MAX_POINTS: usize = 2000;
 
+/// Theil-Sen estimator: the median of the slopes between every pair of
+/// points. Robust to the outlying windows TCG produces; hand-written
+/// because it is a dozen lines and no maintained crate offers it.
 pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
     let thinned: Vec<(f64, f64)>;
     let points = if points.len() > THEIL_SEN_MAX_POINTS {

@@ -79,7 +79,18 @@ mod tests {
     use super::*;
 
     fn window(iteration: u64, churn_rate: f64, nr_dentry: u64) -> Window {
-        Window { iteration, elapsed_s: 0.0, churn_rate, churn_errors: 0, nr_dentry, nr_unused: 0, probes: vec![], chain_walk: None, mem_free_kib: None, slab_kib: None }
+        Window {
+            iteration,
+            elapsed_s: 0.0,
+            churn_rate,
+            churn_errors: 0,
+            nr_dentry,
+            nr_unused: 0,
+            probes: vec![],
+            chain_walk: None,
+            mem_free_kib: None,
+            slab_kib: None,
+        }
     }
 
     #[test]
