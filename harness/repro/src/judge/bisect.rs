@@ -124,6 +124,46 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// The kernel a step boots, set in `run`: the revision built (git
+    /// mode), or the list's kernel. The inner error is a revision that does
+    /// not compile (a skip); the outer, anything that stops the bisection
+    /// (no compiler, no tree).
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_of(
+        &self,
+        state: &State,
+        run: &mut RunRequest,
+        n: usize,
+        short: &str,
+        subject: &str,
+        rev: &str,
+        kernel: Option<&str>,
+    ) -> Result<Result<()>> {
+        match (&state.src, kernel) {
+            (Some(src), _) => {
+                tracing::info!("step {n}: building {short} ({subject})");
+                let built = crate::kernel::build::build(
+                    &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
+                    &self.args.run.vm.cache,
+                );
+                match built {
+                    // Boot the image just built: with --src still set, the run would hash the tree again.
+                    Ok(img) => {
+                        run.vm.kernel = KernelSpec::Image(img.path);
+                        Ok(Ok(()))
+                    }
+                    Err(e) if crate::error::kind_of(&e) != Some(Kind::BuildFailed) => Err(e),
+                    Err(e) => Ok(Err(e)),
+                }
+            }
+            (None, Some(k)) => {
+                run.vm.kernel = KernelSpec::parse(std::ffi::OsStr::new(k));
+                Ok(Ok(()))
+            }
+            (None, None) => bail!("nothing to run for {rev}"),
+        }
+    }
+
     /// Build (git mode) and run one revision; a build failure is a skip.
     fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
         let n = state.steps.len() + 1;
@@ -140,32 +180,8 @@ impl Judge<'_> {
         run.out = Some(dir);
         run.json = false;
         let t0 = Instant::now();
-        let mut build_s = 0.0;
-        let built = match (&state.src, kernel) {
-            (Some(src), _) => {
-                tracing::info!("step {n}: building {short} ({subject})");
-                let built = crate::kernel::build::build(
-                    &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
-                    &self.args.run.vm.cache,
-                );
-                build_s = t0.elapsed().as_secs_f64();
-                match built {
-                    // Boot the image just built: with --src still set, the run would hash the tree again.
-                    Ok(img) => {
-                        run.vm.kernel = KernelSpec::Image(img.path);
-                        Ok(())
-                    }
-                    // A revision that does not compile is skipped; anything else (no compiler, no tree) stops.
-                    Err(e) if crate::error::kind_of(&e) != Some(Kind::BuildFailed) => return Err(e),
-                    Err(e) => Err(e),
-                }
-            }
-            (None, Some(k)) => {
-                run.vm.kernel = KernelSpec::parse(std::ffi::OsStr::new(k));
-                Ok(())
-            }
-            (None, None) => bail!("nothing to run for {rev}"),
-        };
+        let built = self.kernel_of(state, &mut run, n, &short, subject, rev, kernel)?;
+        let build_s = t0.elapsed().as_secs_f64();
         let (verdict, dir) = match built {
             Ok(()) => {
                 tracing::info!("step {n}: running {short}");
@@ -259,7 +275,10 @@ fn started_here(log: &str, terms: &Terms, old: &str, new: &str) -> bool {
     })
 }
 
-fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
+/// Check that `src` is a clean git checkout with the state's two ends as
+/// commits, and end an interrupted bisection this state started (never
+/// the user's own). Returns the ends as full hashes.
+fn prepare_checkout(src: &Path, state: &State) -> Result<(String, String)> {
     git(src, &["rev-parse", "--git-dir"]).map_err(|_| {
         fail(
             Kind::Usage,
@@ -276,12 +295,7 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
             ),
         ));
     }
-    let resolve = |rev: &str| -> Result<String> {
-        git(src, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
-            .map(|s| s.trim().to_string())
-            .map_err(|_| fail(Kind::Usage, format!("{rev:?} is not a commit in {}", src.display())))
-    };
-    let (old, new) = (resolve(&state.old)?, resolve(&state.new)?);
+    let (old, new) = (resolve(src, &state.old)?, resolve(src, &state.new)?);
     let git_dir = PathBuf::from(git(src, &["rev-parse", "--absolute-git-dir"])?.trim());
     if git_dir.join("BISECT_START").exists() {
         // Only a bisection this state started (an interrupted one) is
@@ -299,6 +313,21 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
         }
         git(src, &["bisect", "reset"])?;
     }
+    Ok((old, new))
+}
+
+/// A revision of `src` as a commit's full hash; anything else is a usage error.
+fn resolve(src: &Path, rev: &str) -> Result<String> {
+    git(src, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .map(|s| s.trim().to_string())
+        .map_err(|_| fail(Kind::Usage, format!("{rev:?} is not a commit in {}", src.display())))
+}
+
+/// Git mode: git bisect driven one step at a time (the state's steps
+/// replayed first), its answer then judged again on the first new revision
+/// and its parent.
+fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
+    let (old, new) = prepare_checkout(src, state)?;
     // Whatever happens from here on (the replay included), give the tree
     // back on its branch.
     struct Reset<'a>(&'a Path);
@@ -336,7 +365,7 @@ fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
     let mut finding = finding;
     if let Some(first) = finding.first_new.clone() {
         // Judge the answer again: the first new revision, then its parent.
-        let parent = resolve(&format!("{first}^"))?;
+        let parent = resolve(src, &format!("{first}^"))?;
         let orig = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
         let orig_ref = git(src, &["symbolic-ref", "-q", "--short", "HEAD"]).map(|s| s.trim().to_string()).unwrap_or_default();
         let mut held = true;
