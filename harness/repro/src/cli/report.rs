@@ -42,14 +42,14 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
         crate::text::outln(&out.join("README.md").display().to_string());
     } else {
         let base = std::env::current_dir()?;
-        crate::text::out(&crate::judge::report::markdown(&rows, &base).to_string());
+        crate::text::out(&crate::judge::report_md::markdown(&rows, &base).to_string());
         if !missing.is_empty() {
             crate::text::out(&format!(
                 "\nRuns that never reported:\n\n{}",
-                crate::judge::report::missing_section(&missing, args.logs.as_deref())
+                crate::judge::report_md::missing_section(&missing, args.logs.as_deref())
             ));
         }
-        let x = crate::judge::report::extrapolation(&rows);
+        let x = crate::judge::report_md::extrapolation(&rows);
         if !x.is_empty() {
             crate::text::out(&format!("\nExtrapolation:\n\n{x}"));
         }

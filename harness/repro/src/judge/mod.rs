@@ -10,4 +10,5 @@ pub(crate) mod matrix;
 pub(crate) mod plot;
 pub(crate) mod report;
 pub(crate) mod report_files;
+pub(crate) mod report_md;
 pub(crate) mod verdict;

@@ -5,9 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::judge::report::{
-    agreement_notes, cells, charts, document_markdown, extrapolation, provenance, upstream_comparison, Document, COLUMNS, INTRO, PLOTS,
-};
+use crate::judge::report::{charts, Document, PLOTS};
+use crate::judge::report_md::{agreement_notes, cells, document_markdown, extrapolation, provenance, upstream_comparison, COLUMNS, INTRO};
 
 /// Write README.md, report.html and plots/*.svg|png into `doc.out`.
 pub(crate) fn write(doc: &Document) -> Result<()> {
