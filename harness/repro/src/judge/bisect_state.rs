@@ -198,8 +198,26 @@ fn num(x: Option<f64>, d: usize) -> String {
 
 /// The bisect report: parameters, the chain of steps, the answer.
 pub(crate) fn report(s: &State) -> String {
-    let short = |r: &str| if s.src.is_some() { r.chars().take(12).collect() } else { r.to_string() };
     let mut md = String::from("# repro bisect\n\n");
+    md.push_str(&parameters(s));
+    md.push_str(&steps_table(s));
+    md.push_str(&answer(s));
+    md.push_str(&with_git_alone(s));
+    md
+}
+
+/// A revision as the report shows it: a commit shortened, a kernel whole.
+fn short(s: &State, r: &str) -> String {
+    if s.src.is_some() {
+        r.chars().take(12).collect()
+    } else {
+        r.to_string()
+    }
+}
+
+fn parameters(s: &State) -> String {
+    let short = |r: &str| short(s, r);
+    let mut md = String::new();
     match &s.src {
         Some(src) => md.push_str(&format!(
             "Tree {}; {} {} .. {} {}; scenario {}, {} iterations per step; started {}.\n\n",
@@ -222,6 +240,12 @@ pub(crate) fn report(s: &State) -> String {
             s.started
         )),
     }
+    md
+}
+
+fn steps_table(s: &State) -> String {
+    let short = |r: &str| short(s, r);
+    let mut md = String::new();
     md.push_str("| # | revision | subject | build (s) | run (s) | verdict | answer | residual per ns | slope (us per 1k) | p50 first → last (us) |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for (i, st) in s.steps.iter().enumerate() {
@@ -241,6 +265,12 @@ pub(crate) fn report(s: &State) -> String {
         ));
     }
     md.push('\n');
+    md
+}
+
+fn answer(s: &State) -> String {
+    let short = |r: &str| short(s, r);
+    let mut md = String::new();
     match &s.result {
         Some(Finding { first_new: Some(r), subject, recheck, held, .. }) => {
             md.push_str(&format!("First {} {}: {} {}\n\n", s.terms.new, if s.src.is_some() { "commit" } else { "kernel" }, r, subject));
@@ -265,6 +295,12 @@ pub(crate) fn report(s: &State) -> String {
         }
         _ => md.push_str("Not finished: rerun the same command with the same --out to resume.\n"),
     }
+    md
+}
+
+/// The same bisection with git bisect run and repro check, for a tree.
+fn with_git_alone(s: &State) -> String {
+    let mut md = String::new();
     if let Some(src) = &s.src {
         md.push_str(&format!(
             "\nThe same with git alone:\n\n    cd {}\n    git bisect start --term-old={} --term-new={} {} {}\n    git bisect run repro check --build . --scenario {} -n {}{}\n",
