@@ -57,7 +57,24 @@ pub(crate) fn last_log_line(log: &Path) -> Option<String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
-    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| crate::text::printable(l).chars().take(120).collect())
+    at_step(&text).map(|l| crate::text::printable(l).chars().take(120).collect())
+}
+
+/// Where a build is, from its log's tail: the last of kbuild's step lines
+/// (`  CC      fs/proc/proc_sysctl.o`), not a compiler warning's caret or
+/// context; any last line if none is in view.
+fn at_step(text: &str) -> Option<&str> {
+    let step = |l: &&str| {
+        let mut w = l.split_whitespace();
+        l.starts_with("  ")
+            && w.next().is_some_and(|v| {
+                v.len() <= 8
+                    && v.starts_with(|c: char| c.is_ascii_uppercase())
+                    && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            && w.next().is_some()
+    };
+    text.lines().rev().find(step).or_else(|| text.lines().rev().find(|l| !l.trim().is_empty())).map(str::trim)
 }
 
 /// Run with stdout and stderr appended to `log`; on failure, the error
@@ -144,4 +161,16 @@ pub(crate) fn check_build_tools() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_is_at_its_last_kbuild_step_not_at_a_warning_caret() {
+        let log = "  CC      kernel/bpf/core.o\nfoo.c:12:3: warning: x\n   12 |   y;\n      |   ^~~~\n";
+        assert_eq!(at_step(log), Some("CC      kernel/bpf/core.o"));
+        assert_eq!(at_step("make: Entering directory '/x'\n"), Some("make: Entering directory '/x'"));
+    }
 }
