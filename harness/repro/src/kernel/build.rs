@@ -254,8 +254,9 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     // (a full disk, an interrupt).
     let compiled = result
         .map_err(|e| match crate::error::kind_of(&e) {
+            Some(Kind::BuildFailed) => with_vendor_advice(e, &src),
             Some(_) => e,
-            None => fail(Kind::BuildFailed, format!("{e:#}")),
+            None => with_vendor_advice(fail(Kind::BuildFailed, format!("{e:#}")), &src),
         })
         .with_context(|| format!("building kernel {}", recipe.name))?;
     restored?;
@@ -281,6 +282,27 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     };
     install(&images, &entry, &compiled.bz, info)?;
     load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
+}
+
+/// A failed build of a vendor's tree says what the user can do: a Red Hat
+/// tree's headers assume Red Hat's own configuration (RHEL 7.9's need 128
+/// or more CPUs, dynamic debug, DAX, crash dumps...: results/real-trees),
+/// which repro's minimal one is not; any bzImage runs, so building it with
+/// the vendor's configuration and passing the image works today.
+fn with_vendor_advice(e: anyhow::Error, src: &Path) -> anyhow::Error {
+    let text = std::fs::read_to_string(src.join("Makefile")).unwrap_or_default();
+    match crate::kernel::era::KernelVersion::red_hat_release(&text) {
+        Some(release) => fail(
+            Kind::BuildFailed,
+            format!(
+                "{e:#}\nThis is Red Hat's tree of RHEL {release}, whose headers assume Red Hat's own kernel configuration; repro's \
+                 minimal configuration builds RHEL 7.3's 3.10.0-514 but not every later release. Build it with Red Hat's \
+                 configuration (make olddefconfig on the release's config, make bzImage) and judge the image: \
+                 repro check --kernel PATH/arch/x86/boot/bzImage"
+            ),
+        ),
+        None => e,
+    }
 }
 
 /// What a build of the tree produced.

@@ -63,6 +63,19 @@ impl KernelVersion {
         })
     }
 
+    /// A Red Hat tree's release, from the RHEL_MAJOR/MINOR/RELEASE lines its
+    /// top Makefile adds: `7.9 (3.10.0-1160)`; None for any other tree.
+    pub(crate) fn red_hat_release(text: &str) -> Option<String> {
+        let var = |name: &str| {
+            text.lines().take(50).find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+        };
+        let v = KernelVersion::from_makefile(text)?;
+        Some(format!("{}.{} ({}.{}.{}-{})", var("RHEL_MAJOR")?, var("RHEL_MINOR")?, v.major, v.minor, v.patch, var("RHEL_RELEASE")?))
+    }
+
     /// The version at the start of a kernel release string, as a bzImage's
     /// header or `uname -r` gives it: `3.10.0-514.el7.x86_64 (mockbuild@...)`.
     pub fn from_release(release: &str) -> Option<KernelVersion> {
@@ -349,6 +362,14 @@ mod tests {
 
     fn v(major: u64, minor: u64, patch: u64) -> KernelVersion {
         KernelVersion { major, minor, patch, extra: String::new() }
+    }
+
+    #[test]
+    fn a_red_hat_tree_says_its_release_and_others_say_nothing() {
+        let rhel =
+            "VERSION = 3\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION =\nNAME = x\nRHEL_MAJOR = 7\nRHEL_MINOR = 9\nRHEL_RELEASE = 1160\n";
+        assert_eq!(KernelVersion::red_hat_release(rhel).as_deref(), Some("7.9 (3.10.0-1160)"));
+        assert_eq!(KernelVersion::red_hat_release("VERSION = 4\nPATCHLEVEL = 4\nSUBLEVEL = 1\n"), None);
     }
 
     #[test]
