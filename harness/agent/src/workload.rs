@@ -27,7 +27,7 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{close, fork, read, ForkResult};
-use repro_proto::{Churn, DentryState, HostMessage, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
+use repro_proto::{meminfo_kib, Churn, DentryState, HostMessage, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
 
 use crate::plan::{admit, fd_limit, Held, Rounds, SettleWatch, Ticket, WindowClock};
 use crate::Channel;
@@ -462,8 +462,8 @@ fn window_now(job: &Churn, prober: &Prober, iteration: u64, elapsed_s: f64, chur
         nr_unused: ds.nr_unused,
         probes,
         chain_walk,
-        mem_free_kib: meminfo_kib(&meminfo, "MemFree:"),
-        slab_kib: meminfo_kib(&meminfo, "Slab:"),
+        mem_free_kib: meminfo_kib(&meminfo, "MemFree"),
+        slab_kib: meminfo_kib(&meminfo, "Slab"),
     })
 }
 
@@ -553,13 +553,7 @@ pub fn dentry_state() -> Result<DentryState, String> {
 }
 
 pub fn mem_total_kib() -> Option<u64> {
-    meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")
-}
-
-/// One `Name: N kB` field of /proc/meminfo's text.
-fn meminfo_kib(text: &str, field: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal")
 }
 
 #[cfg(test)]

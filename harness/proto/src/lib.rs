@@ -7,6 +7,7 @@
 
 pub mod exit_codes;
 mod kinds;
+mod procfs;
 mod provenance;
 mod settle;
 mod source;
@@ -14,6 +15,7 @@ mod stats;
 mod verdict;
 
 pub use kinds::{Accel, Backend, ErrorKind};
+pub use procfs::{meminfo_kib, DentryState};
 pub use provenance::{BuildProvenance, Verification};
 pub use settle::{Phases, Residual, SettleEnd, SettlePoint, Settled};
 pub use source::{Expect, SourceFix};
@@ -384,26 +386,6 @@ pub const ACK_TIMEOUT_S: u64 = 30;
 /// The longest line the host accepts from the agent. The biggest real
 /// message (a window with a few probes, or an output line) is a few KiB.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DentryState {
-    pub nr_dentry: u64,
-    pub nr_unused: u64,
-}
-
-impl DentryState {
-    /// The first two fields of /proc/sys/fs/dentry-state.
-    pub fn parse(text: &str) -> Option<DentryState> {
-        let mut f = text.split_whitespace().map(|x| x.parse::<u64>());
-        Some(DentryState { nr_dentry: f.next()?.ok()?, nr_unused: f.next()?.ok()? })
-    }
-
-    /// This kernel's, now.
-    pub fn read() -> Result<DentryState, String> {
-        let text = std::fs::read_to_string("/proc/sys/fs/dentry-state").map_err(|e| format!("reading /proc/sys/fs/dentry-state: {e}"))?;
-        DentryState::parse(&text).ok_or_else(|| format!("unexpected /proc/sys/fs/dentry-state: {text:?}"))
-    }
-}
 
 /// One probe window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

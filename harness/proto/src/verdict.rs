@@ -40,6 +40,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Nothing ran: the kernel could not be had or built (`why`).
+    pub fn cannot_test(why: String) -> Verdict {
+        Verdict { outcome: Outcome::Inconclusive, rule: why, decided_by: Some(Rule::CannotTest), evidence: Evidence::default() }
+    }
+
     /// The file a run directory keeps its verdict in.
     pub const FILE: &'static str = "verdict.json";
 }

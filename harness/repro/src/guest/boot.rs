@@ -64,9 +64,7 @@ pub(crate) fn size_memory(iterations: u64, asked: Option<u64>, host_available_mi
 
 /// This host's MemAvailable in MiB, if /proc/meminfo says.
 fn host_available_mib() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib / 1024)
+    repro_proto::meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable").map(|kib| kib / 1024)
 }
 
 /// A kernel, a QEMU and a memory size, checked before anything boots.

@@ -25,7 +25,7 @@ use crate::git::{git, subject_of};
 use crate::guest::request::RunRequest;
 use crate::judge::bisect_state::*;
 use crate::judge::judged::judge;
-use crate::judge::verdict::{Outcome, Verdict};
+use crate::judge::verdict::Verdict;
 use crate::kernel::spec::KernelSpec;
 use crate::run::summary::stamp;
 
@@ -124,42 +124,25 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// The kernel a step boots, set in `run`: the revision built (git
-    /// mode), or the list's kernel. The inner error is a revision that does
-    /// not compile (a skip); the outer, anything that stops the bisection
-    /// (no compiler, no tree).
-    #[allow(clippy::too_many_arguments)]
-    fn kernel_of(
-        &self,
-        state: &State,
-        run: &mut RunRequest,
-        n: usize,
-        short: &str,
-        subject: &str,
-        rev: &str,
-        kernel: Option<&str>,
-    ) -> Result<Result<()>> {
+    /// The kernel a step boots: the revision built (git mode), or the
+    /// list's kernel. The inner error is a revision that does not compile (a
+    /// skip); the outer, anything that stops the bisection (no compiler, no
+    /// tree).
+    fn kernel_of(&self, state: &State, rev: &str, kernel: Option<&str>) -> Result<Result<KernelSpec>> {
         match (&state.src, kernel) {
             (Some(src), _) => {
-                tracing::info!("step {n}: building {short} ({subject})");
                 let built = crate::kernel::build::build(
                     &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
                     &self.args.run.vm.cache,
                 );
                 match built {
                     // Boot the image just built: with --src still set, the run would hash the tree again.
-                    Ok(img) => {
-                        run.vm.kernel = KernelSpec::Image(img.path);
-                        Ok(Ok(()))
-                    }
+                    Ok(img) => Ok(Ok(KernelSpec::Image(img.path))),
                     Err(e) if crate::error::kind_of(&e) != Some(Kind::BuildFailed) => Err(e),
                     Err(e) => Ok(Err(e)),
                 }
             }
-            (None, Some(k)) => {
-                run.vm.kernel = KernelSpec::parse(std::ffi::OsStr::new(k));
-                Ok(Ok(()))
-            }
+            (None, Some(k)) => Ok(Ok(KernelSpec::parse(std::ffi::OsStr::new(k)))),
             (None, None) => bail!("nothing to run for {rev}"),
         }
     }
@@ -180,10 +163,14 @@ impl Judge<'_> {
         run.out = Some(dir);
         run.json = false;
         let t0 = Instant::now();
-        let built = self.kernel_of(state, &mut run, n, &short, subject, rev, kernel)?;
+        if state.src.is_some() {
+            tracing::info!("step {n}: building {short} ({subject})");
+        }
+        let built = self.kernel_of(state, rev, kernel)?;
         let build_s = t0.elapsed().as_secs_f64();
         let (verdict, dir) = match built {
-            Ok(()) => {
+            Ok(spec) => {
+                run.vm.kernel = spec;
                 tracing::info!("step {n}: running {short}");
                 let j = judge(&run, self.quiet)?;
                 (j.verdict, j.dir)
@@ -191,15 +178,7 @@ impl Judge<'_> {
             Err(e) => {
                 let msg = crate::error::render(&e);
                 eprintln!("error: {msg}");
-                (
-                    Verdict {
-                        outcome: Outcome::Inconclusive,
-                        rule: format!("build failed: {}", msg.lines().next().unwrap_or("")),
-                        decided_by: Some(repro_proto::Rule::CannotTest),
-                        evidence: Default::default(),
-                    },
-                    None,
-                )
+                (Verdict::cannot_test(format!("build failed: {}", msg.lines().next().unwrap_or(""))), None)
             }
         };
         let run_s = t0.elapsed().as_secs_f64() - build_s;
@@ -468,6 +447,7 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::verdict::Outcome;
 
     fn state_with(rev: &str, answer: Answer, src: Option<&str>) -> State {
         State {

@@ -9,7 +9,7 @@ use crate::error::{kind_of, Kind};
 use crate::guest::execute::execute;
 use crate::guest::request::RunRequest;
 use crate::guest::session::Decider;
-use crate::judge::verdict::{decide, Outcome, Verdict};
+use crate::judge::verdict::{decide, Verdict};
 use crate::run::record::SUMMARY;
 use crate::run::summary::{new_summary, run_error};
 use crate::text::first_line;
@@ -54,15 +54,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
                     let verdict = record_failure(dir, run, &e)?;
                     Ok(Judged { verdict, dir: Some(dir.clone()) })
                 }
-                None => Ok(Judged {
-                    verdict: Verdict {
-                        outcome: Outcome::Inconclusive,
-                        rule: format!("cannot test: {}", first_line(&msg)),
-                        decided_by: Some(repro_proto::Rule::CannotTest),
-                        evidence: Default::default(),
-                    },
-                    dir: None,
-                }),
+                None => Ok(Judged { verdict: Verdict::cannot_test(format!("cannot test: {}", first_line(&msg))), dir: None }),
             }
         }
     }

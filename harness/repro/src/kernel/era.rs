@@ -48,12 +48,7 @@ impl fmt::Display for KernelVersion {
 impl KernelVersion {
     /// VERSION, PATCHLEVEL, SUBLEVEL and EXTRAVERSION from a top Makefile.
     pub fn from_makefile(text: &str) -> Option<KernelVersion> {
-        let var = |name: &str| {
-            text.lines().take(50).find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == name).then(|| v.trim().to_string())
-            })
-        };
+        let var = |name: &str| makefile_var(text, name);
         let num = |name: &str| var(name)?.parse::<u64>().ok();
         Some(KernelVersion {
             major: num("VERSION")?,
@@ -66,12 +61,7 @@ impl KernelVersion {
     /// A Red Hat tree's release, from the RHEL_MAJOR/MINOR/RELEASE lines its
     /// top Makefile adds: `7.9 (3.10.0-1160)`; None for any other tree.
     pub(crate) fn red_hat_release(text: &str) -> Option<String> {
-        let var = |name: &str| {
-            text.lines().take(50).find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == name).then(|| v.trim().to_string())
-            })
-        };
+        let var = |name: &str| makefile_var(text, name);
         let v = KernelVersion::from_makefile(text)?;
         Some(format!("{}.{} ({}.{}.{}-{})", var("RHEL_MAJOR")?, var("RHEL_MINOR")?, v.major, v.minor, v.patch, var("RHEL_RELEASE")?))
     }
@@ -111,6 +101,14 @@ impl KernelVersion {
     pub(crate) fn semver(&self) -> semver::Version {
         semver::Version::new(self.major, self.minor, self.patch)
     }
+}
+
+/// A `NAME = value` line near the top of a kernel's Makefile.
+fn makefile_var(text: &str, name: &str) -> Option<String> {
+    text.lines().take(50).find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
 }
 
 /// How to build a tree of one era.
