@@ -27,6 +27,7 @@ pub(crate) const ERAS_TOML: &str = include_str!("../../../../vm-images/eras.toml
 pub(crate) const CONFIGS: &[(&str, &str)] = &[
     ("minimal", include_str!("../../../../vm-images/config/minimal.config")),
     ("minimal-3.x", include_str!("../../../../vm-images/config/minimal-3.x.config")),
+    ("rhel-7", include_str!("../../../../vm-images/config/rhel-7.config")),
 ];
 
 /// A kernel version as a tree's Makefile states it.
@@ -135,6 +136,26 @@ pub struct Era {
     pub make: BTreeMap<String, String>,
 }
 
+/// A vendor's trees, told by variables their top Makefile sets, and the
+/// fragments its own configuration needs on top of the era's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vendor {
+    pub name: String,
+    /// Variables the tree's top Makefile must set, each to this value.
+    pub makefile: BTreeMap<String, String>,
+    pub why: String,
+    /// Config fragments, merged after the era's.
+    pub config: Vec<String>,
+}
+
+impl Vendor {
+    /// Whether the tree whose top Makefile is `makefile_text` is this vendor's.
+    pub fn owns(&self, makefile_text: &str) -> bool {
+        self.makefile.iter().all(|(k, v)| makefile_var(makefile_text, k).as_deref() == Some(v.as_str()))
+    }
+}
+
 fn default_base() -> String {
     "tinyconfig".into()
 }
@@ -158,6 +179,8 @@ pub struct PackagedTool {
 pub struct Eras {
     pub era: Vec<Era>,
     #[serde(default)]
+    pub vendor: Vec<Vendor>,
+    #[serde(default)]
     pub compiler: BTreeMap<String, PackagedTool>,
 }
 
@@ -168,6 +191,9 @@ impl Eras {
 
     pub fn parse(text: &str) -> Result<Eras> {
         let eras: Eras = toml::from_str(text)?;
+        for c in eras.vendor.iter().flat_map(|v| &v.config) {
+            config_text(c)?;
+        }
         for e in &eras.era {
             for c in &e.config {
                 config_text(c)?;
@@ -199,6 +225,12 @@ impl Eras {
                 ),
             )
         })
+    }
+
+    /// The vendor whose tree is at `src` (by its top Makefile), if any.
+    pub fn vendor_of(&self, src: &Path) -> Option<&Vendor> {
+        let text = std::fs::read_to_string(src.join("Makefile")).ok()?;
+        self.vendor.iter().find(|v| v.owns(&text))
     }
 
     /// Text that changes whenever any era's rules or fragments change:
@@ -331,10 +363,11 @@ impl ConfigPlan {
         Ok(ConfigPlan { name: fragments.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("+"), applied, skipped, required })
     }
 
-    /// For an era and a tree on disk.
-    pub(crate) fn for_tree(era: &Era, src: &Path) -> Result<ConfigPlan> {
+    /// For an era, the tree's vendor if it has one, and the tree on disk.
+    pub(crate) fn for_tree(era: &Era, vendor: Option<&Vendor>, src: &Path) -> Result<ConfigPlan> {
+        let names = era.config.iter().chain(vendor.into_iter().flat_map(|v| &v.config));
         let fragments: Vec<(&str, Fragment)> =
-            era.config.iter().map(|n| config_text(n).map(|t| (n.as_str(), Fragment::parse(t)))).collect::<Result<_>>()?;
+            names.map(|n| config_text(n).map(|t| (n.as_str(), Fragment::parse(t)))).collect::<Result<_>>()?;
         ConfigPlan::new(&fragments, &kconfig_symbols(src)?)
     }
 
@@ -347,8 +380,12 @@ impl ConfigPlan {
     /// applied options that did not).
     pub(crate) fn check(&self, merged: &str) -> (Vec<String>, Vec<String>) {
         let have: BTreeSet<&str> = merged.lines().map(str::trim).collect();
-        let lost: Vec<&String> =
-            self.applied.iter().filter(|(k, v)| !have.contains(format!("CONFIG_{k}={v}").as_str())).map(|(k, _)| k).collect();
+        // `=n` survives as "is not set", or as no line at all.
+        let kept = |k: &str, v: &str| match v {
+            "n" => !merged.lines().any(|l| l.trim().strip_prefix(&format!("CONFIG_{k}=")).is_some_and(|x| x != "n")),
+            _ => have.contains(format!("CONFIG_{k}={v}").as_str()),
+        };
+        let lost: Vec<&String> = self.applied.iter().filter(|(k, v)| !kept(k, v)).map(|(k, _)| k).collect();
         let (req, other): (Vec<&String>, Vec<&String>) = lost.into_iter().partition(|k| self.required.contains(k));
         (req.into_iter().cloned().collect(), other.into_iter().cloned().collect())
     }
@@ -454,6 +491,10 @@ mod tests {
         let f = Fragment::parse("# repro-require: IPV6\nCONFIG_IPV6=y\nCONFIG_VETH=y\nCONFIG_TMPFS=y\n");
         let p = ConfigPlan::new(&[("minimal", f)], &symbols(&["IPV6", "VETH", "TMPFS"])).unwrap();
         let (req, other) = p.check("# CONFIG_IPV6 is not set\nCONFIG_VETH=m\nCONFIG_TMPFS=y\n");
+        let off = ConfigPlan::new(&[("v", Fragment::parse("CONFIG_XEN_PCI=n\n"))], &symbols(&["XEN_PCI"])).unwrap();
+        assert_eq!(off.check("# CONFIG_XEN_PCI is not set\n"), (vec![], vec![]));
+        assert_eq!(off.check(""), (vec![], vec![]), "an option off by its dependencies has no line");
+        assert_eq!(off.check("CONFIG_XEN_PCI=m\n").1, ["XEN_PCI"]);
         assert_eq!((req, other), (vec!["IPV6".to_string()], vec!["VETH".to_string()]));
         assert_eq!(p.check("CONFIG_IPV6=y\nCONFIG_VETH=y\nCONFIG_TMPFS=y\n"), (vec![], vec![]));
     }

@@ -39,7 +39,13 @@ impl BuildPlan {
                 let f = Fragment::parse(crate::kernel::era::config_text(name)?);
                 ConfigPlan::new(&[(name, f)], &crate::kernel::era::kconfig_symbols(src)?)?
             }
-            None => ConfigPlan::for_tree(era, src)?,
+            None => {
+                let vendor = eras.vendor_of(src);
+                if let Some(v) = vendor {
+                    tracing::info!("a {} tree: adding config {} ({})", v.name, v.config.join(", "), v.why);
+                }
+                ConfigPlan::for_tree(era, vendor, src)?
+            }
         };
         if !config.skipped.is_empty() {
             tracing::info!(

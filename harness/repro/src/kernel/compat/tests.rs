@@ -2,6 +2,7 @@
 //! form, in the upstream-repaired form, and in a vendor's form. None of
 //! this is kernel code; each file holds just the lines a rule reads.
 
+use super::toolchain::{GCC_H, HEAD_64, REALMODE_MAKEFILES};
 use super::*;
 
 const GCC12_PIE: Toolchain = Toolchain { gcc_major: 12, default_pie: true };
@@ -181,4 +182,32 @@ fn flags_follow_what_the_trees_makefiles_already_set() {
     assert!(a.cc_flags().is_empty() && a.ld_flags().is_empty());
     assert_eq!(a.needed().count(), 0, "{:?}", a.lines());
     assert_eq!(a.lines().len(), Fix::ALL.len());
+}
+
+// A vendor's forward declaration of a table defined further down, in its
+// vendor form (__initdata), its upstream form (__initconst), a const
+// pointer (writable itself: no conflict), and another architecture's copy.
+const DECL_VENDOR: &str = "static struct item items[] __initdata = {};\n\
+static const struct table table_a[] __initdata;\n\
+int __init f(void) { return check(table_a); }\n\
+static const struct table table_a[] __initconst = {\n\t{ 1 },\n};\n";
+const DECL_UPSTREAM: &str = "static const struct table table_a[] __initconst;\n\
+static const struct table table_a[] __initconst = {\n};\n";
+const DECL_POINTER: &str = "static const char *label __initdata;\nstatic const char names[] __initconst = \"x\";\n";
+
+#[test]
+fn a_const_table_declared_initdata_takes_its_definitions_section() {
+    let d = tree(&[("drivers/acpi/table.c", DECL_VENDOR), ("arch/arm/mach/table.c", DECL_VENDOR)]);
+    let f = finding(Fix::InitSectionDeclaration, &d);
+    let fixed = edited(&f, "drivers/acpi/table.c");
+    assert!(fixed.contains("table_a[] __initconst; /* repro fix init-section-declaration */\n"), "{fixed}");
+    assert!(fixed.contains("items[] __initdata = {};"), "the writable table keeps its section: {fixed}");
+    let Finding::Needed { found, repair } = &f else { unreachable!() };
+    assert_eq!(repair.edits.len(), 1, "another architecture's file is not built: {repair:?}");
+    assert!(found.contains("drivers/acpi/table.c:2"), "{found}");
+
+    assert!(is_not_needed(&finding(Fix::InitSectionDeclaration, &tree(&[("drivers/acpi/table.c", DECL_UPSTREAM)]))));
+    assert!(is_not_needed(&finding(Fix::InitSectionDeclaration, &tree(&[("kernel/power/t.c", DECL_POINTER)]))));
+    // Applied, the tree needs it no more.
+    assert!(is_not_needed(&finding(Fix::InitSectionDeclaration, &tree(&[("drivers/acpi/table.c", &fixed)]))));
 }
