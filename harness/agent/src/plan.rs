@@ -47,11 +47,13 @@ impl WindowClock {
 pub struct Rounds {
     total: u64,
     limit: u64,
+    /// Rounds grow by this much instead of doubling.
+    step: Option<u64>,
 }
 
 impl Rounds {
-    pub fn new(total: u64, first: Option<u64>) -> Rounds {
-        Rounds { total, limit: first.filter(|f| *f > 0).map_or(total, |f| f.min(total)) }
+    pub fn new(total: u64, first: Option<u64>, step: Option<u64>) -> Rounds {
+        Rounds { total, limit: first.filter(|f| *f > 0).map_or(total, |f| f.min(total)), step: step.filter(|s| *s > 0) }
     }
 
     /// Tickets below this may run now.
@@ -65,7 +67,11 @@ impl Rounds {
     }
 
     pub fn advance(&mut self) {
-        self.limit = self.limit.saturating_mul(2).min(self.total);
+        self.limit = match self.step {
+            Some(step) => self.limit.saturating_add(step),
+            None => self.limit.saturating_mul(2),
+        }
+        .min(self.total);
     }
 }
 
@@ -242,16 +248,28 @@ mod tests {
 
     #[test]
     fn rounds_double_up_to_the_total() {
-        let mut r = Rounds::new(1000, Some(200));
+        let mut r = Rounds::new(1000, Some(200), None);
         let mut limits = vec![r.limit()];
         while !r.is_last() {
             r.advance();
             limits.push(r.limit());
         }
         assert_eq!(limits, [200, 400, 800, 1000]);
-        assert!(Rounds::new(1000, None).is_last());
-        assert_eq!(Rounds::new(100, Some(500)).limit(), 100);
-        assert!(Rounds::new(100, Some(0)).is_last());
+        assert!(Rounds::new(1000, None, None).is_last());
+        assert_eq!(Rounds::new(100, Some(500), None).limit(), 100);
+        assert!(Rounds::new(100, Some(0), None).is_last());
+    }
+
+    #[test]
+    fn a_checkpointed_run_pauses_every_step() {
+        let mut r = Rounds::new(1000, Some(300), Some(300));
+        let mut limits = vec![r.limit()];
+        while !r.is_last() {
+            r.advance();
+            limits.push(r.limit());
+        }
+        assert_eq!(limits, [300, 600, 900, 1000]);
+        assert_eq!(Rounds::new(1000, Some(300), Some(0)).step, None, "a zero step is no step: doublings");
     }
 
     #[test]

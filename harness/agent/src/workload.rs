@@ -102,7 +102,7 @@ pub fn run(job: &Churn, ch: &mut Channel) -> Result<(), String> {
     // Rounds pause the churn to settle and ask the host, where the scenario
     // pauses in rounds (proto's one rule, which the host sizes windows by).
     let first_round = job.first_round.filter(|_| sc.pauses_in_rounds());
-    let rounds = Rounds::new(job.iterations, first_round);
+    let rounds = Rounds::new(job.iterations, first_round, job.round_step);
     shared.limit.store(rounds.limit(), Ordering::Release);
     let start = Instant::now();
     let mut workers = spawn_workers(job, shared, &plan, release_after)?;

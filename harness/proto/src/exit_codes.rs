@@ -35,6 +35,10 @@ pub const BUILD_FAILED: i32 = 13;
 /// kernel's IO-APIC timer check failing under a starved TCG vCPU): the
 /// environment, not the kernel. Run it again on a less busy host.
 pub const HOST_STARVED: i32 = 14;
+/// `run`/`resume`: the run saved the guest's state and stopped, as asked (a
+/// signal, or --stop-after): `repro resume DIR` continues it. A job chain
+/// (the soak workflow) hands the run directory on when it sees this code.
+pub const CHECKPOINTED: i32 = 75;
 /// `check`: the run cannot decide (`git bisect run`'s "skip").
 pub const INCONCLUSIVE: i32 = 125;
 /// `check`: repro itself cannot run here (QEMU missing, bad scenario, no

@@ -76,6 +76,8 @@ pub enum ErrorKind {
     /// The command line asks for something that cannot be done as asked.
     Usage,
     Interrupted,
+    /// The run saved the guest and stopped, as asked: `repro resume` continues it.
+    Checkpointed,
     /// A bug in repro, or a failure nothing above classified.
     Internal,
 }
@@ -98,6 +100,7 @@ impl ErrorKind {
             ErrorKind::Unverified => c::KERNEL_UNAVAILABLE,
             ErrorKind::Usage => c::USAGE,
             ErrorKind::Interrupted => c::INTERRUPTED,
+            ErrorKind::Checkpointed => c::CHECKPOINTED,
             ErrorKind::Internal => c::INTERNAL,
         }
     }
@@ -119,6 +122,7 @@ impl ErrorKind {
             ErrorKind::Unverified => "unverified",
             ErrorKind::Usage => "usage",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Checkpointed => "checkpointed",
             ErrorKind::Internal => "internal",
         }
     }
@@ -137,6 +141,7 @@ impl ErrorKind {
             | ErrorKind::Permission
             | ErrorKind::Usage
             | ErrorKind::Interrupted
+            | ErrorKind::Checkpointed
             | ErrorKind::Internal => true,
             ErrorKind::KernelUnavailable
             | ErrorKind::ImageInvalid

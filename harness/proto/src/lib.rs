@@ -5,6 +5,7 @@
 //! Everything that crosses a process or a file boundary carries
 //! [`FORMAT_VERSION`]; bump it whenever a field changes meaning or is removed.
 
+mod checkpoint;
 pub mod exit_codes;
 mod kinds;
 mod procfs;
@@ -14,6 +15,7 @@ mod source;
 mod stats;
 mod verdict;
 
+pub use checkpoint::Checkpoint;
 pub use kinds::{Accel, Backend, ErrorKind};
 pub use procfs::{meminfo_kib, DentryState};
 pub use provenance::{BuildProvenance, Verification};
@@ -283,6 +285,11 @@ pub struct Churn {
     /// only for a scenario that [`Scenario::pauses_in_rounds`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_round: Option<u64>,
+    /// After the first round, pause every this many more iterations instead
+    /// of at each doubling: the pauses a checkpointed run saves the guest
+    /// at (`repro run --checkpoint-every`). None: doublings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_step: Option<u64>,
 }
 
 /// One line the agent streams to the host.
@@ -512,6 +519,9 @@ pub struct Summary {
     /// On a churn that slows as the chain grows: when it will finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<Projection>,
+    /// A checkpointed run's saves of the guest, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
 }
 
 /// A churn's projected duration from its windows so far: each iteration

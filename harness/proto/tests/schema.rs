@@ -108,6 +108,14 @@ fn sample_summary() -> Summary {
         }],
         stopped_early: true,
         projection: Some(Projection { at_iteration: 100, t0_s: 0.01, per_entry_s: 7e-6, finish_s: 120.0, writeup_chain_s: 2.2e6 }),
+        checkpoints: vec![Checkpoint {
+            iteration: 50,
+            saved_at: "2026-11-27T19:00:00Z".into(),
+            state_bytes: 30 << 20,
+            save_s: 0.7,
+            restore_s: Some(0.8),
+            stopped: true,
+        }],
     }
 }
 

@@ -35,12 +35,15 @@ pub(crate) enum Input {
     Include,
     /// A kernel RPM (CentOS 7's are ~50 MiB).
     Rpm,
+    /// A checkpoint's state.json (`repro resume`): repro wrote it, and it is
+    /// still checked, since anything may have touched it since.
+    Checkpoint,
 }
 
 impl Input {
     pub(crate) fn cap(self) -> u64 {
         match self {
-            Input::Scenario | Input::Catalog => 1 << 20,
+            Input::Scenario | Input::Catalog | Input::Checkpoint => 1 << 20,
             Input::Summary | Input::BisectState | Input::Matrix => 64 << 20,
             Input::Include => 256 << 20,
             Input::Rpm => 512 << 20,
@@ -56,6 +59,7 @@ impl Input {
             Input::Matrix => "matrix file",
             Input::Include => "--include file",
             Input::Rpm => "RPM package",
+            Input::Checkpoint => "checkpoint state",
         }
     }
 

@@ -5,91 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::guest::qemu::AccelChoice;
-use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
 use crate::run::scenario::ScenarioSpec;
-pub(crate) use repro_proto::Backend;
 
-fn backend() -> impl TypedValueParser<Value = Backend> {
-    clap::builder::PossibleValuesParser::new([Backend::Qemu.as_str(), Backend::Host.as_str()]).map(|s| {
-        if s == Backend::Host.as_str() {
-            Backend::Host
-        } else {
-            Backend::Qemu
-        }
-    })
-}
-
-/// `--accel`'s values, with the help clap shows for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AccelArg {
-    /// KVM if /dev/kvm opens and a guest boots on it within --kvm-timeout; else TCG.
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-impl From<AccelArg> for AccelChoice {
-    fn from(a: AccelArg) -> AccelChoice {
-        match a {
-            AccelArg::Auto => AccelChoice::Auto,
-            AccelArg::Kvm => AccelChoice::Kvm,
-            AccelArg::Tcg => AccelChoice::Tcg,
-        }
-    }
-}
-
-/// `--kernel`'s parser: the one name-or-path rule, [`KernelSpec::parse`],
-/// on the argument as the OS gave it (paths need not be UTF-8). A
-/// directory is no bzImage: it says how to build one.
-fn kernel_spec() -> impl TypedValueParser<Value = KernelSpec> {
-    OsStringValueParser::new().try_map(|s| match KernelSpec::from(s) {
-        KernelSpec::Image(p) if p.is_dir() => {
-            Err(format!("{} is a directory, not a bzImage: to build a kernel source tree pass --src {}", p.display(), p.display()))
-        }
-        k => Ok(k),
-    })
-}
-
-/// `--src`: a directory that exists (a kernel tree is checked further by the build).
-fn source_dir() -> impl TypedValueParser<Value = PathBuf> {
-    OsStringValueParser::new().try_map(|s| {
-        let p = PathBuf::from(s);
-        if p.is_dir() {
-            Ok(p)
-        } else {
-            Err(format!("{} is not a directory: pass the top of a Linux kernel source tree", p.display()))
-        }
-    })
-}
-
-/// `--cache-dir`: a directory, or a path one can be made at; never a file,
-/// nor a pseudo-filesystem.
-fn cache_dir() -> impl TypedValueParser<Value = PathBuf> {
-    OsStringValueParser::new().try_map(|s| {
-        let p = PathBuf::from(s);
-        if p.exists() && !p.is_dir() {
-            return Err(format!("{} exists and is not a directory", p.display()));
-        }
-        let abs = std::path::absolute(&p).unwrap_or_else(|_| p.clone());
-        if ["/proc", "/sys", "/dev"].iter().any(|pseudo| abs.starts_with(pseudo)) {
-            return Err(format!("{} is on a pseudo-filesystem: pick a directory on a disk", p.display()));
-        }
-        Ok(p)
-    })
-}
-
-/// A ratio or a cost: a finite number above zero.
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!("{s:?} is not a number above zero")),
-    }
-}
+pub(crate) use crate::cli::args_run::{CheckpointArgs, ExecArgs, ResumeArgs, RunArgs, RunCommandArgs};
+pub(crate) use crate::cli::args_vm::{kernel_spec, positive, source_dir, CacheArgs, VmArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -123,7 +45,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a kernel, churn network namespaces, probe /proc/sys/net opens, record the curve.
-    Run(RunArgs),
+    Run(RunCommandArgs),
+    /// Continue a checkpointed run (`run --checkpoint-every` / `--stop-after`) from its last save.
+    Resume(ResumeArgs),
     /// Compare run directories: table, verdicts against expectations, plots, HTML page.
     Report(ReportArgs),
     /// Run every kernel x scenario pair, one after another, then write the report.
@@ -181,133 +105,6 @@ pub struct ImageBuildArgs {
     pub cc: Option<String>,
     #[command(flatten)]
     pub cache: CacheArgs,
-}
-
-/// How to boot the guest: shared by `run` and `exec`.
-#[derive(Debug, Clone, Args)]
-pub struct VmArgs {
-    /// Kernel to boot: a catalog name (see `repro kernels`) or the path of a bzImage (anything
-    /// with a `/` in it, or a file that exists, is a path).
-    #[arg(short, long, default_value = "6.1", value_name = "NAME|PATH", value_parser = kernel_spec())]
-    pub kernel: KernelSpec,
-    /// Accelerator. auto proves KVM with a boot handshake and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
-    pub accel: AccelArg,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub cpus: u32,
-    /// Guest memory, e.g. 2G, 1536M [default: enough to keep every stale dentry cached].
-    #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
-    pub memory: Option<u64>,
-    /// How long the guest may take to boot and say hello under TCG.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-    pub boot_timeout: Duration,
-    /// How long --accel auto waits for a KVM guest before falling back to TCG.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub kvm_timeout: Duration,
-    /// Extra guest kernel command-line arguments.
-    #[arg(long, default_value = "", value_name = "ARGS")]
-    pub append: String,
-    /// QEMU binary [default: $REPRO_QEMU, else qemu-system-x86_64 on PATH].
-    #[arg(long, value_name = "PATH")]
-    pub qemu: Option<PathBuf>,
-    #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Build the kernel from this source tree (minimal config fragment, incremental O= build in the cache)
-    /// instead of --kernel; `--build .` inside a kernel git tree is what `git bisect run` wants.
-    #[arg(long, visible_alias = "build", value_name = "DIR", value_parser = source_dir())]
-    pub src: Option<PathBuf>,
-    /// C compiler for kernel builds [default: by the tree's version: the host's gcc from 5.x on, a
-    /// gcc-12 (from PATH, else fetched with apt) for 3.x and 4.x; see vm-images/eras.toml]. A name on PATH or a path.
-    #[arg(long, value_name = "CC")]
-    pub cc: Option<String>,
-}
-
-/// Where kernels are cached, and which downloads may enter: shared by every
-/// command that fetches or builds one.
-#[derive(Debug, Clone, Args)]
-pub struct CacheArgs {
-    /// Cache for fetched and built kernels [default: $REPRO_CACHE_DIR, else ~/.cache/repro].
-    #[arg(long, value_name = "DIR", value_parser = cache_dir())]
-    pub cache_dir: Option<PathBuf>,
-    /// Use a kernel download that nothing verifies (no sha256 pin, no signed sha256sums.asc, no RPM
-    /// signature repro can check): its hash is kept as first seen and enforced after, and the summary
-    /// records it as UNVERIFIED.
-    #[arg(long)]
-    pub insecure_download: bool,
-}
-
-impl CacheArgs {
-    /// The cache, and whether it may take unverified downloads.
-    pub fn cache(&self) -> Cache {
-        Cache::new(self.cache_dir.clone()).allowing_unverified(self.insecure_download)
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub vm: VmArgs,
-    /// Workload: a built-in scenario name or the path of a scenario file (see scenarios/).
-    #[arg(short, long, default_value = "seed", value_name = "NAME|PATH")]
-    pub scenario: ScenarioSpec,
-    /// Network namespaces to create and destroy.
-    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub iterations: u64,
-    /// Parallel churn loops.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub workers: u32,
-    /// Iterations between probe windows [default: iterations / 20].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub window: Option<u64>,
-    /// Timed opens per probe path per window [default: from the scenario].
-    #[arg(long)]
-    pub probe_samples: Option<u32>,
-    /// Where to run: qemu (a guest on --kernel), or host (this machine's running kernel, no VM;
-    /// needs root and churns the host's own namespaces).
-    #[arg(long, default_value = "qemu", value_parser = backend())]
-    pub backend: Backend,
-    /// Give up on the whole run after this long, e.g. 2h (windows so far are kept).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
-    /// A guest silent for this long is declared hung.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-    pub stall_timeout: Duration,
-    /// Run directory [default: results/runs/<date>-<kernel>-<scenario>-<iterations>].
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-    /// Also print summary.json on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// check, bisect and matrix stop churning at the first round (after the scenario's min_iterations,
-    /// then each doubling) whose settled residual decides the verdict with margin; --full churns all
-    /// --iterations anyway. `repro run` always churns them all.
-    #[arg(long)]
-    pub full: bool,
-    /// Count the hash chain entries each window's probe lookup walks (proc_sys_compare calls, with a
-    /// kprobe event); needs CONFIG_KPROBE_EVENTS (Debian's kernels and repro's builds have it).
-    #[arg(long)]
-    pub chain_walk: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(after_help = "Example:\n  gcc -O2 -static -o churn-ref churn-ref.c\n  \
-repro exec --kernel 6.1 --include churn-ref -- /bin/churn-ref 2000")]
-pub struct ExecArgs {
-    #[command(flatten)]
-    pub vm: VmArgs,
-    /// Copy a static executable or file into the guest's /bin (HOST[:GUEST_PATH]); repeatable.
-    #[arg(long, value_name = "HOST[:GUEST]")]
-    pub include: Vec<String>,
-    /// Give up after this long.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Keep the console log and messages here [default: a temporary directory].
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-    /// The command to run in the guest, after `--`; its exit code becomes repro's.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -514,50 +311,9 @@ pub struct FetchArgs {
     pub cc: Option<String>,
 }
 
-/// Sizes as QEMU's -m reads them: a bare number is MiB, K/M/G/T suffixes
-/// (optionally followed by "iB" or "B") are binary. Hand-written because
-/// size crates read "2G" as 10^9 bytes, which is not what QEMU users mean.
-pub(crate) fn parse_size_mib(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}: write e.g. 2G, 1536M"))?;
-    let unit = unit.trim().to_ascii_uppercase();
-    let mib = match unit.trim_end_matches("IB").trim_end_matches('B') {
-        "" | "M" => n,
-        "K" => n / 1024.0,
-        "G" => n * 1024.0,
-        "T" => n * 1024.0 * 1024.0,
-        _ => return Err(format!("bad size unit in {s:?}: use K, M, G or T")),
-    };
-    if mib < 1.0 {
-        return Err(format!("size {s:?} is under 1 MiB"));
-    }
-    // QEMU's x86-64 guests top out at a few TiB; a guest bigger than the
-    // machine is refused by QEMU with a message that blames the kernel.
-    if !mib.is_finite() || mib > 4.0 * 1024.0 * 1024.0 {
-        return Err(format!("size {s:?} is more than 4T: give the guest what this machine has, e.g. 8G"));
-    }
-    Ok(mib.round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_binary_like_qemu() {
-        assert_eq!(parse_size_mib("2G"), Ok(2048));
-        assert_eq!(parse_size_mib("2GiB"), Ok(2048));
-        assert_eq!(parse_size_mib("1536M"), Ok(1536));
-        assert_eq!(parse_size_mib("512"), Ok(512));
-        assert_eq!(parse_size_mib("1.5g"), Ok(1536));
-        assert!(parse_size_mib("lots").is_err());
-        assert!(parse_size_mib("2X").is_err());
-        assert!(parse_size_mib("10K").is_err());
-        assert!(parse_size_mib("99999999999999999999T").is_err());
-        assert!(parse_size_mib("5T").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

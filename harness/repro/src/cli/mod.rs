@@ -2,6 +2,8 @@
 //! the exit code. One file per subcommand; their arguments are in [`args`].
 
 pub(crate) mod args;
+mod args_run;
+mod args_vm;
 mod bisect;
 mod check;
 mod exec;
@@ -11,6 +13,7 @@ mod kernels;
 mod matrix;
 mod report;
 mod requests;
+mod resume;
 mod run;
 mod watch;
 
@@ -41,6 +44,7 @@ pub fn main(cli: Cli) -> i32 {
 fn dispatch(command: Command, quiet: bool) -> i32 {
     let result = match command {
         Command::Run(args) => run::run(&args, quiet),
+        Command::Resume(args) => resume::run(&args, quiet),
         Command::Check(args) => check::check(&args, quiet),
         Command::Kernels(args) => kernels::kernels(&args),
         Command::Report(args) => report::report(&args),

@@ -2,8 +2,9 @@
 //! clap arguments (cli/args.rs) become the domain types the layers take,
 //! so nothing below cli/ sees clap.
 
-use crate::cli::args::{BisectArgs, ExecArgs, MatrixArgs, RunArgs, VmArgs, WatchArgs};
-use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
+use crate::cli::args::{BisectArgs, CheckpointArgs, ExecArgs, MatrixArgs, ResumeArgs, RunArgs, RunCommandArgs, VmArgs, WatchArgs};
+use crate::guest::checkpoint::CheckpointPolicy;
+use crate::guest::request::{ExecRequest, ResumeRequest, RunRequest, VmRequest};
 use crate::judge::bisect::BisectRequest;
 use crate::judge::matrix::MatrixRequest;
 use crate::kernel::spec::KernelSpec;
@@ -50,6 +51,31 @@ impl RunArgs {
             json: self.json,
             full: self.full,
             chain_walk: self.chain_walk,
+            checkpoint: CheckpointPolicy::default(),
+        }
+    }
+}
+
+impl CheckpointArgs {
+    pub fn policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy { every: self.checkpoint_every, stop_after: self.stop_after }
+    }
+}
+
+impl RunCommandArgs {
+    pub fn request(&self) -> RunRequest {
+        RunRequest { checkpoint: self.checkpoint.policy(), ..self.run.request() }
+    }
+}
+
+impl ResumeArgs {
+    pub fn request(&self) -> ResumeRequest {
+        ResumeRequest {
+            dir: self.dir.clone(),
+            checkpoint: self.checkpoint.policy(),
+            timeout: self.timeout,
+            stall_timeout: self.stall_timeout,
+            json: self.json,
         }
     }
 }

@@ -3,11 +3,12 @@
 use anyhow::Result;
 use repro_proto::exit_codes;
 
-use crate::cli::args::RunArgs;
+use crate::cli::args::RunCommandArgs;
 use crate::guest::execute::execute;
 
-/// `repro run`: exit 0 when the run completed, else the error's code.
-pub(super) fn run(args: &RunArgs, quiet: bool) -> Result<i32> {
+/// `repro run`: exit 0 when the run completed, else the error's code (75
+/// when it saved its guest and stopped, as asked).
+pub(super) fn run(args: &RunCommandArgs, quiet: bool) -> Result<i32> {
     let done = execute(&args.request(), quiet, None)?;
     match done.error {
         Some(e) => Err(e),

@@ -130,7 +130,8 @@ pub(crate) async fn boot(
     work: &Path,
     rec: &mut Recorder,
     progress: &Progress,
-) -> Result<session::Started> {
+    checkpointing: bool,
+) -> Result<(session::Started, VmSpec)> {
     let (mut accels, mut fallback_reason) = vm_args.accel.plan();
     let memo = crate::guest::kvm_memo::KvmMemo::new(
         &vm_args.cache.root,
@@ -163,6 +164,8 @@ pub(crate) async fn boot(
             cmdline: qemu::kernel_cmdline(&vm_args.append),
             console_log: console,
             proto_socket: work.join("proto.sock"),
+            qmp_socket: checkpointing.then(|| work.join("qmp.sock")),
+            incoming: false,
         };
         let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
         progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
@@ -177,7 +180,7 @@ pub(crate) async fn boot(
                 rec.summary.accel_fallback_reason = fallback_reason;
                 rec.record(&started.hello)?;
                 log_hello(&started.hello, accel.as_str(), progress);
-                return Ok(started);
+                return Ok((started, spec));
             }
             Err(StartFailure::Interrupted) => {
                 return Err(fail(Kind::Interrupted, "interrupted while booting the guest; nothing was recorded yet"))

@@ -12,6 +12,7 @@ use repro_proto::{AgentMode, Backend, Churn, Job, Scenario, Summary, Task, JOB_F
 use crate::error::{fail, Kind};
 use crate::guest::boot::Vm;
 use crate::guest::boot::{self, agent_path};
+use crate::guest::checkpoint::{CheckpointPolicy, Checkpointer};
 use crate::guest::initramfs::Entry;
 use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
 use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
@@ -64,6 +65,13 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
         (None, Some(first)) => args.window().min(first / u64::from(scenario.verdict.min_windows.max(1))).max(1),
         _ => args.window(),
     };
+    // A checkpointed run pauses at every window: the rounds it may save at.
+    let (first_round, round_step) = if args.checkpoint.is_on() {
+        checkpointable(args, &scenario, early.is_some())?;
+        (Some(window).filter(|w| *w < args.iterations), Some(window))
+    } else {
+        (first_round, None)
+    };
     // Every window is a message, a line of samples.jsonl and a rewrite of
     // summary.json: their number is bounded, whatever the run's length.
     if args.iterations / window > MAX_WINDOWS {
@@ -93,6 +101,7 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
             load_modules: Vec::new(),
             count_chain: args.chain_walk,
             first_round,
+            round_step,
         })),
     };
     let agent = agent_path()?;
@@ -117,9 +126,29 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     tracing::info!("run directory {}", run_dir.display());
     let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
     let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
-    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, rt);
+    let checkpoint = Some(args.checkpoint).filter(CheckpointPolicy::is_on);
+    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, rt, checkpoint);
     progress.finish();
     finish(&mut rec, outcome, args.json)
+}
+
+/// Checkpoints are taken at rounds, on a QEMU guest, in a run that churns
+/// to the end: refused (exit 2) where that does not hold.
+fn checkpointable(args: &RunRequest, scenario: &Scenario, judged: bool) -> Result<()> {
+    let refuse = |why: &str| fail(Kind::Usage, format!("--checkpoint-every and --stop-after {why}"));
+    if judged {
+        return Err(refuse("belong to `repro run`: check, bisect and matrix stop at the first round that decides"));
+    }
+    if args.backend != Backend::Qemu {
+        return Err(refuse("save a QEMU guest; the host backend has none to save"));
+    }
+    if !scenario.pauses_in_rounds() {
+        return Err(refuse(&format!(
+            "need a scenario that pauses in rounds, and {} holds fds or drops caches on a schedule; run it without them",
+            scenario.name
+        )));
+    }
+    Ok(())
 }
 
 /// The kernel modules a churn needs in the initramfs: those the scenario
@@ -166,13 +195,23 @@ fn in_guest(
     progress: &mut Progress,
     limits: &StreamLimits,
     rt: &tokio::runtime::Runtime,
+    checkpoint: Option<CheckpointPolicy>,
 ) -> Result<()> {
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
     let initrd = boot::write_initramfs(work.path(), agent, job, extra)?;
     rt.block_on(async {
-        let mut started = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress).await?;
-        let r = session::stream(&mut started.agent, rec, progress, limits).await;
+        let (mut started, spec) = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress, checkpoint.is_some()).await?;
+        let mut cp = match (checkpoint, &spec.qmp_socket) {
+            (Some(policy), Some(socket)) => {
+                let qemu_version = rec.summary.provenance.qemu_version.clone().unwrap_or_default();
+                let mut cp = Checkpointer::new(policy, &spec, &vm.image.sha256, &qemu_version, limits.stall);
+                cp.attach(socket)?;
+                Some(cp)
+            }
+            _ => None,
+        };
+        let r = session::stream(&mut started.agent, rec, progress, limits, cp.as_mut()).await;
         // The agent powers the guest off after Done.
         if r.is_ok() && started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
             tracing::warn!("the guest did not power off within 30s; QEMU was killed");
@@ -208,7 +247,7 @@ pub(crate) fn exec(args: &ExecRequest) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut progress = Progress::new(0, "", true);
     let limits = StreamLimits::new(args.timeout, Some(args.timeout));
-    let outcome = in_guest(&args.vm, &vm, &agent, &job, extra, &mut rec, &mut progress, &limits, &rt);
+    let outcome = in_guest(&args.vm, &vm, &agent, &job, extra, &mut rec, &mut progress, &limits, &rt, None);
     rec.finish(outcome.as_ref().err().map(run_error))?;
     outcome?;
     tracing::debug!("guest ran on {} ({})", rec.summary.kernel.release.as_deref().unwrap_or("?"), rec.summary.ran_on());
@@ -249,7 +288,7 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
         rec.record(&started.hello)?;
         boot::log_hello(&started.hello, "host", &progress);
         let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits).await;
+        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, None).await;
         started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
         r
     });
@@ -258,7 +297,7 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
 }
 
 /// Record how the run ended, print the result, and pick the exit code.
-fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finished> {
+pub(crate) fn finish(rec: &mut Recorder, outcome: Result<()>, json: bool) -> Result<Finished> {
     let saved = rec.finish(outcome.as_ref().err().map(run_error));
     let s = &rec.summary;
     if json {

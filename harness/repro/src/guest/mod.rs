@@ -3,6 +3,7 @@
 //! answered, one run executed end to end.
 
 pub(crate) mod boot;
+pub(crate) mod checkpoint;
 pub(crate) mod execute;
 pub(crate) mod guard;
 pub(crate) mod initramfs;
@@ -10,4 +11,5 @@ pub(crate) mod kvm_memo;
 pub(crate) mod lines;
 pub(crate) mod qemu;
 pub(crate) mod request;
+pub(crate) mod resume;
 pub(crate) mod session;

@@ -48,6 +48,10 @@ pub(crate) struct VmSpec {
     pub cmdline: String,
     pub console_log: PathBuf,
     pub proto_socket: PathBuf,
+    /// QEMU's machine protocol, for a run that saves checkpoints.
+    pub qmp_socket: Option<PathBuf>,
+    /// Start paused, waiting for a saved state (`repro resume`).
+    pub incoming: bool,
 }
 
 /// No default devices, no display, no monitor; exit instead of rebooting.
@@ -143,8 +147,22 @@ pub(crate) fn command_args(spec: &VmSpec) -> Vec<OsString> {
         machine_args(spec.cpus, spec.memory_mib),
         boot_args(&spec.kernel, &spec.initrd, &spec.cmdline),
         serial_args(&spec.console_log, &spec.proto_socket),
+        spec.qmp_socket.as_deref().map(qmp_args).unwrap_or_default(),
+        if spec.incoming { incoming_args() } else { Vec::new() },
     ]
     .concat()
+}
+
+/// QEMU's machine protocol on a Unix socket QEMU listens on: how a
+/// checkpointed run stops the guest and saves it.
+pub(crate) fn qmp_args(socket: &Path) -> Vec<OsString> {
+    vec!["-qmp".into(), append(option("unix:", socket), ",server=on,wait=off")]
+}
+
+/// Start with the guest's state to come over the machine protocol
+/// (`migrate-incoming`), not by booting.
+pub(crate) fn incoming_args() -> Vec<OsString> {
+    args(&["-incoming", "defer"])
 }
 
 /// `-L DIR` for each data directory, searched before the built-in ones.
@@ -275,7 +293,21 @@ mod tests {
             cmdline: kernel_cmdline(""),
             console_log: "/r/console.log".into(),
             proto_socket: "/t/proto.sock".into(),
+            qmp_socket: None,
+            incoming: false,
         }
+    }
+
+    #[test]
+    fn a_checkpointed_guest_gets_a_qmp_socket_and_a_resumed_one_waits_for_its_state() {
+        let plain = command_args(&spec(Accel::Tcg));
+        assert!(!plain.iter().any(|a| a == "-qmp" || a == "-incoming"));
+        let mut s = spec(Accel::Tcg);
+        s.qmp_socket = Some("/t/a,b/qmp.sock".into());
+        s.incoming = true;
+        let argv = command_args(&s);
+        assert_eq!(after(&argv, "-qmp"), ["unix:/t/a,,b/qmp.sock,server=on,wait=off"]);
+        assert_eq!(after(&argv, "-incoming"), ["defer"]);
     }
 
     fn after<'a>(v: &'a [OsString], flag: &str) -> Vec<&'a str> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use repro_proto::Backend;
 
+use crate::guest::checkpoint::CheckpointPolicy;
 use crate::guest::qemu::AccelChoice;
 use crate::kernel::cache::Cache;
 use crate::kernel::spec::KernelSpec;
@@ -50,6 +51,8 @@ pub struct RunRequest {
     /// Churn every iteration even where a round decides the verdict.
     pub full: bool,
     pub chain_walk: bool,
+    /// When to save the guest (`repro run` only; none by default).
+    pub checkpoint: CheckpointPolicy,
 }
 
 impl RunRequest {
@@ -75,6 +78,17 @@ impl RunRequest {
             Backend::Qemu => self.vm.kernel.slug(),
         }
     }
+}
+
+/// `repro resume`: a checkpointed run continued.
+#[derive(Debug, Clone)]
+pub struct ResumeRequest {
+    pub dir: PathBuf,
+    pub checkpoint: CheckpointPolicy,
+    pub timeout: Option<Duration>,
+    /// None: the stall timeout the run was started with.
+    pub stall_timeout: Option<Duration>,
+    pub json: bool,
 }
 
 /// One command in a guest (`repro exec`).

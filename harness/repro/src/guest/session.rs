@@ -17,6 +17,7 @@ use tokio::process::Command;
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::{fail, Kind};
+use crate::guest::checkpoint::{AtRound, Checkpointer};
 pub(crate) use crate::guest::guard::{read_lossy, starved_by_the_host, Guard};
 use crate::guest::lines::{Line, Lines};
 use crate::guest::qemu::{self, VmSpec};
@@ -59,9 +60,21 @@ pub(crate) struct Started {
 
 /// Boot QEMU and wait for the agent's hello within `deadline`.
 pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
+    let until = Instant::now() + deadline;
+    let agent = spawn_qemu(spec, run_dir, until, deadline).await?;
+    await_hello(agent, until, deadline, spec.accel.as_str()).await
+}
+
+/// Start QEMU and accept its serial connection to the agent: a booting
+/// guest (whose agent will say hello) or one waiting for a saved state.
+pub(crate) async fn spawn_qemu(spec: &VmSpec, run_dir: &Path, until: Instant, deadline: Duration) -> Result<Agent, StartFailure> {
     let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
-    let stderr =
-        std::fs::File::create(&stderr_log).with_context(|| format!("creating {}", stderr_log.display())).map_err(StartFailure::Other)?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_log)
+        .with_context(|| format!("creating {}", stderr_log.display()))
+        .map_err(StartFailure::Other)?;
     let _ = std::fs::remove_file(&spec.proto_socket);
     let listener = UnixListener::bind(&spec.proto_socket)
         .with_context(|| format!("listening on {}", spec.proto_socket.display()))
@@ -75,7 +88,6 @@ pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration
     crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
     let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
     let mut guard = Guard::qemu(child, stderr_log, spec.console_log.clone());
-    let until = Instant::now() + deadline;
     let accel = spec.accel.as_str();
     let stream = tokio::select! {
         r = listener.accept() => r.map(|(s, _)| s).context("accepting QEMU's serial connection").map_err(StartFailure::Other),
@@ -83,16 +95,16 @@ pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration
         _ = sleep_until(until) => Err(StartFailure::Deadline(format!("QEMU ({accel}) did not connect its serial port within {deadline:?}"))),
         _ = crate::interrupt::raised() => Err(StartFailure::Interrupted),
     };
-    let stream = match stream {
-        Ok(s) => s,
+    match stream {
+        Ok(s) => {
+            let (read, write) = s.into_split();
+            Ok(Agent::new(guard, Box::new(read), Some(Box::new(write))))
+        }
         Err(f) => {
             guard.stop().await;
-            return Err(f);
+            Err(f)
         }
-    };
-    let (read, write) = stream.into_split();
-    let agent = Agent::new(guard, Box::new(read), Some(Box::new(write)));
-    await_hello(agent, until, deadline, accel).await
+    }
 }
 
 /// Start the agent on the host's own kernel.
@@ -163,7 +175,7 @@ impl Agent {
     }
 
     /// Write one host message back to the agent.
-    async fn answer(&mut self, msg: HostMessage) {
+    pub(crate) async fn answer(&mut self, msg: HostMessage) {
         if let Some(w) = &mut self.ack {
             if let Err(e) = w.write_all(msg.line().as_bytes()).await.and(w.flush().await) {
                 tracing::debug!("could not send {msg:?} to the agent: {e}");
@@ -194,12 +206,25 @@ impl StreamLimits {
     }
 }
 
+/// How long a checkpointed run asked to stop waits for its next round (to
+/// save there) before it stops without saving; the last checkpoint stays.
+const CHECKPOINT_GRACE: Duration = Duration::from_secs(300);
+
 /// Stream messages into the recorder until the agent says Done. Every other
 /// ending is an error of the matching kind; the recorder has kept all that
-/// arrived before it.
-pub(crate) async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut Progress, limits: &StreamLimits) -> Result<()> {
+/// arrived before it. With a [`Checkpointer`], rounds save the guest as its
+/// policy says, and a signal saves at the next round and stops.
+pub(crate) async fn stream(
+    agent: &mut Agent,
+    rec: &mut Recorder,
+    progress: &mut Progress,
+    limits: &StreamLimits,
+    mut checkpoint: Option<&mut Checkpointer>,
+) -> Result<()> {
     let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
     let overall = limits.overall.unwrap_or(far);
+    // Set once a signal asked a checkpointed run to save and stop.
+    let mut grace_until: Option<Instant> = None;
     loop {
         let stall_at = Instant::now() + limits.stall;
         let line = tokio::select! {
@@ -217,11 +242,25 @@ pub(crate) async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut
                     "the run exceeded --timeout at iteration {} of {}; the windows so far are kept. Raise --timeout or lower --iterations",
                     rec.summary.iterations_done, rec.summary.iterations_requested)));
             }
-            _ = crate::interrupt::raised() => {
+            _ = crate::interrupt::raised(), if grace_until.is_none() => {
+                if let Some(cp) = checkpoint.as_deref_mut().filter(|_| !crate::interrupt::by_closed_stdout()) {
+                    cp.stop_requested = true;
+                    grace_until = Some(Instant::now() + CHECKPOINT_GRACE);
+                    tracing::warn!("{}: saving the guest at the next round (waiting up to {CHECKPOINT_GRACE:?}), then stopping", crate::interrupt::why());
+                    continue;
+                }
                 agent.guard.stop().await;
                 return Err(fail(Kind::Interrupted, format!(
                     "{} at iteration {} of {}; the windows recorded so far are kept",
                     crate::interrupt::why(), rec.summary.iterations_done, rec.summary.iterations_requested)));
+            }
+            _ = sleep_until(grace_until.unwrap_or(far)), if grace_until.is_some() => {
+                agent.guard.stop().await;
+                return Err(fail(Kind::Interrupted, format!(
+                    "{} at iteration {}, and no round came within {CHECKPOINT_GRACE:?} to save at; the windows so far are kept, and \
+                     the last checkpoint ({}) is where `repro resume {}` goes on from",
+                    crate::interrupt::why(), rec.summary.iterations_done,
+                    rec.summary.checkpoints.last().map_or("none".into(), |c| format!("iteration {}", c.iteration)), rec.dir.display())));
             }
         };
         let text = match line.context("reading the agent's messages")? {
@@ -247,6 +286,30 @@ pub(crate) async fn stream(agent: &mut Agent, rec: &mut Recorder, progress: &mut
         match &msg {
             Message::Round(s) => {
                 let stop = limits.early.is_some_and(|decided| decided(&rec.summary, s));
+                if let Some(cp) = checkpoint.as_deref_mut().filter(|_| !stop) {
+                    let at = cp.at_round();
+                    if at != AtRound::GoOn {
+                        progress.status(&format!("saving the guest at iteration {}", s.window.iteration));
+                        // Blocking, on purpose: the guest is stopped and nothing else is due.
+                        let saved = cp.save(rec, at == AtRound::SaveAndStop);
+                        if let Err(e) = saved {
+                            agent.guard.stop().await;
+                            return Err(e.context(format!("checkpoint at iteration {}", s.window.iteration)));
+                        }
+                        if at == AtRound::SaveAndStop {
+                            agent.guard.stop().await;
+                            return Err(fail(
+                                Kind::Checkpointed,
+                                format!(
+                                    "saved the guest at iteration {} of {} and stopped, as asked; `repro resume {}` goes on from there",
+                                    s.window.iteration,
+                                    rec.summary.iterations_requested,
+                                    rec.dir.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
                 rec.round_answered(stop)?;
                 agent.answer(if stop { HostMessage::Stop } else { HostMessage::Continue }).await;
                 let residual = rec.summary.rounds.last().and_then(|r| r.residual.as_ref()).map(|r| r.per_iteration);

@@ -142,6 +142,49 @@ impl Recorder {
         Ok(r)
     }
 
+    /// Reopen a run directory to go on recording (`repro resume`): the
+    /// summary as it stood at the checkpoint, and samples.jsonl cut back to
+    /// its length then, so that what came after the save (and is about to
+    /// come again) is neither lost nor kept twice.
+    pub(crate) fn reopen(dir: &Path, summary: Summary, samples_bytes: u64) -> Result<Recorder> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(SAMPLES);
+        let samples = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("opening {} to go on recording", path.display()))?;
+        let len = samples.metadata()?.len();
+        if len < samples_bytes {
+            return Err(crate::error::fail(
+                crate::error::Kind::Usage,
+                format!(
+                    "{} holds {len} bytes, fewer than the {samples_bytes} it held at the checkpoint: the run directory was changed \
+                     and cannot be resumed",
+                    path.display()
+                ),
+            ));
+        }
+        samples.set_len(samples_bytes)?;
+        let mut samples = BufWriter::new(samples);
+        std::io::Seek::seek(&mut samples, std::io::SeekFrom::End(0))?;
+        let started = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs_f64(summary.duration_s.max(0.0)))
+            .unwrap_or_else(std::time::Instant::now);
+        let mut r = Recorder {
+            dir: dir.to_path_buf(),
+            samples,
+            summary,
+            started,
+            written: std::time::Instant::now(),
+            done: false,
+            exec_exit: None,
+            clock: Clock::default(),
+        };
+        r.write_summary()?;
+        Ok(r)
+    }
+
     /// What a message may not say at this point of the stream: the agent is
     /// outside data, and a stream that contradicts itself is no run.
     pub(crate) fn violation(&self, msg: &Message) -> Option<String> {

@@ -62,6 +62,7 @@ pub(crate) fn new_summary(
         residual: None,
         duration_s: 0.0,
         rounds: Vec::new(),
+        checkpoints: Vec::new(),
         stopped_early: false,
         projection: None,
     }

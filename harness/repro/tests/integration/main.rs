@@ -8,6 +8,7 @@ mod helpers;
 mod bisect;
 mod build;
 mod check;
+mod checkpoint;
 mod cli;
 mod e2e;
 mod eras;

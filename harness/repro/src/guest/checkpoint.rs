@@ -1,0 +1,424 @@
+//! Checkpoints: a run's guest saved whole at a round's pause, so that a
+//! churn too long for one process, host or CI job (800,000 namespaces on a
+//! kernel with the bug) goes on in another.
+//!
+//! At a round the agent has sent everything up to its `Round` and waits for
+//! the host's answer, so the stream is at a line boundary and nothing is in
+//! flight. There repro stops the guest over QEMU's machine protocol, has
+//! QEMU migrate it into a gzip file in the run directory, and writes what a
+//! resume needs beside it (`checkpoint/state.json`): the QEMU, accelerator,
+//! CPU model, memory, kernel image and initramfs that must be the same, and
+//! the length of samples.jsonl and the summary as they stood. `repro
+//! resume DIR` checks all of it, starts the same QEMU waiting for the state,
+//! loads it, and answers the round: the stream goes on where it stopped.
+//! The guest's clocks stop with the VM, so the gap is not in its windows.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use qapi::qmp;
+use repro_proto::{Accel, Checkpoint, Summary};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{fail, Kind};
+use crate::guest::qemu::VmSpec;
+use crate::run::record::{Recorder, SAMPLES};
+
+/// The checkpoint's folder in the run directory.
+pub(crate) const DIR: &str = "checkpoint";
+const STATE: &str = "state.json";
+const INITRD: &str = "initramfs.cpio";
+const STATE_FORMAT: u32 = 1;
+/// The longest a save or a restore may take (a 10 GiB guest through gzip
+/// takes minutes, not an hour).
+const MIGRATION_BOUND: Duration = Duration::from_secs(3600);
+
+/// When a run saves its guest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckpointPolicy {
+    /// Save at the first round this long after the last save (or the start).
+    pub every: Option<Duration>,
+    /// Save and stop at the first round this long after the start: a job
+    /// that hands the run on before its time limit.
+    pub stop_after: Option<Duration>,
+}
+
+impl CheckpointPolicy {
+    /// Whether the run saves at all.
+    pub fn is_on(&self) -> bool {
+        self.every.is_some() || self.stop_after.is_some()
+    }
+}
+
+/// What a resume needs to start the same machine, and to check that it is
+/// the same: written by repro, and still checked before it is trusted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SavedVm {
+    pub format_version: u32,
+    pub qemu: PathBuf,
+    /// `qemu --version`: migration needs the same QEMU on both sides.
+    pub qemu_version: String,
+    pub data_dirs: Vec<PathBuf>,
+    pub accel: Accel,
+    pub kvm_cpu: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub kernel: PathBuf,
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
+    pub cmdline: String,
+    /// The guest state file, in the checkpoint folder (named by iteration:
+    /// a new save never overwrites the one this state points at).
+    pub state_file: String,
+    /// The summary as it stood at the save, beside it: a resume starts from it.
+    pub summary_file: String,
+    pub iteration: u64,
+    /// samples.jsonl's length at the save: a resume cuts what came after.
+    pub samples_bytes: u64,
+    pub stall_timeout_s: f64,
+}
+
+impl SavedVm {
+    /// The state at `dir`'s checkpoint, checked against this machine: the
+    /// same QEMU, kernel image and initramfs, and an accelerator it has.
+    pub(crate) fn read(run_dir: &Path) -> Result<(SavedVm, Summary)> {
+        let cp = run_dir.join(DIR);
+        let path = cp.join(STATE);
+        if !path.exists() {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "{} has no checkpoint ({} is missing): only a run started with --checkpoint-every or --stop-after \
+                     that saved at least once can be resumed",
+                    run_dir.display(),
+                    path.display()
+                ),
+            ));
+        }
+        let now = crate::input::Input::Summary.read_text(&run_dir.join(crate::run::record::SUMMARY))?;
+        if serde_json::from_str::<Summary>(&now).is_ok_and(|s| s.complete) {
+            bail!(fail(Kind::Usage, format!("the run in {} is complete: there is nothing to resume", run_dir.display())));
+        }
+        let text = crate::input::Input::Checkpoint.read_text(&path)?;
+        let saved: SavedVm = serde_json::from_str(&text).map_err(|e| {
+            fail(Kind::Usage, format!("{} is not a checkpoint state repro wrote ({e}); the run cannot be resumed", path.display()))
+        })?;
+        if saved.format_version != STATE_FORMAT {
+            bail!(fail(
+                Kind::Usage,
+                format!(
+                    "{} is in checkpoint format {}, this repro reads {STATE_FORMAT}: resume it with the repro that saved it",
+                    path.display(),
+                    saved.format_version
+                )
+            ));
+        }
+        if !valid_name(&saved.summary_file) {
+            bail!(fail(Kind::Usage, format!("{}: {:?} is not a file name repro writes", path.display(), saved.summary_file)));
+        }
+        let summary_path = cp.join(&saved.summary_file);
+        let summary_text = crate::input::Input::Summary.read_text(&summary_path)?;
+        let summary: Summary = serde_json::from_str(&summary_text)
+            .map_err(|e| fail(Kind::Usage, format!("{}: not a summary ({e})", summary_path.display())))?;
+        saved.check(run_dir, &summary)?;
+        Ok((saved, summary))
+    }
+
+    /// Everything that must match for QEMU to load the state, each refused
+    /// with what differs and what to do.
+    fn check(&self, run_dir: &Path, summary: &Summary) -> Result<()> {
+        let mismatch = |what: String| fail(Kind::Usage, format!("cannot resume {}: {what}", run_dir.display()));
+        if summary.windows.last().map_or(0, |w| w.iteration) > self.iteration || summary.complete {
+            return Err(mismatch("its saved summary is past the checkpoint, or complete: the folder was changed".into()));
+        }
+        if !valid_name(&self.state_file) || !run_dir.join(DIR).join(&self.state_file).is_file() {
+            return Err(mismatch(format!("the guest state file {:?} is missing from {DIR}/", self.state_file)));
+        }
+        let have = crate::guest::qemu::version(&self.qemu);
+        if have.as_deref() != Some(self.qemu_version.as_str()) {
+            return Err(mismatch(format!(
+                "it was saved by {} ({}), and that QEMU is {} here; QEMU loads only a state saved by the same version: \
+                 install it at the same path",
+                self.qemu.display(),
+                self.qemu_version,
+                have.map_or("missing".into(), |v| format!("now {v:?}"))
+            )));
+        }
+        for (what, path, want) in
+            [("kernel image", &self.kernel, &self.kernel_sha256), ("initramfs", &run_dir.join(DIR).join(INITRD), &self.initrd_sha256)]
+        {
+            let got = crate::kernel::cache::sha256_file(path).ok();
+            if got.as_deref() != Some(want.as_str()) {
+                return Err(mismatch(format!(
+                    "the {what} {} is {} (the guest's memory holds the one with sha256 {want}); restore that file",
+                    path.display(),
+                    if got.is_some() { "a different file now" } else { "gone" }
+                )));
+            }
+        }
+        if self.accel == Accel::Kvm {
+            crate::guest::qemu::kvm_device_usable().map_err(|why| {
+                mismatch(format!(
+                    "it was saved under KVM, and {why}; a KVM guest's state resumes only under KVM, with CPU model {}",
+                    self.kvm_cpu
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The machine to start, waiting for this state.
+    pub(crate) fn spec(&self, run_dir: &Path, work: &Path) -> VmSpec {
+        VmSpec {
+            qemu: self.qemu.clone(),
+            data_dirs: self.data_dirs.clone(),
+            accel: self.accel,
+            kvm_cpu: self.kvm_cpu.clone(),
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            kernel: self.kernel.clone(),
+            initrd: run_dir.join(DIR).join(INITRD),
+            cmdline: self.cmdline.clone(),
+            console_log: run_dir.join(crate::run::record::CONSOLE),
+            proto_socket: work.join("proto.sock"),
+            qmp_socket: Some(work.join("qmp.sock")),
+            incoming: true,
+        }
+    }
+
+    pub(crate) fn state_path(&self, run_dir: &Path) -> PathBuf {
+        run_dir.join(DIR).join(&self.state_file)
+    }
+}
+
+/// A file name repro writes in the checkpoint folder: no path in it.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && !name.starts_with('.')
+}
+
+/// `path` as one word of `sh -c`, for QEMU's `exec:` migration.
+fn sh_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// A connection to QEMU's machine protocol.
+pub(crate) struct Qmp {
+    inner: qapi::Qmp<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>>,
+}
+
+impl Qmp {
+    pub(crate) fn connect(socket: &Path) -> Result<Qmp> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(socket) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => return Err(e).with_context(|| format!("connecting to QMP at {}", socket.display())),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut inner = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(stream.try_clone()?), stream));
+        inner.handshake().context("QMP handshake")?;
+        Ok(Qmp { inner })
+    }
+
+    fn run<C: qapi::Command>(&mut self, c: &C) -> Result<C::Ok> {
+        self.inner.execute(c).with_context(|| format!("QMP {}", C::NAME))
+    }
+
+    /// Poll QEMU's migration until it ends; its error if it failed.
+    fn await_migration(&mut self, what: &str) -> Result<()> {
+        let until = Instant::now() + MIGRATION_BOUND;
+        loop {
+            let info = self.run(&qmp::query_migrate {})?;
+            match info.status {
+                Some(qmp::MigrationStatus::completed) => return Ok(()),
+                Some(qmp::MigrationStatus::failed | qmp::MigrationStatus::cancelled) => {
+                    bail!("QEMU's {what} failed: {}", info.error_desc.unwrap_or_else(|| "no reason given".into()))
+                }
+                _ if Instant::now() > until => bail!("QEMU's {what} did not end within {MIGRATION_BOUND:?}"),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Stop the guest and save its whole state to `file` (gzip).
+    fn save(&mut self, file: &Path) -> Result<()> {
+        self.run(&qmp::stop {})?;
+        let uri = format!("exec:gzip -1 -c > {}", sh_quote(file));
+        self.run(&qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None })?;
+        self.await_migration("save")
+    }
+
+    /// Load a saved state into a QEMU started with `-incoming defer`; the
+    /// guest stays paused until [`Qmp::cont`].
+    pub(crate) fn restore(&mut self, file: &Path) -> Result<()> {
+        let uri = format!("exec:gzip -dc {}", sh_quote(file));
+        self.run(&qmp::migrate_incoming { uri: Some(uri), channels: None, exit_on_error: None })?;
+        let until = Instant::now() + MIGRATION_BOUND;
+        loop {
+            let st = self.run(&qmp::query_status {})?;
+            match st.status {
+                qmp::RunState::inmigrate if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+                qmp::RunState::inmigrate => bail!("QEMU did not load the saved state within {MIGRATION_BOUND:?}"),
+                _ => break,
+            }
+        }
+        self.await_migration("restore")
+    }
+
+    pub(crate) fn cont(&mut self) -> Result<()> {
+        self.run(&qmp::cont {}).map(drop)
+    }
+}
+
+/// What the stream does at a round, by the policy and any signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AtRound {
+    GoOn,
+    Save,
+    SaveAndStop,
+}
+
+/// A run's checkpoints: the policy, the QEMU to save, and what the saved
+/// state must say about it.
+pub(crate) struct Checkpointer {
+    policy: CheckpointPolicy,
+    began: Instant,
+    last: Instant,
+    /// A signal asked the run to stop: save at the next round, then stop.
+    pub stop_requested: bool,
+    qmp: Option<Qmp>,
+    template: SavedVm,
+    initrd: PathBuf,
+}
+
+impl Checkpointer {
+    /// For the guest `spec` (with its QMP socket), which booted `initrd`.
+    pub(crate) fn new(policy: CheckpointPolicy, spec: &VmSpec, kernel_sha256: &str, qemu_version: &str, stall: Duration) -> Checkpointer {
+        Checkpointer {
+            policy,
+            began: Instant::now(),
+            last: Instant::now(),
+            stop_requested: false,
+            qmp: None,
+            initrd: spec.initrd.clone(),
+            template: SavedVm {
+                format_version: STATE_FORMAT,
+                qemu: spec.qemu.clone(),
+                qemu_version: qemu_version.to_string(),
+                data_dirs: spec.data_dirs.clone(),
+                accel: spec.accel,
+                kvm_cpu: spec.kvm_cpu.clone(),
+                cpus: spec.cpus,
+                memory_mib: spec.memory_mib,
+                kernel: spec.kernel.clone(),
+                kernel_sha256: kernel_sha256.to_string(),
+                initrd_sha256: String::new(),
+                cmdline: spec.cmdline.clone(),
+                state_file: String::new(),
+                summary_file: String::new(),
+                iteration: 0,
+                samples_bytes: 0,
+                stall_timeout_s: stall.as_secs_f64(),
+            },
+        }
+    }
+
+    /// A resumed run's checkpointer: the QEMU it restored, the state it came from.
+    pub(crate) fn resumed(policy: CheckpointPolicy, saved: &SavedVm, qmp: Qmp, run_dir: &Path) -> Checkpointer {
+        Checkpointer {
+            policy,
+            began: Instant::now(),
+            last: Instant::now(),
+            stop_requested: false,
+            qmp: Some(qmp),
+            initrd: run_dir.join(DIR).join(INITRD),
+            template: saved.clone(),
+        }
+    }
+
+    /// Connect to the guest's QEMU (after it booted).
+    pub(crate) fn attach(&mut self, qmp_socket: &Path) -> Result<()> {
+        self.qmp = Some(Qmp::connect(qmp_socket)?);
+        Ok(())
+    }
+
+    pub(crate) fn at_round(&self) -> AtRound {
+        let now = Instant::now();
+        let stop = self.stop_requested || self.policy.stop_after.is_some_and(|d| now.duration_since(self.began) >= d);
+        if stop {
+            AtRound::SaveAndStop
+        } else if self.policy.every.is_some_and(|d| now.duration_since(self.last) >= d) {
+            AtRound::Save
+        } else {
+            AtRound::GoOn
+        }
+    }
+
+    /// Save the guest at this round into the run directory; the guest stays
+    /// stopped if `stop`, else runs on. The summary (with this checkpoint)
+    /// is written first, so that state, summary and samples agree.
+    pub(crate) fn save(&mut self, rec: &mut Recorder, stop: bool) -> Result<()> {
+        let qmp = self.qmp.as_mut().context("no QMP connection to the guest's QEMU")?;
+        let dir = rec.dir.join(DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let initrd = dir.join(INITRD);
+        if initrd != self.initrd || !initrd.exists() {
+            std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
+            self.initrd = initrd.clone();
+        }
+        let iteration = rec.summary.rounds.last().map_or(rec.summary.iterations_done, |r| r.iteration);
+        let name = format!("vm-{iteration}.gz");
+        let file = dir.join(&name);
+        let t0 = Instant::now();
+        qmp.save(&file).with_context(|| format!("saving the guest to {}", file.display()))?;
+        let save_s = t0.elapsed().as_secs_f64();
+        let state_bytes = std::fs::metadata(&file)?.len();
+        rec.summary.checkpoints.push(Checkpoint {
+            iteration,
+            saved_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            state_bytes,
+            save_s,
+            restore_s: None,
+            stopped: stop,
+        });
+        rec.write_summary()?;
+        let summary_file = format!("summary-{iteration}.json");
+        crate::atomic::write_json(&dir.join(&summary_file), &rec.summary)?;
+        let previous = [std::mem::take(&mut self.template.state_file), std::mem::take(&mut self.template.summary_file)];
+        self.template.state_file = name;
+        self.template.summary_file = summary_file;
+        self.template.iteration = iteration;
+        self.template.samples_bytes = std::fs::metadata(rec.dir.join(SAMPLES))?.len();
+        self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
+        crate::atomic::write_json(&dir.join(STATE), &self.template)?;
+        // The state now points at the new files; the old ones can go.
+        for old in previous.iter().filter(|o| !o.is_empty() && **o != self.template.state_file && **o != self.template.summary_file) {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        tracing::info!("checkpoint at iteration {iteration}: {} MiB in {save_s:.1}s ({})", state_bytes >> 20, file.display());
+        self.last = Instant::now();
+        if !stop {
+            qmp.cont()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_reach_the_shell_as_one_word_and_state_files_are_plain_names() {
+        assert_eq!(sh_quote(Path::new("/r/it's here/vm-1.gz")), r"'/r/it'\''s here/vm-1.gz'");
+        assert!(valid_name("vm-3000.gz"));
+        for bad in ["", "../summary.json", "a/b", ".hidden", "vm 1.gz"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

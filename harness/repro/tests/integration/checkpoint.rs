@@ -1,0 +1,102 @@
+//! Checkpoints: a run on a kernel with the bug saved and resumed twice,
+//! each time in a new process, against the same run straight through.
+
+use std::path::Path;
+
+use repro_proto::exit_codes;
+
+use crate::helpers::*;
+
+const N: &str = "1200";
+const WINDOW: &str = "100";
+
+fn run(args: &[&str], out: &Path) -> (Option<i32>, String) {
+    let o = repro()
+        .args(["run", "-q", "--kernel", "6.1-noprune", "--accel", "tcg", "-n", N, "--window", WINDOW])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    (o.status.code(), stderr_of(&o))
+}
+
+fn resume(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let o = repro().args(["resume", "-q"]).arg(dir).args(args).output().unwrap();
+    (o.status.code(), stderr_of(&o))
+}
+
+#[test]
+fn a_run_saved_and_resumed_twice_matches_one_run_straight_through() {
+    let d = tempfile::tempdir().unwrap();
+    let straight_dir = d.path().join("straight");
+    let (code, err) = run(&[], &straight_dir);
+    assert_eq!(code, Some(exit_codes::OK), "{err}");
+    let straight = read_summary(&straight_dir);
+
+    // --stop-after 0s: save at the first round (every window is one) and stop.
+    let dir = d.path().join("saved");
+    let (code, err) = run(&["--stop-after", "0s"], &dir);
+    assert_eq!(code, Some(exit_codes::CHECKPOINTED), "{err}");
+    assert!(err.contains("repro resume"), "{err}");
+    let first = read_summary(&dir);
+    assert!(!first.complete && first.checkpoints.len() == 1, "{first:#?}");
+    assert_eq!(first.checkpoints[0].iteration, 100);
+
+    // A changed kernel image is refused before anything starts.
+    let tampered = d.path().join("tampered");
+    copy_dir(&dir, &tampered);
+    let state_path = tampered.join("checkpoint/state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["kernel_sha256"] = "0".repeat(64).into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let (code, err) = resume(&[], &tampered);
+    assert_eq!(code, Some(exit_codes::USAGE), "{err}");
+    assert!(err.contains("kernel image") && err.contains("restore that file"), "{err}");
+
+    // Resumed in a new process, saved again one round later, then to the end.
+    let (code, err) = resume(&["--stop-after", "0s"], &dir);
+    assert_eq!(code, Some(exit_codes::CHECKPOINTED), "{err}");
+    let (code, err) = resume(&[], &dir);
+    assert_eq!(code, Some(exit_codes::OK), "{err}");
+    let s = read_summary(&dir);
+    assert!(s.complete, "{:#?}", s.error);
+    assert_eq!(s.iterations_done, 1200);
+
+    // The same curve: every window once, none lost or repeated, on disk too.
+    let at = |s: &repro_proto::Summary| s.windows.iter().map(|w| w.iteration).collect::<Vec<_>>();
+    assert_eq!(at(&s), at(&straight));
+    assert_eq!(sample_lines(&dir, "window"), s.windows.len());
+    assert!(s.windows.windows(2).all(|w| w[1].elapsed_s > w[0].elapsed_s), "the guest's clock runs on, never back");
+    // Two saves, each loaded back once; only the last state file is kept.
+    let cps: Vec<(u64, bool, bool)> = s.checkpoints.iter().map(|c| (c.iteration, c.stopped, c.restore_s.is_some())).collect();
+    assert_eq!(cps, [(100, true, true), (200, true, true)]);
+    assert!(s.checkpoints.iter().all(|c| c.state_bytes > 1 << 20 && c.save_s > 0.0));
+    let kept: Vec<String> = std::fs::read_dir(dir.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("vm-"))
+        .collect();
+    assert_eq!(kept, ["vm-200.gz"]);
+
+    // The bug's residual, as in the run straight through.
+    let (a, b) = (s.residual.unwrap().per_iteration, straight.residual.unwrap().per_iteration);
+    assert!(a > 4.0 && b > 4.0 && (a - b).abs() < 0.5, "resumed {a:.2} against straight {b:.2} stale dentries per namespace");
+
+    // A finished run is not resumed again.
+    let (code, err) = resume(&[], &dir);
+    assert_eq!(code, Some(exit_codes::USAGE), "{err}");
+    assert!(err.contains("complete"), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
