@@ -185,6 +185,17 @@ pub(crate) fn validate(s: &repro_proto::Summary, fit_upto: f64) -> Option<Valida
     })
 }
 
+/// For a run whose churn went on past its first hour (a soak): the chain
+/// its last window within that hour reached, the range "the extrapolation
+/// made from the first hour" is fitted on.
+pub(crate) fn first_hour_chain(s: &repro_proto::Summary) -> Option<f64> {
+    const HOUR_S: f64 = 3600.0;
+    if s.windows.last()?.elapsed_s <= HOUR_S {
+        return None;
+    }
+    s.windows.iter().take_while(|w| w.elapsed_s <= HOUR_S).last().map(|w| w.iteration as f64)
+}
+
 /// Ordinary least squares, for the comparison.
 fn straight_line(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
     weighted_line(pts, 1.0).map(|(a, b, _)| (a, b))
@@ -228,6 +239,30 @@ mod tests {
         assert!(lo <= f.predict(20_000.0) && f.predict(20_000.0) <= hi, "{lo} {} {hi}", f.predict(20_000.0));
         let (clo, chi) = Fit::interval(&clean, 20_000.0, 200).unwrap();
         assert!(chi - clo < hi - lo);
+    }
+
+    #[test]
+    fn a_soak_is_checked_against_what_its_first_hour_predicted() {
+        let w = |iteration: u64, elapsed_s: f64| repro_proto::Window {
+            iteration,
+            elapsed_s,
+            churn_rate: 1.0,
+            churn_errors: 0,
+            nr_dentry: 1,
+            nr_unused: 0,
+            probes: vec![],
+            chain_walk: None,
+            mem_free_kib: None,
+            slab_kib: None,
+        };
+        let scenario = repro_proto::Scenario::default();
+        let mut s = crate::run::summary::new_summary("d", "k", scenario, 100_000, 1, 1000);
+        s.windows = vec![w(1000, 600.0), w(2000, 1800.0), w(3000, 3500.0)];
+        assert_eq!(first_hour_chain(&s), None, "a run of under an hour has no first hour to check");
+        s.windows.extend([w(4000, 3700.0), w(9000, 20_000.0)]);
+        assert_eq!(first_hour_chain(&s), Some(3000.0));
+        s.windows = vec![w(50_000, 4000.0)];
+        assert_eq!(first_hour_chain(&s), None, "no window inside the first hour");
     }
 
     #[test]

@@ -96,6 +96,22 @@ pub(crate) fn extrapolation(rows: &[Row]) -> String {
                 v.straight_error.map_or("-".into(), |e| format!("{:+.0}%", e * 100.0)),
             ));
         }
+        // A soak: what its first hour predicted, what the end measured, and the write-up.
+        if let Some(v) = extrapolate::first_hour_chain(&r.summary).and_then(|x| extrapolate::validate(&r.summary, x)) {
+            out.push_str(&format!(
+                "  - at full length: measured {:.3} s per open at {:.0} entries ({:.3} us per entry); its first hour (up to {:.0} \
+                 entries) predicted {:.3} s there: error {:+.0}%. Write-up: {:.3} s at {:.0} entries ({:.3} us per entry)\n",
+                v.measured_us / 1e6,
+                v.at,
+                v.measured_us / v.at,
+                v.fit.x_max,
+                v.predicted_us / 1e6,
+                v.error * 100.0,
+                extrapolate::WRITEUP_OPEN_S,
+                extrapolate::WRITEUP_CHAIN,
+                extrapolate::WRITEUP_OPEN_S * 1e6 / extrapolate::WRITEUP_CHAIN,
+            ));
+        }
     }
     out
 }
