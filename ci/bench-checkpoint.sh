@@ -6,7 +6,8 @@
 #
 #   ci/bench-checkpoint.sh [KERNEL] [ITERATIONS] [WINDOW]   default 6.1-noprune 20000 2000
 #
-# ACCEL (default tcg) and CPUS as for the other ci/bench-*.sh. KEEP=DIR keeps
+# ACCEL (default tcg) and CPUS as for the other ci/bench-*.sh; WORKERS churn
+# loops (default 1). KEEP=DIR keeps
 # the run directory there (results/ takes only such real runs).
 set -euo pipefail
 # shellcheck source=ci/bench-common.sh
@@ -15,8 +16,9 @@ kernel=${1:-6.1-noprune}
 iterations=${2:-20000}
 window=${3:-2000}
 out=${KEEP:-$work/run}
+workers=${WORKERS:-1}
 
-"$repro" run --kernel "$kernel" -n "$iterations" --window "$window" --accel "$accel" --cpus "$cpus" \
+"$repro" run --kernel "$kernel" -n "$iterations" -w "$workers" --window "$window" --accel "$accel" --cpus "$cpus" \
   --stop-after 0s --out "$out" -q || [ $? = 75 ]
 while :; do
   code=0
