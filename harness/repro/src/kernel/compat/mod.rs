@@ -25,7 +25,7 @@ mod vendor;
 
 use toolchain::{early_idt_jump, gcc_version_header, max_page_size, no_pie, realmode_m16};
 use tree_form::run_bits;
-use vendor::{cfi_include, header_function_inline, init_section_declaration};
+use vendor::{cfi_include, header_function_inline, init_section_declaration, irqentry_section};
 
 /// These rules' own text: part of every build's cache key, so an image
 /// built under other rules is never taken for one built under these.
@@ -51,6 +51,7 @@ pub(crate) enum Fix {
     HeaderFunctionInline,
     CfiInclude,
     InitSectionDeclaration,
+    IrqentrySection,
     NoPie,
     MaxPageSize,
 }
@@ -132,6 +133,7 @@ impl Fix {
         Fix::HeaderFunctionInline,
         Fix::CfiInclude,
         Fix::InitSectionDeclaration,
+        Fix::IrqentrySection,
         Fix::NoPie,
         Fix::MaxPageSize,
     ];
@@ -145,6 +147,7 @@ impl Fix {
             Fix::HeaderFunctionInline => "header-function-inline",
             Fix::CfiInclude => "cfi-include",
             Fix::InitSectionDeclaration => "init-section-declaration",
+            Fix::IrqentrySection => "irqentry-section",
             Fix::NoPie => "no-pie",
             Fix::MaxPageSize => "max-page-size",
         }
@@ -170,6 +173,9 @@ impl Fix {
             Fix::InitSectionDeclaration => {
                 "compilers newer than a vendor's (GCC 12 against RHEL 7's 4.8): a const array declared __initdata but defined __initconst is placed by its declaration, beside the file's writable init data, a section type conflict that stops the build"
             }
+            Fix::IrqentrySection => {
+                "configurations a vendor never builds: code backported from later kernels (RHEL 7's KAISER) maps the irqentry section, which the tree's linker script defines only with the function graph tracer on (upstream defines it always from 4.6, 229a71860547)"
+            }
             Fix::NoPie => "compilers that build PIE by default (Debian, Ubuntu): code model kernel does not support PIC mode (upstream passes -fno-PIE from 4.10)",
             Fix::MaxPageSize => {
                 "binutils 2.31 made 4 KiB the x86-64 max-page-size; the kernel's layout wants 2 MiB, which arch/x86/Makefile asks for itself only from 4.16 (and stable backports): without it the guest prints nothing"
@@ -186,6 +192,7 @@ impl Fix {
             Fix::HeaderFunctionInline => Ok(header_function_inline(t)),
             Fix::CfiInclude => Ok(cfi_include(t)),
             Fix::InitSectionDeclaration => Ok(init_section_declaration(t)),
+            Fix::IrqentrySection => Ok(irqentry_section(t)),
             Fix::NoPie => Ok(no_pie(t, tc)),
             Fix::MaxPageSize => Ok(max_page_size(t)),
         }

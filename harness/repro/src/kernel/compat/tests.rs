@@ -211,3 +211,28 @@ fn a_const_table_declared_initdata_takes_its_definitions_section() {
     // Applied, the tree needs it no more.
     assert!(is_not_needed(&finding(Fix::InitSectionDeclaration, &tree(&[("drivers/acpi/table.c", &fixed)]))));
 }
+
+// The linker script's irqentry section as 3.x wrote it (only with the
+// function graph tracer) and as 4.6 and later do (always), and a backport
+// outside the tracer that maps it.
+const LDS_OLD: &str = "#define ENTRY_TEXT *(.entry.text)\n\n#ifdef CONFIG_FUNCTION_GRAPH_TRACER\n#define IRQENTRY_TEXT \\\n\t\tSYM(__irqentry_text_start) = .; \\\n\t\t*(.irqentry.text)\n#else\n#define IRQENTRY_TEXT\n#endif\n\n#define HEAD_TEXT *(.head.text)\n";
+const LDS_NEW: &str = "#define IRQENTRY_TEXT \\\n\t\tSYM(__irqentry_text_start) = .; \\\n\t\t*(.irqentry.text)\n";
+const MAPS_IRQENTRY: &str = "void __init map(void)\n{\n\tmap_range(__irqentry_text_start, __irqentry_text_end);\n}\n";
+
+#[test]
+fn the_irqentry_section_is_defined_always_where_code_outside_the_tracer_maps_it() {
+    let lds = "include/asm-generic/vmlinux.lds.h";
+    let d = tree(&[(lds, LDS_OLD), ("arch/x86/mm/kaiser.c", MAPS_IRQENTRY)]);
+    let f = finding(Fix::IrqentrySection, &d);
+    let fixed = edited(&f, lds);
+    assert!(!fixed.contains("#ifdef CONFIG_FUNCTION_GRAPH_TRACER") && !fixed.contains("#else"), "{fixed}");
+    assert!(
+        fixed.contains("#define IRQENTRY_TEXT \\\n\t\tSYM(__irqentry_text_start)") && fixed.ends_with("#define HEAD_TEXT *(.head.text)\n")
+    );
+    assert_eq!(fixed.matches("#define IRQENTRY_TEXT").count(), 1);
+    // Applied, it is needed no more; upstream's form and a tree whose only
+    // user is the tracer itself need nothing.
+    assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, &fixed), ("arch/x86/mm/kaiser.c", MAPS_IRQENTRY)]))));
+    assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, LDS_NEW), ("arch/x86/mm/kaiser.c", MAPS_IRQENTRY)]))));
+    assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, LDS_OLD), ("kernel/trace/graph.c", MAPS_IRQENTRY)]))));
+}

@@ -204,3 +204,64 @@ pub(super) fn init_section_declaration(t: &Tree) -> Finding {
         Repair { edits, ..Repair::default() },
     )
 }
+
+const VMLINUX_LDS: &str = "include/asm-generic/vmlinux.lds.h";
+const IRQENTRY_START: &str = "__irqentry_text_start";
+
+/// Files under `dir` (relative to the tree) whose name ends in one of `exts`.
+fn files_under(t: &Tree, dir: &str, exts: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_string()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(t.root.join(&d)).into_iter().flatten().flatten() {
+            let Some(name) = e.file_name().to_str().map(String::from) else { continue };
+            let rel = format!("{d}/{name}");
+            match e.file_type() {
+                Ok(ft) if ft.is_dir() => stack.push(rel),
+                Ok(ft) if ft.is_file() && exts.iter().any(|x| name.ends_with(x)) => out.push(rel),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub(super) fn irqentry_section(t: &Tree) -> Finding {
+    let Some(lds) = t.read(VMLINUX_LDS) else { return not_needed("no include/asm-generic/vmlinux.lds.h") };
+    let lines: Vec<&str> = lds.split_inclusive('\n').collect();
+    // `#ifdef CONFIG_FUNCTION_GRAPH_TRACER` / `#define IRQENTRY_TEXT ...` / `#else` / `#define IRQENTRY_TEXT` / `#endif`
+    let Some(start) = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#ifdef CONFIG_FUNCTION_GRAPH_TRACER" && w[1].trim_start().starts_with("#define IRQENTRY_TEXT"))
+    else {
+        return not_needed("the linker script defines the irqentry section whatever the configuration (upstream from 4.6)");
+    };
+    let Some(els) = lines[start..].iter().position(|l| l.trim() == "#else").map(|i| start + i) else {
+        return not_needed("the linker script's irqentry section has no #else branch to drop");
+    };
+    let Some(end) = lines[els..].iter().position(|l| l.trim() == "#endif").map(|i| els + i) else {
+        return not_needed("the linker script's irqentry section has no #endif");
+    };
+    let users: Vec<String> = files_under(t, "arch/x86", &[".c", ".S"])
+        .into_iter()
+        .filter(|f| t.read(f).is_some_and(|text| text.contains(IRQENTRY_START)))
+        .collect();
+    if users.is_empty() {
+        return not_needed("only the function graph tracer uses the irqentry section's bounds");
+    }
+    let out = format!(
+        "{}/* repro fix irqentry-section: defined whatever the configuration */\n{}{}",
+        lines[..start].concat(),
+        lines[start + 1..els].concat(),
+        lines[end + 1..].concat()
+    );
+    needed(
+        format!(
+            "{} uses {IRQENTRY_START}, which {VMLINUX_LDS}:{} defines only with the function graph tracer",
+            users.join(", "),
+            start + 1
+        ),
+        Repair { edits: vec![write(VMLINUX_LDS, out)], ..Repair::default() },
+    )
+}
