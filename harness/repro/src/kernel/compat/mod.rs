@@ -247,6 +247,27 @@ impl Tree<'_> {
         self.root.join(rel).exists()
     }
 
+    /// Files below `dir` (relative to the tree, "" for its top), sorted:
+    /// those `keep` takes by name, in the directories `enter` takes by
+    /// their parent (relative) and name.
+    fn files_under(&self, dir: &str, enter: impl Fn(&str, &str) -> bool, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_string()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(self.root.join(&d)).into_iter().flatten().flatten() {
+                let Some(name) = e.file_name().to_str().map(String::from) else { continue };
+                let rel = if d.is_empty() { name.clone() } else { format!("{d}/{name}") };
+                match e.file_type() {
+                    Ok(ft) if ft.is_dir() && enter(&d, &name) => stack.push(rel),
+                    Ok(ft) if ft.is_file() && keep(&name) => out.push(rel),
+                    _ => {}
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// File names directly in `dir` (relative to the tree).
     fn list(&self, dir: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root.join(dir))

@@ -139,25 +139,8 @@ const NOT_BUILT: &[&str] = &["Documentation", "samples", "scripts", "tools", "us
 /// Every .c file an x86 build may compile (other architectures' aside),
 /// relative to the tree, sorted.
 fn c_sources(t: &Tree) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(t.root.join(&dir)).into_iter().flatten().flatten() {
-            let Some(name) = e.file_name().to_str().map(String::from) else { continue };
-            let rel = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                let skip = (dir.is_empty() && NOT_BUILT.contains(&name.as_str())) || (dir == "arch" && name != "x86");
-                if !skip {
-                    stack.push(rel);
-                }
-            } else if ft.is_file() && name.ends_with(".c") {
-                out.push(rel);
-            }
-        }
-    }
-    out.sort();
-    out
+    let built = |dir: &str, name: &str| !((dir.is_empty() && NOT_BUILT.contains(&name)) || (dir == "arch" && name != "x86"));
+    t.files_under("", built, |name| name.ends_with(".c"))
 }
 
 /// The array a line declares (not defines) `static const ... NAME[] __initdata;`.
@@ -208,25 +191,6 @@ pub(super) fn init_section_declaration(t: &Tree) -> Finding {
 const VMLINUX_LDS: &str = "include/asm-generic/vmlinux.lds.h";
 const IRQENTRY_START: &str = "__irqentry_text_start";
 
-/// Files under `dir` (relative to the tree) whose name ends in one of `exts`.
-fn files_under(t: &Tree, dir: &str, exts: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_string()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(t.root.join(&d)).into_iter().flatten().flatten() {
-            let Some(name) = e.file_name().to_str().map(String::from) else { continue };
-            let rel = format!("{d}/{name}");
-            match e.file_type() {
-                Ok(ft) if ft.is_dir() => stack.push(rel),
-                Ok(ft) if ft.is_file() && exts.iter().any(|x| name.ends_with(x)) => out.push(rel),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 pub(super) fn irqentry_section(t: &Tree) -> Finding {
     let Some(lds) = t.read(VMLINUX_LDS) else { return not_needed("no include/asm-generic/vmlinux.lds.h") };
     let lines: Vec<&str> = lds.split_inclusive('\n').collect();
@@ -243,7 +207,8 @@ pub(super) fn irqentry_section(t: &Tree) -> Finding {
     let Some(end) = lines[els..].iter().position(|l| l.trim() == "#endif").map(|i| els + i) else {
         return not_needed("the linker script's irqentry section has no #endif");
     };
-    let users: Vec<String> = files_under(t, "arch/x86", &[".c", ".S"])
+    let users: Vec<String> = t
+        .files_under("arch/x86", |_, _| true, |name| name.ends_with(".c") || name.ends_with(".S"))
         .into_iter()
         .filter(|f| t.read(f).is_some_and(|text| text.contains(IRQENTRY_START)))
         .collect();
