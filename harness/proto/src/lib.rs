@@ -395,7 +395,7 @@ pub const ACK_TIMEOUT_S: u64 = 30;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// One probe window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     /// Namespaces churned so far (completed iterations).
     pub iteration: u64,

@@ -367,9 +367,13 @@ impl Checkpointer {
         let dir = rec.dir.join(DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let initrd = dir.join(INITRD);
-        if initrd != self.initrd || !initrd.exists() {
-            std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
-            self.initrd = initrd.clone();
+        // Copied (and hashed) once: it does not change during a run.
+        if initrd != self.initrd || !initrd.exists() || self.template.initrd_sha256.is_empty() {
+            if initrd != self.initrd {
+                std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
+                self.initrd = initrd.clone();
+            }
+            self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
         }
         let iteration = rec.summary.rounds.last().map_or(rec.summary.iterations_done, |r| r.iteration);
         let name = format!("vm-{iteration}.gz");
@@ -394,7 +398,6 @@ impl Checkpointer {
         self.template.summary_file = summary_file;
         self.template.iteration = iteration;
         self.template.samples_bytes = std::fs::metadata(rec.dir.join(SAMPLES))?.len();
-        self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
         crate::atomic::write_json(&dir.join(STATE), &self.template)?;
         // The state now points at the new files; the old ones can go.
         for old in previous.iter().filter(|o| !o.is_empty() && **o != self.template.state_file && **o != self.template.summary_file) {

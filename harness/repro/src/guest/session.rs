@@ -287,28 +287,7 @@ pub(crate) async fn stream(
             Message::Round(s) => {
                 let stop = limits.early.is_some_and(|decided| decided(&rec.summary, s));
                 if let Some(cp) = checkpoint.as_deref_mut().filter(|_| !stop) {
-                    let at = cp.at_round();
-                    if at != AtRound::GoOn {
-                        progress.status(&format!("saving the guest at iteration {}", s.window.iteration));
-                        // Blocking, on purpose: the guest is stopped and nothing else is due.
-                        let saved = cp.save(rec, at == AtRound::SaveAndStop);
-                        if let Err(e) = saved {
-                            agent.guard.stop().await;
-                            return Err(e.context(format!("checkpoint at iteration {}", s.window.iteration)));
-                        }
-                        if at == AtRound::SaveAndStop {
-                            agent.guard.stop().await;
-                            return Err(fail(
-                                Kind::Checkpointed,
-                                format!(
-                                    "saved the guest at iteration {} of {} and stopped, as asked; `repro resume {}` goes on from there",
-                                    s.window.iteration,
-                                    rec.summary.iterations_requested,
-                                    rec.dir.display()
-                                ),
-                            ));
-                        }
-                    }
+                    save_at_round(cp, agent, rec, progress, s.window.iteration).await?;
                 }
                 rec.round_answered(stop)?;
                 agent.answer(if stop { HostMessage::Stop } else { HostMessage::Continue }).await;
@@ -323,6 +302,34 @@ pub(crate) async fn stream(
             _ => progress.on(Event::Message(&msg)),
         }
     }
+}
+
+/// At a round of a checkpointed run: save the guest if its policy (or a
+/// signal) says so, and end the stream with [`Kind::Checkpointed`] if the
+/// save is also a stop. Blocking, on purpose: the guest is stopped and
+/// nothing else is due.
+async fn save_at_round(cp: &mut Checkpointer, agent: &mut Agent, rec: &mut Recorder, progress: &Progress, iteration: u64) -> Result<()> {
+    let at = cp.at_round();
+    if at == AtRound::GoOn {
+        return Ok(());
+    }
+    progress.status(&format!("saving the guest at iteration {iteration}"));
+    if let Err(e) = cp.save(rec, at == AtRound::SaveAndStop) {
+        agent.guard.stop().await;
+        return Err(e.context(format!("checkpoint at iteration {iteration}")));
+    }
+    if at == AtRound::Save {
+        return Ok(());
+    }
+    agent.guard.stop().await;
+    Err(fail(
+        Kind::Checkpointed,
+        format!(
+            "saved the guest at iteration {iteration} of {} and stopped, as asked; `repro resume {}` goes on from there",
+            rec.summary.iterations_requested,
+            rec.dir.display()
+        ),
+    ))
 }
 
 /// The message stream ended without Done: a panic, or an unexpected exit.

@@ -243,18 +243,7 @@ mod tests {
 
     #[test]
     fn a_soak_is_checked_against_what_its_first_hour_predicted() {
-        let w = |iteration: u64, elapsed_s: f64| repro_proto::Window {
-            iteration,
-            elapsed_s,
-            churn_rate: 1.0,
-            churn_errors: 0,
-            nr_dentry: 1,
-            nr_unused: 0,
-            probes: vec![],
-            chain_walk: None,
-            mem_free_kib: None,
-            slab_kib: None,
-        };
+        let w = |iteration: u64, elapsed_s: f64| repro_proto::Window { iteration, elapsed_s, ..Default::default() };
         let scenario = repro_proto::Scenario::default();
         let mut s = crate::run::summary::new_summary("d", "k", scenario, 100_000, 1, 1000);
         s.windows = vec![w(1000, 600.0), w(2000, 1800.0), w(3000, 3500.0)];

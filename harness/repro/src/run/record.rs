@@ -128,11 +128,17 @@ impl Recorder {
                 ),
             )
         })?;
+        Recorder::open(dir, BufWriter::new(samples), summary, std::time::Instant::now())
+    }
+
+    /// The recorder of `dir`, writing to `samples`, its run begun at
+    /// `started`; the summary is written at once.
+    fn open(dir: &Path, samples: BufWriter<File>, summary: Summary, started: std::time::Instant) -> Result<Recorder> {
         let mut r = Recorder {
             dir: dir.to_path_buf(),
-            samples: BufWriter::new(samples),
+            samples,
             summary,
-            started: std::time::Instant::now(),
+            started,
             written: std::time::Instant::now(),
             done: false,
             exec_exit: None,
@@ -171,18 +177,7 @@ impl Recorder {
         let started = std::time::Instant::now()
             .checked_sub(std::time::Duration::from_secs_f64(summary.duration_s.max(0.0)))
             .unwrap_or_else(std::time::Instant::now);
-        let mut r = Recorder {
-            dir: dir.to_path_buf(),
-            samples,
-            summary,
-            started,
-            written: std::time::Instant::now(),
-            done: false,
-            exec_exit: None,
-            clock: Clock::default(),
-        };
-        r.write_summary()?;
-        Ok(r)
+        Recorder::open(dir, samples, summary, started)
     }
 
     /// What a message may not say at this point of the stream: the agent is
@@ -357,18 +352,7 @@ mod tests {
     use repro_proto::{DentryState, Window};
 
     fn window(iteration: u64) -> Message {
-        Message::Window(Window {
-            iteration,
-            elapsed_s: 1.0,
-            churn_rate: 1.0,
-            churn_errors: 0,
-            nr_dentry: 1,
-            nr_unused: 0,
-            probes: vec![],
-            chain_walk: None,
-            mem_free_kib: None,
-            slab_kib: None,
-        })
+        Message::Window(Window { iteration, elapsed_s: 1.0, churn_rate: 1.0, nr_dentry: 1, ..Window::default() })
     }
 
     fn recorder(dir: &Path, iterations: u64) -> Recorder {
