@@ -15,6 +15,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 # Kernel builds (repro image build, the 6.1 variants).
 for tool in make flex bison bc perl git; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if ! command -v lz4 >/dev/null || ! command -v lz4c >/dev/null; then need+=(lz4); fi
 # The CI scripts read JSON with jq. (The lint tooling is ci/lint.sh's.)
 command -v jq >/dev/null || need+=(jq)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)

@@ -139,6 +139,9 @@ pub(crate) const BUILD_NEEDS: &[(&str, &str)] = &[
     ("git", "git"),
     ("/usr/include/libelf.h", "libelf-dev"),
     ("/usr/include/openssl/opensslv.h", "libssl-dev"),
+    // The boot image's compression (minimal.config): lz4 from 5.x, lz4c before.
+    ("lz4", "lz4"),
+    ("lz4c", "lz4"),
 ];
 
 pub(crate) fn check_build_tools() -> Result<()> {
