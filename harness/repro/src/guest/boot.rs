@@ -9,7 +9,7 @@ use repro_proto::{Backend, Job, Message, Summary, PANIC_MARKER};
 
 use crate::error::{fail, Kind};
 use crate::guest::qemu::AccelChoice;
-use crate::guest::qemu::{self, Accel, VmSpec};
+use crate::guest::qemu::{self, Accel, Machine, VmSpec};
 use crate::guest::request::VmRequest;
 use crate::guest::session::{self, StartFailure};
 use crate::kernel::cache::KernelImage;
@@ -153,15 +153,17 @@ pub(crate) async fn boot(
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
         let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
         let spec = VmSpec {
-            qemu: vm.qemu.program.clone(),
-            data_dirs: vm.qemu.data_dirs.clone(),
-            accel: *accel,
-            kvm_cpu: vm.kvm_cpu.clone(),
-            cpus: vm_args.cpus,
-            memory_mib: vm.memory_mib,
-            kernel: vm.image.path.clone(),
+            machine: Machine {
+                qemu: vm.qemu.program.clone(),
+                data_dirs: vm.qemu.data_dirs.clone(),
+                accel: *accel,
+                kvm_cpu: vm.kvm_cpu.clone(),
+                cpus: vm_args.cpus,
+                memory_mib: vm.memory_mib,
+                kernel: vm.image.path.clone(),
+                cmdline: qemu::kernel_cmdline(&vm_args.append),
+            },
             initrd: initrd.to_path_buf(),
-            cmdline: qemu::kernel_cmdline(&vm_args.append),
             console_log: console,
             proto_socket: work.join("proto.sock"),
             qmp_socket: checkpointing.then(|| work.join("qmp.sock")),
@@ -199,7 +201,7 @@ pub(crate) async fn boot(
                          a booting kernel prints within seconds even under TCG, so a longer --boot-timeout will not help. {}. \
                          console.log is kept in the run directory",
                         f.describe(),
-                        crate::kernel::bzimage::silent_boot_advice(&spec.kernel, &spec.cmdline),
+                        crate::kernel::bzimage::silent_boot_advice(&spec.machine.kernel, &spec.machine.cmdline),
                         accel = accel.as_str()
                     ),
                 ))

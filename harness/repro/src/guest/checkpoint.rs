@@ -23,14 +23,15 @@ use repro_proto::{Accel, Checkpoint, Summary};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{fail, Kind};
-use crate::guest::qemu::VmSpec;
+use crate::guest::qemu::{Machine, VmSpec};
 use crate::run::record::{Recorder, SAMPLES};
 
 /// The checkpoint's folder in the run directory.
 pub(crate) const DIR: &str = "checkpoint";
 const STATE: &str = "state.json";
 const INITRD: &str = "initramfs.cpio";
-const STATE_FORMAT: u32 = 1;
+/// 2: the machine's fields in their own object (`machine`).
+const STATE_FORMAT: u32 = 2;
 /// The longest a save or a restore may take (a 10 GiB guest through gzip
 /// takes minutes, not an hour).
 const MIGRATION_BOUND: Duration = Duration::from_secs(3600);
@@ -58,18 +59,12 @@ impl CheckpointPolicy {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SavedVm {
     pub format_version: u32,
-    pub qemu: PathBuf,
+    /// The machine the state must be loaded into again.
+    pub machine: Machine,
     /// `qemu --version`: migration needs the same QEMU on both sides.
     pub qemu_version: String,
-    pub data_dirs: Vec<PathBuf>,
-    pub accel: Accel,
-    pub kvm_cpu: String,
-    pub cpus: u32,
-    pub memory_mib: u64,
-    pub kernel: PathBuf,
     pub kernel_sha256: String,
     pub initrd_sha256: String,
-    pub cmdline: String,
     /// The guest state file, in the checkpoint folder (named by iteration:
     /// a new save never overwrites the one this state points at).
     pub state_file: String,
@@ -137,19 +132,20 @@ impl SavedVm {
         if !valid_name(&self.state_file) || !run_dir.join(DIR).join(&self.state_file).is_file() {
             return Err(mismatch(format!("the guest state file {:?} is missing from {DIR}/", self.state_file)));
         }
-        let have = crate::guest::qemu::version(&self.qemu);
+        let have = crate::guest::qemu::version(&self.machine.qemu);
         if have.as_deref() != Some(self.qemu_version.as_str()) {
             return Err(mismatch(format!(
                 "it was saved by {} ({}), and that QEMU is {} here; QEMU loads only a state saved by the same version: \
                  install it at the same path",
-                self.qemu.display(),
+                self.machine.qemu.display(),
                 self.qemu_version,
                 have.map_or("missing".into(), |v| format!("now {v:?}"))
             )));
         }
-        for (what, path, want) in
-            [("kernel image", &self.kernel, &self.kernel_sha256), ("initramfs", &run_dir.join(DIR).join(INITRD), &self.initrd_sha256)]
-        {
+        for (what, path, want) in [
+            ("kernel image", &self.machine.kernel, &self.kernel_sha256),
+            ("initramfs", &run_dir.join(DIR).join(INITRD), &self.initrd_sha256),
+        ] {
             let got = crate::kernel::cache::sha256_file(path).ok();
             if got.as_deref() != Some(want.as_str()) {
                 return Err(mismatch(format!(
@@ -159,11 +155,11 @@ impl SavedVm {
                 )));
             }
         }
-        if self.accel == Accel::Kvm {
+        if self.machine.accel == Accel::Kvm {
             crate::guest::qemu::kvm_device_usable().map_err(|why| {
                 mismatch(format!(
                     "it was saved under KVM, and {why}; a KVM guest's state resumes only under KVM, with CPU model {}",
-                    self.kvm_cpu
+                    self.machine.kvm_cpu
                 ))
             })?;
         }
@@ -173,15 +169,8 @@ impl SavedVm {
     /// The machine to start, waiting for this state.
     pub(crate) fn spec(&self, run_dir: &Path, work: &Path) -> VmSpec {
         VmSpec {
-            qemu: self.qemu.clone(),
-            data_dirs: self.data_dirs.clone(),
-            accel: self.accel,
-            kvm_cpu: self.kvm_cpu.clone(),
-            cpus: self.cpus,
-            memory_mib: self.memory_mib,
-            kernel: self.kernel.clone(),
+            machine: self.machine.clone(),
             initrd: run_dir.join(DIR).join(INITRD),
-            cmdline: self.cmdline.clone(),
             console_log: run_dir.join(crate::run::record::CONSOLE),
             proto_socket: work.join("proto.sock"),
             qmp_socket: Some(work.join("qmp.sock")),
@@ -308,17 +297,10 @@ impl Checkpointer {
             initrd: spec.initrd.clone(),
             template: SavedVm {
                 format_version: STATE_FORMAT,
-                qemu: spec.qemu.clone(),
+                machine: spec.machine.clone(),
                 qemu_version: qemu_version.to_string(),
-                data_dirs: spec.data_dirs.clone(),
-                accel: spec.accel,
-                kvm_cpu: spec.kvm_cpu.clone(),
-                cpus: spec.cpus,
-                memory_mib: spec.memory_mib,
-                kernel: spec.kernel.clone(),
                 kernel_sha256: kernel_sha256.to_string(),
                 initrd_sha256: String::new(),
-                cmdline: spec.cmdline.clone(),
                 state_file: String::new(),
                 summary_file: String::new(),
                 iteration: 0,

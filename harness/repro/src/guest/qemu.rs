@@ -32,9 +32,11 @@ impl AccelChoice {
     }
 }
 
-/// Everything one boot needs.
-#[derive(Debug, Clone)]
-pub(crate) struct VmSpec {
+/// The machine a guest runs on: everything QEMU must be given again to
+/// load a saved state, so a checkpoint records it as it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Machine {
     pub qemu: PathBuf,
     /// QEMU's own data (`-L`), for a QEMU fetched into the cache.
     pub data_dirs: Vec<PathBuf>,
@@ -44,8 +46,14 @@ pub(crate) struct VmSpec {
     pub cpus: u32,
     pub memory_mib: u64,
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
     pub cmdline: String,
+}
+
+/// Everything one boot needs: the machine, and this boot's files.
+#[derive(Debug, Clone)]
+pub(crate) struct VmSpec {
+    pub machine: Machine,
+    pub initrd: PathBuf,
     pub console_log: PathBuf,
     pub proto_socket: PathBuf,
     /// QEMU's machine protocol, for a run that saves checkpoints.
@@ -145,12 +153,13 @@ pub(crate) fn kernel_cmdline(extra: &str) -> String {
 }
 
 pub(crate) fn command_args(spec: &VmSpec) -> Vec<OsString> {
+    let m = &spec.machine;
     [
         base_args(),
-        data_args(&spec.data_dirs),
-        accel_args(spec.accel, &spec.kvm_cpu),
-        machine_args(spec.cpus, spec.memory_mib),
-        boot_args(&spec.kernel, &spec.initrd, &spec.cmdline),
+        data_args(&m.data_dirs),
+        accel_args(m.accel, &m.kvm_cpu),
+        machine_args(m.cpus, m.memory_mib),
+        boot_args(&m.kernel, &spec.initrd, &m.cmdline),
         serial_args(&spec.console_log, &spec.proto_socket),
         spec.qmp_socket.as_deref().map(qmp_args).unwrap_or_default(),
         if spec.incoming { incoming_args() } else { Vec::new() },
@@ -278,7 +287,7 @@ mod tests {
         assert_eq!(parse_version("QEMU emulator version 8.2"), Some(semver::Version::new(8, 2, 0)));
         assert_eq!(parse_version("something else"), None);
         let mut s = spec(Accel::Tcg);
-        s.data_dirs = vec![PathBuf::from("/c/qemu-10/usr/share/qemu")];
+        s.machine.data_dirs = vec![PathBuf::from("/c/qemu-10/usr/share/qemu")];
         let argv = command_args(&s);
         let i = argv.iter().position(|a| a == "-L").unwrap();
         assert_eq!(argv[i + 1], "/c/qemu-10/usr/share/qemu");
@@ -287,15 +296,17 @@ mod tests {
 
     fn spec(accel: Accel) -> VmSpec {
         VmSpec {
-            data_dirs: vec![],
-            qemu: "/usr/bin/qemu-system-x86_64".into(),
-            accel,
-            kvm_cpu: "host".into(),
-            cpus: 2,
-            memory_mib: 2048,
-            kernel: "/k/bzImage".into(),
+            machine: Machine {
+                data_dirs: vec![],
+                qemu: "/usr/bin/qemu-system-x86_64".into(),
+                accel,
+                kvm_cpu: "host".into(),
+                cpus: 2,
+                memory_mib: 2048,
+                kernel: "/k/bzImage".into(),
+                cmdline: kernel_cmdline(""),
+            },
             initrd: "/r/initramfs.cpio".into(),
-            cmdline: kernel_cmdline(""),
             console_log: "/r/console.log".into(),
             proto_socket: "/t/proto.sock".into(),
             qmp_socket: None,

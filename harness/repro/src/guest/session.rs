@@ -62,13 +62,13 @@ pub(crate) struct Started {
 pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
     let until = Instant::now() + deadline;
     let agent = spawn_qemu(spec, run_dir, until, deadline).await?;
-    await_hello(agent, until, deadline, spec.accel.as_str()).await
+    await_hello(agent, until, deadline, spec.machine.accel.as_str()).await
 }
 
 /// Start QEMU and accept its serial connection to the agent: a booting
 /// guest (whose agent will say hello) or one waiting for a saved state.
 pub(crate) async fn spawn_qemu(spec: &VmSpec, run_dir: &Path, until: Instant, deadline: Duration) -> Result<Agent, StartFailure> {
-    let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.accel.as_str()));
+    let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.machine.accel.as_str()));
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -80,15 +80,15 @@ pub(crate) async fn spawn_qemu(spec: &VmSpec, run_dir: &Path, until: Instant, de
         .with_context(|| format!("listening on {}", spec.proto_socket.display()))
         .map_err(StartFailure::Other)?;
     let args = qemu::command_args(spec);
-    tracing::debug!("qemu command: {} {}", spec.qemu.display(), crate::text::shell_words(&args));
-    let mut cmd = Command::new(&spec.qemu);
+    tracing::debug!("qemu command: {} {}", spec.machine.qemu.display(), crate::text::shell_words(&args));
+    let mut cmd = Command::new(&spec.machine.qemu);
     cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
     // A terminal's Ctrl-C reaches repro only, which records what it has and
     // stops QEMU itself; if repro dies, QEMU dies with it.
     crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-    let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.display())))?;
+    let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.machine.qemu.display())))?;
     let mut guard = Guard::qemu(child, stderr_log, spec.console_log.clone());
-    let accel = spec.accel.as_str();
+    let accel = spec.machine.accel.as_str();
     let stream = tokio::select! {
         r = listener.accept() => r.map(|(s, _)| s).context("accepting QEMU's serial connection").map_err(StartFailure::Other),
         st = guard.child.wait() => Err(exited_before_hello(&guard, st.ok(), accel)),
