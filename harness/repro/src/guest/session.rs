@@ -58,11 +58,29 @@ pub(crate) struct Started {
     pub hello: Message,
 }
 
-/// Boot QEMU and wait for the agent's hello within `deadline`.
-pub(crate) async fn start_qemu(spec: &VmSpec, run_dir: &Path, deadline: Duration) -> Result<Started, StartFailure> {
+/// Boot QEMU and wait for the agent's hello within `deadline`; with
+/// `first_line`, fail as soon as that long has passed with nothing from
+/// the kernel on the console (a guest that hangs before its first line
+/// says no more later).
+pub(crate) async fn start_qemu(
+    spec: &VmSpec,
+    run_dir: &Path,
+    deadline: Duration,
+    first_line: Option<Duration>,
+) -> Result<Started, StartFailure> {
     let until = Instant::now() + deadline;
     let agent = spawn_qemu(spec, run_dir, until, deadline).await?;
-    await_hello(agent, until, deadline, spec.machine.accel.as_str()).await
+    let silence = first_line.map(|within| (spec.console_log.as_path(), within));
+    await_hello(agent, until, deadline, spec.machine.accel.as_str(), silence).await
+}
+
+/// Whether the console shows nothing from the kernel: empty, or only the
+/// firmware's own lines (SeaBIOS, "Booting from ROM").
+pub(crate) fn kernel_printed_nothing(console: &Path) -> bool {
+    let text = read_lossy(console);
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || ["SeaBIOS", "Booting from", "iPXE", "Probing EDD", "Machine UUID"].iter().any(|p| l.starts_with(p)))
 }
 
 /// Start QEMU and accept its serial connection to the agent: a booting
@@ -120,7 +138,7 @@ pub(crate) async fn start_host(agent_bin: &Path, job_path: &Path, run_dir: &Path
     let stdout = child.stdout.take().expect("piped stdout");
     let stdin = child.stdin.take().expect("piped stdin");
     let agent = Agent::new(Guard::host_agent(child, stderr_log), Box::new(stdout), Some(Box::new(stdin)));
-    await_hello(agent, Instant::now() + deadline, deadline, "host").await
+    await_hello(agent, Instant::now() + deadline, deadline, "host", None).await
 }
 
 fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -> StartFailure {
@@ -128,10 +146,27 @@ fn exited_before_hello(guard: &Guard, status: Option<ExitStatus>, accel: &str) -
     StartFailure::Exited(format!("{} ({accel}) exited ({st}) before the agent said hello{}", guard.what, guard.diagnostics()))
 }
 
-async fn await_hello(mut agent: Agent, until: Instant, deadline: Duration, accel: &str) -> Result<Started, StartFailure> {
+async fn await_hello(
+    mut agent: Agent,
+    until: Instant,
+    deadline: Duration,
+    accel: &str,
+    mut silence: Option<(&Path, Duration)>,
+) -> Result<Started, StartFailure> {
+    let silence_at = Instant::now() + silence.map_or(Duration::ZERO, |(_, within)| within);
     loop {
         let line = tokio::select! {
             l = agent.next_line() => l,
+            _ = sleep_until(silence_at), if silence.is_some() => {
+                let (console, within) = silence.take().expect("checked by the guard");
+                if kernel_printed_nothing(console) {
+                    agent.guard.stop().await;
+                    return Err(StartFailure::Deadline(format!(
+                        "the kernel printed nothing on its console within {within:?} ({accel})"
+                    )));
+                }
+                continue;
+            }
             _ = sleep_until(until) => {
                 agent.guard.stop().await;
                 return Err(StartFailure::Deadline(format!("no hello from the agent within {deadline:?} ({accel})")));
