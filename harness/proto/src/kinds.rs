@@ -127,6 +127,31 @@ impl ErrorKind {
         }
     }
 
+    /// Whether this is what a signal asks of a run, done: the run saved its
+    /// guest and stopped (75, resumable), so the command keeps this kind's
+    /// code; any other error after Ctrl-C or SIGTERM is the interruption's
+    /// (130), whatever a step made of being interrupted.
+    pub fn answers_a_signal(self) -> bool {
+        match self {
+            ErrorKind::Checkpointed => true,
+            ErrorKind::KernelUnavailable
+            | ErrorKind::ImageInvalid
+            | ErrorKind::QemuMissing
+            | ErrorKind::ScenarioInvalid
+            | ErrorKind::GuestPanic
+            | ErrorKind::GuestHung
+            | ErrorKind::GuestFailed
+            | ErrorKind::HostStarved
+            | ErrorKind::DiskFull
+            | ErrorKind::Permission
+            | ErrorKind::BuildFailed
+            | ErrorKind::Unverified
+            | ErrorKind::Usage
+            | ErrorKind::Interrupted
+            | ErrorKind::Internal => false,
+        }
+    }
+
     /// Whether the failure would happen whatever the kernel (no QEMU, a bad
     /// scenario, a full disk, no permission, repro's own bug, Ctrl-C):
     /// then there is no kernel to judge, and `check` must not call it

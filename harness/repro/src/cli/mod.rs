@@ -60,10 +60,9 @@ fn dispatch(command: Command, quiet: bool) -> i32 {
         // The reader of stdout went away: nothing to say, and nobody to say it to.
         _ if interrupt::by_closed_stdout() => codes::STDOUT_CLOSED,
         // Whatever a step made of being interrupted (apt-get killed by the
-        // terminal's Ctrl-C reads as a failed fetch), the command was; but a
-        // run that saved its guest and stopped, as a signal asks it to, did
-        // what was asked (75: resumable).
-        Err(e) if interrupt::requested() && error::kind_of(&e) != Some(error::Kind::Checkpointed) => {
+        // terminal's Ctrl-C reads as a failed fetch), the command was,
+        // unless it did what the signal asked (Kind::answers_a_signal).
+        Err(e) if interrupt::requested() && !error::kind_of(&e).is_some_and(error::Kind::answers_a_signal) => {
             crate::text::err(&format!("error: interrupted: {}\n", error::render(&e)));
             codes::INTERRUPTED
         }
