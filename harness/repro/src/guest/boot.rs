@@ -121,6 +121,30 @@ pub(crate) fn write_initramfs(work: &Path, agent: &Path, job: &Job, extra: Vec<c
     Ok(initrd)
 }
 
+/// Why KVM here cannot run the CPU model the catalog gives this kernel
+/// (QEMU's own account, no guest booted), if it cannot. `host` is by
+/// definition what KVM gives; a query that fails leaves it to the boot.
+fn kvm_model_gap(vm: &Vm, rec: &mut Recorder) -> Option<String> {
+    if vm.kvm_cpu == "host" {
+        return None;
+    }
+    let t0 = std::time::Instant::now();
+    let gaps = qemu::kvm_model_gaps(&vm.qemu.program, &vm.qemu.data_dirs, &vm.kvm_cpu);
+    rec.kvm_queried(t0.elapsed());
+    match gaps {
+        Ok(g) if g.is_empty() => None,
+        Ok(g) => Some(format!(
+            "KVM did not work: it cannot give CPU model {} its {} (QEMU's query-cpu-definitions under KVM)",
+            vm.kvm_cpu,
+            g.join(", ")
+        )),
+        Err(e) => {
+            tracing::debug!("the KVM CPU model query failed ({e:#}); the boot will tell");
+            None
+        }
+    }
+}
+
 /// The KVM probe's bound on silence: a guest under KVM prints the kernel's
 /// first line well within a second of QEMU's start (firmware and an LZ4
 /// image's decompression at native speed), so a console still empty after
@@ -156,6 +180,11 @@ pub(crate) async fn boot(
             tracing::warn!("{reason}; using TCG");
             accels.retain(|a| *a != Accel::Kvm);
             fallback_reason = Some(reason);
+        } else if let Some(why) = kvm_model_gap(vm, rec) {
+            tracing::warn!("{why}; using TCG");
+            memo.remember_failure(&why);
+            accels.retain(|a| *a != Accel::Kvm);
+            fallback_reason = Some(why);
         }
     }
     for (i, accel) in accels.iter().enumerate() {

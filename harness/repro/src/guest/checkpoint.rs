@@ -13,7 +13,6 @@
 //! loads it, and answers the round: the stream goes on where it stopped.
 //! The guest's clocks stop with the VM, so the gap is not in its windows.
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{fail, Kind};
 use crate::guest::qemu::{Machine, VmSpec};
+pub(crate) use crate::guest::qmp::Qmp;
 use crate::run::record::{Recorder, SAMPLES};
 
 /// The checkpoint's folder in the run directory.
@@ -193,31 +193,8 @@ fn sh_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
-/// A connection to QEMU's machine protocol.
-pub(crate) struct Qmp {
-    inner: qapi::Qmp<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>>,
-}
-
+/// The checkpoint's commands on QEMU's machine protocol.
 impl Qmp {
-    pub(crate) fn connect(socket: &Path) -> Result<Qmp> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match UnixStream::connect(socket) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => return Err(e).with_context(|| format!("connecting to QMP at {}", socket.display())),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut inner = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(stream.try_clone()?), stream));
-        inner.handshake().context("QMP handshake")?;
-        Ok(Qmp { inner })
-    }
-
-    fn run<C: qapi::Command>(&mut self, c: &C) -> Result<C::Ok> {
-        self.inner.execute(c).with_context(|| format!("QMP {}", C::NAME))
-    }
-
     /// Poll QEMU's migration until it ends; its error if it failed.
     fn await_migration(&mut self, what: &str) -> Result<()> {
         let until = Instant::now() + MIGRATION_BOUND;

@@ -10,6 +10,7 @@ pub(crate) mod initramfs;
 pub(crate) mod kvm_memo;
 pub(crate) mod lines;
 pub(crate) mod qemu;
+pub(crate) mod qmp;
 pub(crate) mod request;
 pub(crate) mod resume;
 pub(crate) mod session;

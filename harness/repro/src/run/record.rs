@@ -227,6 +227,11 @@ impl Recorder {
         c.spawn = Some(now);
     }
 
+    /// A proof of KVM that started no guest (the CPU model query) took `d`.
+    pub(crate) fn kvm_queried(&mut self, d: std::time::Duration) {
+        self.clock.phases.kvm_proof_s += d.as_secs_f64();
+    }
+
     /// Record one message from the agent. Progress heartbeats are not kept.
     pub(crate) fn record(&mut self, msg: &Message) -> Result<()> {
         if let Some(v) = self.violation(msg) {
