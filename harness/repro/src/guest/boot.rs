@@ -172,19 +172,18 @@ pub(crate) async fn boot(
         &vm.kvm_cpu,
     );
     if vm_args.accel == AccelChoice::Auto && accels.first() == Some(&Accel::Kvm) {
-        if let Some(why) = memo.failed_before() {
-            let reason = format!(
+        // Known to fail here, or shown to fail without a boot: TCG at once.
+        let refused = match memo.failed_before() {
+            Some(why) => Some(format!(
                 "KVM failed on this host before ({why}); not tried again until the host kernel, its boot, QEMU or the CPU model \
                  changes (--accel kvm tries it)"
-            );
+            )),
+            None => kvm_model_gap(vm, rec).inspect(|why| memo.remember_failure(why)),
+        };
+        if let Some(reason) = refused {
             tracing::warn!("{reason}; using TCG");
             accels.retain(|a| *a != Accel::Kvm);
             fallback_reason = Some(reason);
-        } else if let Some(why) = kvm_model_gap(vm, rec) {
-            tracing::warn!("{why}; using TCG");
-            memo.remember_failure(&why);
-            accels.retain(|a| *a != Accel::Kvm);
-            fallback_reason = Some(why);
         }
     }
     for (i, accel) in accels.iter().enumerate() {

@@ -326,12 +326,13 @@ impl Checkpointer {
         let dir = rec.dir.join(DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let initrd = dir.join(INITRD);
-        // Copied (and hashed) once: it does not change during a run.
-        if initrd != self.initrd || !initrd.exists() || self.template.initrd_sha256.is_empty() {
-            if initrd != self.initrd {
-                std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
-                self.initrd = initrd.clone();
-            }
+        // Copied and hashed once: it does not change during a run.
+        if initrd != self.initrd {
+            std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
+            self.initrd = initrd.clone();
+            self.template.initrd_sha256.clear();
+        }
+        if self.template.initrd_sha256.is_empty() {
             self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
         }
         let iteration = rec.summary.rounds.last().map_or(rec.summary.iterations_done, |r| r.iteration);

@@ -2,10 +2,11 @@
 //! `--accel auto` until something that could change the answer changes:
 //! the host kernel, the boot (a new boot of a hypervisor's guest may get a
 //! working nested KVM), the QEMU binary's version, or the `-cpu` model.
-//! Each failed proof costs time (a guest that hangs silent: 5 s, see
-//! `boot::KVM_FIRST_LINE`; one that hangs later: --kvm-timeout, 20 s); on
-//! a host where /dev/kvm opens but cannot run a guest (common with nested
-//! virtualisation) every run used to pay it. `--accel kvm` always tries, and a success forgets.
+//! A failed proof costs up to --kvm-timeout (20 s; a CPU model QEMU says
+//! KVM cannot give, 0.2 s; a guest silent for `boot::KVM_FIRST_LINE`, 5 s);
+//! on a host where /dev/kvm opens but cannot run a guest (common with
+//! nested virtualisation) every run used to pay it. `--accel kvm` always
+//! tries, and a success forgets.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

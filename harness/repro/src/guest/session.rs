@@ -401,3 +401,46 @@ async fn ended_early(agent: &mut Agent, rec: &Recorder) -> anyhow::Error {
     }
     fail(Kind::GuestFailed, format!("{} exited ({st}) {at} before the run finished{}", agent.guard.what, agent.guard.diagnostics()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent that never speaks (a `sleep` holding its pipe open): the
+    /// state of a guest that hangs before its hello.
+    fn silent_agent(dir: &Path) -> Agent {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60").stdout(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        Agent::new(Guard::host_agent(child, dir.join("stderr.log")), Box::new(out), None)
+    }
+
+    async fn wait(console: &Path, dir: &Path) -> String {
+        let deadline = Duration::from_secs(3);
+        let silence = Some((console, Duration::from_millis(100)));
+        match await_hello(silent_agent(dir), Instant::now() + deadline, deadline, "kvm", silence).await {
+            Err(StartFailure::Deadline(why)) => why,
+            Err(f) => panic!("not a deadline: {}", f.describe()),
+            Ok(_) => panic!("a hello from a silent agent"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_console_silent_past_the_first_line_bound_ends_the_wait_there() {
+        let d = tempfile::tempdir().unwrap();
+        let console = d.path().join("console.log");
+        std::fs::write(&console, "SeaBIOS (version 1.16.2)\nBooting from ROM..\n").unwrap();
+        let why = wait(&console, d.path()).await;
+        assert!(why.contains("printed nothing on its console"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn a_kernel_that_printed_is_waited_for_until_the_deadline() {
+        let d = tempfile::tempdir().unwrap();
+        let console = d.path().join("console.log");
+        std::fs::write(&console, "[    0.000000] Linux version 6.1.0\n").unwrap();
+        let why = wait(&console, d.path()).await;
+        assert!(why.starts_with("no hello from the agent within"), "{why}");
+    }
+}
