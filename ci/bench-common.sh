@@ -4,10 +4,10 @@
 # builds the C reference loop (../shared/bench/churn-ref.c, or
 # $CHURN_REF_SRC) into $work/churn-ref.
 # shellcheck shell=bash
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 accel=${ACCEL:-tcg}; cpus=${CPUS:-2}
-PROFILE=release "$root/ci/setup.sh"
-repro="$root/target/x86_64-unknown-linux-gnu/release/repro"
+repro_setup
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 export root repro work accel cpus
 

@@ -7,10 +7,10 @@
 # The first build compiles the tree; the others rebuild only what their
 # patches change. Each uses the compiler its tree's era names.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
 kernels=${1:?usage: ci/build-tree.sh KERNEL[,KERNEL...]}
-PROFILE=release "$here/ci/setup.sh"
-repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
+repro_setup
 IFS=, read -r -a names <<< "$kernels"
 for k in "${names[@]}"; do
   echo "build: $k" >&2

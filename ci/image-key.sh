@@ -9,9 +9,10 @@
 # Run it where the images are built (the build job's container): the
 # matrix job cannot know either input.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
 kernels=${1:?usage: ci/image-key.sh KERNEL[,KERNEL...]}
-PROFILE=release "$here/ci/setup.sh"
-entries=$("$here/target/x86_64-unknown-linux-gnu/release/repro" image key "$kernels")
+repro_setup
+entries=$("$repro" image key "$kernels")
 echo "$entries" >&2
 echo "key=$(sha256sum <<< "$entries" | cut -c1-24)"

@@ -22,7 +22,9 @@
 # job-summary.md, which is appended to $GITHUB_STEP_SUMMARY when that is set;
 # with $GITHUB_OUTPUT set, the step's outputs verdict, exit-code, run-dir, junit.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
+here=$root
 kernel=${1:?usage: ci/job.sh KERNEL [SCENARIO] [ITERATIONS]}
 scenario=${2:-seed}
 iterations=${3:-3000}
@@ -44,9 +46,7 @@ if [ -n "${REPRO_JOB_OUT:-}" ] && [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; the
   exit 2
 fi
 
-profile=${PROFILE:-release}
-PROFILE=$profile "$here/ci/setup.sh"
-repro="$here/target/x86_64-unknown-linux-gnu/$profile/repro"
+repro_setup
 
 accel=auto
 if [ -e /dev/kvm ] && [ "${REQUIRE_KVM:-}" = 1 ]; then

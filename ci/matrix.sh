@@ -12,10 +12,10 @@
 # Only the built kernels' checks wait for the build job. An unknown
 # kernel or a matrix with nothing in it stops here with repro's message.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
 out=${1:?usage: ci/matrix.sh OUT.json}
-cargo build --release --locked -p repro --manifest-path "$here/Cargo.toml" >&2
-repro="$here/target/x86_64-unknown-linux-gnu/release/repro"
+repro_cli
 args=(kernels --matrix --scenarios "${SCENARIOS:-seed}")
 if [ -n "${ONLY_KERNEL:-}" ]; then args+=(--kernel "$ONLY_KERNEL"); fi
 "$repro" "${args[@]}" > "$out"

@@ -3,6 +3,7 @@
 #
 #   ci/repro.sh run --kernel 6.1 --iterations 1000
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
-PROFILE=release "$here/ci/setup.sh"
-exec "$here/target/x86_64-unknown-linux-gnu/release/repro" "$@"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
+repro_setup
+exec "$repro" "$@"

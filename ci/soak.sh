@@ -22,7 +22,9 @@
 # run goes on) and run-dir. Exit 0 when the segment saved and handed on or
 # the run finished; repro's own code otherwise.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=ci/common.sh
+. "$(dirname "$0")/common.sh"
+here=$root
 kernel=${1:?usage: ci/soak.sh KERNEL ITERATIONS [WORKERS]}
 iterations=${2:?usage: ci/soak.sh KERNEL ITERATIONS [WORKERS]}
 workers=${3:-1}
@@ -33,9 +35,7 @@ out=${SOAK_OUT:-$here/results/runs/soak}
 stop_after=${STOP_AFTER:-5h}
 window=${WINDOW:-$(( iterations / 200 > 0 ? iterations / 200 : 1 ))}
 accel=${ACCEL:-kvm}
-profile=${PROFILE:-release}
-PROFILE=$profile "$here/ci/setup.sh"
-repro="$here/target/x86_64-unknown-linux-gnu/$profile/repro"
+repro_setup
 
 set +e
 if [ -f "$out/checkpoint/state.json" ]; then

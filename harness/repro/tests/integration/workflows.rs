@@ -364,3 +364,53 @@ fn the_soak_workflow_chains_segments_through_checkpoints() {
         serde_json::from_str(&std::fs::read_to_string(work.path().join("soak/summary.json")).unwrap()).unwrap();
     assert!(summary.complete && summary.checkpoints.len() == 1 && summary.checkpoints[0].restore_s.is_some(), "{summary:#?}");
 }
+
+/// A PATH holding every program of this one but those named, and `apt-get`
+/// (and `sudo`) as stand-ins that print progress on stdout as apt does: so
+/// ci/setup.sh believes the named tools are missing and "installs" them.
+fn path_without(missing: &[&str], dir: &Path) -> std::ffi::OsString {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in std::env::split_paths(&std::env::var_os("PATH").unwrap()) {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let link = bin.join(&name);
+            if !missing.iter().any(|m| name == *m) && !link.exists() && std::os::unix::fs::symlink(e.path(), &link).is_err() {
+                continue;
+            }
+        }
+    }
+    for fake in ["apt-get", "sudo"] {
+        let _ = std::fs::remove_file(bin.join(fake));
+    }
+    std::fs::write(bin.join("apt-get"), "#!/bin/sh\necho \"Hit:1 stand-in apt-get $*\"\necho 'Reading package lists...'\n").unwrap();
+    std::fs::write(bin.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    for fake in ["apt-get", "sudo"] {
+        std::fs::set_permissions(bin.join(fake), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    bin.into_os_string()
+}
+
+/// The build job captures ci/image-key.sh's stdout into $GITHUB_OUTPUT,
+/// where GitHub's runner rejects every line that is not `key=value`: its
+/// stdout is that one line even when ci/setup.sh installs packages (apt's
+/// progress goes to stdout), as it always does in a fresh container.
+#[test]
+fn image_key_prints_only_its_output_line_while_setup_installs_packages() {
+    let d = tempfile::tempdir().unwrap();
+    let o = StdCommand::new(root().join("ci/image-key.sh"))
+        .arg("6.1-src,6.1-noprune")
+        .env("PATH", path_without(&["jq"], d.path()))
+        .env("PROFILE", "debug")
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("setup: installing jq") && err.contains("stand-in apt-get"), "setup installed nothing: {err}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("key=") && lines[0].len() == 4 + 24,
+        "stdout must be one key=value line for $GITHUB_OUTPUT, not {out:?}"
+    );
+}
