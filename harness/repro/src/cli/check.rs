@@ -14,6 +14,10 @@ use crate::kernel::catalog::Catalog;
 pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     use crate::judge::verdict::{Outcome, Verdict};
     let repeat = args.repeat.max(1);
+    // Refused before the run, not after it: an output that cannot be written is the command line's fault.
+    if let Some(path) = &args.junit {
+        crate::atomic::check_target(path)?;
+    }
     // With --json, stdout carries the summaries; verdict lines go to stderr.
     let say = |line: String| if args.run.json { crate::text::err(&format!("{line}\n")) } else { crate::text::outln(&line) };
     let mut verdicts: Vec<Verdict> = Vec::new();

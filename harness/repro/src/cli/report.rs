@@ -9,6 +9,9 @@ use crate::judge::verdict::Agreement;
 use crate::kernel::catalog::Catalog;
 
 pub(super) fn report(args: &ReportArgs) -> Result<i32> {
+    if let Some(path) = &args.junit {
+        crate::atomic::check_target(path)?;
+    }
     // With --expect, a directory with no runs at all is a report of
     // missing pairs, not an error: that is what a matrix whose jobs all
     // failed before running looks like.

@@ -58,6 +58,9 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
     for s in &args.scenarios {
         s.load()?;
     }
+    if let Some(path) = &args.junit {
+        crate::atomic::check_target(path)?;
+    }
     let scenarios = &args.scenarios;
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let out = args.run.out.clone().unwrap_or_else(|| crate::run::summary::default_dir(&format!("matrix-{}", stamp(&date))));

@@ -155,7 +155,9 @@ pub(crate) fn svg(chart: &Chart) -> Result<String> {
 
 /// The chart as a PNG file.
 pub(crate) fn png(chart: &Chart, path: &Path) -> Result<()> {
-    draw(BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area(), chart).with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write_by_path(path, |tmp| {
+        draw(BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area(), chart).with_context(|| format!("writing {}", path.display()))
+    })
 }
 
 fn font_ref() -> FontRef<'static> {

@@ -12,12 +12,16 @@ use crate::judge::report_md::{agreement_notes, cells, document_markdown, extrapo
 pub(crate) fn write(doc: &Document) -> Result<()> {
     let plots = doc.out.join(PLOTS);
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+    // The report's own subdirectory: a link planted there would send every plot elsewhere.
+    if std::fs::symlink_metadata(&plots)?.file_type().is_symlink() {
+        crate::atomic::check_target(&plots)?;
+    }
     let charts = charts(doc.rows);
     let mut svgs = Vec::new();
     for (name, chart) in &charts {
         let svg = crate::judge::plot::svg(chart)?;
         let path = plots.join(format!("{name}.svg"));
-        std::fs::write(&path, &svg).with_context(|| format!("writing {}", path.display()))?;
+        crate::atomic::write_bytes(&path, svg.as_bytes())?;
         crate::judge::plot::png(chart, &plots.join(format!("{name}.png")))?;
         svgs.push((name.clone(), chart.title.clone(), svg));
     }
@@ -28,7 +32,7 @@ pub(crate) fn write(doc: &Document) -> Result<()> {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write_bytes(path, text.as_bytes())
 }
 
 fn html_escape(s: &str) -> String {

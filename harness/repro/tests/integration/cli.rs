@@ -378,3 +378,37 @@ fn a_run_never_writes_through_links_planted_in_its_out_directory() {
     assert_ne!(o.status.code(), Some(exit_codes::USAGE), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(empty.join("summary.json").exists());
 }
+
+/// The report job's own command: `--junit report/junit.xml` beside `--out
+/// report` in a directory where neither exists yet. And the one rule for
+/// every output path: new, or a regular file it replaces; a FIFO, a
+/// directory, a link or a place that takes no files is bad input (exit 2),
+/// left as it was.
+#[test]
+fn report_creates_its_output_directories_and_refuses_special_files_as_outputs() {
+    let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/seed");
+    let d = tempfile::tempdir().unwrap();
+    repro().current_dir(d.path()).arg("report").arg(&results).args(["--out", "report", "--junit", "report/junit.xml"]).assert().success();
+    assert!(std::fs::read_to_string(d.path().join("report/junit.xml")).unwrap().contains("<testsuite"));
+    assert!(d.path().join("report/README.md").is_file());
+
+    let fifo = d.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let target = d.path().join("target.xml");
+    std::fs::write(&target, "keep").unwrap();
+    let link = d.path().join("link.xml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for bad in [fifo.clone(), d.path().join("report"), link.clone(), "/proc/repro-junit.xml".into()] {
+        repro()
+            .arg("report")
+            .arg(&results)
+            .arg("--junit")
+            .arg(&bad)
+            .assert()
+            .code(exit_codes::USAGE)
+            .stderr(predicate::str::contains(bad.display().to_string()));
+    }
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+}
