@@ -38,6 +38,8 @@ pub(crate) enum Input {
     /// A checkpoint's state.json (`repro resume`): repro wrote it, and it is
     /// still checked, since anything may have touched it since.
     Checkpoint,
+    /// A kernel image carried in a checkpoint (bzImages are 5-15 MiB).
+    KernelImage,
 }
 
 impl Input {
@@ -45,7 +47,7 @@ impl Input {
         match self {
             Input::Scenario | Input::Catalog | Input::Checkpoint => 1 << 20,
             Input::Summary | Input::BisectState | Input::Matrix => 64 << 20,
-            Input::Include => 256 << 20,
+            Input::Include | Input::KernelImage => 256 << 20,
             Input::Rpm => 512 << 20,
         }
     }
@@ -60,25 +62,59 @@ impl Input {
             Input::Include => "--include file",
             Input::Rpm => "RPM package",
             Input::Checkpoint => "checkpoint state",
+            Input::KernelImage => "kernel image",
         }
+    }
+
+    fn refuse(self, path: &Path, why: String) -> anyhow::Error {
+        fail(Kind::Usage, format!("{} {}: {why}; pass a regular file of at most {} MiB", self.what(), path.display(), self.cap() >> 20))
+    }
+
+    /// `path` opened for reading, refused (exit 2) unless it is a regular
+    /// file within the cap. Opened non-blocking, so that a FIFO is refused
+    /// instead of waiting forever for a writer; the type is checked on the
+    /// file opened, so nothing can swap it in between.
+    pub(crate) fn open(self, path: &Path) -> Result<(std::fs::File, u64)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| self.refuse(path, format!("cannot open it ({e})")))?;
+        let meta = f.metadata().map_err(|e| self.refuse(path, format!("cannot stat it ({e})")))?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
+            return Err(self.refuse(path, format!("it is {kind}")));
+        }
+        if meta.len() > self.cap() {
+            return Err(self.refuse(path, format!("it holds {} MiB", meta.len() >> 20)));
+        }
+        Ok((f, meta.len()))
+    }
+
+    /// The sha256 of `path`, read by the same rule (and cap) as [`Input::read`].
+    pub(crate) fn sha256(self, path: &Path) -> Result<String> {
+        use sha2::Digest;
+        let (f, _) = self.open(path)?;
+        let mut h = sha2::Sha256::new();
+        let mut r = f.take(self.cap() + 1);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf).map_err(|e| self.refuse(path, format!("reading it failed ({e})")))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(format!("{:x}", h.finalize()))
     }
 
     /// The bytes of `path`, refused (exit 2) unless it is a regular file
     /// within the cap.
     pub(crate) fn read(self, path: &Path) -> Result<Vec<u8>> {
-        let refuse = |why: String| {
-            fail(Kind::Usage, format!("{} {}: {why}; pass a regular file of at most {} MiB", self.what(), path.display(), self.cap() >> 20))
-        };
-        let f = std::fs::File::open(path).map_err(|e| refuse(format!("cannot open it ({e})")))?;
-        let meta = f.metadata().map_err(|e| refuse(format!("cannot stat it ({e})")))?;
-        if !meta.is_file() {
-            let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
-            return Err(refuse(format!("it is {kind}")));
-        }
-        if meta.len() > self.cap() {
-            return Err(refuse(format!("it holds {} MiB", meta.len() >> 20)));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        let refuse = |why: String| self.refuse(path, why);
+        let (f, len) = self.open(path)?;
+        let mut bytes = Vec::with_capacity(len as usize);
         // Bounded even if the file grows while it is read.
         f.take(self.cap() + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("reading it failed ({e})")))?;
         if bytes.len() as u64 > self.cap() {
@@ -106,14 +142,10 @@ mod tests {
         }
         let fifo = d.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        // Opening a FIFO for reading blocks until a writer comes: give it one.
-        let w = std::thread::spawn({
-            let fifo = fifo.clone();
-            move || drop(std::fs::OpenOptions::new().write(true).open(fifo))
-        });
+        // No writer ever comes: a blocking open would wait forever.
         let e = format!("{:#}", Input::Scenario.read(&fifo).unwrap_err());
-        w.join().unwrap();
         assert!(e.contains("not a regular file"), "{e}");
+        assert!(format!("{:#}", Input::KernelImage.sha256(Path::new("/dev/zero")).unwrap_err()).contains("not a regular file"));
         let big = d.path().join("big.toml");
         std::fs::File::create(&big).unwrap().set_len(Input::Scenario.cap() + 1).unwrap();
         assert!(format!("{:#}", Input::Scenario.read(&big).unwrap_err()).contains("1 MiB"));

@@ -90,6 +90,11 @@ Example:\n  repro resume results/runs/2026-11-27-6.1-noprune-seed-20000 --stop-a
 pub struct ResumeArgs {
     /// The run directory of a run that saved at least once.
     pub dir: PathBuf,
+    /// The QEMU to load the saved guest into: it must be the version that saved it [default: as
+    /// `repro run` picks one: $REPRO_QEMU, else qemu-system-x86_64 on PATH, or the newer QEMU
+    /// the catalog fetches for the run's kernel].
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
     /// Give up on this part of the run after this long (windows so far are kept).

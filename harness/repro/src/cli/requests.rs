@@ -72,6 +72,7 @@ impl ResumeArgs {
     pub fn request(&self) -> ResumeRequest {
         ResumeRequest {
             dir: self.dir.clone(),
+            qemu: self.qemu.clone(),
             checkpoint: self.checkpoint.policy(),
             timeout: self.timeout,
             stall_timeout: self.stall_timeout,

@@ -62,9 +62,27 @@ pub(crate) fn size_memory(iterations: u64, asked: Option<u64>, host_available_mi
     Ok(memory)
 }
 
-/// This host's MemAvailable in MiB, if /proc/meminfo says.
-fn host_available_mib() -> Option<u64> {
-    repro_proto::meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable").map(|kib| kib / 1024)
+/// The QEMU this host runs `kernel` on: `--qemu` (or REPRO_QEMU) if given,
+/// else the machine's, or one fetched into the cache when the catalog says
+/// the kernel needs a newer one. The one rule for a run and a resume.
+pub(crate) fn choose_qemu(
+    explicit: Option<&std::path::Path>,
+    kernel: &crate::kernel::spec::KernelSpec,
+    catalog: &Catalog,
+    cache: &crate::kernel::cache::Cache,
+) -> Result<qemu::Qemu> {
+    let found = qemu::find(explicit)?;
+    // A catalog kernel may need a newer QEMU than the machine's; --qemu wins.
+    let need = match kernel {
+        crate::kernel::spec::KernelSpec::Catalog(name) if explicit.is_none() => {
+            catalog.lookup(name).ok().and_then(|e| e.qemu.clone()).and_then(|q| catalog.qemu.get(&q).map(|n| (q, n.clone())))
+        }
+        _ => None,
+    };
+    Ok(match need {
+        Some((name, need)) => qemu::for_need(found, &name, &need, cache)?,
+        None => qemu::Qemu { program: found, data_dirs: vec![] },
+    })
 }
 
 /// A kernel, a QEMU and a memory size, checked before anything boots.
@@ -78,22 +96,11 @@ pub(crate) struct Vm {
 
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
 pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Result<Vm> {
-    let memory_mib = size_memory(iterations, vm.memory, host_available_mib())?;
+    let memory_mib = size_memory(iterations, vm.memory, qemu::host_available_mib())?;
     let catalog = Catalog::builtin()?;
     let cache = &vm.cache;
     let image = vm.kernel.resolve(&catalog, cache, vm.cc.as_deref())?;
-    let found = qemu::find(vm.qemu.as_deref())?;
-    // A catalog kernel may need a newer QEMU than the machine's; --qemu wins.
-    let need = match &vm.kernel {
-        crate::kernel::spec::KernelSpec::Catalog(name) if vm.qemu.is_none() => {
-            catalog.lookup(name).ok().and_then(|e| e.qemu.clone()).and_then(|q| catalog.qemu.get(&q).map(|n| (q, n.clone())))
-        }
-        _ => None,
-    };
-    let qemu_bin = match need {
-        Some((name, need)) => qemu::for_need(found, &name, &need, cache)?,
-        None => qemu::Qemu { program: found, data_dirs: vec![] },
-    };
+    let qemu_bin = choose_qemu(vm.qemu.as_deref(), &vm.kernel, &catalog, cache)?;
     summary.provenance.qemu_version = qemu::version(&qemu_bin.program);
     summary.backend = Backend::Qemu;
     summary.kernel.image = Some(image.path.display().to_string());
@@ -190,14 +197,13 @@ pub(crate) async fn boot(
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
         let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
         let spec = VmSpec {
+            qemu: vm.qemu.clone(),
+            kernel: vm.image.path.clone(),
             machine: Machine {
-                qemu: vm.qemu.program.clone(),
-                data_dirs: vm.qemu.data_dirs.clone(),
                 accel: *accel,
                 kvm_cpu: vm.kvm_cpu.clone(),
                 cpus: vm_args.cpus,
                 memory_mib: vm.memory_mib,
-                kernel: vm.image.path.clone(),
                 cmdline: qemu::kernel_cmdline(&vm_args.append),
             },
             initrd: initrd.to_path_buf(),
@@ -239,7 +245,7 @@ pub(crate) async fn boot(
                          a booting kernel prints within seconds even under TCG, so a longer --boot-timeout will not help. {}. \
                          console.log is kept in the run directory",
                         f.describe(),
-                        crate::kernel::bzimage::silent_boot_advice(&spec.machine.kernel, &spec.machine.cmdline),
+                        crate::kernel::bzimage::silent_boot_advice(&spec.kernel, &spec.machine.cmdline),
                         accel = accel.as_str()
                     ),
                 ))

@@ -6,12 +6,20 @@
 //! the host's answer, so the stream is at a line boundary and nothing is in
 //! flight. There repro stops the guest over QEMU's machine protocol, has
 //! QEMU migrate it into a gzip file in the run directory, and writes what a
-//! resume needs beside it (`checkpoint/state.json`): the QEMU, accelerator,
-//! CPU model, memory, kernel image and initramfs that must be the same, and
-//! the length of samples.jsonl and the summary as they stood. `repro
-//! resume DIR` checks all of it, starts the same QEMU waiting for the state,
-//! loads it, and answers the round: the stream goes on where it stopped.
-//! The guest's clocks stop with the VM, so the gap is not in its windows.
+//! resume needs beside it: the kernel image and initramfs themselves (a
+//! resume on a fresh machine, a CI runner with an empty cache, has nothing
+//! else), and `checkpoint/state.json`: the QEMU version, accelerator, CPU
+//! model and vendor, memory, the files' sha256, and the length of
+//! samples.jsonl and the summary as they stood.
+//!
+//! A checkpoint is outside data (CI downloads it from another run's
+//! artifact), so `repro resume DIR` trusts none of it: the resuming host
+//! chooses its own QEMU (as a run does) and asks its version itself; the
+//! state names no program, path or QEMU option; every number is bounded;
+//! the run directory's own files must be plain files, not links. Then it
+//! starts QEMU waiting for the state, loads it, and answers the round: the
+//! stream goes on where it stopped. The guest's clocks stop with the VM, so
+//! the gap is not in its windows.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,8 +38,12 @@ use crate::run::record::{Recorder, SAMPLES};
 pub(crate) const DIR: &str = "checkpoint";
 const STATE: &str = "state.json";
 const INITRD: &str = "initramfs.cpio";
-/// 2: the machine's fields in their own object (`machine`).
-const STATE_FORMAT: u32 = 2;
+const KERNEL: &str = "bzImage";
+/// 3: the kernel image carried in the checkpoint; no QEMU, path or data
+/// directory in the state (the resuming host chooses them); the CPU vendor.
+const STATE_FORMAT: u32 = 3;
+/// The longest stall timeout a state may carry (a week).
+const STALL_BOUND_S: f64 = 7.0 * 86400.0;
 /// The longest a save or a restore may take (a 10 GiB guest through gzip
 /// takes minutes, not an hour).
 const MIGRATION_BOUND: Duration = Duration::from_secs(3600);
@@ -63,6 +75,10 @@ pub(crate) struct SavedVm {
     pub machine: Machine,
     /// `qemu --version`: migration needs the same QEMU on both sides.
     pub qemu_version: String,
+    /// The saving host's CPU vendor under KVM (`vendor_id`): a KVM guest
+    /// keeps the vendor of the host it booted on, and its state loads only
+    /// on a host of the same vendor. None under TCG.
+    pub cpu_vendor: Option<String>,
     pub kernel_sha256: String,
     pub initrd_sha256: String,
     /// The guest state file, in the checkpoint folder (named by iteration:
@@ -77,11 +93,13 @@ pub(crate) struct SavedVm {
 }
 
 impl SavedVm {
-    /// The state at `dir`'s checkpoint, checked against this machine: the
-    /// same QEMU, kernel image and initramfs, and an accelerator it has.
-    pub(crate) fn read(run_dir: &Path) -> Result<(SavedVm, Summary)> {
+    /// The state at `dir`'s checkpoint, checked against this machine and
+    /// its QEMU `qemu`: the same QEMU version, kernel image and initramfs,
+    /// and an accelerator (and CPU vendor) it has.
+    pub(crate) fn read(run_dir: &Path, qemu: &Path) -> Result<(SavedVm, Summary)> {
         let cp = run_dir.join(DIR);
         let path = cp.join(STATE);
+        own_files_are_plain(run_dir)?;
         if !path.exists() {
             return Err(fail(
                 Kind::Usage,
@@ -118,44 +136,71 @@ impl SavedVm {
         let summary_text = crate::input::Input::Summary.read_text(&summary_path)?;
         let summary: Summary = serde_json::from_str(&summary_text)
             .map_err(|e| fail(Kind::Usage, format!("{}: not a summary ({e})", summary_path.display())))?;
-        saved.check(run_dir, &summary)?;
+        saved.check(run_dir, &summary, qemu)?;
         Ok((saved, summary))
     }
 
     /// Everything that must match for QEMU to load the state, each refused
     /// with what differs and what to do.
-    fn check(&self, run_dir: &Path, summary: &Summary) -> Result<()> {
+    fn check(&self, run_dir: &Path, summary: &Summary, qemu: &Path) -> Result<()> {
         let mismatch = |what: String| fail(Kind::Usage, format!("cannot resume {}: {what}", run_dir.display()));
+        self.machine.check().map_err(|why| mismatch(format!("its state is not one repro writes: {why}")))?;
+        if !(self.stall_timeout_s.is_finite() && (1.0..=STALL_BOUND_S).contains(&self.stall_timeout_s)) {
+            return Err(mismatch(format!("its stall timeout {} s is outside 1 s to a week", self.stall_timeout_s)));
+        }
+        if let Some(host) = crate::guest::qemu::host_available_mib() {
+            if self.machine.memory_mib > host {
+                return Err(mismatch(format!(
+                    "its guest has {} MiB of memory and this host has {host} MiB available: resume it on a larger machine",
+                    self.machine.memory_mib
+                )));
+            }
+        }
         if summary.windows.last().map_or(0, |w| w.iteration) > self.iteration || summary.complete {
             return Err(mismatch("its saved summary is past the checkpoint, or complete: the folder was changed".into()));
         }
         if !valid_name(&self.state_file) || !run_dir.join(DIR).join(&self.state_file).is_file() {
             return Err(mismatch(format!("the guest state file {:?} is missing from {DIR}/", self.state_file)));
         }
-        let have = crate::guest::qemu::version(&self.machine.qemu);
+        // This host's QEMU, asked by this host: the state's word is only compared.
+        let have = crate::guest::qemu::version(qemu);
         if have.as_deref() != Some(self.qemu_version.as_str()) {
             return Err(mismatch(format!(
-                "it was saved by {} ({}), and that QEMU is {} here; QEMU loads only a state saved by the same version: \
-                 install it at the same path",
-                self.machine.qemu.display(),
-                self.qemu_version,
-                have.map_or("missing".into(), |v| format!("now {v:?}"))
+                "it was saved by {:?}, and this host's QEMU ({}) is {}; QEMU loads only a state saved by the same version: \
+                 install that QEMU here and pass it with --qemu (or REPRO_QEMU)",
+                crate::text::clip(&self.qemu_version, 200),
+                qemu.display(),
+                have.map_or("not runnable".into(), |v| format!("{v:?}"))
             )));
         }
         for (what, path, want) in [
-            ("kernel image", &self.machine.kernel, &self.kernel_sha256),
+            ("kernel image", &run_dir.join(DIR).join(KERNEL), &self.kernel_sha256),
             ("initramfs", &run_dir.join(DIR).join(INITRD), &self.initrd_sha256),
         ] {
-            let got = crate::kernel::cache::sha256_file(path).ok();
-            if got.as_deref() != Some(want.as_str()) {
+            let got = crate::input::Input::KernelImage.sha256(path);
+            if got.as_ref().ok() != Some(want) {
                 return Err(mismatch(format!(
-                    "the {what} {} is {} (the guest's memory holds the one with sha256 {want}); restore that file",
+                    "the {what} {} is {} (the guest's memory holds the one with sha256 {}); the checkpoint folder was \
+                     changed or is incomplete: copy the whole run directory again",
                     path.display(),
-                    if got.is_some() { "a different file now" } else { "gone" }
+                    match got {
+                        Ok(_) => "a different file now".to_string(),
+                        Err(e) => format!("unusable ({e:#})"),
+                    },
+                    crate::text::clip(want, 80)
                 )));
             }
         }
         if self.machine.accel == Accel::Kvm {
+            let here = host_cpu_vendor();
+            if here != self.cpu_vendor {
+                return Err(mismatch(format!(
+                    "it was saved under KVM on a {} host and this host is {}: a KVM guest keeps its CPU vendor, so its \
+                     state loads only on a host of the same vendor (pick such a runner, or start the run again)",
+                    self.cpu_vendor.as_deref().map_or("?".into(), |v| crate::text::clip(v, 40)),
+                    here.as_deref().unwrap_or("of unknown vendor")
+                )));
+            }
             crate::guest::qemu::kvm_device_usable().map_err(|why| {
                 mismatch(format!(
                     "it was saved under KVM, and {why}; a KVM guest's state resumes only under KVM, with CPU model {}",
@@ -166,9 +211,11 @@ impl SavedVm {
         Ok(())
     }
 
-    /// The machine to start, waiting for this state.
-    pub(crate) fn spec(&self, run_dir: &Path, work: &Path) -> VmSpec {
+    /// The machine to start on this host's `qemu`, waiting for this state.
+    pub(crate) fn spec(&self, run_dir: &Path, work: &Path, qemu: crate::guest::qemu::Qemu) -> VmSpec {
         VmSpec {
+            qemu,
+            kernel: run_dir.join(DIR).join(KERNEL),
             machine: self.machine.clone(),
             initrd: run_dir.join(DIR).join(INITRD),
             console_log: run_dir.join(crate::run::record::CONSOLE),
@@ -181,6 +228,48 @@ impl SavedVm {
     pub(crate) fn state_path(&self, run_dir: &Path) -> PathBuf {
         run_dir.join(DIR).join(&self.state_file)
     }
+}
+
+/// The run directory's own files, which a resume opens for writing or
+/// hands to QEMU (which follows links in `-chardev file`): each must be a
+/// plain file (the checkpoint a plain directory) or absent, never a link
+/// planted to send the writes elsewhere.
+fn own_files_are_plain(run_dir: &Path) -> Result<()> {
+    use crate::run::record::{CONSOLE, SAMPLES, SUMMARY};
+    let files = [SAMPLES, SUMMARY, CONSOLE, "qemu-tcg.stderr.log", "qemu-kvm.stderr.log", "verdict.json"];
+    let check = |name: &str, want_dir: bool| -> Result<()> {
+        let p = run_dir.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { return Ok(()) };
+        let ok = if want_dir { meta.file_type().is_dir() } else { meta.file_type().is_file() };
+        if ok {
+            return Ok(());
+        }
+        Err(fail(
+            Kind::Usage,
+            format!(
+                "cannot resume {}: {} is {}, not a plain {}: repro writes there and will not follow it elsewhere; \
+                 remove it (or copy the run directory again) and resume",
+                run_dir.display(),
+                p.display(),
+                if meta.file_type().is_symlink() { "a symbolic link" } else { "of another type" },
+                if want_dir { "directory" } else { "file" }
+            ),
+        ))
+    };
+    check(DIR, true)?;
+    for name in files {
+        check(name, false)?;
+    }
+    for name in [STATE, INITRD, KERNEL] {
+        check(&format!("{DIR}/{name}"), false)?;
+    }
+    Ok(())
+}
+
+/// This host's CPU vendor (`vendor_id` in /proc/cpuinfo: GenuineIntel, AuthenticAMD).
+fn host_cpu_vendor() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines().find_map(|l| l.strip_prefix("vendor_id")).and_then(|r| r.split(':').nth(1)).map(|v| v.trim().to_string())
 }
 
 /// A file name repro writes in the checkpoint folder: no path in it.
@@ -260,6 +349,7 @@ pub(crate) struct Checkpointer {
     qmp: Option<Qmp>,
     template: SavedVm,
     initrd: PathBuf,
+    kernel: PathBuf,
 }
 
 impl Checkpointer {
@@ -272,10 +362,12 @@ impl Checkpointer {
             stop_requested: false,
             qmp: None,
             initrd: spec.initrd.clone(),
+            kernel: spec.kernel.clone(),
             template: SavedVm {
                 format_version: STATE_FORMAT,
                 machine: spec.machine.clone(),
                 qemu_version: qemu_version.to_string(),
+                cpu_vendor: (spec.machine.accel == Accel::Kvm).then(host_cpu_vendor).flatten(),
                 kernel_sha256: kernel_sha256.to_string(),
                 initrd_sha256: String::new(),
                 state_file: String::new(),
@@ -296,6 +388,7 @@ impl Checkpointer {
             stop_requested: false,
             qmp: Some(qmp),
             initrd: run_dir.join(DIR).join(INITRD),
+            kernel: run_dir.join(DIR).join(KERNEL),
             template: saved.clone(),
         }
     }
@@ -334,6 +427,12 @@ impl Checkpointer {
         }
         if self.template.initrd_sha256.is_empty() {
             self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
+        }
+        // The kernel too: a resume may be on a machine whose cache never had it.
+        let kernel = dir.join(KERNEL);
+        if kernel != self.kernel {
+            std::fs::copy(&self.kernel, &kernel).with_context(|| format!("copying the kernel image to {}", kernel.display()))?;
+            self.kernel = kernel;
         }
         let iteration = rec.summary.rounds.last().map_or(rec.summary.iterations_done, |r| r.iteration);
         let name = format!("vm-{iteration}.gz");

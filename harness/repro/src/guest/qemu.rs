@@ -32,26 +32,58 @@ impl AccelChoice {
     }
 }
 
-/// The machine a guest runs on: everything QEMU must be given again to
-/// load a saved state, so a checkpoint records it as it is.
+/// The machine a guest runs on, the same wherever it runs: what QEMU must
+/// be given again to load a saved state, so a checkpoint records it. Which
+/// QEMU runs it and where the kernel image lies are this host's (in
+/// [`VmSpec`]), never read from a checkpoint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Machine {
-    pub qemu: PathBuf,
-    /// QEMU's own data (`-L`), for a QEMU fetched into the cache.
-    pub data_dirs: Vec<PathBuf>,
     pub accel: Accel,
     /// `-cpu` under KVM ([`crate::kernel::catalog::Catalog::kvm_cpu_model`]).
     pub kvm_cpu: String,
     pub cpus: u32,
     pub memory_mib: u64,
-    pub kernel: PathBuf,
     pub cmdline: String,
 }
 
-/// Everything one boot needs: the machine, and this boot's files.
+impl Machine {
+    /// Whether these are values repro itself gives QEMU: what a checkpoint
+    /// (outside data) says is checked here before QEMU sees any of it.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_CPUS).contains(&self.cpus) {
+            return Err(format!("{} CPUs is outside 1 to {MAX_CPUS}", self.cpus));
+        }
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&self.memory_mib) {
+            return Err(format!("{} MiB of memory is outside {MIN_MEMORY_MIB} MiB to {} GiB", self.memory_mib, MAX_MEMORY_MIB >> 10));
+        }
+        let model = |c: char| c.is_ascii_alphanumeric() || "-_.,=+".contains(c);
+        if self.kvm_cpu.is_empty() || self.kvm_cpu.len() > 64 || !self.kvm_cpu.chars().all(model) {
+            return Err(format!("{:?} is not a QEMU CPU model name", crate::text::clip(&self.kvm_cpu, 80)));
+        }
+        if self.cmdline.len() > 4096 || !self.cmdline.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err("the kernel command line is over 4096 bytes or holds control characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// This host's MemAvailable in MiB, if /proc/meminfo says.
+pub(crate) fn host_available_mib() -> Option<u64> {
+    repro_proto::meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable").map(|kib| kib / 1024)
+}
+
+/// Bounds of what repro gives a guest (and accepts from a checkpoint).
+const MAX_CPUS: u32 = 256;
+const MIN_MEMORY_MIB: u64 = 64;
+const MAX_MEMORY_MIB: u64 = 16 << 20;
+
+/// Everything one boot needs: this host's QEMU and kernel image, the
+/// machine, and this boot's files.
 #[derive(Debug, Clone)]
 pub(crate) struct VmSpec {
+    pub qemu: Qemu,
+    pub kernel: PathBuf,
     pub machine: Machine,
     pub initrd: PathBuf,
     pub console_log: PathBuf,
@@ -156,10 +188,10 @@ pub(crate) fn command_args(spec: &VmSpec) -> Vec<OsString> {
     let m = &spec.machine;
     [
         base_args(),
-        data_args(&m.data_dirs),
+        data_args(&spec.qemu.data_dirs),
         accel_args(m.accel, &m.kvm_cpu),
         machine_args(m.cpus, m.memory_mib),
-        boot_args(&m.kernel, &spec.initrd, &m.cmdline),
+        boot_args(&spec.kernel, &spec.initrd, &m.cmdline),
         serial_args(&spec.console_log, &spec.proto_socket),
         spec.qmp_socket.as_deref().map(qmp_args).unwrap_or_default(),
         if spec.incoming { incoming_args() } else { Vec::new() },
@@ -342,7 +374,7 @@ mod tests {
         assert_eq!(parse_version("QEMU emulator version 8.2"), Some(semver::Version::new(8, 2, 0)));
         assert_eq!(parse_version("something else"), None);
         let mut s = spec(Accel::Tcg);
-        s.machine.data_dirs = vec![PathBuf::from("/c/qemu-10/usr/share/qemu")];
+        s.qemu.data_dirs = vec![PathBuf::from("/c/qemu-10/usr/share/qemu")];
         let argv = command_args(&s);
         let i = argv.iter().position(|a| a == "-L").unwrap();
         assert_eq!(argv[i + 1], "/c/qemu-10/usr/share/qemu");
@@ -351,16 +383,9 @@ mod tests {
 
     fn spec(accel: Accel) -> VmSpec {
         VmSpec {
-            machine: Machine {
-                data_dirs: vec![],
-                qemu: "/usr/bin/qemu-system-x86_64".into(),
-                accel,
-                kvm_cpu: "host".into(),
-                cpus: 2,
-                memory_mib: 2048,
-                kernel: "/k/bzImage".into(),
-                cmdline: kernel_cmdline(""),
-            },
+            qemu: Qemu { program: "/usr/bin/qemu-system-x86_64".into(), data_dirs: vec![] },
+            kernel: "/k/bzImage".into(),
+            machine: Machine { accel, kvm_cpu: "host".into(), cpus: 2, memory_mib: 2048, cmdline: kernel_cmdline("") },
             initrd: "/r/initramfs.cpio".into(),
             console_log: "/r/console.log".into(),
             proto_socket: "/t/proto.sock".into(),

@@ -84,6 +84,8 @@ impl RunRequest {
 #[derive(Debug, Clone)]
 pub struct ResumeRequest {
     pub dir: PathBuf,
+    /// The QEMU to load the state into (else this host's own choice, as a run's).
+    pub qemu: Option<PathBuf>,
     pub checkpoint: CheckpointPolicy,
     pub timeout: Option<Duration>,
     /// None: the stall timeout the run was started with.

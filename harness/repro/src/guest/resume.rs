@@ -21,7 +21,8 @@ use crate::run::record::Recorder;
 const START_BOUND: Duration = Duration::from_secs(60);
 
 pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
-    let (saved, summary) = SavedVm::read(&req.dir)?;
+    let qemu = this_hosts_qemu(req)?;
+    let (saved, summary) = SavedVm::read(&req.dir, &qemu.program)?;
     let mut rec = Recorder::reopen(&req.dir, summary, saved.samples_bytes)?;
     tracing::info!(
         "resuming {} at iteration {} of {} ({} windows recorded)",
@@ -37,7 +38,7 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
     let outcome = rt.block_on(async {
-        let spec = saved.spec(&req.dir, work.path());
+        let spec = saved.spec(&req.dir, work.path(), qemu);
         progress.status(&format!("loading the guest saved at iteration {}", saved.iteration));
         let mut agent = match session::spawn_qemu(&spec, &req.dir, tokio::time::Instant::now() + START_BOUND, START_BOUND).await {
             Ok(a) => a,
@@ -79,4 +80,16 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
     });
     progress.finish();
     finish(&mut rec, outcome, req.json)
+}
+
+/// The QEMU this host would run the run's kernel on (`--qemu`, REPRO_QEMU,
+/// PATH, or the catalog's newer QEMU): chosen here, never named by the
+/// checkpoint. The kernel's name is read from the run's summary only to look
+/// it up in the catalog.
+fn this_hosts_qemu(req: &ResumeRequest) -> Result<crate::guest::qemu::Qemu> {
+    let text = crate::input::Input::Summary.read_text(&req.dir.join(crate::run::record::SUMMARY))?;
+    let name = serde_json::from_str::<repro_proto::Summary>(&text).map(|s| s.kernel.name).unwrap_or_default();
+    let spec = crate::kernel::spec::KernelSpec::parse(std::ffi::OsStr::new(&name));
+    let catalog = crate::kernel::catalog::Catalog::builtin()?;
+    crate::guest::boot::choose_qemu(req.qemu.as_deref(), &spec, &catalog, &crate::kernel::cache::Cache::new(None))
 }

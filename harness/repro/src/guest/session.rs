@@ -98,13 +98,13 @@ pub(crate) async fn spawn_qemu(spec: &VmSpec, run_dir: &Path, until: Instant, de
         .with_context(|| format!("listening on {}", spec.proto_socket.display()))
         .map_err(StartFailure::Other)?;
     let args = qemu::command_args(spec);
-    tracing::debug!("qemu command: {} {}", spec.machine.qemu.display(), crate::text::shell_words(&args));
-    let mut cmd = Command::new(&spec.machine.qemu);
+    tracing::debug!("qemu command: {} {}", spec.qemu.program.display(), crate::text::shell_words(&args));
+    let mut cmd = Command::new(&spec.qemu.program);
     cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
     // A terminal's Ctrl-C reaches repro only, which records what it has and
     // stops QEMU itself; if repro dies, QEMU dies with it.
     crate::child::own_async(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-    let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.machine.qemu.display())))?;
+    let child = cmd.spawn().map_err(|e| StartFailure::Other(anyhow::anyhow!("starting {}: {e}", spec.qemu.program.display())))?;
     let mut guard = Guard::qemu(child, stderr_log, spec.console_log.clone());
     let accel = spec.machine.accel.as_str();
     let stream = tokio::select! {

@@ -43,20 +43,52 @@ fn a_run_saved_and_resumed_twice_matches_one_run_straight_through() {
     assert!(!first.complete && first.checkpoints.len() == 1, "{first:#?}");
     assert_eq!(first.checkpoints[0].iteration, 100);
 
-    // A changed kernel image is refused before anything starts.
-    let tampered = d.path().join("tampered");
-    copy_dir(&dir, &tampered);
-    let state_path = tampered.join("checkpoint/state.json");
-    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state["kernel_sha256"] = "0".repeat(64).into();
-    std::fs::write(&state_path, state.to_string()).unwrap();
-    let (code, err) = resume(&[], &tampered);
-    assert_eq!(code, Some(exit_codes::USAGE), "{err}");
-    assert!(err.contains("kernel image") && err.contains("restore that file"), "{err}");
+    // A checkpoint is outside data: a changed kernel image, a state that
+    // names a program, numbers out of bounds, a link planted in the run
+    // directory: each refused before anything starts, and nothing run.
+    let marker = d.path().join("ran");
+    let program = d.path().join("qemu.sh");
+    std::fs::write(&program, format!("#!/bin/sh\ntouch {}\necho 'QEMU emulator version 0'\n", marker.display())).unwrap();
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tamper = |name: &str, edit: &dyn Fn(&mut serde_json::Value, &Path)| {
+        let t = d.path().join(name);
+        copy_dir(&dir, &t);
+        let state_path = t.join("checkpoint/state.json");
+        let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+        edit(&mut state, &t);
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let (code, err) = resume(&[], &t);
+        assert_eq!(code, Some(exit_codes::USAGE), "{name}: {err}");
+        assert!(!marker.exists(), "{name}: the state's program ran");
+        err
+    };
+    let err = tamper("kernel", &|s, _| s["kernel_sha256"] = "0".repeat(64).into());
+    assert!(err.contains("kernel image") && err.contains("copy the whole run directory"), "{err}");
+    let err = tamper("program", &|s, _| {
+        s["machine"]["qemu"] = program.display().to_string().into();
+        s["qemu_version"] = "QEMU emulator version 0".into();
+    });
+    assert!(err.contains("not a checkpoint state repro wrote"), "{err}");
+    let err = tamper("cpus", &|s, _| s["machine"]["cpus"] = u32::MAX.into());
+    assert!(err.contains("CPUs is outside"), "{err}");
+    let err = tamper("memory", &|s, _| s["machine"]["memory_mib"] = (u64::MAX >> 1).into());
+    assert!(err.contains("memory"), "{err}");
+    let err = tamper("stall", &|s, _| s["stall_timeout_s"] = 1e308.into());
+    assert!(err.contains("stall timeout"), "{err}");
+    let err = tamper("link", &|_, t| {
+        std::fs::remove_file(t.join("console.log")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), t.join("console.log")).unwrap();
+    });
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!d.path().join("elsewhere").exists());
 
     // Resumed in a new process and stopped by SIGTERM, as a CI job's end or
     // a host's shutdown stops it: it saves at the next round, and exits 75.
+    // On a machine whose repro cache is empty, as a fresh CI runner's: the
+    // checkpoint carries the kernel image and the initramfs.
+    let empty_cache = d.path().join("empty-cache");
     let child = std_repro()
+        .env("REPRO_CACHE_DIR", &empty_cache)
         .args(["resume", "-q"])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
@@ -68,6 +100,7 @@ fn a_run_saved_and_resumed_twice_matches_one_run_straight_through() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(exit_codes::CHECKPOINTED), "{}", stderr_of(&o));
     let second = read_summary(&dir).checkpoints[1].iteration;
+    assert!(!empty_cache.join("images").exists(), "the resume looked for the kernel in the cache");
     assert!(second > 100 && second < 1200, "saved at {second}");
     let (code, err) = resume(&[], &dir);
     assert_eq!(code, Some(exit_codes::OK), "{err}");
