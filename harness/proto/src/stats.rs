@@ -15,6 +15,35 @@ pub struct ProbeStats {
 }
 
 impl ProbeStats {
+    /// The fastest open a probe can time: a nanosecond.
+    pub const MIN_US: f64 = 1e-3;
+    /// The slowest one it may report: an hour.
+    pub const MAX_US: f64 = 3.6e9;
+
+    /// Whether these are figures a probe can have measured: each latency
+    /// within a nanosecond to an hour (all zero for a window without a
+    /// successful open) and in order. A guest's figures are outside data,
+    /// checked here where they enter before anything plots or fits them.
+    pub fn check(&self) -> Result<(), String> {
+        let v = [self.min_us, self.p50_us, self.p90_us, self.p99_us, self.max_us];
+        if self.name.is_empty() || self.name.len() > 64 {
+            return Err("a probe with no name, or one over 64 bytes".into());
+        }
+        if self.count == 0 {
+            return match v.iter().all(|x| *x == 0.0) {
+                true => Ok(()),
+                false => Err(format!("probe {}: latencies without a single timed open", self.name)),
+            };
+        }
+        if let Some(x) = v.iter().find(|x| !(x.is_finite() && (Self::MIN_US..=Self::MAX_US).contains(*x))) {
+            return Err(format!("probe {}: {x} us is outside a nanosecond to an hour", self.name));
+        }
+        if v.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("probe {}: min, p50, p90, p99 and max out of order", self.name));
+        }
+        Ok(())
+    }
+
     /// Exact order statistics of one window's samples (nanoseconds).
     ///
     /// A window holds at most a few hundred samples, so sorting them gives

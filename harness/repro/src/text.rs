@@ -14,6 +14,47 @@ pub(crate) fn terminal_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect()
 }
 
+/// [`terminal_safe`], but keeping colour codes (SGR: ESC `[` digits and `;`
+/// `m`), which the log's own formatter writes on a terminal and which only
+/// colour text. Every other escape sequence still loses its ESC.
+pub(crate) fn terminal_safe_keeping_colour(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        if c == '\u{1b}' {
+            let body = &rest[1..];
+            let end = body.strip_prefix('[').and_then(|b| b.find(|c: char| !(c.is_ascii_digit() || c == ';')).map(|i| (b, i)));
+            if let Some((b, i)) = end.filter(|(b, i)| b[*i..].starts_with('m')) {
+                out.push('\u{1b}');
+                out.push('[');
+                out.push_str(&b[..=i]);
+                rest = &b[i + 1..];
+                continue;
+            }
+        }
+        out.push(if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c });
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The log's stderr: every line the tracing subscriber writes (warnings
+/// quote guest output and file names) goes through
+/// [`terminal_safe_keeping_colour`], so no warning carries a raw control
+/// character to the terminal.
+pub(crate) struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let safe = terminal_safe_keeping_colour(&String::from_utf8_lossy(buf));
+        std::io::stderr().lock().write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Write to stderr, terminal-safe.
 pub(crate) fn err(text: &str) {
     use std::io::Write;
@@ -109,5 +150,17 @@ mod tests {
         assert_eq!(tail("", 5), "");
         assert_eq!(first_line("x\ny"), "x");
         assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn log_lines_keep_their_colours_and_lose_every_other_control() {
+        let line =
+            "\u{1b}[33mWARN\u{1b}[0m ignoring a garbled line: a\rb\u{e}c\u{f}d\u{b}e\u{18}f\u{1a}g\u{1b}]0;title\u{7}\u{9b}2J\ttab\n";
+        let safe = terminal_safe_keeping_colour(line);
+        assert!(safe.starts_with("\u{1b}[33mWARN\u{1b}[0m "), "{safe:?}");
+        assert_eq!(safe.matches('\u{1b}').count(), 2, "{safe:?}");
+        assert!(!safe.chars().any(|c| c.is_control() && !"\u{1b}\n\t".contains(c)), "{safe:?}");
+        assert!(safe.ends_with("\ttab\n"));
+        assert_eq!(terminal_safe_keeping_colour("\u{1b}[31"), "\u{fffd}[31");
     }
 }

@@ -11,7 +11,7 @@ use crate::kernel::spec::KernelSpec;
 use crate::run::scenario::ScenarioSpec;
 
 pub(crate) use crate::cli::args_run::{CheckpointArgs, ExecArgs, ResumeArgs, RunArgs, RunCommandArgs};
-pub(crate) use crate::cli::args_vm::{kernel_spec, positive, source_dir, CacheArgs, VmArgs};
+pub(crate) use crate::cli::args_vm::{duration, kernel_spec, positive, source_dir, CacheArgs, VmArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -262,10 +262,10 @@ repro watch --count 60 > watch.jsonl              a minute of samples\n  \
 repro watch --interval 500ms --linger 20s -- repro run --backend host -n 2000    beside a churn")]
 pub struct WatchArgs {
     /// Time between samples.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration)]
     pub interval: Duration,
-    /// Timed opens per path per interval.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Timed opens per path per interval (1 to 100000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub samples: u32,
     /// The sysctl on the hot hash chain.
     #[arg(long, default_value = "/proc/sys/net/ipv6/neigh/lo/retrans_time_ms")]
@@ -292,7 +292,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub count: Option<u64>,
     /// With a command after --: keep watching this long after it ends (to see cleanup settle).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = duration)]
     pub linger: Duration,
     /// After --: watch while this command runs (its output goes to stderr), then stop: e.g. a churn,
     /// `-- repro run --backend host -n 2000`. The alarm without --hook kills it.

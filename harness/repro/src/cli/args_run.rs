@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::args_vm::{backend, Backend, VmArgs};
+use crate::cli::args_vm::{backend, duration, nonzero_duration, Backend, VmArgs};
 use crate::run::scenario::ScenarioSpec;
 
 #[derive(Debug, Clone, Args)]
@@ -26,18 +26,18 @@ pub struct RunArgs {
     /// Iterations between probe windows [default: iterations / 20].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub window: Option<u64>,
-    /// Timed opens per probe path per window [default: from the scenario].
-    #[arg(long)]
+    /// Timed opens per probe path per window (1 to 100000) [default: from the scenario].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub probe_samples: Option<u32>,
     /// Where to run: qemu (a guest on --kernel), or host (this machine's running kernel, no VM;
     /// needs root and churns the host's own namespaces).
     #[arg(long, default_value = "qemu", value_parser = backend())]
     pub backend: Backend,
     /// Give up on the whole run after this long, e.g. 2h (windows so far are kept).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration)]
     pub timeout: Option<Duration>,
     /// A guest silent for this long is declared hung.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = duration)]
     pub stall_timeout: Duration,
     /// Run directory [default: results/runs/<date>-<kernel>-<scenario>-<iterations>].
     #[arg(short, long)]
@@ -77,10 +77,10 @@ pub struct RunCommandArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CheckpointArgs {
     /// Save the guest at the first window this long after the last save, e.g. 30m (the run goes on).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = nonzero_duration, value_name = "DURATION")]
     pub checkpoint_every: Option<Duration>,
     /// Save the guest at the first window this long after the start and stop (exit 75), e.g. 5h30m.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub stop_after: Option<Duration>,
 }
 
@@ -98,10 +98,10 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
     /// Give up on this part of the run after this long (windows so far are kept).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration)]
     pub timeout: Option<Duration>,
     /// A guest silent for this long is declared hung [default: the run's own].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration)]
     pub stall_timeout: Option<Duration>,
     /// Also print summary.json on stdout.
     #[arg(long)]
@@ -118,7 +118,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "HOST[:GUEST]")]
     pub include: Vec<String>,
     /// Give up after this long.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = duration)]
     pub timeout: Duration,
     /// Keep the console log and messages here [default: a temporary directory].
     #[arg(short, long)]

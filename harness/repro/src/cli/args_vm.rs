@@ -90,6 +90,29 @@ pub(crate) fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The longest duration any option takes: a year. Longer ones are never
+/// meant, and overflow the clock arithmetic they feed (a deadline is now
+/// plus the duration).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
+
+/// A duration as humantime reads it ("90s", "2h30m"), at most a year: the
+/// parser of every duration option.
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration such as 90s, 30m or 2h ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than a year, the most any duration option takes"));
+    }
+    Ok(d)
+}
+
+/// A duration above zero (how often to save: zero would save at every window).
+pub(crate) fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} is zero: give an interval such as 30m")),
+        d => Ok(d),
+    }
+}
+
 /// How to boot the guest: shared by `run` and `exec`.
 #[derive(Debug, Clone, Args)]
 pub struct VmArgs {
@@ -107,10 +130,10 @@ pub struct VmArgs {
     #[arg(long, value_parser = parse_size_mib, value_name = "SIZE")]
     pub memory: Option<u64>,
     /// How long the guest may take to boot and say hello under TCG.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = duration)]
     pub boot_timeout: Duration,
     /// How long --accel auto waits for a KVM guest before falling back to TCG.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = duration)]
     pub kvm_timeout: Duration,
     /// Extra guest kernel command-line arguments.
     #[arg(long, default_value = "", value_name = "ARGS")]

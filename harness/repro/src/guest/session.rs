@@ -249,6 +249,12 @@ const CHECKPOINT_GRACE: Duration = Duration::from_secs(300);
 /// ending is an error of the matching kind; the recorder has kept all that
 /// arrived before it. With a [`Checkpointer`], rounds save the guest as its
 /// policy says, and a signal saves at the next round and stops.
+/// Garbled agent lines shown as warnings; past [`MAX_GARBLED`] the stream
+/// is no protocol at all and the run ends (a flood was 200,000 warning
+/// lines in 1.5 s).
+const GARBLED_SHOWN: u32 = 10;
+const MAX_GARBLED: u32 = 1000;
+
 pub(crate) async fn stream(
     agent: &mut Agent,
     rec: &mut Recorder,
@@ -260,6 +266,7 @@ pub(crate) async fn stream(
     let overall = limits.overall.unwrap_or(far);
     // Set once a signal asked a checkpointed run to save and stop.
     let mut grace_until: Option<Instant> = None;
+    let mut garbled = 0u32;
     loop {
         let stall_at = Instant::now() + limits.stall;
         let line = tokio::select! {
@@ -310,7 +317,22 @@ pub(crate) async fn stream(
         let msg: Message = match serde_json::from_str(&text) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!("ignoring a garbled line from the agent ({e}): {text:?}");
+                garbled += 1;
+                if garbled > MAX_GARBLED {
+                    agent.guard.stop().await;
+                    return Err(fail(
+                        Kind::GuestFailed,
+                        format!(
+                            "the agent broke the protocol: more than {MAX_GARBLED} lines that are no message; the windows \
+                             recorded before them are kept"
+                        ),
+                    ));
+                }
+                if garbled <= GARBLED_SHOWN {
+                    tracing::warn!("ignoring a garbled line from the agent ({e}): {:?}", crate::text::clip(&text, 200));
+                } else if garbled == GARBLED_SHOWN + 1 {
+                    tracing::warn!("ignoring further garbled lines without showing them (the run ends past {MAX_GARBLED})");
+                }
                 continue;
             }
         };

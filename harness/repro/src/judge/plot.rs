@@ -20,6 +20,7 @@ use plotters_backend::{
     text_anchor::{HPos, VPos},
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
 };
+use repro_proto::ProbeStats;
 
 /// DejaVu Sans (Bitstream Vera licence, assets/DejaVuSans.LICENSE).
 pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -71,10 +72,20 @@ fn colour(i: usize) -> RGBColor {
     })
 }
 
+/// The points of `s` that are drawn: finite, clamped to what a probe can
+/// measure. A run directory is outside data, and plotters' log axis never
+/// ends its key points for a range reaching down to 1e-308.
+fn plotted<'a>(chart: &'a Chart, s: &'a Series) -> impl Iterator<Item = (f64, f64)> + 'a {
+    s.points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!chart.log_y || *y >= ProbeStats::MIN_US))
+        .map(|&(x, y)| (x, y.min(ProbeStats::MAX_US)))
+}
+
 fn bounds(chart: &Chart) -> (f64, f64, f64, f64) {
-    let pts = chart.series.iter().flat_map(|s| s.points.iter()).filter(|(_, y)| !chart.log_y || *y > 0.0);
+    let pts = chart.series.iter().flat_map(|s| plotted(chart, s));
     let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in pts {
+    for (x, y) in pts {
         x1 = x1.max(x);
         y0 = y0.min(y);
         y1 = y1.max(y);
@@ -116,7 +127,7 @@ where
                 .map_err(err)?;
             for (i, s) in chart.series.iter().enumerate() {
                 let c = colour(i);
-                let pts = s.points.iter().copied().filter(|(_, y)| !chart.log_y || *y > 0.0);
+                let pts = plotted(chart, s);
                 ctx.draw_series(LineSeries::new(pts, Color::stroke_width(&c, 2)))
                     .map_err(err)?
                     .label(s.label.as_str())
@@ -348,6 +359,16 @@ mod tests {
         png(&chart(false), &p).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    }
+
+    #[test]
+    fn figures_no_probe_can_measure_are_clamped_not_looped_over() {
+        // A p50 of 2.3e-308 us hung the report in plotters' log-axis key points.
+        let series = vec![Series { label: "hostile".into(), points: vec![(1.0, 2.3e-308), (2.0, 1e300), (3.0, f64::NAN), (4.0, 5.0)] }];
+        let c = Chart { title: "t".into(), y_label: "us".into(), log_y: true, series };
+        let (_, _, y0, y1) = bounds(&c);
+        assert!(y0 >= ProbeStats::MIN_US / 2.0 && y1 <= ProbeStats::MAX_US * 2.0, "{y0} {y1}");
+        assert!(svg(&c).is_ok());
     }
 
     #[test]

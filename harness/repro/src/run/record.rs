@@ -174,9 +174,17 @@ impl Recorder {
         samples.set_len(samples_bytes)?;
         let mut samples = BufWriter::new(samples);
         std::io::Seek::seek(&mut samples, std::io::SeekFrom::End(0))?;
-        let started = std::time::Instant::now()
-            .checked_sub(std::time::Duration::from_secs_f64(summary.duration_s.max(0.0)))
-            .unwrap_or_else(std::time::Instant::now);
+        // The saved summary is outside data: a duration no run has (negative,
+        // NaN, 1e308 s) is refused, not handed to the clock arithmetic.
+        let ran = std::time::Duration::try_from_secs_f64(summary.duration_s).ok().filter(|d| d.as_secs() <= 10 * 366 * 86400).ok_or_else(
+            || {
+                crate::error::fail(
+                    crate::error::Kind::Usage,
+                    format!("the saved summary's duration_s {} is no run's duration: the run directory was changed", summary.duration_s),
+                )
+            },
+        )?;
+        let started = std::time::Instant::now().checked_sub(ran).unwrap_or_else(std::time::Instant::now);
         Recorder::open(dir, samples, summary, started)
     }
 
@@ -196,9 +204,13 @@ impl Recorder {
                 if let Some(last) = s.windows.last().filter(|l| w.iteration < l.iteration) {
                     return Some(format!("a window at iteration {} after one at {}", w.iteration, last.iteration));
                 }
+                if let Err(why) = w.check() {
+                    return Some(why);
+                }
                 (s.windows.len() >= MAX_WINDOWS_RECEIVED).then(|| format!("more than {MAX_WINDOWS_RECEIVED} windows"))
             }
             Message::Settled(_) | Message::Round(_) if s.baseline.is_none() => Some("a settle before the baseline (Started)".into()),
+            Message::Settled(st) => st.window.check().err(),
             Message::Done { iterations_done, .. } if *iterations_done > asked => {
                 Some(format!("Done after {iterations_done} iterations of a run of {asked}"))
             }
@@ -392,5 +404,32 @@ mod tests {
             r.record(&window(i + 1)).unwrap();
         }
         assert!(r.violation(&window(MAX_WINDOWS_RECEIVED as u64 + 1)).unwrap().contains("more than"));
+    }
+
+    #[test]
+    fn figures_no_probe_can_measure_are_a_protocol_violation() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = recorder(&d.path().join("run"), 1000);
+        r.record(&Message::Started { baseline: DentryState { nr_dentry: 1, nr_unused: 0 }, chain_counter: None }).unwrap();
+        let probe = |p50: f64| repro_proto::ProbeStats {
+            name: "ipv6".into(),
+            count: 10,
+            errors: 0,
+            min_us: p50.min(1.0),
+            p50_us: p50,
+            p90_us: p50.max(1.0),
+            p99_us: p50.max(1.0),
+            max_us: p50.max(1.0),
+        };
+        let with = |p50: f64| Message::Window(Window { iteration: 10, elapsed_s: 1.0, probes: vec![probe(p50)], ..Window::default() });
+        // 2.3e-308 us hung the report's log axis; NaN, infinity and a day are no open's time.
+        for bad in [2.3e-308, 0.0, f64::NAN, f64::INFINITY, 86400e6] {
+            assert!(r.violation(&with(bad)).is_some(), "{bad}");
+        }
+        assert!(r.violation(&with(0.5)).is_none());
+        let mut settled = Window { iteration: 10, elapsed_s: f64::NAN, ..Window::default() };
+        assert!(r.violation(&Message::Window(settled.clone())).is_some());
+        settled.elapsed_s = 1.0;
+        assert!(r.violation(&Message::Window(settled)).is_none());
     }
 }

@@ -117,6 +117,16 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["watch", "--count", "1", "--", "/nonexistent/cmd"],
         vec!["watch", "--ratio-alarm", "NaN"],
         vec!["run", "--kernel", img, "--memory", "99999999999999999999T"],
+        // Issue 31, items 6, 9 and 15: durations that overflowed the clock, sample
+        // counts that aborted on a 32 GiB allocation, a save at every window.
+        vec!["run", "--kernel", img, "--stall-timeout", "500000000000y"],
+        vec!["run", "--kernel", img, "--timeout", "500000000000y"],
+        vec!["run", "--kernel", img, "--boot-timeout", "500000000000y"],
+        vec!["run", "--kernel", img, "--kvm-timeout", "500000000000y"],
+        vec!["run", "--kernel", img, "--checkpoint-every", "0s"],
+        vec!["resume", dir, "--stall-timeout", "500000000000y"],
+        vec!["watch", "--samples", "4294967295"],
+        vec!["run", "--backend", "host", "--probe-samples", "4294967295"],
         vec!["run", "--kernel", img, "--scenario", "/dev/zero"],
         // The workflow's scenario input, misspelt (issue 23, item 1).
         vec!["kernels", "--matrix", "--scenarios", "seed,nosuch"],
