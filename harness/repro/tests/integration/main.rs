@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod act;
 mod bisect;
 mod build;
 mod check;
