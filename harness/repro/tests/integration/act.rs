@@ -294,3 +294,72 @@ fn action_repo() -> &'static Path {
         dir
     })
 }
+
+/// bisect.yml on a repository it clones over https (git's insteadOf points
+/// the URL at a local repository, as the runner's network would reach a
+/// real one): synthetic 6.1 trees whose build copies a kernel image in, so
+/// each step builds in a second and boots a real kernel. Hunting the fix:
+/// the image with the bug (6.1-noprune) until one commit brings Debian's
+/// fixed 6.1; the workflow names that commit.
+#[test]
+fn the_bisect_workflow_names_the_fix_in_a_cloned_repository() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("linux");
+    let fetch = |k: &str| {
+        let o = std_repro().args(["fetch", k]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr_of(&o));
+        PathBuf::from(String::from_utf8(o.stdout).unwrap().split('\t').next().unwrap().trim())
+    };
+    let (buggy, fixed) = (fetch("6.1-noprune"), fetch("6.1"));
+    synthetic_tree(&repo, "6.1.999", None, &buggy);
+    let git = |args: &[&str]| {
+        let o = StdCommand::new("git").args(["-c", "user.name=t", "-c", "user.email=t@t"]).args(args).current_dir(&repo).output().unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr_of(&o));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let commit = |msg: &str| {
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", msg]);
+        git(&["rev-parse", "HEAD"])
+    };
+    git(&["init", "-q", "-b", "main"]);
+    let unfixed = commit("the tree with the bug");
+    std::fs::write(repo.join("README"), "unrelated\n").unwrap();
+    commit("an unrelated change");
+    std::fs::copy(&fixed, repo.join("prebuilt-bzImage")).unwrap();
+    let fix = commit("the fix");
+    std::fs::write(repo.join("README"), "unrelated, again\n").unwrap();
+    let tip = commit("another unrelated change");
+
+    let url = "https://kernel.test/linux.git";
+    let run = act(
+        "bisect.yml",
+        &root(),
+        &[
+            "workflow_dispatch",
+            "--input",
+            &format!("repository={url}"),
+            "--input",
+            &format!("good={unfixed}"),
+            "--input",
+            &format!("bad={tip}"),
+            "--input",
+            "hunt=fix",
+            "--input",
+            "iterations=200",
+            "--input",
+            "accel=tcg",
+            "--env",
+            "GIT_CONFIG_COUNT=1",
+            "--env",
+            &format!("GIT_CONFIG_KEY_0=url.{}.insteadOf", repo.display()),
+            "--env",
+            &format!("GIT_CONFIG_VALUE_0={url}"),
+        ],
+    );
+    assert!(run.ok && run.job_succeeded("repro bisect/bisect"), "bisect.yml failed: see its log");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(artifact(&run, "bisect").join("bisect.json")).unwrap()).unwrap();
+    assert_eq!(state["result"]["first_new"], fix.as_str(), "{state:#}");
+    assert!(artifact(&run, "bisect").join("bisect.md").is_file());
+}
