@@ -28,7 +28,7 @@ mod lockfile;
 mod text;
 
 pub use cli::args::Cli;
-pub use cli::main;
+pub use cli::{from_argv, main};
 
 /// What the integration tests reach beyond the command line: the parsers
 /// of outside data, which the property tests (tests/integration/props.rs)

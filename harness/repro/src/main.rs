@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() {
-    std::process::exit(repro::main(repro::Cli::parse()));
+    std::process::exit(repro::from_argv(std::env::args_os()));
 }

@@ -47,6 +47,14 @@ impl From<AccelArg> for AccelChoice {
 /// directory is no bzImage: it says how to build one.
 pub(crate) fn kernel_spec() -> impl TypedValueParser<Value = KernelSpec> {
     OsStringValueParser::new().try_map(|s| match KernelSpec::from(s) {
+        // No catalog name is that long, and no path is longer than PATH_MAX:
+        // refused here, it is never echoed into a report or a bisect log.
+        KernelSpec::Catalog(n) if n.len() > 128 => {
+            Err(format!("{} is not a kernel name (`repro kernels` lists them)", crate::text::clip(&n, 40)))
+        }
+        KernelSpec::Image(p) if p.as_os_str().len() > 4096 => {
+            Err(format!("{} is longer than any path", crate::text::clip(&p.to_string_lossy(), 40)))
+        }
         KernelSpec::Image(p) if p.is_dir() => {
             Err(format!("{} is a directory, not a bzImage: to build a kernel source tree pass --src {}", p.display(), p.display()))
         }

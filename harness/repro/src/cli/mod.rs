@@ -22,6 +22,32 @@ use crate::interrupt;
 use args::{Cli, Command, ImageCommand};
 use repro_proto::exit_codes as codes;
 
+/// The longest single argument repro takes: PATH_MAX. A longer one is no
+/// path, name or number, and clap would echo it whole in its error.
+const MAX_ARG_BYTES: usize = 4096;
+
+/// Parse `argv` and run it; returns the process exit code. Arguments over
+/// [`MAX_ARG_BYTES`] are refused (exit 2) before clap sees them.
+pub fn from_argv(argv: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    use clap::Parser;
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().collect();
+    if let Some((i, a)) = argv.iter().enumerate().find(|(_, a)| a.len() > MAX_ARG_BYTES) {
+        crate::text::err(&format!(
+            "error: argument {i} is {} bytes long ({}): no option of repro takes more than {MAX_ARG_BYTES}; check the command line\n",
+            a.len(),
+            crate::text::clip(&a.to_string_lossy(), 40)
+        ));
+        return codes::USAGE;
+    }
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => main(cli),
+        Err(e) => {
+            let _ = e.print();
+            e.exit_code()
+        }
+    }
+}
+
 /// Run a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     init_logging(cli.verbose, cli.quiet);

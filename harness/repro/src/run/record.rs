@@ -193,6 +193,7 @@ impl Recorder {
     pub(crate) fn violation(&self, msg: &Message) -> Option<String> {
         let s = &self.summary;
         let asked = s.iterations_requested;
+        let last_window = s.windows.last().map_or(0, |w| w.iteration);
         match msg {
             Message::Window(w) => {
                 if s.baseline.is_none() {
@@ -210,9 +211,16 @@ impl Recorder {
                 (s.windows.len() >= MAX_WINDOWS_RECEIVED).then(|| format!("more than {MAX_WINDOWS_RECEIVED} windows"))
             }
             Message::Settled(_) | Message::Round(_) if s.baseline.is_none() => Some("a settle before the baseline (Started)".into()),
+            Message::Started { .. } if s.baseline.is_some() => Some("a second Started in one run".into()),
+            Message::Settled(st) if st.window.iteration > asked || st.window.iteration < last_window => {
+                Some(format!("a settle at iteration {} (the run asked {asked}, its windows reached {last_window})", st.window.iteration))
+            }
             Message::Settled(st) => st.window.check().err(),
             Message::Done { iterations_done, .. } if *iterations_done > asked => {
                 Some(format!("Done after {iterations_done} iterations of a run of {asked}"))
+            }
+            Message::Done { iterations_done, .. } if *iterations_done < last_window => {
+                Some(format!("Done after {iterations_done} iterations, though a window came at {last_window}"))
             }
             // A churn (not `repro exec`, which asks for none) ends with its windows.
             Message::Done { .. } if asked > 0 && (s.baseline.is_none() || s.windows.is_empty()) => {
@@ -393,6 +401,23 @@ mod tests {
         assert_eq!(crate::error::kind_of(&e), Some(crate::error::Kind::GuestFailed));
         assert!(r.violation(&done(1000)).is_none());
         assert_eq!(r.summary.windows.len(), 1, "the refused window was not recorded");
+        // Issue 31, item 10: a second Started, a Done behind the windows, a settle past the run.
+        let started = Message::Started { baseline: DentryState { nr_dentry: 1, nr_unused: 0 }, chain_counter: None };
+        assert!(r.violation(&started).unwrap().contains("second Started"));
+        assert!(r.violation(&done(1)).unwrap().contains("window came at 100"));
+        let settled = |i| {
+            Message::Settled(repro_proto::Settled {
+                settle_s: 1.0,
+                stable: true,
+                ended: None,
+                trace: vec![],
+                window: Window { iteration: i, elapsed_s: 1.0, ..Window::default() },
+                barrier_failed: None,
+            })
+        };
+        assert!(r.violation(&settled(1_000_000_000_000)).unwrap().contains("settle at iteration"));
+        assert!(r.violation(&settled(50)).unwrap().contains("settle at iteration"));
+        assert!(r.violation(&settled(1000)).is_none());
     }
 
     #[test]
