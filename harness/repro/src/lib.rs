@@ -26,6 +26,7 @@ mod input;
 mod interrupt;
 mod lockfile;
 mod text;
+mod workdir;
 
 pub use cli::args::Cli;
 pub use cli::{from_argv, main};

@@ -198,7 +198,7 @@ fn in_guest(
     checkpoint: Option<CheckpointPolicy>,
 ) -> Result<()> {
     // The socket path must stay short (108 bytes), so it lives in /tmp.
-    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let work = crate::workdir::WorkDir::new()?;
     let initrd = boot::write_initramfs(work.path(), agent, job, extra)?;
     rt.block_on(async {
         let (mut started, spec) = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress, checkpoint.is_some()).await?;

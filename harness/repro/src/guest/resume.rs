@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use repro_proto::HostMessage;
 
 use crate::error::{fail, Kind};
@@ -36,7 +36,7 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
     let stall = req.stall_timeout.unwrap_or(Duration::from_secs_f64(saved.stall_timeout_s.max(1.0)));
     let limits = StreamLimits::new(stall, req.timeout);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let work = tempfile::Builder::new().prefix("repro-").tempdir().context("creating a work directory")?;
+    let work = crate::workdir::WorkDir::new()?;
     let outcome = rt.block_on(async {
         let spec = saved.spec(&req.dir, work.path(), qemu);
         progress.status(&format!("loading the guest saved at iteration {}", saved.iteration));

@@ -143,12 +143,14 @@ pub(crate) fn newest_entry(dir: &Path, keep: impl Fn(&std::fs::DirEntry) -> bool
 /// Refuse anything QEMU's `-kernel` cannot boot as an x86 bzImage.
 pub(crate) fn check_bzimage(path: &Path) -> Result<()> {
     let mut head = [0u8; 0x210];
-    let mut f = File::open(path).map_err(|e| {
-        fail(
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(fail(
             Kind::ImageInvalid,
             format!("cannot open kernel image {}: {e}; pass an existing bzImage or a catalog name (see `repro kernels`)", path.display()),
-        )
-    })?;
+        ));
+    }
+    // A device or FIFO is refused (exit 2) before it is read, never waited on.
+    let (mut f, _) = crate::input::Input::KernelImage.open(path)?;
     let n = read_up_to(&mut f, &mut head)?;
     if head[..n].starts_with(b"\x7fELF") {
         return Err(fail(

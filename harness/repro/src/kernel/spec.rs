@@ -87,7 +87,8 @@ impl KernelSpec {
                 let entry = catalog.lookup(name)?;
                 match (fetch_entry(catalog, entry, cache, cc), &entry.fallback) {
                     // Only a source that cannot be had; a refused download never falls back.
-                    (Err(e), Some(alt)) if crate::error::kind_of(&e) == Some(Kind::KernelUnavailable) => {
+                    // Not after a signal: apt-get killed by Ctrl-C reads as a source that cannot be had.
+                    (Err(e), Some(alt)) if crate::error::kind_of(&e) == Some(Kind::KernelUnavailable) && !crate::interrupt::requested() => {
                         let alt = catalog.lookup(alt)?;
                         let why = crate::error::render(&e).lines().next().unwrap_or_default().to_string();
                         tracing::warn!("{why}; using the catalog's fallback for {}: {} ({})", entry.name, alt.name, alt.description);

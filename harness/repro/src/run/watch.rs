@@ -91,11 +91,21 @@ pub(crate) enum WatchEnd {
 
 pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
     for p in [&args.probe, &args.control] {
-        if let Err(e) = std::fs::metadata(p) {
-            return Err(fail(
-                Kind::Usage,
-                format!("{}: {e}; this kernel has no such sysctl: pick another with --probe/--control", p.display()),
-            ));
+        match std::fs::metadata(p) {
+            Err(e) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{}: {e}; this kernel has no such sysctl: pick another with --probe/--control", p.display()),
+                ))
+            }
+            // A sysctl is a regular file; a FIFO or device would block the timed opens forever.
+            Ok(m) if !m.is_file() => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{} is not a regular file: --probe and --control take sysctl files under /proc/sys", p.display()),
+                ))
+            }
+            Ok(_) => {}
         }
     }
     let mut above = 0u32;

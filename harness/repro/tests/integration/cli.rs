@@ -92,6 +92,10 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
     let img = img.to_str().unwrap();
     let dir = d.path().to_str().unwrap();
     let long_name = "k".repeat(100_000);
+    // Issue 31, item 5: every outside file is checked before it is opened for good.
+    let fifo = d.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.to_str().unwrap();
     for args in [
         vec!["run", "-n", "0", "--kernel", img],
         vec!["run", "--workers", "0", "--kernel", img],
@@ -126,6 +130,10 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["run", "--kernel", img, "--checkpoint-every", "0s"],
         vec!["resume", dir, "--stall-timeout", "500000000000y"],
         vec!["watch", "--samples", "4294967295"],
+        vec!["run", "--kernel", fifo, "-n", "10"],
+        vec!["watch", "--probe", fifo, "--count", "1"],
+        vec!["run", "--kernel", img, "--scenario", fifo],
+        vec!["report", dir, "--expect", fifo],
         vec!["run", "--backend", "host", "--probe-samples", "4294967295"],
         vec!["run", "--kernel", img, "--scenario", "/dev/zero"],
         // The workflow's scenario input, misspelt (issue 23, item 1).
