@@ -426,20 +426,6 @@ pub struct Window {
     pub slab_kib: Option<u64>,
 }
 
-impl Window {
-    /// Whether a window says what a probe and a churn can have measured
-    /// ([`ProbeStats::check`] for each probe; times and rates finite).
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.elapsed_s.is_finite() && self.elapsed_s >= 0.0 && self.churn_rate.is_finite() && self.churn_rate >= 0.0) {
-            return Err(format!("window at iteration {}: elapsed or churn rate not a finite, non-negative number", self.iteration));
-        }
-        if self.probes.len() > 64 {
-            return Err(format!("window at iteration {}: {} probes", self.iteration, self.probes.len()));
-        }
-        self.probes.iter().try_for_each(ProbeStats::check)
-    }
-}
-
 /// The kernel a run booted, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelInfo {

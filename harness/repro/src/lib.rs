@@ -21,6 +21,7 @@ pub(crate) mod run;
 
 mod atomic;
 mod child;
+mod fastset;
 mod git;
 mod input;
 mod interrupt;

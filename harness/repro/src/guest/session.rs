@@ -179,7 +179,10 @@ async fn await_hello(
         match line {
             Ok(Some(Line::Oversized)) => tracing::debug!("ignoring an oversized line before hello"),
             Ok(Some(Line::Text(text))) => match serde_json::from_str::<Message>(&text) {
-                Ok(hello @ Message::Hello { .. }) => return Ok(Started { agent, hello }),
+                Ok(hello @ Message::Hello { .. }) => {
+                    crate::fastset::refuse_boot().map_err(StartFailure::Other)?;
+                    return Ok(Started { agent, hello });
+                }
                 // Noise on the line before the agent speaks is harmless.
                 _ => tracing::debug!("ignoring before hello: {text:?}"),
             },

@@ -180,3 +180,19 @@ fn no_source_file_is_longer_than_600_lines() {
         .collect();
     assert!(long.is_empty(), "split these by what they do: {long:?}");
 }
+
+/// The fast set (the default filter) and the tests its guard covers
+/// (REPRO_FORBID_BOOT, fastset.rs) are one expression, written twice in
+/// .config/nextest.toml since nextest has no way to name it once.
+#[test]
+fn the_fast_set_and_its_guard_name_the_same_tests() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.config/nextest.toml")).unwrap();
+    let value = |key: &str, after: &str| -> String {
+        let from = &text[text.find(after).unwrap_or_else(|| panic!("no {after} in nextest.toml"))..];
+        let line = from.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_else(|| panic!("no {key} after {after}"));
+        line.split_once('=').unwrap().1.trim().trim_matches('"').to_string()
+    };
+    let fast = value("default-filter", "[profile.default]");
+    let guarded = value("filter", "[[profile.default.scripts]]");
+    assert_eq!(fast, guarded, "the fast set and the tests REPRO_FORBID_BOOT guards differ");
+}
