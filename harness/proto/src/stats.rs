@@ -75,6 +75,20 @@ pub fn percentile_nearest_rank(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
+impl Window {
+    /// Whether a window says what a probe and a churn can have measured
+    /// ([`ProbeStats::check`] for each probe; times and rates finite).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.elapsed_s.is_finite() && self.elapsed_s >= 0.0 && self.churn_rate.is_finite() && self.churn_rate >= 0.0) {
+            return Err(format!("window at iteration {}: elapsed or churn rate not a finite, non-negative number", self.iteration));
+        }
+        if self.probes.len() > 64 {
+            return Err(format!("window at iteration {}: {} probes", self.iteration, self.probes.len()));
+        }
+        self.probes.iter().try_for_each(ProbeStats::check)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,19 +109,5 @@ mod tests {
         let st = ProbeStats::from_samples_ns("ipv6", &mut s, 1);
         assert_eq!((st.count, st.errors), (3, 1));
         assert_eq!((st.min_us, st.p50_us, st.max_us), (1.0, 2.0, 3.0));
-    }
-}
-
-impl Window {
-    /// Whether a window says what a probe and a churn can have measured
-    /// ([`ProbeStats::check`] for each probe; times and rates finite).
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.elapsed_s.is_finite() && self.elapsed_s >= 0.0 && self.churn_rate.is_finite() && self.churn_rate >= 0.0) {
-            return Err(format!("window at iteration {}: elapsed or churn rate not a finite, non-negative number", self.iteration));
-        }
-        if self.probes.len() > 64 {
-            return Err(format!("window at iteration {}: {} probes", self.iteration, self.probes.len()));
-        }
-        self.probes.iter().try_for_each(ProbeStats::check)
     }
 }
