@@ -186,3 +186,41 @@ fn a_current_tree_builds_with_the_hosts_gcc_and_an_old_one_with_gcc_12_from_path
     assert!(info["cc"].as_str().unwrap().contains(" 12."), "{info}");
     assert!(info["cc_origin"].as_str().unwrap().contains("fetched with apt"), "{info}");
 }
+
+/// GNU89 inline semantics for the whole 3.x era (issue 33): a header's
+/// plain `inline` stub, called where it is not inlined (sentelic.h's
+/// fsp_detect in a configuration without that driver, from
+/// psmouse-base.c), links only when the compiler emits an out-of-line copy,
+/// as GNU89 did. Compiled here with the era's own flags it links and runs;
+/// without them (GCC's gnu11 default) it fails to link, as kernel.org 3.14
+/// and 3.16 did.
+#[test]
+fn the_3x_era_links_plain_inline_stubs_as_gnu89_did() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("sentelic.h"), "inline int fsp_detect(void *psmouse, int set_properties) { return -19; }\n").unwrap();
+    std::fs::write(d.path().join("psmouse.c"), "#include \"sentelic.h\"\nint probe(void) { return fsp_detect(0, 0); }\n").unwrap();
+    std::fs::write(d.path().join("main.c"), "int probe(void);\nint main(void) { return probe() == -19 ? 0 : 1; }\n").unwrap();
+    let link = |flags: &[String]| {
+        let exe = d.path().join("a.out");
+        let _ = std::fs::remove_file(&exe);
+        let o = std::process::Command::new("gcc")
+            .args(["-O0", "-o"])
+            .arg(&exe)
+            .arg(d.path().join("psmouse.c"))
+            .arg(d.path().join("main.c"))
+            .args(flags)
+            .output()
+            .unwrap();
+        o.status.success() && std::process::Command::new(&exe).status().unwrap().success()
+    };
+    assert!(!link(&[]), "gcc's own default links it: the fixture no longer shows the C99 inline semantics");
+    let eras = repro::testing::Eras::builtin();
+    for v in ["3.10.108", "3.12.0", "3.14.40", "3.16.0", "3.19.8"] {
+        let makefile = {
+            let p: Vec<&str> = v.split('.').collect();
+            format!("VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\n", p[0], p[1], p[2])
+        };
+        let era = eras.for_version(&repro::testing::KernelVersion::from_makefile(&makefile).unwrap()).unwrap();
+        assert!(link(&era.cc_flags), "{v}: the {} era's flags {:?} do not link a plain inline stub", era.name, era.cc_flags);
+    }
+}

@@ -73,6 +73,10 @@ fn a_widened_tree_is_not_widened_twice() {
 
 const BOOT_OLD: &str = "# 16-bit code\nKBUILD_CFLAGS\t:= $(USERINCLUDE) -m32 -g -Os -D_SETUP \\\n\t\t   -march=i386 -mregparm=3 \\\n\t\t   -include $(srctree)/$(src)/code16gcc.h \\\n\t\t   -fno-pic\nKBUILD_AFLAGS\t:= $(KBUILD_CFLAGS) -D__ASSEMBLY__\n";
 // A vendor that kept -include on the first line.
+/// kernel.org 3.12.0's arch/x86/boot/Makefile (the 16-bit flags).
+const BOOT_3_12: &str = "KBUILD_CFLAGS\t:= $(USERINCLUDE) -g -Os -D_SETUP -D__KERNEL__ \\\n\t\t   -march=i386 -mregparm=3 \\\n\t\t   -include $(srctree)/$(src)/code16gcc.h \\\n\t\t   -fno-strict-aliasing -fomit-frame-pointer -fno-pic \\\n\t\t   $(call cc-option, -ffreestanding)\nKBUILD_CFLAGS\t+= $(call cc-option, -m32)\nKBUILD_AFLAGS\t:= $(KBUILD_CFLAGS) -D__ASSEMBLY__\n";
+/// kernel.org 3.14.40's (REALMODE_CFLAGS, -m16 chosen in arch/x86/Makefile).
+const BOOT_3_14: &str = "KBUILD_CFLAGS\t:= $(USERINCLUDE) $(REALMODE_CFLAGS) -D_SETUP\nKBUILD_AFLAGS\t:= $(KBUILD_CFLAGS) -D__ASSEMBLY__\n";
 const RM_VENDOR: &str = "KBUILD_CFLAGS := $(LINUXINCLUDE) -include $(srctree)/arch/x86/boot/code16gcc.h -m32 -Os \\\n\t-fno-pic\n";
 const BOOT_316: &str = "KBUILD_CFLAGS\t:= $(USERINCLUDE) $(REALMODE_CFLAGS) -D_SETUP\n";
 
@@ -89,6 +93,15 @@ fn realmode_m16_builds_16_bit_code_with_m16_in_either_form() {
     assert_eq!(rm, "KBUILD_CFLAGS := $(LINUXINCLUDE) -m16 -Os \\\n\t-fno-pic\n");
     assert!(is_not_needed(&finding(Fix::RealmodeM16, &tree(&[(REALMODE_MAKEFILES[0], BOOT_316)]))));
     assert!(is_not_needed(&finding(Fix::RealmodeM16, &tree(&[(REALMODE_MAKEFILES[0], &boot)]))));
+    // 3.11-3.13 (kernel.org 3.12.0): the header in the `:=` statement, -m32
+    // from a later `+= $(call cc-option, -m32)`.
+    let boot = edited(&finding(Fix::RealmodeM16, &tree(&[(REALMODE_MAKEFILES[0], BOOT_3_12)])), REALMODE_MAKEFILES[0]);
+    assert!(!boot.contains("code16gcc.h") && !boot.contains("-m32"), "{boot}");
+    assert!(boot.contains("KBUILD_CFLAGS += $(call cc-option, -m16)"), "{boot}");
+    assert!(boot.contains("-fno-strict-aliasing -fomit-frame-pointer -fno-pic") && boot.contains("KBUILD_AFLAGS"), "{boot}");
+    assert!(is_not_needed(&finding(Fix::RealmodeM16, &tree(&[(REALMODE_MAKEFILES[0], &boot)]))));
+    // 3.14 stable and 3.16: REALMODE_CFLAGS, with -m16 chosen in arch/x86/Makefile: nothing to do.
+    assert!(is_not_needed(&finding(Fix::RealmodeM16, &tree(&[(REALMODE_MAKEFILES[0], BOOT_3_14)]))));
     let odd = tree(&[(REALMODE_MAKEFILES[0], "KBUILD_CFLAGS := -include code16gcc.h -m64\n")]);
     let e = format!("{:#}", Fix::RealmodeM16.assess(&Tree { root: odd.path() }, &GCC12_PIE).unwrap_err());
     assert!(e.contains("realmode-m16") && e.contains("without -m32"), "{e}");

@@ -113,38 +113,49 @@ pub(super) fn realmode_m16(t: &Tree) -> Result<Finding> {
     Ok(needed(format!("-m32 -include code16gcc.h in {}", found.join(", ")), Repair { edits, ..Repair::default() }))
 }
 
-/// The Makefile with its `KBUILD_CFLAGS := ... -m32 ... -include
-/// .../code16gcc.h ...` statement (continued lines) built with -m16
-/// instead; None if it has no such statement; Err names what is odd.
+/// The Makefile with its 16-bit KBUILD_CFLAGS built with -m16 instead of
+/// -m32 plus code16gcc.h; None if no KBUILD_CFLAGS statement includes
+/// code16gcc.h; Err names what is odd. The flags are assembled in more than
+/// one form: 3.10 names -m32 in the `:=` statement that includes the
+/// header; 3.11-3.13 add it in a later `+= $(call cc-option, -m32)`. Every
+/// KBUILD_CFLAGS statement of the file (continued lines included) loses the
+/// `-include .../code16gcc.h` and has -m32 turned into -m16.
 fn m16_statement(text: &str) -> std::result::Result<Option<String>, String> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // Each statement as the range of its lines.
+    let mut statements = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let start = i;
         while i < lines.len() && lines[i].trim_end().ends_with('\\') {
             i += 1;
         }
-        let end = (i + 1).min(lines.len());
-        i = end;
-        let stmt = &lines[start..end];
-        let is_cflags = stmt[0].trim_start().starts_with("KBUILD_CFLAGS");
-        if !is_cflags || !stmt.iter().any(|l| l.contains("code16gcc.h")) {
-            continue;
+        i = (i + 1).min(lines.len());
+        if lines[start].trim_start().starts_with("KBUILD_CFLAGS") {
+            statements.push(start..i);
         }
-        if !stmt.iter().any(|l| l.split_whitespace().any(|w| w == "-m32")) {
-            return Err(format!("line {}: KBUILD_CFLAGS includes code16gcc.h without -m32", start + 1));
-        }
-        let mut out: String = lines[..start].concat();
-        for l in stmt {
+    }
+    let has = |pred: &dyn Fn(&str) -> bool| statements.iter().any(|r| lines[r.clone()].iter().any(|l| pred(l)));
+    let Some(first) = statements.iter().find(|r| lines[(*r).clone()].iter().any(|l| l.contains("code16gcc.h"))) else {
+        return Ok(None);
+    };
+    if !has(&|l: &str| l.split_whitespace().any(|w| m32_word(w).is_some())) {
+        return Err(format!("line {}: KBUILD_CFLAGS includes code16gcc.h without -m32", first.start + 1));
+    }
+    let mut out = String::new();
+    let mut at = 0;
+    for r in &statements {
+        out.push_str(&lines[at..r.start].concat());
+        for l in &lines[r.clone()] {
             let words: Vec<&str> = l.split_whitespace().collect();
-            let mut kept = Vec::new();
+            let mut kept: Vec<String> = Vec::new();
             let mut k = 0;
             while k < words.len() {
                 if words[k] == "-include" && words.get(k + 1).is_some_and(|p| p.ends_with("code16gcc.h")) {
                     k += 2;
                     continue;
                 }
-                kept.push(if words[k] == "-m32" { "-m16" } else { words[k] });
+                kept.push(m32_word(words[k]).unwrap_or_else(|| words[k].to_string()));
                 k += 1;
             }
             if kept.is_empty() || kept == ["\\"] {
@@ -153,10 +164,17 @@ fn m16_statement(text: &str) -> std::result::Result<Option<String>, String> {
             let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
             out.push_str(&format!("{indent}{}\n", kept.join(" ")));
         }
-        out.push_str(&lines[end..].concat());
-        return Ok(Some(out));
+        at = r.end;
     }
-    Ok(None)
+    out.push_str(&lines[at..].concat());
+    Ok(Some(out))
+}
+
+/// `-m32` as a word of a Makefile (`-m32`, or `-m32)` closing a `$(call
+/// cc-option, -m32)`) with -m16 in its place; None for any other word.
+fn m32_word(w: &str) -> Option<String> {
+    let rest = w.strip_prefix("-m32")?;
+    rest.chars().all(|c| c == ')' || c == ',').then(|| format!("-m16{rest}"))
 }
 
 pub(super) fn no_pie(t: &Tree, tc: &Toolchain) -> Finding {
