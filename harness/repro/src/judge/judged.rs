@@ -68,6 +68,10 @@ fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Ver
     let mut s = new_summary(&date, &run.kernel_label(), scenario, run.iterations, run.workers, run.window());
     s.backend = run.backend;
     s.error = Some(run_error(e));
+    // A tree that did not build still has a source to expect a verdict from.
+    if let crate::kernel::spec::KernelSpec::Tree(src) = &run.vm.kernel {
+        s.kernel.source_fix = crate::kernel::build::read_source_fix(src);
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::atomic::write_json(&dir.join(SUMMARY), &s)?;
     let verdict = decide(&s, &s.scenario_definition.verdict);

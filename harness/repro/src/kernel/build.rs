@@ -373,8 +373,10 @@ fn install(images: &Path, entry: &Path, bz: &Path, mut info: BuildInfo) -> Resul
     Ok(())
 }
 
-/// The fix the tree at `src` has, read from its source as it will be built.
-fn read_source_fix(src: &Path) -> Option<SourceFix> {
+/// The fix the tree at `src` has, read from its source as it will be built
+/// (and before, for a run whose build fails: the expectation is the
+/// source's, built or not).
+pub(crate) fn read_source_fix(src: &Path) -> Option<SourceFix> {
     let read = |rel: &str| crate::kernel::compat::read_source(src, rel);
     let fix = SourceFix::of_source(&read("fs/proc/proc_sysctl.c")?, &read("fs/proc/inode.c").unwrap_or_default());
     match fix {

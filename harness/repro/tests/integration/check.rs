@@ -60,12 +60,20 @@ fn check_skips_what_it_cannot_build_with_125() {
     let tree = d.path().join("linux");
     std::fs::create_dir_all(tree.join("arch/x86")).unwrap();
     std::fs::write(tree.join("Makefile"), "tinyconfig:\n\t@echo 'error: broken tree' >&2; exit 2\n").unwrap();
+    // A source without the dentry prune: expected to regress, built or not (issue 33).
+    std::fs::create_dir_all(tree.join("fs/proc")).unwrap();
+    std::fs::write(tree.join("fs/proc/proc_sysctl.c"), "static int proc_sys_open(void) { return 0; }\n").unwrap();
+    let out = d.path().join("run");
     repro()
         .args(["check", "--cache-dir"])
         .arg(d.path().join("cache"))
         .arg("--src")
         .arg(&tree)
+        .arg("--out")
+        .arg(&out)
         .assert()
         .code(exit_codes::INCONCLUSIVE)
-        .stdout(predicate::str::contains("verdict: inconclusive (cannot test:"));
+        .stdout(predicate::str::contains("verdict: inconclusive").and(predicate::str::contains("build_failed")));
+    assert_eq!(read_summary(&out).kernel.source_fix, Some(repro_proto::SourceFix::Absent));
+    repro().arg("report").arg(&out).assert().success().stdout(predicate::str::contains("| regressed |"));
 }
