@@ -46,6 +46,13 @@ impl ProbeStats {
         Ok(())
     }
 
+    /// Ten opens whose median is `p50_us`, the rest at or above a
+    /// microsecond: a window's figures as tests and examples write them.
+    pub fn around(name: &str, p50_us: f64) -> ProbeStats {
+        let hi = p50_us.max(1.0);
+        ProbeStats { name: name.into(), count: 10, errors: 0, min_us: p50_us.min(1.0), p50_us, p90_us: hi, p99_us: hi, max_us: hi }
+    }
+
     /// Exact order statistics of one window's samples (nanoseconds).
     ///
     /// A window holds at most a few hundred samples, so sorting them gives

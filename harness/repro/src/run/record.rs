@@ -436,17 +436,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut r = recorder(&d.path().join("run"), 1000);
         r.record(&Message::Started { baseline: DentryState { nr_dentry: 1, nr_unused: 0 }, chain_counter: None }).unwrap();
-        let probe = |p50: f64| repro_proto::ProbeStats {
-            name: "ipv6".into(),
-            count: 10,
-            errors: 0,
-            min_us: p50.min(1.0),
-            p50_us: p50,
-            p90_us: p50.max(1.0),
-            p99_us: p50.max(1.0),
-            max_us: p50.max(1.0),
+        let with = |p50: f64| {
+            Message::Window(Window {
+                iteration: 10,
+                elapsed_s: 1.0,
+                probes: vec![repro_proto::ProbeStats::around("ipv6", p50)],
+                ..Window::default()
+            })
         };
-        let with = |p50: f64| Message::Window(Window { iteration: 10, elapsed_s: 1.0, probes: vec![probe(p50)], ..Window::default() });
         // 2.3e-308 us hung the report's log axis; NaN, infinity and a day are no open's time.
         for bad in [2.3e-308, 0.0, f64::NAN, f64::INFINITY, 86400e6] {
             assert!(r.violation(&with(bad)).is_some(), "{bad}");

@@ -36,16 +36,7 @@ fn started() -> String {
 }
 
 fn window(iteration: u64, p50_us: f64) -> String {
-    let probe = |name: &str, p50: f64| ProbeStats {
-        name: name.into(),
-        count: 10,
-        errors: 0,
-        min_us: p50.min(1.0),
-        p50_us: p50,
-        p90_us: p50.max(1.0),
-        p99_us: p50.max(1.0),
-        max_us: p50.max(1.0),
-    };
+    let probe = ProbeStats::around;
     line(&Message::Window(Window {
         iteration,
         elapsed_s: iteration as f64,
