@@ -120,6 +120,17 @@ fn the_repro_workflow_runs_every_job_for_a_built_kernel() {
     let junit = std::fs::read_to_string(artifact(&run, "report").join("junit.xml")).unwrap();
     assert!(junit.contains("tests=\"1\"") && junit.contains("failures=\"0\"") && junit.contains("errors=\"0\""), "{junit}");
     assert!(artifact(&run, "report").join("README.md").is_file());
+
+    // A kernel from Debian's archive: the check-debian job (a debian:bookworm
+    // container on GitHub), fetching it with apt into the job's empty cache.
+    let run =
+        act("repro.yml", &root(), &["workflow_dispatch", "--input", "kernel=6.1", "--input", "iterations=200", "--input", "kvm=false"]);
+    assert!(run.ok, "act failed: see the log above");
+    for job in ["repro/matrix", "repro/6.1 / seed", "repro/report"] {
+        assert!(run.job_succeeded(job), "job {job} did not succeed");
+    }
+    let junit = std::fs::read_to_string(artifact(&run, "report").join("junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"1\"") && junit.contains("failures=\"0\"") && junit.contains("errors=\"0\""), "{junit}");
 }
 
 /// soak.yml as a chain of fresh runners: the first segment saves at its
