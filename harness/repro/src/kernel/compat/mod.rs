@@ -23,7 +23,7 @@ mod toolchain;
 mod tree_form;
 mod vendor;
 
-use toolchain::{early_idt_jump, gcc_version_header, max_page_size, no_pie, realmode_m16};
+use toolchain::{decompressor_no_sse, early_idt_jump, gcc_version_header, max_page_size, no_pie, realmode_m16};
 use tree_form::run_bits;
 use vendor::{cfi_include, header_function_inline, init_section_declaration, irqentry_section};
 
@@ -48,6 +48,7 @@ pub(crate) enum Fix {
     GccVersionHeader,
     EarlyIdtJump,
     RealmodeM16,
+    DecompressorNoSse,
     HeaderFunctionInline,
     CfiInclude,
     InitSectionDeclaration,
@@ -130,6 +131,7 @@ impl Fix {
         Fix::GccVersionHeader,
         Fix::EarlyIdtJump,
         Fix::RealmodeM16,
+        Fix::DecompressorNoSse,
         Fix::HeaderFunctionInline,
         Fix::CfiInclude,
         Fix::InitSectionDeclaration,
@@ -144,6 +146,7 @@ impl Fix {
             Fix::GccVersionHeader => "gcc-version-header",
             Fix::EarlyIdtJump => "early-idt-jump",
             Fix::RealmodeM16 => "realmode-m16",
+            Fix::DecompressorNoSse => "decompressor-no-sse",
             Fix::HeaderFunctionInline => "header-function-inline",
             Fix::CfiInclude => "cfi-include",
             Fix::InitSectionDeclaration => "init-section-declaration",
@@ -165,6 +168,9 @@ impl Fix {
             }
             Fix::RealmodeM16 => {
                 "GCC 4.9 and later emit code before code16gcc.h's .code16gcc, so -m32 setup code crashes before it prints; -m16 (upstream from 3.16) does not"
+            }
+            Fix::DecompressorNoSse => {
+                "GCC 12 vectorizes at -O2: the decompressor, which sets its own KBUILD_CFLAGS, gets SSE instructions before SSE is enabled and resets the guest after \"Decompressing Linux...\" (upstream builds it with -mno-mmx -mno-sse from 3.14)"
             }
             Fix::HeaderFunctionInline => {
                 "configurations a vendor never builds: a header defines a plain function in its !CONFIG branch, defined again in every file that includes it"
@@ -189,6 +195,7 @@ impl Fix {
             Fix::GccVersionHeader => gcc_version_header(t, tc),
             Fix::EarlyIdtJump => early_idt_jump(t),
             Fix::RealmodeM16 => realmode_m16(t),
+            Fix::DecompressorNoSse => Ok(decompressor_no_sse(t)),
             Fix::HeaderFunctionInline => Ok(header_function_inline(t)),
             Fix::CfiInclude => Ok(cfi_include(t)),
             Fix::InitSectionDeclaration => Ok(init_section_declaration(t)),

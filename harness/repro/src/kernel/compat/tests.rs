@@ -2,7 +2,7 @@
 //! form, in the upstream-repaired form, and in a vendor's form. None of
 //! this is kernel code; each file holds just the lines a rule reads.
 
-use super::toolchain::{GCC_H, HEAD_64, REALMODE_MAKEFILES};
+use super::toolchain::{COMPRESSED, GCC_H, HEAD_64, REALMODE_MAKEFILES};
 use super::*;
 
 const GCC12_PIE: Toolchain = Toolchain { gcc_major: 12, default_pie: true };
@@ -248,4 +248,20 @@ fn the_irqentry_section_is_defined_always_where_code_outside_the_tracer_maps_it(
     assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, &fixed), ("arch/x86/mm/kaiser.c", MAPS_IRQENTRY)]))));
     assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, LDS_NEW), ("arch/x86/mm/kaiser.c", MAPS_IRQENTRY)]))));
     assert!(is_not_needed(&finding(Fix::IrqentrySection, &tree(&[(lds, LDS_OLD), ("kernel/trace/graph.c", MAPS_IRQENTRY)]))));
+}
+
+/// kernel.org 3.12.0's decompressor flags; 3.14 adds `-mno-mmx -mno-sse`.
+const COMPRESSED_3_12: &str = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -fno-strict-aliasing -fPIC\nKBUILD_AFLAGS  := $(KBUILD_CFLAGS) -D__ASSEMBLY__\n";
+
+#[test]
+fn the_decompressor_gets_no_sse_where_its_own_flags_lack_it() {
+    let f = finding(Fix::DecompressorNoSse, &tree(&[(COMPRESSED, COMPRESSED_3_12)]));
+    let m = edited(&f, COMPRESSED);
+    let add = m.find("KBUILD_CFLAGS += -mno-mmx -mno-sse").expect("the flags are added");
+    assert!(add > m.find("-O2").unwrap() && add < m.find("KBUILD_AFLAGS").unwrap(), "{m}");
+    // 3.14 and later: upstream's own line; an already repaired tree; a tree without one.
+    let upstream = COMPRESSED_3_12.replace("-fPIC\n", "-fPIC\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n");
+    assert!(is_not_needed(&finding(Fix::DecompressorNoSse, &tree(&[(COMPRESSED, &upstream)]))));
+    assert!(is_not_needed(&finding(Fix::DecompressorNoSse, &tree(&[(COMPRESSED, &m)]))));
+    assert!(is_not_needed(&finding(Fix::DecompressorNoSse, &tree(&[]))));
 }

@@ -177,6 +177,34 @@ fn m32_word(w: &str) -> Option<String> {
     rest.chars().all(|c| c == ')' || c == ',').then(|| format!("-m16{rest}"))
 }
 
+/// The decompressor's Makefile, which sets KBUILD_CFLAGS of its own.
+pub(super) const COMPRESSED: &str = "arch/x86/boot/compressed/Makefile";
+
+pub(super) fn decompressor_no_sse(t: &Tree) -> Finding {
+    let Some(text) = t.read(COMPRESSED) else { return not_needed("the tree has no x86 decompressor Makefile") };
+    if text.contains("-mno-sse") {
+        return not_needed("the decompressor is built with -mno-sse");
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let Some(start) = lines.iter().position(|l| l.trim_start().starts_with("KBUILD_CFLAGS") && l.contains(":=")) else {
+        return not_needed("the decompressor takes the kernel's KBUILD_CFLAGS, which have -mno-sse");
+    };
+    let mut end = start;
+    while end + 1 < lines.len() && lines[end].trim_end().ends_with('\\') {
+        end += 1;
+    }
+    let mut out: String = lines[..=end].concat();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("# repro fix decompressor-no-sse: no SSE/MMX before the kernel enables them\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n");
+    out.push_str(&lines[end + 1..].concat());
+    needed(
+        format!("{COMPRESSED}:{}: its own KBUILD_CFLAGS without -mno-sse", start + 1),
+        Repair { edits: vec![write(COMPRESSED, out)], ..Repair::default() },
+    )
+}
+
 pub(super) fn no_pie(t: &Tree, tc: &Toolchain) -> Finding {
     if !tc.default_pie {
         return not_needed("the compiler does not build PIE by default");
