@@ -90,7 +90,7 @@ fn a_3_10_tree_gets_the_3_x_fragment_and_flags_and_only_the_fixes_its_files_need
         .success()
         .stderr(predicate::str::contains("compatibility fix run-bits: 1 scripts without run bits, e.g. scripts/kconfig/merge_config.sh"));
     let vars = t.make_vars();
-    assert!(vars.starts_with("CC=gcc -fcommon -Wa,-mrelax-relocations=no -fno-pie\n"), "{vars}");
+    assert!(vars.starts_with("CC=gcc -fcommon -Wa,-mrelax-relocations=no -fgnu89-inline -fno-pie\n"), "{vars}");
     assert!(vars.contains("LD=ld -z max-page-size=0x200000\n") && vars.contains("HOSTCC=gcc -fcommon"), "{vars}");
     let info = t.build_json();
     assert_eq!(info["era"], "3.x");
