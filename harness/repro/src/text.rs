@@ -61,6 +61,11 @@ pub(crate) fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(terminal_safe(text).as_bytes());
 }
 
+/// [`err`] with a newline: every line repro itself prints to stderr.
+pub(crate) fn errln(text: &str) {
+    err(&format!("{text}\n"));
+}
+
 /// Write to stdout, terminal-safe. A reader that went away (`repro watch
 /// | head -1`) is no panic: the command stops as for Ctrl-C, keeps what it
 /// recorded and exits quietly ([`crate::interrupt::stdout_closed`]).

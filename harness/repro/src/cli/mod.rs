@@ -58,9 +58,9 @@ pub fn main(cli: Cli) -> i32 {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(command, quiet))) {
         Ok(code) => code,
         Err(_) => {
-            eprintln!(
+            crate::text::errln(
                 "error: repro hit an internal error (the panic message is above) and stopped; this is a bug in repro, \
-                 not a verdict on the kernel: please report it with the command line"
+                 not a verdict on the kernel: please report it with the command line",
             );
             codes::CANNOT_RUN
         }

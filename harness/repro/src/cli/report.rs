@@ -58,11 +58,11 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
         }
     }
     if !missing.is_empty() {
-        eprintln!(
+        crate::text::errln(&format!(
             "{} expected run(s) never reported: {}",
             missing.len(),
             missing.iter().map(|m| format!("{}/{}", m.kernel, m.scenario)).collect::<Vec<_>>().join(", ")
-        );
+        ));
         if args.strict {
             return Ok(exit_codes::REGRESSED);
         }
@@ -70,7 +70,7 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
     let contradicted = rows.iter().filter(|r| r.agreement() == Agreement::Contradicts);
     let n = contradicted.count();
     if n > 0 {
-        eprintln!("{n} verdict(s) contradict the catalog's expectation");
+        crate::text::errln(&format!("{n} verdict(s) contradict the catalog's expectation"));
         if args.strict {
             return Ok(exit_codes::REGRESSED);
         }

@@ -177,7 +177,7 @@ impl Judge<'_> {
             }
             Err(e) => {
                 let msg = crate::error::render(&e);
-                eprintln!("error: {msg}");
+                crate::text::errln(&format!("error: {msg}"));
                 (Verdict::cannot_test(format!("build failed: {}", msg.lines().next().unwrap_or(""))), None)
             }
         };
@@ -206,7 +206,7 @@ impl Judge<'_> {
             step.rule
         );
         if self.quiet {
-            eprintln!("{msg}");
+            crate::text::errln(&msg);
         } else {
             tracing::info!("{msg}");
         }

@@ -39,7 +39,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
                 if any_kernel(&e) {
                     return Err(e);
                 }
-                eprintln!("error: {}", crate::error::render(&e));
+                crate::text::errln(&format!("error: {}", crate::error::render(&e)));
             }
             let verdict = decide(&done.summary, &done.summary.scenario_definition.verdict);
             crate::atomic::write_json(&done.dir.join(Verdict::FILE), &verdict)?;
@@ -48,7 +48,7 @@ pub(crate) fn judge(run: &RunRequest, quiet: bool) -> Result<Judged> {
         Err(e) if any_kernel(&e) => Err(e),
         Err(e) => {
             let msg = crate::error::render(&e);
-            eprintln!("error: {msg}");
+            crate::text::errln(&format!("error: {msg}"));
             match &run.out {
                 Some(dir) => {
                     let verdict = record_failure(dir, run, &e)?;

@@ -90,7 +90,7 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
                 dirs.push(dir);
             }
             if interrupted {
-                eprintln!("interrupted: {} of {total} pairs ran; writing the report for them", dirs.len());
+                crate::text::errln(&format!("interrupted: {} of {total} pairs ran; writing the report for them", dirs.len()));
                 break 'pairs;
             }
         }

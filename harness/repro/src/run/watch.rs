@@ -130,7 +130,7 @@ pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
         if let (Some(c), None) = (child.as_mut(), ended) {
             if let Some(status) = c.0.try_wait()? {
                 if !status.success() {
-                    eprintln!("watch: {:?} ended with {status}", args.while_cmd.join(" "));
+                    crate::text::errln(&format!("watch: {:?} ended with {status}", args.while_cmd.join(" ")));
                 }
                 ended = Some(Instant::now());
             }
@@ -162,13 +162,13 @@ pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
             match &args.hook {
                 Some(hook) => run_hook(hook, &tick)?,
                 None => {
-                    eprintln!(
+                    crate::text::errln(&format!(
                         "alarm: {} costs {ratio:.1}x {} for {above} intervals (about {chain} stale entries on its hash chain): \
                          stale /proc/sys/net dentries are piling up; `echo 2 > /proc/sys/vm/drop_caches` relieves it, a kernel with \
                          d6cffbbe9a7e (v4.11) fixes it",
                         args.probe.display(),
                         args.control.display()
-                    );
+                    ));
                     return Ok(WatchEnd::Alarm);
                 }
             }

@@ -196,3 +196,24 @@ fn the_fast_set_and_its_guard_name_the_same_tests() {
     let guarded = value("filter", "[[profile.default.scripts]]");
     assert_eq!(fast, guarded, "the fast set and the tests REPRO_FORBID_BOOT guards differ");
 }
+
+/// Everything repro prints goes through text.rs (terminal-safe, a closed
+/// stdout is the interrupt, not a panic): no `println!` or `eprintln!`
+/// outside it, tests aside.
+#[test]
+fn nothing_prints_around_text_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("text.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (i, line) in code.lines().enumerate() {
+            if (line.contains("println!(") || line.contains("print!(")) && !line.trim_start().starts_with("//") {
+                found.push(format!("{}:{}", f.strip_prefix(&src).unwrap().display(), i + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "print through crate::text (out, outln, err, errln): {found:?}");
+}
