@@ -32,7 +32,10 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
             Err(e) if matches!(kind_of(&e), Some(Kind::Interrupted | Kind::Usage)) => return Err(e),
             Err(e) => {
                 crate::text::errln(&format!("error: {}", crate::error::render(&e)));
-                crate::text::errln(&format!("repro cannot run here whatever the kernel; exiting {} so that git bisect run stops", exit_codes::CANNOT_RUN));
+                crate::text::errln(&format!(
+                    "repro cannot run here whatever the kernel; exiting {} so that git bisect run stops",
+                    exit_codes::CANNOT_RUN
+                ));
                 return Ok(exit_codes::CANNOT_RUN);
             }
         };
