@@ -236,7 +236,8 @@ impl SavedVm {
 /// planted to send the writes elsewhere.
 fn own_files_are_plain(run_dir: &Path) -> Result<()> {
     use crate::run::record::{CONSOLE, SAMPLES, SUMMARY};
-    let files = [SAMPLES, SUMMARY, CONSOLE, "qemu-tcg.stderr.log", "qemu-kvm.stderr.log", "verdict.json"];
+    let logs = [Accel::Tcg, Accel::Kvm].map(crate::guest::qemu::stderr_log);
+    let files = [SAMPLES, SUMMARY, CONSOLE, &logs[0], &logs[1], repro_proto::Verdict::FILE];
     let check = |name: &str, want_dir: bool| -> Result<()> {
         let p = run_dir.join(name);
         let Ok(meta) = std::fs::symlink_metadata(&p) else { return Ok(()) };
@@ -264,6 +265,17 @@ fn own_files_are_plain(run_dir: &Path) -> Result<()> {
         check(&format!("{DIR}/{name}"), false)?;
     }
     Ok(())
+}
+
+/// Copy the file at `from` to `to` unless it is there already, and point
+/// `from` at the copy; whether it copied.
+fn carry(from: &mut PathBuf, to: PathBuf) -> Result<bool> {
+    if *from == to {
+        return Ok(false);
+    }
+    std::fs::copy(&*from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    *from = to;
+    Ok(true)
 }
 
 /// This host's CPU vendor (`vendor_id` in /proc/cpuinfo: GenuineIntel, AuthenticAMD).
@@ -418,22 +430,12 @@ impl Checkpointer {
         let qmp = self.qmp.as_mut().context("no QMP connection to the guest's QEMU")?;
         let dir = rec.dir.join(DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let initrd = dir.join(INITRD);
-        // Copied and hashed once: it does not change during a run.
-        if initrd != self.initrd {
-            std::fs::copy(&self.initrd, &initrd).with_context(|| format!("copying the initramfs to {}", initrd.display()))?;
-            self.initrd = initrd.clone();
-            self.template.initrd_sha256.clear();
+        // The boot files travel with the state (a resume may be on a machine
+        // whose cache never had them), copied once: they do not change during a run.
+        if carry(&mut self.initrd, dir.join(INITRD))? || self.template.initrd_sha256.is_empty() {
+            self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&self.initrd)?;
         }
-        if self.template.initrd_sha256.is_empty() {
-            self.template.initrd_sha256 = crate::kernel::cache::sha256_file(&initrd)?;
-        }
-        // The kernel too: a resume may be on a machine whose cache never had it.
-        let kernel = dir.join(KERNEL);
-        if kernel != self.kernel {
-            std::fs::copy(&self.kernel, &kernel).with_context(|| format!("copying the kernel image to {}", kernel.display()))?;
-            self.kernel = kernel;
-        }
+        carry(&mut self.kernel, dir.join(KERNEL))?;
         let iteration = rec.summary.rounds.last().map_or(rec.summary.iterations_done, |r| r.iteration);
         let name = format!("vm-{iteration}.gz");
         let file = dir.join(&name);

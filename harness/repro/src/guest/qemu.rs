@@ -73,6 +73,11 @@ pub(crate) fn host_available_mib() -> Option<u64> {
     repro_proto::meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable").map(|kib| kib / 1024)
 }
 
+/// The run directory's log of QEMU's stderr under `accel`.
+pub(crate) fn stderr_log(accel: Accel) -> String {
+    format!("qemu-{}.stderr.log", accel.as_str())
+}
+
 /// Bounds of what repro gives a guest (and accepts from a checkpoint).
 const MAX_CPUS: u32 = 256;
 const MIN_MEMORY_MIB: u64 = 64;

@@ -86,7 +86,7 @@ pub(crate) fn kernel_printed_nothing(console: &Path) -> bool {
 /// Start QEMU and accept its serial connection to the agent: a booting
 /// guest (whose agent will say hello) or one waiting for a saved state.
 pub(crate) async fn spawn_qemu(spec: &VmSpec, run_dir: &Path, until: Instant, deadline: Duration) -> Result<Agent, StartFailure> {
-    let stderr_log = run_dir.join(format!("qemu-{}.stderr.log", spec.machine.accel.as_str()));
+    let stderr_log = run_dir.join(qemu::stderr_log(spec.machine.accel));
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
