@@ -29,6 +29,10 @@ mod lockfile;
 mod text;
 mod workdir;
 
+/// The fuzz targets' entry points (harness/fuzz/): not an API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use cli::args::Cli;
 pub use cli::{from_argv, main};
 

@@ -7,7 +7,7 @@ use repro_proto::MAX_LINE_BYTES;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// The agent's stream, split into bounded lines.
-pub(super) struct Lines {
+pub(crate) struct Lines {
     reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
     buf: Vec<u8>,
     /// The stream ended in the middle of a line of this many bytes: its
@@ -16,21 +16,21 @@ pub(super) struct Lines {
 }
 
 /// One line from the agent.
-pub(super) enum Line {
+pub(crate) enum Line {
     Text(String),
     /// Longer than [`MAX_LINE_BYTES`]: dropped without being held.
     Oversized,
 }
 
 impl Lines {
-    pub(super) fn new(reader: Box<dyn AsyncRead + Unpin + Send>) -> Lines {
+    pub(crate) fn new(reader: Box<dyn AsyncRead + Unpin + Send>) -> Lines {
         Lines { reader: BufReader::new(reader), buf: Vec::new(), truncated_tail: None }
     }
 
     /// One line, lossily decoded (a serial line may carry stray bytes), and
     /// never more than [`MAX_LINE_BYTES`] of it held in memory. None at the
     /// end of the stream; a partial last line is noted in `truncated_tail`.
-    pub(super) async fn next(&mut self) -> Result<Option<Line>> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Line>> {
         self.buf.clear();
         let mut oversized = false;
         loop {

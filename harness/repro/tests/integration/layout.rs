@@ -149,7 +149,8 @@ fn rank(module: &str) -> usize {
         "guest" => 3,
         "judge" => 4,
         "cli" => 5,
-        "" => 6,
+        // The root, and the fuzz targets' entry points it exports: above all.
+        "" | "fuzzing" => 6,
         _ => 0,
     }
 }

@@ -15,6 +15,7 @@ mod e2e;
 mod eras;
 mod faults;
 mod fetch;
+mod fuzz_corpus;
 mod hostile;
 mod layout;
 mod props;

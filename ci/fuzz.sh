@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Fuzz repro's readers of outside data: the targets in harness/fuzz/
+# (cargo-fuzz, libFuzzer), seeded from harness/fuzz/corpus/. TESTING.md,
+# "Fuzzing", says what each target feeds and what it asserts.
+#
+#   ci/fuzz.sh [--seconds N] [--keep] [TARGET...]   each target N seconds (default 60)
+#   ci/fuzz.sh --reproduce TARGET FILE              one input through its target
+#
+# Stable Rust: cargo-fuzz with --sanitizer none needs no nightly. Coverage
+# comes from SanitizerCoverage; the findings are panics (every assertion in
+# repro::fuzzing and every panic in repro), inputs slower than -timeout and
+# allocations past -rss_limit_mb. repro has no unsafe code of its own to give
+# an address sanitizer work.
+#
+# New inputs the fuzzer finds go to a scratch copy of the corpus; with
+# --keep they are merged (only those adding coverage) into the committed
+# corpus. A crash leaves its input in harness/fuzz/artifacts/TARGET/, named
+# on stderr, and fails the script; the executions per target are printed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+fuzz="$root/harness/fuzz"
+seconds=60 keep=0 reproduce=0
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds=${2:?--seconds N}; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --reproduce) reproduce=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "fuzz: unknown option $1 (see ci/fuzz.sh --help)" >&2; exit 2 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+case "$seconds" in ''|*[!0-9]*) echo "fuzz: --seconds takes a whole number of seconds, not $seconds" >&2; exit 2 ;; esac
+
+# cargo-fuzz, pinned, beside the other tools CI installs for itself.
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools"
+cargo_fuzz="$tools/cargo-fuzz/bin/cargo-fuzz"
+if [ ! -x "$cargo_fuzz" ]; then
+  echo "fuzz: installing cargo-fuzz 0.13.2 into $tools/cargo-fuzz" >&2
+  cargo install --quiet --locked --version 0.13.2 --root "$tools/cargo-fuzz" cargo-fuzz >&2
+fi
+# cargo fuzz SUBCOMMAND [ARGS...], its options before the target's (`--` passes libFuzzer's).
+cf() { local sub=$1; shift; (cd "$fuzz" && "$cargo_fuzz" fuzz "$sub" --fuzz-dir . --sanitizer none "$@"); }
+all=$(cd "$fuzz" && "$cargo_fuzz" fuzz list --fuzz-dir .)
+
+if [ "$reproduce" = 1 ]; then
+  [ ${#targets[@]} = 2 ] || { echo "fuzz: --reproduce TARGET FILE" >&2; exit 2; }
+  file=$(realpath "${targets[1]}")
+  exec "$cargo_fuzz" fuzz run --fuzz-dir "$fuzz" --sanitizer none "${targets[0]}" "$file"
+fi
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets <<<"$all"
+for t in "${targets[@]}"; do
+  grep -qx "$t" <<<"$all" || { echo "fuzz: no target $t; the targets are: $(echo $all)" >&2; exit 2; }
+done
+
+echo "fuzz: building ${#targets[@]} target(s)" >&2
+cf build >&2
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+failed=()
+printf '%-18s %12s %10s %8s\n' target executions "exec/s" corpus
+for t in "${targets[@]}"; do
+  mkdir -p "$scratch/$t" "$fuzz/artifacts/$t"
+  log="$scratch/$t.log"
+  # -timeout: one input past 30 s is a hang; -rss_limit_mb: past 2 GiB an exhaustion.
+  if ! cf run "$t" "$scratch/$t" "$fuzz/corpus/$t" -- -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="$fuzz/artifacts/$t/" >"$log" 2>&1; then
+    failed+=("$t")
+    grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written|artifact_prefix" "$log" | head -20 >&2 || true
+  fi
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  kept=$(find "$scratch/$t" -type f | wc -l)
+  printf '%-18s %12s %10s %8s\n' "$t" "${execs:-?}" "${rate:-?}" "+$kept"
+  if [ "$keep" = 1 ] && [ "$kept" -gt 0 ]; then
+    cf run "$t" "$fuzz/corpus/$t" "$scratch/$t" -- -merge=1 -rss_limit_mb=2048 >>"$log" 2>&1
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: findings in ${failed[*]}: inputs under harness/fuzz/artifacts/ (reproduce: ci/fuzz.sh --reproduce TARGET FILE)" >&2
+  exit 1
+fi
