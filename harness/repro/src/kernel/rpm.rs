@@ -102,7 +102,13 @@ const HEADER_MAGIC: [u8; 3] = [0x8e, 0xad, 0xe8];
 /// The two headers' sizes checked against the file before the `rpm` crate
 /// sees them: it sizes its buffers from their counts unchecked (a bit
 /// flipped in a count overflowed its u32 arithmetic and panicked, found by
-/// the property test; in a release build it would allocate up to 4 GiB).
+/// the property test; in a release build it would allocate up to 4 GiB),
+/// slices its data store at each entry's offset unchecked (an offset past
+/// the store panicked, found by the fuzzer: rpm 0.30.2, headers/header.rs:111)
+/// and reserves room for each entry's count of items unchecked (a string
+/// array claiming 2^31 items asked for 37 GB and aborted, found by the
+/// fuzzer: header.rs:379). The checks are here, not in a fork of the crate,
+/// because they are a few lines of the format's own layout.
 fn check_headers(bytes: &[u8]) -> std::result::Result<(), String> {
     if bytes.len() < LEAD_LEN || bytes[..4] != LEAD_MAGIC {
         return Err("no RPM lead".into());
@@ -114,10 +120,33 @@ fn check_headers(bytes: &[u8]) -> std::result::Result<(), String> {
         }
         let n = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
         let size = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as usize;
-        n.checked_mul(16)
+        let len = n
+            .checked_mul(16)
             .and_then(|i| i.checked_add(16 + size))
             .filter(|len| at.checked_add(*len).is_some_and(|end| end <= bytes.len()))
-            .ok_or(format!("the header at byte {at} claims {n} entries and {size} bytes, past the end of the file ({} bytes)", bytes.len()))
+            .ok_or(format!(
+                "the header at byte {at} claims {n} entries and {size} bytes, past the end of the file ({} bytes)",
+                bytes.len()
+            ))?;
+        // Each index entry: tag, type, offset into the data store, count of
+        // items, each of which takes at least its type's size in the store.
+        for (i, e) in bytes[at + 16..at + 16 + n * 16].chunks_exact(16).enumerate() {
+            let word = |k: usize| u32::from_be_bytes([e[k], e[k + 1], e[k + 2], e[k + 3]]) as usize;
+            let (kind, offset, count) = (word(4), word(8), word(12));
+            let item = match kind {
+                0 => 0,
+                3 => 2,
+                4 => 4,
+                5 => 8,
+                _ => 1,
+            };
+            if offset > size || count.saturating_mul(item) > size - offset {
+                return Err(format!(
+                    "entry {i} of the header at byte {at} claims {count} items at byte {offset} of a {size}-byte data store"
+                ));
+            }
+        }
+        Ok(len)
     };
     let main_at = LEAD_LEN + header_len(LEAD_LEN)?.div_ceil(8) * 8;
     header_len(main_at).map(drop)
