@@ -7,16 +7,20 @@
 //! since they stay registered after the first run and would swallow every
 //! later Ctrl-C.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 static RAISED: AtomicBool = AtomicBool::new(false);
+/// How many signals came: a blocking step begun after the first (the save
+/// a checkpointed run makes when asked to stop) ends at the next.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
 /// Raised because whoever read stdout went away (`| head`), not by a signal.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn raise(_: nix::libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
     RAISED.store(true, Ordering::SeqCst);
 }
 
@@ -32,6 +36,11 @@ pub(crate) fn install() {
 /// Whether the user (or the system) asked repro to stop.
 pub(crate) fn requested() -> bool {
     RAISED.load(Ordering::SeqCst)
+}
+
+/// The signals received so far (see [`SIGNALS`]).
+pub(crate) fn signals() -> u32 {
+    SIGNALS.load(Ordering::SeqCst)
 }
 
 /// The reader of stdout is gone: stop as for Ctrl-C, quietly.

@@ -300,6 +300,7 @@ impl Qmp {
     fn await_migration(&mut self, what: &str) -> Result<()> {
         let until = Instant::now() + MIGRATION_BOUND;
         loop {
+            self.check_interrupt()?;
             let info = self.run(&qmp::query_migrate {})?;
             match info.status {
                 Some(qmp::MigrationStatus::completed) => return Ok(()),
@@ -314,6 +315,7 @@ impl Qmp {
 
     /// Stop the guest and save its whole state to `file` (gzip).
     fn save(&mut self, file: &Path) -> Result<()> {
+        self.begin();
         self.run(&qmp::stop {})?;
         let uri = format!("exec:gzip -1 -c > {}", sh_quote(file));
         self.run(&qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None })?;
@@ -323,10 +325,12 @@ impl Qmp {
     /// Load a saved state into a QEMU started with `-incoming defer`; the
     /// guest stays paused until [`Qmp::cont`].
     pub(crate) fn restore(&mut self, file: &Path) -> Result<()> {
+        self.begin();
         let uri = format!("exec:gzip -dc {}", sh_quote(file));
         self.run(&qmp::migrate_incoming { uri: Some(uri), channels: None, exit_on_error: None })?;
         let until = Instant::now() + MIGRATION_BOUND;
         loop {
+            self.check_interrupt()?;
             let st = self.run(&qmp::query_status {})?;
             match st.status {
                 qmp::RunState::inmigrate if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
@@ -440,7 +444,12 @@ impl Checkpointer {
         let name = format!("vm-{iteration}.gz");
         let file = dir.join(&name);
         let t0 = Instant::now();
-        qmp.save(&file).with_context(|| format!("saving the guest to {}", file.display()))?;
+        if let Err(e) = qmp.save(&file) {
+            // A save cut short leaves no half file behind; the state still
+            // points at the last complete one.
+            let _ = std::fs::remove_file(&file);
+            return Err(e.context(format!("saving the guest to {}", file.display())));
+        }
         let save_s = t0.elapsed().as_secs_f64();
         let state_bytes = std::fs::metadata(&file)?.len();
         rec.summary.checkpoints.push(Checkpoint {

@@ -376,7 +376,29 @@ async fn save_at_round(cp: &mut Checkpointer, agent: &mut Agent, rec: &mut Recor
     progress.status(&format!("saving the guest at iteration {iteration}"));
     if let Err(e) = cp.save(rec, at == AtRound::SaveAndStop) {
         agent.guard.stop().await;
-        return Err(e.context(format!("checkpoint at iteration {iteration}")));
+        // A signal that ended the save (the QMP reader gives up at one) is
+        // the interrupt, not a failed checkpoint.
+        if crate::interrupt::requested() {
+            return Err(fail(
+                Kind::Interrupted,
+                format!(
+                    "{} while saving the guest at iteration {iteration} ({e:#}); the windows recorded so far are kept, and the \
+                     last complete checkpoint ({}) is where `repro resume {}` goes on from",
+                    crate::interrupt::why(),
+                    rec.summary.checkpoints.last().map_or("none".into(), |c| format!("iteration {}", c.iteration)),
+                    rec.dir.display()
+                ),
+            ));
+        }
+        return Err(fail(
+            Kind::GuestFailed,
+            format!(
+                "the checkpoint at iteration {iteration} failed: {e:#}; the windows recorded so far are kept, and the last \
+                 complete checkpoint ({}) is where `repro resume {}` goes on from",
+                rec.summary.checkpoints.last().map_or("none".into(), |c| format!("iteration {}", c.iteration)),
+                rec.dir.display()
+            ),
+        ));
     }
     if at == AtRound::Save {
         return Ok(());

@@ -122,3 +122,79 @@ fn a_p50_no_probe_can_measure_is_refused_and_a_report_of_it_ends() {
     assert!(o.status.code().is_some(), "report was killed: {}", stderr_of(&o));
     let _ = out;
 }
+
+/// A Round: the agent pauses at `iteration` for the host's answer (where a
+/// checkpointed run saves the guest).
+fn round(iteration: u64) -> String {
+    line(&Message::Round(repro_proto::Settled {
+        settle_s: 0.1,
+        stable: true,
+        ended: None,
+        trace: vec![],
+        window: Window { iteration, elapsed_s: iteration as f64, churn_rate: 100.0, nr_dentry: 1000, ..Window::default() },
+        barrier_failed: None,
+    }))
+}
+
+/// A checkpointed run whose save meets `qmp` (the double's QEMU machine
+/// protocol), started in the background: the child, its run directory.
+fn checkpointed_run(qmp: &str, d: &Path) -> (std::process::Child, PathBuf) {
+    // The save is due at the first round a second after the start.
+    let script = format!("{}\n{}\n{}\n@sleep 1.5\n{}\n@wait\n", hello(), started(), window(10, 30.0), round(10));
+    let script_file = d.join("script");
+    std::fs::write(&script_file, script).unwrap();
+    let out = d.join("run");
+    let child = std_repro()
+        .args(["run", "-q", "--accel", "tcg", "--window", "10", "-n", "1000", "--checkpoint-every", "1s", "--kernel"])
+        .arg(fake_bzimage(d))
+        .arg("--out")
+        .arg(&out)
+        .env("REPRO_QEMU", double())
+        .env("HOSTILE_SCRIPT", &script_file)
+        .env("HOSTILE_QMP", qmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, out)
+}
+
+/// Issue 31 ("hang uninterruptibly"): a QEMU that never answers the save's
+/// first command, or answers with events and never the answer, held repro
+/// past every signal (a minute per read, or forever). Its machine protocol
+/// is read within bounds: SIGTERM ends the run in seconds, as an
+/// interrupt, its windows kept and no half-written state left behind.
+#[test]
+fn a_qemu_that_never_answers_a_save_does_not_outlast_a_signal() {
+    for qmp in ["silent", "events"] {
+        let d = tempfile::tempdir().unwrap();
+        let (mut child, out) = checkpointed_run(qmp, d.path());
+        wait_until("the run to reach its save", Duration::from_secs(30), || sample_lines(&out, "round") > 0);
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = Instant::now();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        wait_until("repro to end after SIGTERM", Duration::from_secs(15), || child.try_wait().unwrap().is_some());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr_of(&o);
+        assert_eq!(o.status.code(), Some(exit_codes::INTERRUPTED), "{qmp}: {err}");
+        assert!(t0.elapsed() < Duration::from_secs(15), "{qmp}: {:?}", t0.elapsed());
+        assert!(err.contains("while saving the guest at iteration 10"), "{qmp}: {err}");
+        assert_eq!(read_summary(&out).windows.len(), 1, "{qmp}: the window recorded before the save is kept");
+        let saved: Vec<_> = std::fs::read_dir(out.join("checkpoint")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(!saved.iter().any(|n| n.to_string_lossy().starts_with("vm-")), "{qmp}: a half-written state was left: {saved:?}");
+    }
+}
+
+/// A QEMU that answers with a line without end: the read stops past 1 MiB
+/// (memory stays bounded) and the run ends with the checkpoint's failure,
+/// its windows kept.
+#[test]
+fn a_qemu_answering_with_a_line_without_end_is_refused_past_a_bound() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut child, out) = checkpointed_run("endless-line", d.path());
+    wait_until("repro to end", Duration::from_secs(60), || child.try_wait().unwrap().is_some());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(exit_codes::GUEST_FAILED), "{err}");
+    assert!(err.contains("longer than 1048576 bytes"), "{err}");
+    assert_eq!(read_summary(&out).windows.len(), 1);
+}
