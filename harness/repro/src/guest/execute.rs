@@ -1,7 +1,8 @@
 //! One run, from the request to a run directory: the job, the guest (or
 //! the host backend), the stream recorded, the summary finished. A churn
 //! (`run`, `check`, `matrix`, `bisect`) and a command (`exec`) differ only
-//! in their job's [`Task`]: both boot and stream through [`in_guest`].
+//! in their job's [`Task`]: both boot and stream through [`in_guest`], and
+//! every session, the host's and a resumed one's too, through [`drive`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,7 @@ use crate::error::{fail, Kind};
 use crate::guest::boot::Vm;
 use crate::guest::boot::{self, agent_path};
 use crate::guest::checkpoint::{CheckpointPolicy, Checkpointer};
+use crate::guest::drive::{drive, Begun};
 use crate::guest::initramfs::Entry;
 use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
 use crate::guest::session::{self, Decider, StartFailure, StreamLimits};
@@ -108,14 +110,13 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
 
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let summary = new_summary(&date, &args.kernel_label(), scenario, args.iterations, args.workers, window);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.backend {
-        Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job, &rt),
-        Backend::Qemu => run_qemu(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job, &rt),
+        Backend::Host => run_host(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job),
+        Backend::Qemu => run_qemu(&Setup { args, quiet, agent: &agent, date: &date, early, began }, summary, job),
     }
 }
 
-fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
+fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job) -> Result<Finished> {
     let Setup { args, quiet, agent, date, early, began } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let Task::Churn(churn) = &mut job.task else { unreachable!("execute builds a churn") };
@@ -127,8 +128,7 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job, rt: &tokio::runti
     let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
     let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
     let checkpoint = Some(args.checkpoint).filter(CheckpointPolicy::is_on);
-    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, rt, checkpoint);
-    progress.finish();
+    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, checkpoint);
     finish(&mut rec, outcome, args.json)
 }
 
@@ -181,9 +181,9 @@ fn modules_for(churn: &mut Churn, vm: &Vm, vm_req: &VmRequest) -> Result<Vec<Ent
     Ok(extra)
 }
 
-/// The one guest session every command takes: `job` (with `extra` files)
-/// in an initramfs, the kernel booted, the agent's stream recorded into
-/// `rec` within `limits`, and the guest's power-off awaited.
+/// A guest's session ([`drive`]): `job` (with `extra` files) in an
+/// initramfs, the kernel booted, and, for a run that saves, its QEMU's
+/// machine protocol attached.
 #[allow(clippy::too_many_arguments)]
 fn in_guest(
     vm_req: &VmRequest,
@@ -194,15 +194,14 @@ fn in_guest(
     rec: &mut Recorder,
     progress: &mut Progress,
     limits: &StreamLimits,
-    rt: &tokio::runtime::Runtime,
     checkpoint: Option<CheckpointPolicy>,
 ) -> Result<()> {
     // The socket path must stay short (108 bytes), so it lives in /tmp.
     let work = crate::workdir::WorkDir::new()?;
     let initrd = boot::write_initramfs(work.path(), agent, job, extra)?;
-    rt.block_on(async {
-        let (mut started, spec) = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress, checkpoint.is_some()).await?;
-        let mut cp = match (checkpoint, &spec.qmp_socket) {
+    drive(rec, progress, limits, async |rec, progress| {
+        let (started, spec) = boot::boot(vm_req, vm, &initrd, work.path(), rec, progress, checkpoint.is_some()).await?;
+        let checkpoint = match (checkpoint, &spec.qmp_socket) {
             (Some(policy), Some(socket)) => {
                 let qemu_version = rec.summary.provenance.qemu_version.clone().unwrap_or_default();
                 let mut cp = Checkpointer::new(policy, &spec, &vm.image.sha256, &qemu_version, limits.stall);
@@ -211,12 +210,8 @@ fn in_guest(
             }
             _ => None,
         };
-        let r = session::stream(&mut started.agent, rec, progress, limits, cp.as_mut()).await;
         // The agent powers the guest off after Done.
-        if r.is_ok() && started.agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
-            tracing::warn!("the guest did not power off within 30s; QEMU was killed");
-        }
-        r
+        Ok(Begun { agent: started.agent, checkpoint, after_done: Duration::from_secs(30) })
     })
 }
 
@@ -244,17 +239,16 @@ pub(crate) fn exec(args: &ExecRequest) -> Result<i32> {
     let work = tempfile::Builder::new().prefix("repro-exec-").tempdir().context("creating a work directory")?;
     let out = args.out.clone().unwrap_or_else(|| work.path().join("out"));
     let mut rec = Recorder::create(&out, summary)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut progress = Progress::new(0, "", true);
     let limits = StreamLimits::new(args.timeout, Some(args.timeout));
-    let outcome = in_guest(&args.vm, &vm, &agent, &job, extra, &mut rec, &mut progress, &limits, &rt, None);
+    let outcome = in_guest(&args.vm, &vm, &agent, &job, extra, &mut rec, &mut progress, &limits, None);
     rec.finish(outcome.as_ref().err().map(run_error))?;
     outcome?;
     tracing::debug!("guest ran on {} ({})", rec.summary.kernel.release.as_deref().unwrap_or("?"), rec.summary.ran_on());
     rec.exec_exit.context("the guest command ended without an exit code")
 }
 
-fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::Runtime) -> Result<Finished> {
+fn run_host(setup: &Setup, mut summary: Summary, job: Job) -> Result<Finished> {
     let Setup { args, quiet, agent, date, early, began } = *setup;
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
@@ -278,21 +272,18 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job, rt: &tokio::runtime::
     tracing::info!("run directory {}", run_dir.display());
     let Task::Churn(churn) = &job.task else { unreachable!("execute builds a churn") };
     let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
-    let outcome: Result<()> = rt.block_on(async {
+    let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
+    let outcome = drive(&mut rec, &mut progress, &limits, async |rec, progress| {
         rec.spawning();
-        let mut started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {
+        let started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {
             Ok(s) => s,
             Err(StartFailure::Interrupted) => return Err(fail(Kind::Interrupted, "interrupted before the agent started")),
             Err(f) => return Err(fail(Kind::GuestFailed, format!("the host agent did not start: {}", f.describe()))),
         };
         rec.record(&started.hello)?;
-        boot::log_hello(&started.hello, "host", &progress);
-        let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
-        let r = session::stream(&mut started.agent, &mut rec, &mut progress, &limits, None).await;
-        started.agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-        r
+        boot::log_hello(&started.hello, "host", progress);
+        Ok(Begun { agent: started.agent, checkpoint: None, after_done: Duration::from_secs(10) })
     });
-    progress.finish();
     finish(&mut rec, outcome, args.json)
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod boot;
 pub(crate) mod checkpoint;
+pub(crate) mod drive;
 pub(crate) mod execute;
 pub(crate) mod guard;
 pub(crate) mod initramfs;

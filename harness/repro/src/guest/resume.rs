@@ -11,6 +11,7 @@ use repro_proto::HostMessage;
 
 use crate::error::{fail, Kind};
 use crate::guest::checkpoint::{Checkpointer, Qmp, SavedVm};
+use crate::guest::drive::{drive, Begun};
 use crate::guest::execute::{finish, Finished};
 use crate::guest::request::ResumeRequest;
 use crate::guest::session::{self, StartFailure, StreamLimits};
@@ -35,10 +36,9 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
     let mut progress = Progress::new(rec.summary.iterations_requested, &judged, quiet);
     let stall = req.stall_timeout.unwrap_or(Duration::from_secs_f64(saved.stall_timeout_s.max(1.0)));
     let limits = StreamLimits::new(stall, req.timeout);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let work = crate::workdir::WorkDir::new()?;
-    let outcome = rt.block_on(async {
-        let spec = saved.spec(&req.dir, work.path(), qemu);
+    let spec = saved.spec(&req.dir, work.path(), qemu);
+    let outcome = drive(&mut rec, &mut progress, &limits, async |rec, progress| {
         progress.status(&format!("loading the guest saved at iteration {}", saved.iteration));
         let mut agent = match session::spawn_qemu(&spec, &req.dir, tokio::time::Instant::now() + START_BOUND, START_BOUND).await {
             Ok(a) => a,
@@ -68,17 +68,12 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
             c.restore_s = Some(t0.elapsed().as_secs_f64());
         }
         tracing::info!("guest loaded in {:.1}s; the churn goes on", t0.elapsed().as_secs_f64());
-        let mut cp = Checkpointer::resumed(req.checkpoint, &saved, qmp, &req.dir);
+        let checkpoint = Some(Checkpointer::resumed(req.checkpoint, &saved, qmp, &req.dir));
         // The answer to the round the guest was saved at.
         rec.round_answered(false)?;
         agent.answer(HostMessage::Continue).await;
-        let r = session::stream(&mut agent, &mut rec, &mut progress, &limits, Some(&mut cp)).await;
-        if r.is_ok() && agent.guard.wait_or_kill(Duration::from_secs(30)).await.is_none() {
-            tracing::warn!("the guest did not power off within 30s; QEMU was killed");
-        }
-        r
+        Ok(Begun { agent, checkpoint, after_done: Duration::from_secs(30) })
     });
-    progress.finish();
     finish(&mut rec, outcome, req.json)
 }
 

@@ -218,3 +218,19 @@ fn nothing_prints_around_text_rs() {
     }
     assert!(found.is_empty(), "print through crate::text (out, outln, err, errln): {found:?}");
 }
+
+/// Every session (a guest's, the host agent's, a resumed one's) is driven
+/// by guest/drive.rs: the stream is read in one place, so a fix to its
+/// limits, checkpoints or ending is made once.
+#[test]
+fn one_function_drives_every_session() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let callers: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("session::stream("))
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert_eq!(callers, ["guest/drive.rs"], "start a session through guest::drive::drive");
+}
