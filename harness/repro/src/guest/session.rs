@@ -248,16 +248,16 @@ impl StreamLimits {
 /// save there) before it stops without saving; the last checkpoint stays.
 const CHECKPOINT_GRACE: Duration = Duration::from_secs(300);
 
-/// Stream messages into the recorder until the agent says Done. Every other
-/// ending is an error of the matching kind; the recorder has kept all that
-/// arrived before it. With a [`Checkpointer`], rounds save the guest as its
-/// policy says, and a signal saves at the next round and stops.
 /// Garbled agent lines shown as warnings; past [`MAX_GARBLED`] the stream
 /// is no protocol at all and the run ends (a flood was 200,000 warning
 /// lines in 1.5 s).
 const GARBLED_SHOWN: u32 = 10;
 const MAX_GARBLED: u32 = 1000;
 
+/// Stream messages into the recorder until the agent says Done. Every other
+/// ending is an error of the matching kind; the recorder has kept all that
+/// arrived before it. With a [`Checkpointer`], rounds save the guest as its
+/// policy says, and a signal saves at the next round and stops.
 pub(crate) async fn stream(
     agent: &mut Agent,
     rec: &mut Recorder,
@@ -308,58 +308,85 @@ pub(crate) async fn stream(
                     rec.summary.checkpoints.last().map_or("none".into(), |c| format!("iteration {}", c.iteration)), rec.dir.display())));
             }
         };
-        let text = match line.context("reading the agent's messages")? {
-            Some(Line::Text(t)) if t.is_empty() => continue,
-            Some(Line::Text(t)) => t,
-            Some(Line::Oversized) => {
-                tracing::warn!("ignoring a line from the agent longer than {MAX_LINE_BYTES} bytes");
-                continue;
-            }
-            None => return Err(ended_early(agent, rec).await),
-        };
-        let msg: Message = match serde_json::from_str(&text) {
-            Ok(m) => m,
-            Err(e) => {
-                garbled += 1;
-                if garbled > MAX_GARBLED {
-                    agent.guard.stop().await;
-                    return Err(fail(
-                        Kind::GuestFailed,
-                        format!(
-                            "the agent broke the protocol: more than {MAX_GARBLED} lines that are no message; the windows \
-                             recorded before them are kept"
-                        ),
-                    ));
-                }
-                if garbled <= GARBLED_SHOWN {
-                    tracing::warn!("ignoring a garbled line from the agent ({e}): {:?}", crate::text::clip(&text, 200));
-                } else if garbled == GARBLED_SHOWN + 1 {
-                    tracing::warn!("ignoring further garbled lines without showing them (the run ends past {MAX_GARBLED})");
-                }
-                continue;
-            }
-        };
+        let Some(msg) = decode(line.context("reading the agent's messages")?, agent, rec, &mut garbled).await? else { continue };
         rec.record(&msg)?;
         if msg.is_final() {
             agent.acknowledge().await;
         }
-        match &msg {
-            Message::Round(s) => {
-                let stop = limits.early.is_some_and(|decided| decided(&rec.summary, s));
-                if let Some(cp) = checkpoint.as_deref_mut().filter(|_| !stop) {
-                    save_at_round(cp, agent, rec, progress, s.window.iteration).await?;
-                }
-                rec.round_answered(stop)?;
-                agent.answer(if stop { HostMessage::Stop } else { HostMessage::Continue }).await;
-                let residual = rec.summary.rounds.last().and_then(|r| r.residual.as_ref()).map(|r| r.per_iteration);
-                progress.on(Event::RoundAnswered { round: s, residual, stop });
+        if answer(&msg, agent, rec, progress, limits, checkpoint.as_deref_mut()).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// One line of the stream as a message: None for a line to skip (empty,
+/// oversized, garbled: counted, shown ten times, the run ended past
+/// [`MAX_GARBLED`]); an error when the stream ended before Done.
+async fn decode(line: Option<Line>, agent: &mut Agent, rec: &Recorder, garbled: &mut u32) -> Result<Option<Message>> {
+    let text = match line {
+        Some(Line::Text(t)) if t.is_empty() => return Ok(None),
+        Some(Line::Text(t)) => t,
+        Some(Line::Oversized) => {
+            tracing::warn!("ignoring a line from the agent longer than {MAX_LINE_BYTES} bytes");
+            return Ok(None);
+        }
+        None => return Err(ended_early(agent, rec).await),
+    };
+    match serde_json::from_str(&text) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            *garbled += 1;
+            if *garbled > MAX_GARBLED {
+                agent.guard.stop().await;
+                return Err(fail(
+                    Kind::GuestFailed,
+                    format!(
+                        "the agent broke the protocol: more than {MAX_GARBLED} lines that are no message; the windows \
+                         recorded before them are kept"
+                    ),
+                ));
             }
-            Message::Done { .. } => return Ok(()),
-            Message::Error { message } => {
-                agent.guard.wait_or_kill(Duration::from_secs(10)).await;
-                return Err(fail(Kind::GuestFailed, format!("the agent failed: {}{}", printable(message), agent.guard.diagnostics())));
+            if *garbled <= GARBLED_SHOWN {
+                tracing::warn!("ignoring a garbled line from the agent ({e}): {:?}", crate::text::clip(&text, 200));
+            } else if *garbled == GARBLED_SHOWN + 1 {
+                tracing::warn!("ignoring further garbled lines without showing them (the run ends past {MAX_GARBLED})");
             }
-            _ => progress.on(Event::Message(&msg)),
+            Ok(None)
+        }
+    }
+}
+
+/// What the host does with a recorded message: answer a round (saving the
+/// guest there if the run checkpoints), end at Done (true) or at the
+/// agent's error, or show it.
+async fn answer(
+    msg: &Message,
+    agent: &mut Agent,
+    rec: &mut Recorder,
+    progress: &mut Progress,
+    limits: &StreamLimits,
+    checkpoint: Option<&mut Checkpointer>,
+) -> Result<bool> {
+    match msg {
+        Message::Round(s) => {
+            let stop = limits.early.is_some_and(|decided| decided(&rec.summary, s));
+            if let Some(cp) = checkpoint.filter(|_| !stop) {
+                save_at_round(cp, agent, rec, progress, s.window.iteration).await?;
+            }
+            rec.round_answered(stop)?;
+            agent.answer(if stop { HostMessage::Stop } else { HostMessage::Continue }).await;
+            let residual = rec.summary.rounds.last().and_then(|r| r.residual.as_ref()).map(|r| r.per_iteration);
+            progress.on(Event::RoundAnswered { round: s, residual, stop });
+            Ok(false)
+        }
+        Message::Done { .. } => Ok(true),
+        Message::Error { message } => {
+            agent.guard.wait_or_kill(Duration::from_secs(10)).await;
+            Err(fail(Kind::GuestFailed, format!("the agent failed: {}{}", printable(message), agent.guard.diagnostics())))
+        }
+        _ => {
+            progress.on(Event::Message(msg));
+            Ok(false)
         }
     }
 }
