@@ -10,6 +10,7 @@
 
 mod barrier;
 mod chain;
+mod measure;
 mod plan;
 mod veth;
 mod workload;
@@ -183,7 +184,7 @@ fn run_job(job: &Job, ch: &mut Channel, mode: AgentMode) {
         release: field(|u| u.release()),
         kernel_version: field(|u| u.version()),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        mem_total_kib: workload::mem_total_kib().unwrap_or(0),
+        mem_total_kib: measure::mem_total_kib().unwrap_or(0),
         uptime_s: std::fs::read_to_string("/proc/uptime").ok().and_then(|u| u.split_whitespace().next()?.parse().ok()),
     });
     if job.mode != mode {

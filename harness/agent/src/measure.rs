@@ -1,0 +1,149 @@
+//! The measurements a churn makes from the initial namespace: a window
+//! (every probe path's open() timed, the dentry counts, memory) and the
+//! settle after the churn (the cleanup barrier, or the count watched until
+//! it stops falling).
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::close;
+use repro_proto::{meminfo_kib, Churn, DentryState, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
+
+use crate::plan::SettleWatch;
+use crate::Channel;
+
+/// The probe paths, and the chain-walk counter with the path it counts for.
+pub(crate) struct Prober {
+    pub paths: Vec<CString>,
+    pub judged: Option<CString>,
+    pub counter: Option<crate::chain::Counter>,
+}
+
+/// The path of the probe a verdict is about ([`repro_proto::Scenario::judged_probe`]).
+pub(crate) fn judged_probe(job: &Churn, paths: &[CString]) -> Option<CString> {
+    let judged = job.scenario.judged_probe()?;
+    let i = job.scenario.probes.iter().position(|p| std::ptr::eq(p, judged))?;
+    paths.get(i).cloned()
+}
+
+pub(crate) fn window_now(job: &Churn, prober: &Prober, iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
+    let probes = probe(job, &prober.paths);
+    let chain_walk = prober.counter.as_ref().zip(prober.judged.as_ref()).and_then(|(c, p)| c.walk(p));
+    let ds = dentry_state()?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    Ok(Window {
+        iteration,
+        elapsed_s,
+        churn_rate,
+        churn_errors,
+        nr_dentry: ds.nr_dentry,
+        nr_unused: ds.nr_unused,
+        probes,
+        chain_walk,
+        mem_free_kib: meminfo_kib(&meminfo, "MemFree"),
+        slab_kib: meminfo_kib(&meminfo, "Slab"),
+    })
+}
+
+/// Time open()+close() of every probe path, interleaved, up to the sample
+/// count or the per-path time budget.
+pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
+    let settings = &job.scenario.probe;
+    let budget = Duration::from_millis(settings.budget_ms);
+    let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(settings.samples as usize); paths.len()];
+    let mut spent = vec![Duration::ZERO; paths.len()];
+    let mut errors = vec![0u32; paths.len()];
+    for n in 0..settings.samples {
+        let over_budget = spent.iter().all(|s| *s >= budget);
+        if over_budget && n >= settings.min_samples {
+            break;
+        }
+        for (i, path) in paths.iter().enumerate() {
+            let t0 = Instant::now();
+            let fd = open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
+            let dt = t0.elapsed();
+            spent[i] += dt;
+            match fd {
+                Ok(fd) => {
+                    let _ = close(fd);
+                    samples[i].push(dt.as_nanos() as u64);
+                }
+                Err(_) => errors[i] += 1,
+            }
+        }
+    }
+    job.scenario.probes.iter().zip(samples.iter_mut()).zip(errors).map(|((p, s), e)| ProbeStats::from_samples_ns(&p.name, s, e)).collect()
+}
+
+/// Wait until namespace cleanup has finished (nr_dentry back near the
+/// baseline, or no longer reaching new lows), within a bound, then probe
+/// once more.
+pub(crate) fn settle(
+    job: &Churn,
+    ch: &mut Channel,
+    prober: &Prober,
+    baseline: u64,
+    iterations: u64,
+    churn_s: f64,
+    errors: u64,
+) -> Result<Settled, String> {
+    let s = &job.scenario.settle;
+    let t0 = Instant::now();
+    // The barrier proves cleanup done, and the count it leaves is the
+    // answer, however flat (the bug) it is; held fds rule it out and those
+    // runs watch the count. Its bound is well inside the host's stall
+    // timeout: it sends no heartbeat.
+    let barrier = job.scenario.settles_on_barrier().then(|| crate::barrier::cleanup_barrier(Duration::from_millis(s.max_ms.min(30_000))));
+    let barrier_failed = match barrier {
+        Some(Ok(_)) => {
+            let nr_dentry = dentry_state()?.nr_dentry;
+            let settle_s = t0.elapsed().as_secs_f64();
+            let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
+            let trace = vec![SettlePoint { t_s: settle_s, nr_dentry }];
+            return Ok(Settled { settle_s, stable: true, ended: Some(SettleEnd::Cleaned), trace, window, barrier_failed: None });
+        }
+        Some(Err(why)) => Some(why),
+        None => None,
+    };
+    let first = dentry_state()?.nr_dentry;
+    let mut trace = vec![SettlePoint { t_s: 0.0, nr_dentry: first }];
+    let mut watch = SettleWatch::new(s, baseline, iterations, first);
+    let ended = loop {
+        if let Some(end) = watch.end(t0.elapsed().as_secs_f64()) {
+            break end;
+        }
+        std::thread::sleep(Duration::from_millis(s.poll_ms));
+        let now = dentry_state()?.nr_dentry;
+        let t_s = t0.elapsed().as_secs_f64();
+        trace.push(SettlePoint { t_s, nr_dentry: now });
+        watch.observe(t_s, now);
+        // A heartbeat, so a long settle is not taken for a hung guest.
+        ch.send(&Message::Progress { iteration: iterations, elapsed_s: churn_s + t_s, churn_errors: errors });
+    };
+    let stable = ended != SettleEnd::MaxTime;
+    let settle_s = t0.elapsed().as_secs_f64();
+    let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
+    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window, barrier_failed })
+}
+
+pub fn dentry_state() -> Result<DentryState, String> {
+    DentryState::read()
+}
+
+pub fn mem_total_kib() -> Option<u64> {
+    meminfo_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dentry_state_parses_first_two_fields() {
+        let ds = DentryState::parse("3901\t1200\t45\t0\t10\t0\n").unwrap();
+        assert_eq!((ds.nr_dentry, ds.nr_unused), (3901, 1200));
+        assert!(DentryState::parse("garbage").is_none());
+    }
+}
