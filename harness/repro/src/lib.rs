@@ -41,7 +41,7 @@ pub use cli::{from_argv, main};
 /// feed arbitrary input, and the fixtures they build (feature `fixtures`,
 /// which only the tests turn on). Everything else is crate-private.
 pub mod testing {
-    pub use crate::judge::bisect::parse_git_bisect;
+    pub use crate::judge::bisect_git::parse_git_bisect;
     pub use crate::judge::verdict::theil_sen;
     pub use crate::kernel::apt::{derive_sources, parse_deb822, parse_one_line};
     pub use crate::kernel::catalog::Catalog;

@@ -2,6 +2,7 @@
 //! matrix share, reports and plots, the matrix and bisection.
 
 pub(crate) mod bisect;
+pub(crate) mod bisect_git;
 pub(crate) mod bisect_state;
 pub(crate) mod extrapolate;
 pub(crate) mod judged;
