@@ -45,8 +45,9 @@ pub mod testing {
     pub use crate::judge::verdict::theil_sen;
     pub use crate::kernel::apt::{derive_sources, parse_deb822, parse_one_line};
     pub use crate::kernel::catalog::Catalog;
+    pub use crate::kernel::config::Fragment;
     pub use crate::kernel::deb::{unpack_stripped, EscapingLinks};
-    pub use crate::kernel::era::{Eras, Fragment, KernelVersion};
+    pub use crate::kernel::era::{Eras, KernelVersion};
     pub use crate::kernel::rpm::extract_vmlinuz;
     #[cfg(feature = "fixtures")]
     pub use crate::kernel::rpm::fixture as rpm_fixture;

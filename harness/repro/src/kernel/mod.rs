@@ -9,6 +9,7 @@ pub(crate) mod cache;
 pub(crate) mod catalog;
 pub(crate) mod ci;
 pub(crate) mod compat;
+pub(crate) mod config;
 pub(crate) mod deb;
 pub(crate) mod download;
 pub(crate) mod era;

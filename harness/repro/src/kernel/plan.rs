@@ -9,7 +9,8 @@ use anyhow::Result;
 use crate::error::{fail, Kind};
 use crate::kernel::cache::{hex_sha256 as hex, Cache};
 use crate::kernel::compat::Assessment;
-use crate::kernel::era::{ConfigPlan, Eras, Fragment, KernelVersion};
+use crate::kernel::config::{kconfig_symbols, ConfigPlan, Fragment};
+use crate::kernel::era::{config_text, Eras, KernelVersion};
 use crate::kernel::make::{make, run_logged};
 use crate::kernel::toolchain::Compiler;
 
@@ -36,8 +37,8 @@ impl BuildPlan {
         let compiler = Compiler::resolve(cc.unwrap_or(&era.cc), eras, cache)?;
         let config = match config {
             Some(name) => {
-                let f = Fragment::parse(crate::kernel::era::config_text(name)?);
-                ConfigPlan::new(&[(name, f)], &crate::kernel::era::kconfig_symbols(src)?)?
+                let f = Fragment::parse(config_text(name)?);
+                ConfigPlan::new(&[(name, f)], &kconfig_symbols(src)?)?
             }
             None => {
                 let vendor = eras.vendor_of(src);
