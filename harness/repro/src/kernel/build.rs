@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{fail, Kind};
-use crate::kernel::cache::{hex_sha256 as hex, sha256_file, Cache, KernelImage, Origin};
+use crate::kernel::built::{load_built, newest_built, sweep_abandoned, BuildInfo, ABANDONED_AFTER};
+use crate::kernel::cache::{hex_sha256 as hex, Cache, KernelImage};
 use crate::kernel::catalog::{BuildSource, Catalog, TreeKind, PATCHES};
 use crate::kernel::era::Eras;
 use crate::kernel::make::{check_build_tools, make, make_output};
@@ -28,7 +28,7 @@ use crate::kernel::patch::{apply_edits, apply_patch, restore_pristine};
 use crate::kernel::plan::{configure, BuildPlan};
 use crate::kernel::toolchain;
 use crate::kernel::tree::{ensure_tree, local_tree_state, tree_identity};
-use repro_proto::{BuildProvenance, SourceFix};
+use repro_proto::SourceFix;
 
 /// Bump when the build steps change in a way that changes the image (the
 /// compatibility fixes' text is in the key by itself: `compat::RULES`).
@@ -53,49 +53,6 @@ pub(crate) enum TreeSpec {
     Catalog { name: String, kind: TreeKind },
     /// A kernel tree on disk (`--src DIR`), built in place with O= output.
     Local(PathBuf),
-}
-
-/// What the cache records beside each built image.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct BuildInfo {
-    pub name: String,
-    pub tree: String,
-    /// The tree's version, from its Makefile.
-    #[serde(default)]
-    pub version: String,
-    /// The era of vm-images/eras.toml it was built by.
-    #[serde(default)]
-    pub era: String,
-    /// Compatibility fixes applied, then the entry's own patches.
-    pub patches: Vec<String>,
-    /// Every compatibility fix: applied (what it found) or not needed (why).
-    #[serde(default)]
-    pub fixes: Vec<String>,
-    /// The fix the tree's fs/proc/proc_sysctl.c has, after the patches.
-    #[serde(default)]
-    pub source_fix: Option<SourceFix>,
-    pub config: String,
-    /// Fragment options this tree's Kconfig does not define.
-    #[serde(default)]
-    pub config_skipped: Vec<String>,
-    /// The compiler's `--version` line.
-    pub cc: String,
-    /// Where the compiler came from (host, PATH, fetched packages).
-    #[serde(default)]
-    pub cc_origin: String,
-    /// The make variables (CC with its flags, LD...).
-    #[serde(default)]
-    pub make_vars: Vec<String>,
-    pub release: String,
-    pub key: String,
-    pub image_sha256: String,
-    pub build_seconds: f64,
-    /// How the tree's download was verified (a tarball); None otherwise.
-    #[serde(default)]
-    pub tree_verified: Option<String>,
-    /// The same, typed.
-    #[serde(default)]
-    pub tree_verification: Option<crate::kernel::verify::Verification>,
 }
 
 impl Recipe {
@@ -260,27 +217,8 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         })
         .with_context(|| format!("building kernel {}", recipe.name))?;
     restored?;
-    let info = BuildInfo {
-        tree_verified: crate::kernel::tree::verified(&src),
-        tree_verification: crate::kernel::tree::verification(&src),
-        name: recipe.name.clone(),
-        tree: tree_key,
-        version: plan.version.to_string(),
-        era: plan.era.clone(),
-        patches: compiled.applied,
-        fixes: plan.fixes.lines(),
-        source_fix: compiled.source_fix,
-        config: plan.config.name.clone(),
-        config_skipped: plan.config.skipped.clone(),
-        cc: plan.compiler.version.clone(),
-        cc_origin: plan.compiler.origin.clone(),
-        make_vars: plan.make_vars.clone(),
-        release: compiled.release,
-        key,
-        image_sha256: String::new(),
-        build_seconds: t0.elapsed().as_secs_f64(),
-    };
-    install(&images, &entry, &compiled.bz, info)?;
+    let bz = compiled.bz.clone();
+    compiled.into_info(recipe, &plan, &src, tree_key, key, t0.elapsed().as_secs_f64()).install(&images, &entry, &bz)?;
     load_built(&entry, &recipe.name)?.context("the image just built cannot be read back")
 }
 
@@ -312,6 +250,32 @@ struct Compiled {
     /// The compatibility fixes and patches applied, by name.
     applied: Vec<String>,
     source_fix: Option<SourceFix>,
+}
+
+impl Compiled {
+    /// What the cache records beside the image this compile made.
+    fn into_info(self, recipe: &Recipe, plan: &BuildPlan, src: &Path, tree_key: String, key: String, build_seconds: f64) -> BuildInfo {
+        BuildInfo {
+            tree_verified: crate::kernel::tree::verified(src),
+            tree_verification: crate::kernel::tree::verification(src),
+            name: recipe.name.clone(),
+            tree: tree_key,
+            version: plan.version.to_string(),
+            era: plan.era.clone(),
+            patches: self.applied,
+            fixes: plan.fixes.lines(),
+            source_fix: self.source_fix,
+            config: plan.config.name.clone(),
+            config_skipped: plan.config.skipped.clone(),
+            cc: plan.compiler.version.clone(),
+            cc_origin: plan.compiler.origin.clone(),
+            make_vars: plan.make_vars.clone(),
+            release: self.release,
+            key,
+            image_sha256: String::new(),
+            build_seconds,
+        }
+    }
 }
 
 /// Apply the plan's fixes and the recipe's patches to `src`, configure and
@@ -356,23 +320,6 @@ fn compile(recipe: &Recipe, plan: &BuildPlan, src: &Path, pristine: &Path, build
     Ok(Compiled { bz: out.join("arch/x86/boot/bzImage"), release: release.trim().to_string(), applied, source_fix })
 }
 
-/// Put the bzImage and its build.json into the image cache's `entry`,
-/// atomically (a directory renamed into place); `info` gets the image's hash.
-fn install(images: &Path, entry: &Path, bz: &Path, mut info: BuildInfo) -> Result<()> {
-    std::fs::create_dir_all(images)?;
-    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(images)?;
-    std::fs::copy(bz, tmp.path().join("bzImage")).with_context(|| format!("copying {}", bz.display()))?;
-    crate::kernel::cache::check_bzimage(&tmp.path().join("bzImage"))?;
-    info.image_sha256 = sha256_file(&tmp.path().join("bzImage"))?;
-    std::fs::write(tmp.path().join("build.json"), serde_json::to_vec_pretty(&info)?)?;
-    if entry.exists() {
-        std::fs::remove_dir_all(entry)?;
-    }
-    std::fs::rename(tmp.keep(), entry).with_context(|| format!("installing {}", entry.display()))?;
-    tracing::info!("built {} ({}) in {:.0}s", info.name, info.release, info.build_seconds);
-    Ok(())
-}
-
 /// The fix the tree at `src` has, read from its source as it will be built
 /// (and before, for a run whose build fails: the expectation is the
 /// source's, built or not).
@@ -384,73 +331,6 @@ pub(crate) fn read_source_fix(src: &Path) -> Option<SourceFix> {
         None => tracing::warn!("fs/proc/proc_sysctl.c: a form of the dentry prune repro does not recognise; no expected verdict"),
     }
     fix
-}
-
-/// The most recently built image of catalog entry `name`, if any.
-fn newest_built(images: &Path, name: &str) -> Result<Option<KernelImage>> {
-    let prefix = format!("{name}-");
-    let is_entry = |e: &std::fs::DirEntry| {
-        let n = e.file_name();
-        let key = n.to_str().and_then(|n| n.strip_prefix(&prefix));
-        key.is_some_and(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    match crate::kernel::cache::newest_entry(images, is_entry) {
-        Some(entry) => load_built(&entry, name),
-        None => Ok(None),
-    }
-}
-
-fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>> {
-    let Ok(text) = std::fs::read_to_string(entry.join("build.json")) else {
-        return Ok(None);
-    };
-    let info: BuildInfo = serde_json::from_str(&text).with_context(|| format!("reading {}/build.json", entry.display()))?;
-    let path = entry.join("bzImage");
-    if sha256_file(&path).ok().as_deref() != Some(info.image_sha256.as_str()) {
-        tracing::warn!("cached build {} is corrupt; building it again", entry.display());
-        std::fs::remove_dir_all(entry)?;
-        return Ok(None);
-    }
-    Ok(Some(KernelImage {
-        fallback: None,
-        build: Some(BuildProvenance {
-            version: info.version.clone(),
-            era: info.era.clone(),
-            cc: format!("{} ({})", info.cc, info.cc_origin),
-            make_vars: info.make_vars.clone(),
-            fixes: info.fixes.clone(),
-        }),
-        source_fix: info.source_fix,
-        verified: info.tree_verified.clone(),
-        verification: info.tree_verification.clone(),
-        name: name.to_string(),
-        sha256: info.image_sha256,
-        origin: Origin::Build {
-            recipe: format!(
-                "{}{}+{} ({})",
-                info.tree,
-                info.patches.iter().map(|p| format!("+{p}")).collect::<String>(),
-                info.config,
-                info.cc
-            ),
-        },
-        path,
-    }))
-}
-
-/// A `.build-*` directory this old in the images directory was left by a
-/// build that was killed before renaming its image into place (another
-/// tree's build, under another lock, may be writing a fresh one).
-const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
-fn sweep_abandoned(images: &Path, older_than: std::time::Duration) {
-    for e in std::fs::read_dir(images).into_iter().flatten().flatten() {
-        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= older_than);
-        if e.file_name().to_string_lossy().starts_with(".build-") && old {
-            tracing::debug!("removing {} left by an interrupted build", e.path().display());
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -473,18 +353,6 @@ mod tests {
         assert_ne!(key(v1, gcc12), key(v2, gcc12), "a bookworm-security update of linux-source");
         assert_ne!(key(v1, gcc12), key(v1, "gcc (Debian 12.2.0-14+deb12u2) 12.2.0"), "a compiler update");
         assert_eq!(r.entry_name(&key(v1, gcc12)), format!("6.1-src-{}", &key(v1, gcc12)[..16]));
-    }
-
-    #[test]
-    fn only_abandoned_build_directories_are_swept() {
-        let d = tempfile::tempdir().unwrap();
-        for n in [".build-old", "6.1-src-0123456789abcdef"] {
-            std::fs::create_dir(d.path().join(n)).unwrap();
-        }
-        sweep_abandoned(d.path(), std::time::Duration::from_secs(3600));
-        assert!(d.path().join(".build-old").exists(), "a fresh one may be another build's");
-        sweep_abandoned(d.path(), std::time::Duration::ZERO);
-        assert!(!d.path().join(".build-old").exists() && d.path().join("6.1-src-0123456789abcdef").exists());
     }
 
     #[test]

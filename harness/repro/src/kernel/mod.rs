@@ -4,6 +4,7 @@
 
 pub(crate) mod apt;
 pub(crate) mod build;
+pub(crate) mod built;
 pub(crate) mod bzimage;
 pub(crate) mod cache;
 pub(crate) mod catalog;
