@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Window;
+use crate::protocol::Window;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settled {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Scenario;
+use crate::scenario::Scenario;
 
 /// What a verdict is expected to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +139,7 @@ fn c_block(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Hold, ProbeSettings, SettleSettings, VerdictSettings};
+    use crate::scenario::{Hold, ProbeSettings, SettleSettings, VerdictSettings};
 
     // Synthetic proc_sysctl.c / inode.c fragments: the shape of each era's
     // pruner, written here (no kernel code).

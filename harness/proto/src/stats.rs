@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::Window;
+use crate::protocol::Window;
 
 /// Latency of one probe path in one window, in microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::guest::checkpoint::Checkpointer;
-use crate::guest::session::{self, Agent, StreamLimits};
+use crate::guest::session::Agent;
+use crate::guest::stream::{self, StreamLimits};
 use crate::run::progress::Progress;
 use crate::run::record::Recorder;
 
@@ -36,7 +37,7 @@ pub(crate) fn drive(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let outcome = rt.block_on(async {
         let mut begun = start(rec, progress).await?;
-        let r = session::stream(&mut begun.agent, rec, progress, limits, begun.checkpoint.as_mut()).await;
+        let r = stream::stream(&mut begun.agent, rec, progress, limits, begun.checkpoint.as_mut()).await;
         // On an error the stream has stopped the agent (or its guard will).
         if r.is_ok() && begun.agent.guard.wait_or_kill(begun.after_done).await.is_none() {
             tracing::warn!("the agent did not end within {:?} of its last message; it was killed", begun.after_done);

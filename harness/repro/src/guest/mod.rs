@@ -15,3 +15,4 @@ pub(crate) mod qmp;
 pub(crate) mod request;
 pub(crate) mod resume;
 pub(crate) mod session;
+pub(crate) mod stream;

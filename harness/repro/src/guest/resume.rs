@@ -14,7 +14,8 @@ use crate::guest::checkpoint::{Checkpointer, Qmp, SavedVm};
 use crate::guest::drive::{drive, Begun};
 use crate::guest::execute::{finish, Finished};
 use crate::guest::request::ResumeRequest;
-use crate::guest::session::{self, StartFailure, StreamLimits};
+use crate::guest::session::{self, StartFailure};
+use crate::guest::stream::StreamLimits;
 use crate::run::progress::Progress;
 use crate::run::record::Recorder;
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crate::error::{kind_of, Kind};
 use crate::guest::execute::execute;
 use crate::guest::request::RunRequest;
-use crate::guest::session::Decider;
+use crate::guest::stream::Decider;
 use crate::judge::verdict::{decide, Verdict};
 use crate::run::record::SUMMARY;
 use crate::run::summary::{new_summary, run_error};

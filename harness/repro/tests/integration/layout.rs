@@ -220,7 +220,7 @@ fn nothing_prints_around_text_rs() {
 }
 
 /// Every session (a guest's, the host agent's, a resumed one's) is driven
-/// by guest/drive.rs: the stream is read in one place, so a fix to its
+/// by guest/drive.rs: the stream (guest/stream.rs) is read in one place, so a fix to its
 /// limits, checkpoints or ending is made once.
 #[test]
 fn one_function_drives_every_session() {
@@ -229,7 +229,7 @@ fn one_function_drives_every_session() {
     sources(&src, &mut files);
     let callers: Vec<String> = files
         .iter()
-        .filter(|f| std::fs::read_to_string(f).unwrap().contains("session::stream("))
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("stream::stream("))
         .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
         .collect();
     assert_eq!(callers, ["guest/drive.rs"], "start a session through guest::drive::drive");
