@@ -172,46 +172,16 @@ pub(crate) async fn boot(
     progress: &Progress,
     checkpointing: bool,
 ) -> Result<(session::Started, VmSpec)> {
-    let (mut accels, mut fallback_reason) = vm_args.accel.plan();
     let memo = crate::guest::kvm_memo::KvmMemo::new(
         &vm_args.cache.root,
         rec.summary.provenance.qemu_version.as_deref().unwrap_or_default(),
         &vm.kvm_cpu,
     );
-    if vm_args.accel == AccelChoice::Auto && accels.first() == Some(&Accel::Kvm) {
-        // Known to fail here, or shown to fail without a boot: TCG at once.
-        let refused = match memo.failed_before() {
-            Some(why) => Some(format!(
-                "KVM failed on this host before ({why}); not tried again until the host kernel, its boot, QEMU or the CPU model \
-                 changes (--accel kvm tries it)"
-            )),
-            None => kvm_model_gap(vm, rec).inspect(|why| memo.remember_failure(why)),
-        };
-        if let Some(reason) = refused {
-            tracing::warn!("{reason}; using TCG");
-            accels.retain(|a| *a != Accel::Kvm);
-            fallback_reason = Some(reason);
-        }
-    }
+    let (accels, mut fallback_reason) = accelerators(vm_args, vm, rec, &memo);
     for (i, accel) in accels.iter().enumerate() {
         let is_probe = vm_args.accel == AccelChoice::Auto && *accel == Accel::Kvm;
         let console = rec.dir.join(if is_probe { "console-kvm-probe.log" } else { CONSOLE });
-        let spec = VmSpec {
-            qemu: vm.qemu.clone(),
-            kernel: vm.image.path.clone(),
-            machine: Machine {
-                accel: *accel,
-                kvm_cpu: vm.kvm_cpu.clone(),
-                cpus: vm_args.cpus,
-                memory_mib: vm.memory_mib,
-                cmdline: qemu::kernel_cmdline(&vm_args.append),
-            },
-            initrd: initrd.to_path_buf(),
-            console_log: console,
-            proto_socket: work.join("proto.sock"),
-            qmp_socket: checkpointing.then(|| work.join("qmp.sock")),
-            incoming: false,
-        };
+        let spec = vm.spec(vm_args, *accel, initrd, work, console, checkpointing);
         let deadline = if is_probe { vm_args.kvm_timeout } else { vm_args.boot_timeout };
         progress.status(&format!("booting {} under {}", vm.image.name, accel.as_str()));
         rec.spawning();
@@ -254,6 +224,50 @@ pub(crate) async fn boot(
         }
     }
     bail!("no accelerator to try")
+}
+
+/// The accelerators to try, in order, and why KVM is already ruled out
+/// (--accel auto: known to fail on this host, or shown to fail without a
+/// boot by the CPU model query), if it is.
+fn accelerators(vm_args: &VmRequest, vm: &Vm, rec: &mut Recorder, memo: &crate::guest::kvm_memo::KvmMemo) -> (Vec<Accel>, Option<String>) {
+    let (mut accels, mut fallback_reason) = vm_args.accel.plan();
+    if vm_args.accel == AccelChoice::Auto && accels.first() == Some(&Accel::Kvm) {
+        let refused = match memo.failed_before() {
+            Some(why) => Some(format!(
+                "KVM failed on this host before ({why}); not tried again until the host kernel, its boot, QEMU or the CPU model \
+                 changes (--accel kvm tries it)"
+            )),
+            None => kvm_model_gap(vm, rec).inspect(|why| memo.remember_failure(why)),
+        };
+        if let Some(reason) = refused {
+            tracing::warn!("{reason}; using TCG");
+            accels.retain(|a| *a != Accel::Kvm);
+            fallback_reason = Some(reason);
+        }
+    }
+    (accels, fallback_reason)
+}
+
+impl Vm {
+    /// The machine to start under `accel`, its console written to `console`.
+    fn spec(&self, vm_args: &VmRequest, accel: Accel, initrd: &Path, work: &Path, console: PathBuf, checkpointing: bool) -> VmSpec {
+        VmSpec {
+            qemu: self.qemu.clone(),
+            kernel: self.image.path.clone(),
+            machine: Machine {
+                accel,
+                kvm_cpu: self.kvm_cpu.clone(),
+                cpus: vm_args.cpus,
+                memory_mib: self.memory_mib,
+                cmdline: qemu::kernel_cmdline(&vm_args.append),
+            },
+            initrd: initrd.to_path_buf(),
+            console_log: console,
+            proto_socket: work.join("proto.sock"),
+            qmp_socket: checkpointing.then(|| work.join("qmp.sock")),
+            incoming: false,
+        }
+    }
 }
 
 pub(crate) fn log_hello(hello: &Message, accel: &str, progress: &Progress) {

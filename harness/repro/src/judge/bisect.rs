@@ -108,7 +108,7 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
     }
     let judge_ctx = Judge { args, out: &out, quiet };
     match &src {
-        Some(src) => git_bisect(src, &mut state, &judge_ctx)?,
+        Some(src) => git_bisect(src, &mut state, judge_ctx.out, |s, rev, subject| judge_ctx.step(s, rev, subject, None))?,
         None => list_bisect(&mut state, &judge_ctx)?,
     };
     save(&state, &out)?;
@@ -116,9 +116,9 @@ pub(crate) fn bisect(args: &BisectRequest, quiet: bool) -> Result<Finding> {
     state.result.context("the bisection ended without a finding")
 }
 
-pub(super) struct Judge<'a> {
+struct Judge<'a> {
     args: &'a BisectRequest,
-    pub(super) out: &'a Path,
+    out: &'a Path,
     quiet: bool,
 }
 
@@ -147,7 +147,7 @@ impl Judge<'_> {
     }
 
     /// Build (git mode) and run one revision; a build failure is a skip.
-    pub(super) fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
+    fn step(&self, state: &State, rev: &str, subject: &str, kernel: Option<&str>) -> Result<Step> {
         let n = state.steps.len() + 1;
         let short: String = rev.chars().take(12).collect();
         let slug = crate::kernel::spec::slug(&short);
@@ -213,21 +213,6 @@ impl Judge<'_> {
     }
 }
 
-/// Record a re-check step; whether it agrees with the answer.
-pub(super) fn recheck(state: &mut State, finding: &mut Finding, step: Step, want: Answer, out: &Path) -> Result<bool> {
-    let agrees = step.answer == want;
-    finding.recheck.push((step.rev.clone(), step.answer));
-    state.steps.push(step);
-    save(state, out)?;
-    Ok(agrees)
-}
-
-/// Save the finding.
-pub(super) fn conclude(state: &mut State, finding: Finding, out: &Path) -> Result<()> {
-    state.result = Some(finding);
-    save(state, out)
-}
-
 /// Binary search over kernels ordered oldest first. Both ends are judged
 /// too: a list is a claim, not a git bisect's given.
 fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
@@ -262,7 +247,7 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
             recheck: vec![],
             held: false,
         };
-        return conclude(state, f, j.out);
+        return state.conclude(f, j.out);
     }
     let (mut lo, mut hi) = (0usize, ks.len() - 1);
     let mut skipped: Vec<usize> = Vec::new();
@@ -290,11 +275,11 @@ fn list_bisect(state: &mut State, j: &Judge) -> Result<()> {
         let mut held = true;
         for (i, want) in [(hi, Answer::New), (lo, Answer::Old)] {
             let step = j.step(state, &ks[i], &format!("re-check: kernel {} of {}", i + 1, ks.len()), Some(&ks[i]))?;
-            held &= recheck(state, &mut finding, step, want, j.out)?;
+            held &= state.recheck(&mut finding, step, want, j.out)?;
         }
         finding.held = held;
     }
-    conclude(state, finding, j.out)
+    state.conclude(finding, j.out)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use anyhow::Result;
 
 use crate::error::{fail, Kind};
 use crate::git::{git, subject_of};
-use crate::judge::bisect::{conclude, recheck, Judge};
 use crate::judge::bisect_state::*;
 
 /// What `git bisect` said after an answer.
@@ -104,7 +103,7 @@ fn resolve(src: &Path, rev: &str) -> Result<String> {
 /// Git mode: git bisect driven one step at a time (the state's steps
 /// replayed first), its answer then judged again on the first new revision
 /// and its parent.
-pub(super) fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()> {
+pub(super) fn git_bisect(src: &Path, state: &mut State, out: &Path, judge: impl Fn(&State, &str, &str) -> Result<Step>) -> Result<()> {
     let (old, new) = prepare_checkout(src, state)?;
     // Whatever happens from here on (the replay included), give the tree
     // back on its branch.
@@ -131,14 +130,14 @@ pub(super) fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()>
             GitSays::Continue => {}
         }
         let head = git(src, &["rev-parse", "HEAD"])?.trim().to_string();
-        let step = j.step(state, &head, &subject_of(src, &head), None)?;
+        let step = judge(state, &head, &subject_of(src, &head))?;
         state.steps.push(step);
-        save(state, j.out)?;
+        save(state, out)?;
         let answer = state.steps.last().map_or(Answer::Skip, |s| s.answer);
         said = git(src, &["bisect", terms.word(answer)])?;
     };
     let log = git(src, &["bisect", "log"]).unwrap_or_default();
-    std::fs::write(j.out.join("git-bisect.log"), log)?;
+    std::fs::write(out.join("git-bisect.log"), log)?;
     git(src, &["bisect", "reset"])?;
     let mut finding = finding;
     if let Some(first) = finding.first_new.clone() {
@@ -149,14 +148,14 @@ pub(super) fn git_bisect(src: &Path, state: &mut State, j: &Judge) -> Result<()>
         let mut held = true;
         for (rev, want) in [(&first, Answer::New), (&parent, Answer::Old)] {
             git(src, &["checkout", "-q", "--detach", rev])?;
-            let step = j.step(state, rev, &format!("re-check: {}", subject_of(src, rev)), None);
+            let step = judge(state, rev, &format!("re-check: {}", subject_of(src, rev)));
             let back = if orig_ref.is_empty() { orig.clone() } else { orig_ref.clone() };
             git(src, &["checkout", "-q", &back])?;
-            held &= recheck(state, &mut finding, step?, want, j.out)?;
+            held &= state.recheck(&mut finding, step?, want, out)?;
         }
         finding.held = held;
     }
-    conclude(state, finding, j.out)
+    state.conclude(finding, out)
 }
 
 #[cfg(test)]

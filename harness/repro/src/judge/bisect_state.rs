@@ -176,6 +176,21 @@ impl State {
         Ok(())
     }
 
+    /// Record a re-check step; whether it agrees with the answer.
+    pub(crate) fn recheck(&mut self, finding: &mut Finding, step: Step, want: Answer, out: &Path) -> Result<bool> {
+        let agrees = step.answer == want;
+        finding.recheck.push((step.rev.clone(), step.answer));
+        self.steps.push(step);
+        save(self, out)?;
+        Ok(agrees)
+    }
+
+    /// Save the finding.
+    pub(crate) fn conclude(&mut self, finding: Finding, out: &Path) -> Result<()> {
+        self.result = Some(finding);
+        save(self, out)
+    }
+
     pub(crate) fn same_bisection(&self, other: &State) -> bool {
         (&self.src, &self.old, &self.new, &self.kernels, &self.terms, &self.scenario, self.iterations)
             == (&other.src, &other.old, &other.new, &other.kernels, &other.terms, &other.scenario, other.iterations)

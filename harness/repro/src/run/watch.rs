@@ -90,38 +90,10 @@ pub(crate) enum WatchEnd {
 }
 
 pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
-    for p in [&args.probe, &args.control] {
-        match std::fs::metadata(p) {
-            Err(e) => {
-                return Err(fail(
-                    Kind::Usage,
-                    format!("{}: {e}; this kernel has no such sysctl: pick another with --probe/--control", p.display()),
-                ))
-            }
-            // A sysctl is a regular file; a FIFO or device would block the timed opens forever.
-            Ok(m) if !m.is_file() => {
-                return Err(fail(
-                    Kind::Usage,
-                    format!("{} is not a regular file: --probe and --control take sysctl files under /proc/sys", p.display()),
-                ))
-            }
-            Ok(_) => {}
-        }
-    }
+    check_sysctls(args)?;
     let mut above = 0u32;
     let mut n = 0u64;
-    // The command after --: runs beside the watch and is killed with it.
-    let mut child = match args.while_cmd.split_first() {
-        None => None,
-        Some((prog, rest)) => {
-            let mut cmd = std::process::Command::new(prog);
-            cmd.args(rest).stdout(std::process::Stdio::from(std::io::stderr()));
-            crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-            Some(ChildGuard(cmd.spawn().map_err(|e| {
-                fail(Kind::Usage, format!("cannot start {prog:?} ({e}): the command after -- must be a program on PATH or a path"))
-            })?))
-        }
-    };
+    let mut child = start_while_cmd(&args.while_cmd)?;
     let mut ended: Option<Instant> = None;
     loop {
         if crate::interrupt::requested() {
@@ -180,6 +152,45 @@ pub(crate) fn watch(args: &WatchRequest) -> Result<WatchEnd> {
         }
         std::thread::sleep(args.interval.saturating_sub(t0.elapsed()));
     }
+}
+
+/// --probe and --control must be sysctl files this kernel has: regular
+/// files (a FIFO or device would block the timed opens forever).
+fn check_sysctls(args: &WatchRequest) -> Result<()> {
+    for p in [&args.probe, &args.control] {
+        match std::fs::metadata(p) {
+            Err(e) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{}: {e}; this kernel has no such sysctl: pick another with --probe/--control", p.display()),
+                ))
+            }
+            // A sysctl is a regular file; a FIFO or device would block the timed opens forever.
+            Ok(m) if !m.is_file() => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{} is not a regular file: --probe and --control take sysctl files under /proc/sys", p.display()),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The command after --: runs beside the watch and is killed with it.
+fn start_while_cmd(while_cmd: &[String]) -> Result<Option<ChildGuard>> {
+    Ok(match while_cmd.split_first() {
+        None => None,
+        Some((prog, rest)) => {
+            let mut cmd = std::process::Command::new(prog);
+            cmd.args(rest).stdout(std::process::Stdio::from(std::io::stderr()));
+            crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGKILL);
+            Some(ChildGuard(cmd.spawn().map_err(|e| {
+                fail(Kind::Usage, format!("cannot start {prog:?} ({e}): the command after -- must be a program on PATH or a path"))
+            })?))
+        }
+    })
 }
 
 /// The command after --, with everything it started (its process group):
