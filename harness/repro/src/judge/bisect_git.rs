@@ -4,7 +4,6 @@
 //! read by [`parse_git_bisect`]; only a bisection repro started is ended.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Result;
 
@@ -110,7 +109,7 @@ pub(super) fn git_bisect(src: &Path, state: &mut State, out: &Path, judge: impl 
     struct Reset<'a>(&'a Path);
     impl Drop for Reset<'_> {
         fn drop(&mut self) {
-            let _ = Command::new("git").arg("-C").arg(self.0).args(["bisect", "reset"]).output();
+            let _ = git(self.0, &["bisect", "reset"]);
         }
     }
     let _reset = Reset(src);

@@ -45,6 +45,8 @@ pub(crate) fn script(src: &Path, rel: &str) -> Command {
     }
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]).arg(path).current_dir(src);
+    // Owned wherever it is run: its own process group, ended with repro.
+    crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGTERM);
     cmd
 }
 

@@ -208,13 +208,14 @@ impl Drop for ChildGuard {
 }
 
 fn run_hook(hook: &str, tick: &Tick) -> Result<()> {
-    let status = std::process::Command::new("sh")
-        .args(["-c", hook])
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", hook])
         .env("REPRO_WATCH_RATIO", format!("{:.2}", tick.ratio))
         .env("REPRO_WATCH_CHAIN", tick.chain_estimate.to_string())
-        .env("REPRO_WATCH_JSON", serde_json::to_string(tick)?)
-        .status()
-        .with_context(|| format!("running the --hook {hook:?}"))?;
+        .env("REPRO_WATCH_JSON", serde_json::to_string(tick)?);
+    // Its own process group, ended with repro, as every child.
+    crate::child::own(&mut cmd, nix::sys::signal::Signal::SIGTERM);
+    let status = cmd.status().with_context(|| format!("running the --hook {hook:?}"))?;
     if !status.success() {
         tracing::warn!("the --hook exited with {status}");
     }

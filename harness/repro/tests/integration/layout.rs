@@ -286,3 +286,25 @@ fn one_function_drives_every_session() {
         .collect();
     assert_eq!(callers, ["guest/drive.rs"], "start a session through guest::drive::drive");
 }
+
+/// Every child goes through child.rs (its own process group, ended with
+/// repro; a bounded wait for short tools): a file that makes a Command
+/// hands each to `child::own`, `own_async` or `child::output` (tests aside).
+#[test]
+fn every_child_goes_through_child_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut bypass = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("child.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let made = code.matches("Command::new(").count();
+        let owned =
+            code.matches("child::own(").count() + code.matches("child::own_async(").count() + code.matches("child::output(").count();
+        if made > owned {
+            bypass.push(format!("{} ({made} commands, {owned} through child.rs)", f.strip_prefix(&src).unwrap().display()));
+        }
+    }
+    assert!(bypass.is_empty(), "run children through crate::child: {bypass:?}");
+}
