@@ -33,7 +33,6 @@ mod workdir;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use cli::args::Cli;
 pub use cli::{from_argv, main};
 
 /// What the integration tests reach beyond the command line: the parsers

@@ -308,3 +308,19 @@ fn every_child_goes_through_child_rs() {
     }
     assert!(bypass.is_empty(), "run children through crate::child: {bypass:?}");
 }
+
+/// clap stays in cli/: below it, the layers take requests in their own
+/// types, and no code outside cli/ names clap at all (comments aside).
+#[test]
+fn clap_is_only_in_cli() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|f| !f.strip_prefix(&src).unwrap().starts_with("cli"))
+        .filter(|f| std::fs::read_to_string(f).unwrap().lines().any(|l| l.contains("clap") && !l.trim_start().starts_with("//")))
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert!(outside.is_empty(), "clap outside cli/: {outside:?}");
+}
