@@ -4,6 +4,7 @@
 pub(crate) mod bisect;
 pub(crate) mod bisect_git;
 pub(crate) mod bisect_state;
+pub(crate) mod check;
 pub(crate) mod extrapolate;
 pub(crate) mod judged;
 pub(crate) mod junit;
@@ -12,4 +13,5 @@ pub(crate) mod plot;
 pub(crate) mod report;
 pub(crate) mod report_files;
 pub(crate) mod report_md;
+pub(crate) mod report_run;
 pub(crate) mod verdict;

@@ -1,0 +1,120 @@
+//! `repro check`'s rules: a run judged `repeat` times, the repeats'
+//! agreement (any disagreement is inconclusive), their spread, and the JUnit
+//! cases, each run's row found the way `report` finds it. cli/check.rs
+//! prints and chooses the exit code; `git bisect run` drives it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::error::{kind_of, Kind};
+use crate::guest::request::RunRequest;
+use crate::judge::judged::judge;
+use crate::judge::verdict::{Outcome, Verdict};
+use crate::kernel::catalog::Catalog;
+
+/// What `repro check` is asked.
+pub(crate) struct CheckRequest {
+    pub run: RunRequest,
+    /// How many times to run and judge (at least 1).
+    pub repeat: u32,
+    pub junit: Option<PathBuf>,
+}
+
+/// How a check ended.
+pub(crate) enum CheckEnd {
+    /// Every repeat was judged.
+    Judged(Repeats),
+    /// repro cannot run here whatever the kernel (no QEMU, no disk): the
+    /// error, for git bisect run to stop on.
+    CannotRun(anyhow::Error),
+}
+
+/// The verdicts of a check's repeats, in order.
+pub(crate) struct Repeats(pub Vec<Verdict>);
+
+impl Repeats {
+    /// The check's outcome: the repeats' common outcome, inconclusive if any differ.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let first = self.0.first().map_or(Outcome::Inconclusive, |v| v.outcome);
+        if self.0.iter().all(|v| v.outcome == first) {
+            first
+        } else {
+            Outcome::Inconclusive
+        }
+    }
+
+    /// One line on what the repeats say together.
+    pub(crate) fn summary(&self) -> String {
+        let n = self.0.len();
+        let residuals: Vec<f64> = self.0.iter().filter_map(|v| v.evidence.residual_per_iteration).collect();
+        let spread = match (residuals.iter().cloned().reduce(f64::min), residuals.iter().cloned().reduce(f64::max)) {
+            (Some(lo), Some(hi)) => format!("residual per namespace {lo:.2} to {hi:.2}"),
+            _ => "no residuals".into(),
+        };
+        let first = self.0.first().map(|v| v.outcome);
+        if self.0.iter().all(|v| Some(v.outcome) == first) {
+            format!("verdict: {} ({n} of {n} runs agree; {spread})", self.outcome().as_str())
+        } else {
+            let each: Vec<&str> = self.0.iter().map(|v| v.outcome.as_str()).collect();
+            format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
+        }
+    }
+}
+
+/// Run and judge `req.run` `req.repeat` times (each repeat in its own
+/// run-N directory under --out), calling `each` with every verdict as it
+/// comes; the JUnit file written at the end.
+pub(crate) fn check(req: &CheckRequest, quiet: bool, mut each: impl FnMut(u32, &Verdict)) -> Result<CheckEnd> {
+    let repeat = req.repeat.max(1);
+    let mut verdicts = Vec::new();
+    let mut cases = Vec::new();
+    for i in 1..=repeat {
+        let mut run = req.run.clone();
+        if let (Some(out), true) = (&req.run.out, repeat > 1) {
+            run.out = Some(out.join(format!("run-{i}")));
+        }
+        let j = match judge(&run, quiet) {
+            Ok(j) => j,
+            Err(e) if matches!(kind_of(&e), Some(Kind::Interrupted | Kind::Usage)) => return Err(e),
+            Err(e) => return Ok(CheckEnd::CannotRun(e)),
+        };
+        if req.junit.is_some() {
+            cases.push(match &j.dir {
+                Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &Catalog::builtin()?)?),
+                None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario.label(), &j.verdict),
+            });
+        }
+        each(i, &j.verdict);
+        verdicts.push(j.verdict);
+    }
+    if let Some(path) = &req.junit {
+        crate::judge::junit::write(path, "repro check", cases)?;
+    }
+    Ok(CheckEnd::Judged(Repeats(verdicts)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repro_proto::Evidence;
+
+    fn v(outcome: Outcome, residual: f64) -> Verdict {
+        Verdict {
+            outcome,
+            rule: String::new(),
+            decided_by: None,
+            evidence: Evidence { residual_per_iteration: Some(residual), ..Evidence::default() },
+        }
+    }
+
+    #[test]
+    fn repeats_agree_or_the_check_is_inconclusive() {
+        let agree = Repeats(vec![v(Outcome::Regressed, 6.0), v(Outcome::Regressed, 6.1)]);
+        assert_eq!(agree.outcome(), Outcome::Regressed);
+        assert_eq!(agree.summary(), "verdict: regressed (2 of 2 runs agree; residual per namespace 6.00 to 6.10)");
+        let differ = Repeats(vec![v(Outcome::Regressed, 6.0), v(Outcome::Clean, 0.0)]);
+        assert_eq!(differ.outcome(), Outcome::Inconclusive);
+        assert!(differ.summary().contains("the runs disagree: regressed, clean"), "{}", differ.summary());
+    }
+}
