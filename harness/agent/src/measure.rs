@@ -28,7 +28,14 @@ pub(crate) fn judged_probe(job: &Churn, paths: &[CString]) -> Option<CString> {
     paths.get(i).cloned()
 }
 
-pub(crate) fn window_now(job: &Churn, prober: &Prober, iteration: u64, elapsed_s: f64, churn_rate: f64, churn_errors: u64) -> Result<Window, String> {
+pub(crate) fn window_now(
+    job: &Churn,
+    prober: &Prober,
+    iteration: u64,
+    elapsed_s: f64,
+    churn_rate: f64,
+    churn_errors: u64,
+) -> Result<Window, String> {
     let probes = probe(job, &prober.paths);
     let chain_walk = prober.counter.as_ref().zip(prober.judged.as_ref()).and_then(|(c, p)| c.walk(p));
     let ds = dentry_state()?;
