@@ -33,6 +33,13 @@ while [ $# -gt 0 ]; do
 done
 case "$seconds" in ''|*[!0-9]*) echo "fuzz: --seconds takes a whole number of seconds, not $seconds" >&2; exit 2 ;; esac
 
+# libFuzzer is C++, compiled by the libfuzzer-sys crate.
+if ! command -v c++ >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "fuzz: installing g++ (libFuzzer is C++)" >&2
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends g++ >&2
+fi
 # cargo-fuzz, pinned, beside the other tools CI installs for itself.
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/repro-tools"
 cargo_fuzz="$tools/cargo-fuzz/bin/cargo-fuzz"
@@ -51,7 +58,7 @@ if [ "$reproduce" = 1 ]; then
 fi
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets <<<"$all"
 for t in "${targets[@]}"; do
-  grep -qx "$t" <<<"$all" || { echo "fuzz: no target $t; the targets are: $(echo $all)" >&2; exit 2; }
+  grep -qx "$t" <<<"$all" || { echo "fuzz: no target $t; the targets are: $(tr "\n" " " <<<"$all")" >&2; exit 2; }
 done
 
 echo "fuzz: building ${#targets[@]} target(s)" >&2
