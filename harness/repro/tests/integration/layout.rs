@@ -250,21 +250,31 @@ fn the_fast_set_and_its_guard_name_the_same_tests() {
     assert_eq!(fast, guarded, "the fast set and the tests REPRO_FORBID_BOOT guards differ");
 }
 
+/// The host crate's source files, as (path under src/, code up to the tests).
+fn host_code() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap().to_string();
+            (f.strip_prefix(&src).unwrap().display().to_string(), code)
+        })
+        .collect()
+}
+
 /// Everything repro prints goes through text.rs (terminal-safe, a closed
 /// stdout is the interrupt, not a panic): no `println!` or `eprintln!`
 /// outside it, tests aside.
 #[test]
 fn nothing_prints_around_text_rs() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
     let mut found = Vec::new();
-    for f in files.iter().filter(|f| !f.ends_with("text.rs")) {
-        let text = std::fs::read_to_string(f).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap();
+    for (f, code) in host_code().iter().filter(|(f, _)| f != "text.rs") {
         for (i, line) in code.lines().enumerate() {
             if (line.contains("println!(") || line.contains("print!(")) && !line.trim_start().starts_with("//") {
-                found.push(format!("{}:{}", f.strip_prefix(&src).unwrap().display(), i + 1));
+                found.push(format!("{f}:{}", i + 1));
             }
         }
     }
@@ -272,18 +282,11 @@ fn nothing_prints_around_text_rs() {
 }
 
 /// Every session (a guest's, the host agent's, a resumed one's) is driven
-/// by guest/drive.rs: the stream (guest/stream.rs) is read in one place, so a fix to its
-/// limits, checkpoints or ending is made once.
+/// by guest/drive.rs: the stream (guest/stream.rs) is read in one place, so
+/// a fix to its limits, checkpoints or ending is made once.
 #[test]
 fn one_function_drives_every_session() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
-    let callers: Vec<String> = files
-        .iter()
-        .filter(|f| std::fs::read_to_string(f).unwrap().contains("stream::stream("))
-        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
-        .collect();
+    let callers: Vec<String> = host_code().into_iter().filter(|(_, code)| code.contains("stream::stream(")).map(|(f, _)| f).collect();
     assert_eq!(callers, ["guest/drive.rs"], "start a session through guest::drive::drive");
 }
 
@@ -292,18 +295,12 @@ fn one_function_drives_every_session() {
 /// hands each to `child::own`, `own_async` or `child::output` (tests aside).
 #[test]
 fn every_child_goes_through_child_rs() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
     let mut bypass = Vec::new();
-    for f in files.iter().filter(|f| !f.ends_with("child.rs")) {
-        let text = std::fs::read_to_string(f).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap();
+    for (f, code) in host_code().iter().filter(|(f, _)| f != "child.rs") {
         let made = code.matches("Command::new(").count();
-        let owned =
-            code.matches("child::own(").count() + code.matches("child::own_async(").count() + code.matches("child::output(").count();
+        let owned = ["child::own(", "child::own_async(", "child::output("].iter().map(|w| code.matches(w).count()).sum::<usize>();
         if made > owned {
-            bypass.push(format!("{} ({made} commands, {owned} through child.rs)", f.strip_prefix(&src).unwrap().display()));
+            bypass.push(format!("{f} ({made} commands, {owned} through child.rs)"));
         }
     }
     assert!(bypass.is_empty(), "run children through crate::child: {bypass:?}");
@@ -313,14 +310,10 @@ fn every_child_goes_through_child_rs() {
 /// types, and no code outside cli/ names clap at all (comments aside).
 #[test]
 fn clap_is_only_in_cli() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
-    let outside: Vec<String> = files
-        .iter()
-        .filter(|f| !f.strip_prefix(&src).unwrap().starts_with("cli"))
-        .filter(|f| std::fs::read_to_string(f).unwrap().lines().any(|l| l.contains("clap") && !l.trim_start().starts_with("//")))
-        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+    let outside: Vec<String> = host_code()
+        .into_iter()
+        .filter(|(f, code)| !f.starts_with("cli/") && code.lines().any(|l| l.contains("clap") && !l.trim_start().starts_with("//")))
+        .map(|(f, _)| f)
         .collect();
     assert!(outside.is_empty(), "clap outside cli/: {outside:?}");
 }
