@@ -23,6 +23,15 @@ fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("repro-fuzz-").tempdir().expect("a temporary directory")
 }
 
+/// `data` written as `name` in a fresh scratch directory: the directory
+/// (removed when dropped) and the file's path.
+fn scratch_file(name: &str, data: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = scratch();
+    let path = dir.path().join(name);
+    std::fs::write(&path, data).unwrap();
+    (dir, path)
+}
+
 /// `data` cut at its first NUL byte: two files in one input.
 fn split(data: &[u8]) -> (&[u8], &[u8]) {
     match data.iter().position(|&b| b == 0) {
@@ -66,15 +75,14 @@ pub fn agent_stream(data: &[u8]) -> bool {
     let error = refused.as_ref().map(crate::run::summary::run_error);
     rec.finish(error).expect("writing the summary");
     let s = &rec.summary;
-    let settings = s.scenario_definition.verdict.clone();
-    let verdict = crate::judge::verdict::decide(s, &settings);
+    // Judged as `check` judges it: the verdict's rules must take any stream.
+    crate::judge::verdict::decide(s, &s.scenario_definition.verdict);
     if s.complete {
         assert!(s.baseline.is_some() && !s.windows.is_empty(), "a complete churn has a baseline and windows");
         assert!(s.windows.windows(2).all(|w| w[0].iteration <= w[1].iteration), "windows in order");
         assert!(s.iterations_done <= s.iterations_requested, "no more iterations than asked");
         assert!(s.windows.last().is_some_and(|w| w.iteration <= s.iterations_done), "Done behind its windows");
     }
-    let _ = crate::judge::verdict::Agreement::of(None, verdict.outcome);
     // What the run directory holds must read back as the summary it was.
     let back = crate::input::Input::Summary.read_text(&rec.dir.join(crate::run::record::SUMMARY)).expect("summary.json");
     let back: Summary = serde_json::from_str(&back).expect("summary.json reads back");
@@ -88,18 +96,19 @@ pub fn agent_stream(data: &[u8]) -> bool {
 /// QEMU it starts is the one this host chose, and the recorder reopens
 /// the run directory without writing outside it.
 pub fn checkpoint_state(data: &[u8]) -> bool {
-    const KERNEL: &[u8] = b"a kernel image";
-    const INITRD: &[u8] = b"an initramfs";
+    const KERNEL_BYTES: &[u8] = b"a kernel image";
+    const INITRD_BYTES: &[u8] = b"an initramfs";
     let (state, saved_summary) = split(data);
     let dir = scratch();
     let run = dir.path().join("run");
-    let cp = run.join(crate::guest::checkpoint::DIR);
+    use crate::guest::checkpoint::{DIR, INITRD, KERNEL, STATE};
+    let cp = run.join(DIR);
     std::fs::create_dir_all(&cp).unwrap();
     let mut summary = fresh_summary(1000);
     summary.complete = false;
     crate::atomic::write_json(&run.join(crate::run::record::SUMMARY), &summary).unwrap();
     std::fs::write(run.join(crate::run::record::SAMPLES), b"{}\n".repeat(64)).unwrap();
-    for (name, bytes) in [("state.json", state), ("summary-500.json", saved_summary), ("bzImage", KERNEL), ("initramfs.cpio", INITRD)] {
+    for (name, bytes) in [(STATE, state), ("summary-500.json", saved_summary), (KERNEL, KERNEL_BYTES), (INITRD, INITRD_BYTES)] {
         std::fs::write(cp.join(name), bytes).unwrap();
     }
     std::fs::write(cp.join("vm-500.gz"), b"").unwrap();
@@ -113,8 +122,7 @@ pub fn checkpoint_state(data: &[u8]) -> bool {
     assert!(saved.state_path(&run).starts_with(&cp), "the guest state from the checkpoint folder");
     assert!(!argv.is_empty());
     let reopened = crate::run::record::Recorder::reopen(&run, summary, saved.samples_bytes).map(|mut rec| rec.write_summary().unwrap());
-    let outside: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect();
-    assert!(outside.iter().all(|p| p == &run || p == &qemu), "written outside the run directory: {outside:?}");
+    assert_nothing_outside(dir.path(), &[&run, &qemu]);
     reopened.is_ok()
 }
 
@@ -136,7 +144,7 @@ pub fn report_summary(data: &[u8]) -> bool {
     let dir = scratch();
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
-    std::fs::write(run.join("summary.json"), summary).unwrap();
+    std::fs::write(run.join(crate::run::record::SUMMARY), summary).unwrap();
     let catalog = Catalog::builtin().expect("the built-in catalog");
     let Ok(rows) = crate::judge::report::rows(std::slice::from_ref(&run), &catalog) else { return false };
     let mut accepted = true;
@@ -157,9 +165,7 @@ pub fn report_summary(data: &[u8]) -> bool {
 
 /// A bisect.json as `repro bisect` reads it to go on, and its report.
 pub fn bisect_state(data: &[u8]) -> bool {
-    let dir = scratch();
-    let path = dir.path().join("bisect.json");
-    std::fs::write(&path, data).unwrap();
+    let (_dir, path) = scratch_file("bisect.json", data);
     let Ok(state) = crate::judge::bisect_state::State::read(&path) else { return false };
     let _ = crate::judge::bisect_state::report(&state);
     assert!(state.same_bisection(&state));
@@ -196,9 +202,7 @@ pub fn catalog_toml(data: &[u8]) -> bool {
 /// nothing) as `fetch` reads a downloaded one: the kernel image, the
 /// modules, and a source package's tarball unpacked.
 pub fn deb_package(data: &[u8]) -> bool {
-    let dir = scratch();
-    let deb = dir.path().join("package.deb");
-    std::fs::write(&deb, data).unwrap();
+    let (dir, deb) = scratch_file("package.deb", data);
     let image = crate::kernel::deb::extract_vmlinuz(&deb, &mut std::io::sink()).is_ok();
     let _ = crate::kernel::deb::extract_modules(&deb, &["veth".to_string()]);
     let dest = dir.path().join("tree");
@@ -208,8 +212,8 @@ pub fn deb_package(data: &[u8]) -> bool {
 }
 
 /// A tarball as a kernel tree or a package is unpacked, both ways a link
-/// leaving the tree is treated: nothing is written outside the tree, and
-/// with links refused, no link in it leads out.
+/// leaving the tree is treated (refused, skipped): nothing is written
+/// outside the tree, and no link left in it leads out.
 pub fn tar_unpack(data: &[u8]) -> bool {
     use crate::kernel::deb::EscapingLinks;
     let mut accepted = true;
@@ -230,9 +234,7 @@ pub fn tar_unpack(data: &[u8]) -> bool {
 
 /// A kernel RPM as `fetch` reads CentOS's: headers, payload, the image.
 pub fn rpm_package(data: &[u8]) -> bool {
-    let dir = scratch();
-    let path = dir.path().join("kernel.rpm");
-    std::fs::write(&path, data).unwrap();
+    let (_dir, path) = scratch_file("kernel.rpm", data);
     let Ok(rpm) = crate::kernel::rpm::Rpm::open(&path) else { return false };
     let _ = rpm.version();
     rpm.extract_vmlinuz(&mut std::io::sink()).is_ok()
@@ -252,7 +254,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Nothing in `dir` but `allowed` (and what is under them).
+/// Nothing in `dir` but `allowed` (and what is under them): a reader
+/// wrote only where it was told.
 fn assert_nothing_outside(dir: &Path, allowed: &[&Path]) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::args::CheckArgs;
 use repro_proto::exit_codes;
 
-use crate::judge::check::{CheckEnd, CheckRequest};
+use crate::judge::check::CheckEnd;
 use crate::judge::verdict::Outcome;
 
 /// `repro check`: run (`--repeat` times) and judge ([`crate::judge::check`]).
@@ -17,8 +17,8 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
         crate::atomic::check_target(path)?;
     }
     // With --json, stdout carries the summaries; verdict lines go to stderr.
-    let say = |line: String| if args.run.json { crate::text::err(&format!("{line}\n")) } else { crate::text::outln(&line) };
-    let req = CheckRequest { run: args.run.request(), repeat: args.repeat.max(1), junit: args.junit.clone() };
+    let say = |line: String| if args.run.json { crate::text::errln(&line) } else { crate::text::outln(&line) };
+    let req = args.request();
     let n = req.repeat;
     let end = crate::judge::check::check(&req, quiet, |i, v| {
         say(format!("verdict{}: {} ({})", if n > 1 { format!(" {i}/{n}") } else { String::new() }, v.outcome.as_str(), v.rule));

@@ -3,7 +3,6 @@
 use anyhow::Result;
 
 use crate::cli::args::ReportArgs;
-use crate::judge::report_run::ReportRequest;
 use repro_proto::exit_codes;
 
 /// `repro report` ([`crate::judge::report_run::report`]): exit 0, or with
@@ -13,14 +12,7 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
     if let Some(path) = &args.junit {
         crate::atomic::check_target(path)?;
     }
-    let req = ReportRequest {
-        dirs: args.dirs.clone(),
-        out: args.out.clone(),
-        expect: args.expect.clone(),
-        logs: args.logs.clone(),
-        junit: args.junit.clone(),
-    };
-    let end = crate::judge::report_run::report(&req)?;
+    let end = crate::judge::report_run::report(&args.request())?;
     if !end.missing.is_empty() {
         crate::text::errln(&format!(
             "{} expected run(s) never reported: {}",

@@ -2,11 +2,15 @@
 //! clap arguments (cli/args.rs) become the domain types the layers take,
 //! so nothing below cli/ sees clap.
 
-use crate::cli::args::{BisectArgs, CheckpointArgs, ExecArgs, MatrixArgs, ResumeArgs, RunArgs, RunCommandArgs, VmArgs, WatchArgs};
+use crate::cli::args::{
+    BisectArgs, CheckArgs, CheckpointArgs, ExecArgs, MatrixArgs, ReportArgs, ResumeArgs, RunArgs, RunCommandArgs, VmArgs, WatchArgs,
+};
 use crate::guest::checkpoint::CheckpointPolicy;
 use crate::guest::request::{ExecRequest, ResumeRequest, RunRequest, VmRequest};
 use crate::judge::bisect::BisectRequest;
+use crate::judge::check::CheckRequest;
 use crate::judge::matrix::MatrixRequest;
+use crate::judge::report_run::ReportRequest;
 use crate::kernel::spec::KernelSpec;
 use crate::run::watch::WatchRequest;
 
@@ -133,6 +137,24 @@ impl WatchArgs {
             count: self.count,
             linger: self.linger,
             while_cmd: self.while_cmd.clone(),
+        }
+    }
+}
+
+impl CheckArgs {
+    pub(crate) fn request(&self) -> CheckRequest {
+        CheckRequest { run: self.run.request(), repeat: self.repeat.max(1), junit: self.junit.clone() }
+    }
+}
+
+impl ReportArgs {
+    pub(crate) fn request(&self) -> ReportRequest {
+        ReportRequest {
+            dirs: self.dirs.clone(),
+            out: self.out.clone(),
+            expect: self.expect.clone(),
+            logs: self.logs.clone(),
+            junit: self.junit.clone(),
         }
     }
 }

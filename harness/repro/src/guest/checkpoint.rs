@@ -36,9 +36,9 @@ use crate::run::record::{Recorder, SAMPLES};
 
 /// The checkpoint's folder in the run directory.
 pub(crate) const DIR: &str = "checkpoint";
-const STATE: &str = "state.json";
-const INITRD: &str = "initramfs.cpio";
-const KERNEL: &str = "bzImage";
+pub(crate) const STATE: &str = "state.json";
+pub(crate) const INITRD: &str = "initramfs.cpio";
+pub(crate) const KERNEL: &str = "bzImage";
 /// 3: the kernel image carried in the checkpoint; no QEMU, path or data
 /// directory in the state (the resuming host chooses them); the CPU vendor.
 const STATE_FORMAT: u32 = 3;

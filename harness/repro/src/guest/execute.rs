@@ -45,6 +45,21 @@ struct Setup<'a> {
     began: std::time::Instant,
 }
 
+impl Setup<'_> {
+    /// What every run sets up before its agent starts, whatever the
+    /// backend: the run directory and its recorder, the progress, the limits.
+    fn open(&self, summary: Summary) -> Result<(Recorder, Progress, StreamLimits)> {
+        let args = self.args;
+        let dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, self.date)?;
+        let mut rec = Recorder::create(&dir, summary)?;
+        rec.command_started(self.began);
+        tracing::info!("run directory {}", dir.display());
+        let progress = Progress::of_run(&rec.summary, self.quiet);
+        let limits = StreamLimits { early: self.early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
+        Ok((rec, progress, limits))
+    }
+}
+
 /// `early`: decide at rounds (sequential verdicts) with this rule; None
 /// churns every iteration, as `repro run` does.
 pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) -> Result<Finished> {
@@ -118,16 +133,11 @@ pub(crate) fn execute(args: &RunRequest, quiet: bool, early: Option<Decider>) ->
 }
 
 fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job) -> Result<Finished> {
-    let Setup { args, quiet, agent, date, early, began } = *setup;
+    let Setup { args, agent, .. } = *setup;
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let Task::Churn(churn) = &mut job.task else { unreachable!("execute builds a churn") };
     let extra = modules_for(churn, &vm, &args.vm)?;
-    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
-    let mut rec = Recorder::create(&run_dir, summary)?;
-    rec.command_started(began);
-    tracing::info!("run directory {}", run_dir.display());
-    let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
-    let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
+    let (mut rec, mut progress, limits) = setup.open(summary)?;
     let checkpoint = Some(args.checkpoint).filter(CheckpointPolicy::is_on);
     let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, checkpoint);
     finish(&mut rec, outcome, args.json)
@@ -250,7 +260,7 @@ pub(crate) fn exec(args: &ExecRequest) -> Result<i32> {
 }
 
 fn run_host(setup: &Setup, mut summary: Summary, job: Job) -> Result<Finished> {
-    let Setup { args, quiet, agent, date, early, began } = *setup;
+    let Setup { args, agent, .. } = *setup;
     if !nix::unistd::geteuid().is_root() {
         return Err(fail(
             Kind::Permission,
@@ -265,15 +275,10 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job) -> Result<Finished> {
     );
     summary.backend = Backend::Host;
     summary.kernel.source = "host".into();
-    let run_dir = run_dir(args.out.as_deref(), &args.kernel_slug(), &args.scenario, args.iterations, date)?;
+    let (mut rec, mut progress, limits) = setup.open(summary)?;
+    let run_dir = rec.dir.clone();
     let job_path = run_dir.join("job.json");
-    let mut rec = Recorder::create(&run_dir, summary)?;
-    rec.command_started(began);
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
-    tracing::info!("run directory {}", run_dir.display());
-    let Task::Churn(churn) = &job.task else { unreachable!("execute builds a churn") };
-    let mut progress = Progress::new(args.iterations, churn.scenario.judged_probe().map_or("probe", |p| p.name.as_str()), quiet);
-    let limits = StreamLimits { early, ..StreamLimits::new(args.stall_timeout, args.timeout) };
     let outcome = drive(&mut rec, &mut progress, &limits, async |rec, progress| {
         rec.spawning();
         let started = match session::start_host(agent, &job_path, &run_dir, Duration::from_secs(30)).await {

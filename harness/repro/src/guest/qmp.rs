@@ -40,6 +40,16 @@ impl Limits {
     fn now() -> Limits {
         Limits { deadline: Instant::now() + COMMAND_BOUND, signals: crate::interrupt::signals() }
     }
+
+    /// A signal came after these limits were set.
+    fn interrupted(&self) -> bool {
+        crate::interrupt::signals() > self.signals
+    }
+}
+
+/// The limits shared by a connection and its reader (a poisoned lock still holds them).
+fn lock(limits: &std::sync::Mutex<Limits>) -> std::sync::MutexGuard<'_, Limits> {
+    limits.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// QEMU's side of the connection, read within bounds. QEMU is a program
@@ -59,8 +69,8 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::io::{Error, ErrorKind};
         loop {
-            let limits = *self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            if crate::interrupt::signals() > limits.signals {
+            let limits = *lock(&self.limits);
+            if limits.interrupted() {
                 // Not ErrorKind::Interrupted: std's line readers retry that one forever.
                 return Err(Error::other(format!("{} while waiting for QEMU", crate::interrupt::why())));
             }
@@ -114,7 +124,7 @@ impl Qmp {
     /// One command and its answer, within [`COMMAND_BOUND`], and ended by
     /// a signal that comes after the step it is part of began ([`Qmp::begin`]).
     pub(crate) fn run<C: qapi::Command>(&mut self, c: &C) -> Result<C::Ok> {
-        self.limits.lock().unwrap_or_else(|e| e.into_inner()).deadline = Instant::now() + COMMAND_BOUND;
+        lock(&self.limits).deadline = Instant::now() + COMMAND_BOUND;
         self.inner.execute(c).with_context(|| format!("QMP {}", C::NAME))
     }
 
@@ -122,12 +132,12 @@ impl Qmp {
     /// from now on ends it, one before does not (the save a checkpointed
     /// run makes because it was asked to stop must be able to finish).
     pub(crate) fn begin(&mut self) {
-        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = Limits::now();
+        *lock(&self.limits) = Limits::now();
     }
 
     /// A signal came since the step began: the loops that poll QEMU stop.
     pub(crate) fn check_interrupt(&self) -> Result<()> {
-        if crate::interrupt::signals() > self.limits.lock().unwrap_or_else(|e| e.into_inner()).signals {
+        if lock(&self.limits).interrupted() {
             anyhow::bail!("{} while waiting for QEMU", crate::interrupt::why());
         }
         Ok(())

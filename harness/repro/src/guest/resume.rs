@@ -33,8 +33,7 @@ pub(crate) fn resume(req: &ResumeRequest, quiet: bool) -> Result<Finished> {
         rec.summary.iterations_requested,
         rec.summary.windows.len()
     );
-    let judged = rec.summary.scenario_definition.judged_probe().map_or("probe".to_string(), |p| p.name.clone());
-    let mut progress = Progress::new(rec.summary.iterations_requested, &judged, quiet);
+    let mut progress = Progress::of_run(&rec.summary, quiet);
     let stall = req.stall_timeout.unwrap_or(Duration::from_secs_f64(saved.stall_timeout_s.max(1.0)));
     let limits = StreamLimits::new(stall, req.timeout);
     let work = crate::workdir::WorkDir::new()?;

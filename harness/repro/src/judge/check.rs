@@ -34,30 +34,31 @@ pub(crate) enum CheckEnd {
 pub(crate) struct Repeats(pub Vec<Verdict>);
 
 impl Repeats {
+    /// The outcome every repeat reached, if they all agree.
+    fn agreed(&self) -> Option<Outcome> {
+        let first = self.0.first()?.outcome;
+        self.0.iter().all(|v| v.outcome == first).then_some(first)
+    }
+
     /// The check's outcome: the repeats' common outcome, inconclusive if any differ.
     pub(crate) fn outcome(&self) -> Outcome {
-        let first = self.0.first().map_or(Outcome::Inconclusive, |v| v.outcome);
-        if self.0.iter().all(|v| v.outcome == first) {
-            first
-        } else {
-            Outcome::Inconclusive
-        }
+        self.agreed().unwrap_or(Outcome::Inconclusive)
     }
 
     /// One line on what the repeats say together.
     pub(crate) fn summary(&self) -> String {
         let n = self.0.len();
-        let residuals: Vec<f64> = self.0.iter().filter_map(|v| v.evidence.residual_per_iteration).collect();
-        let spread = match (residuals.iter().cloned().reduce(f64::min), residuals.iter().cloned().reduce(f64::max)) {
+        let residuals = || self.0.iter().filter_map(|v| v.evidence.residual_per_iteration);
+        let spread = match (residuals().reduce(f64::min), residuals().reduce(f64::max)) {
             (Some(lo), Some(hi)) => format!("residual per namespace {lo:.2} to {hi:.2}"),
             _ => "no residuals".into(),
         };
-        let first = self.0.first().map(|v| v.outcome);
-        if self.0.iter().all(|v| Some(v.outcome) == first) {
-            format!("verdict: {} ({n} of {n} runs agree; {spread})", self.outcome().as_str())
-        } else {
-            let each: Vec<&str> = self.0.iter().map(|v| v.outcome.as_str()).collect();
-            format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
+        match self.agreed() {
+            Some(o) => format!("verdict: {} ({n} of {n} runs agree; {spread})", o.as_str()),
+            None => {
+                let each: Vec<&str> = self.0.iter().map(|v| v.outcome.as_str()).collect();
+                format!("verdict: inconclusive (the runs disagree: {}; {spread})", each.join(", "))
+            }
         }
     }
 }

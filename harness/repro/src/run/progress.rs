@@ -24,6 +24,13 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// The progress of the run `summary` starts (or a resume goes on
+    /// with): its iterations, shown with its judged probe's latency.
+    pub(crate) fn of_run(summary: &repro_proto::Summary, quiet: bool) -> Progress {
+        let probe = summary.scenario_definition.judged_probe().map_or("probe", |p| p.name.as_str());
+        Progress::new(summary.iterations_requested, probe, quiet)
+    }
+
     pub(crate) fn new(total: u64, probe: &str, quiet: bool) -> Progress {
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bar = (tty && !quiet).then(|| {
