@@ -15,7 +15,9 @@
 # New inputs the fuzzer finds go to a scratch copy of the corpus; with
 # --keep they are merged (only those adding coverage) into the committed
 # corpus. A crash leaves its input in harness/fuzz/artifacts/TARGET/, named
-# on stderr, and fails the script; the executions per target are printed.
+# on stderr with the panic and (up to 64 KiB) the input itself as base64, so
+# a finding on a CI machine can be replayed from its log; it fails the
+# script. The executions per target are printed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fuzz="$root/harness/fuzz"
@@ -74,7 +76,14 @@ for t in "${targets[@]}"; do
   if ! cf run "$t" "$scratch/$t" "$fuzz/corpus/$t" -- -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$fuzz/artifacts/$t/" >"$log" 2>&1; then
     failed+=("$t")
-    grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written|artifact_prefix" "$log" | head -20 >&2 || true
+    grep -A3 -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | grep -v "^ *Running" | head -24 >&2 || true
+    # A CI machine's artifacts are gone with it: the log carries the input.
+    for a in $(sed -n "s/.*Test unit written to //p" "$log"); do
+      if [ -f "$a" ] && [ "$(stat -c %s "$a")" -le 65536 ]; then
+        echo "fuzz: the input, as base64 (base64 -d > finding; ci/fuzz.sh --reproduce $t finding):" >&2
+        base64 -w 0 "$a" >&2; echo >&2
+      fi
+    done
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
