@@ -18,7 +18,7 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     }
     // With --json, stdout carries the summaries; verdict lines go to stderr.
     let say = |line: String| if args.run.json { crate::text::errln(&line) } else { crate::text::outln(&line) };
-    let req = args.request();
+    let req = args.request()?;
     let n = req.repeat;
     let end = crate::judge::check::check(&req, quiet, |i, v| {
         say(format!("verdict{}: {} ({})", if n > 1 { format!(" {i}/{n}") } else { String::new() }, v.outcome.as_str(), v.rule));

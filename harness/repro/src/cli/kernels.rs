@@ -4,7 +4,6 @@ use anyhow::Result;
 use repro_proto::exit_codes;
 
 use crate::cli::args::KernelsArgs;
-use crate::kernel::catalog::Catalog;
 
 /// `--scenarios` as a workflow input types it ("seed, held-fd"): trimmed,
 /// and a name no built-in scenario has is refused (exit 2) instead of
@@ -22,7 +21,7 @@ fn scenario_names(given: &[String]) -> Result<Vec<String>> {
 }
 
 pub(super) fn kernels(args: &KernelsArgs) -> Result<i32> {
-    let catalog = Catalog::builtin()?;
+    let catalog = crate::cli::requests::catalog()?;
     if args.matrix {
         let scenarios = scenario_names(&args.scenarios)?;
         crate::text::outln(&serde_json::to_string(&crate::kernel::ci::Matrix::of_catalog(&catalog, &scenarios, args.kernel.as_deref())?)?);

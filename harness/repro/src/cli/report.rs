@@ -12,7 +12,7 @@ pub(super) fn report(args: &ReportArgs) -> Result<i32> {
     if let Some(path) = &args.junit {
         crate::atomic::check_target(path)?;
     }
-    let end = crate::judge::report_run::report(&args.request())?;
+    let end = crate::judge::report_run::report(&args.request()?)?;
     if !end.missing.is_empty() {
         crate::text::errln(&format!(
             "{} expected run(s) never reported: {}",

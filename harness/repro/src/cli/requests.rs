@@ -2,6 +2,10 @@
 //! clap arguments (cli/args.rs) become the domain types the layers take,
 //! so nothing below cli/ sees clap.
 
+use std::sync::Arc;
+
+use anyhow::Result;
+
 use crate::cli::args::{
     BisectArgs, CheckArgs, CheckpointArgs, ExecArgs, MatrixArgs, ReportArgs, ResumeArgs, RunArgs, RunCommandArgs, VmArgs, WatchArgs,
 };
@@ -11,6 +15,7 @@ use crate::judge::bisect::BisectRequest;
 use crate::judge::check::CheckRequest;
 use crate::judge::matrix::MatrixRequest;
 use crate::judge::report_run::ReportRequest;
+use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 use crate::run::watch::WatchRequest;
 
@@ -23,8 +28,8 @@ impl VmArgs {
         }
     }
 
-    pub fn request(&self) -> VmRequest {
-        VmRequest {
+    pub fn request(&self) -> Result<VmRequest> {
+        Ok(VmRequest {
             kernel: self.kernel_spec(),
             accel: self.accel.into(),
             cpus: self.cpus,
@@ -35,14 +40,15 @@ impl VmArgs {
             qemu: self.qemu.clone(),
             cache: self.cache.cache(),
             cc: self.cc.clone(),
-        }
+            catalog: catalog()?,
+        })
     }
 }
 
 impl RunArgs {
-    pub fn request(&self) -> RunRequest {
-        RunRequest {
-            vm: self.vm.request(),
+    pub fn request(&self) -> Result<RunRequest> {
+        Ok(RunRequest {
+            vm: self.vm.request()?,
             scenario: self.scenario.clone(),
             iterations: self.iterations,
             workers: self.workers,
@@ -56,7 +62,7 @@ impl RunArgs {
             full: self.full,
             chain_walk: self.chain_walk,
             checkpoint: CheckpointPolicy::default(),
-        }
+        })
     }
 }
 
@@ -67,58 +73,59 @@ impl CheckpointArgs {
 }
 
 impl RunCommandArgs {
-    pub fn request(&self) -> RunRequest {
-        RunRequest { checkpoint: self.checkpoint.policy(), ..self.run.request() }
+    pub fn request(&self) -> Result<RunRequest> {
+        Ok(RunRequest { checkpoint: self.checkpoint.policy(), ..self.run.request()? })
     }
 }
 
 impl ResumeArgs {
-    pub fn request(&self) -> ResumeRequest {
-        ResumeRequest {
+    pub fn request(&self) -> Result<ResumeRequest> {
+        Ok(ResumeRequest {
             dir: self.dir.clone(),
             qemu: self.qemu.clone(),
             checkpoint: self.checkpoint.policy(),
             timeout: self.timeout,
             stall_timeout: self.stall_timeout,
             json: self.json,
-        }
+            catalog: catalog()?,
+        })
     }
 }
 
 impl ExecArgs {
-    pub fn request(&self) -> ExecRequest {
-        ExecRequest {
-            vm: self.vm.request(),
+    pub fn request(&self) -> Result<ExecRequest> {
+        Ok(ExecRequest {
+            vm: self.vm.request()?,
             include: self.include.clone(),
             timeout: self.timeout,
             out: self.out.clone(),
             command: self.command.clone(),
-        }
+        })
     }
 }
 
 impl BisectArgs {
-    pub fn request(&self) -> BisectRequest {
-        BisectRequest {
+    pub fn request(&self) -> Result<BisectRequest> {
+        Ok(BisectRequest {
             good: self.good.clone(),
             bad: self.bad.clone(),
             unfixed: self.unfixed.clone(),
             fixed: self.fixed.clone(),
             kernels: self.kernels.clone(),
             fix: self.fix,
-            run: self.run.request(),
-        }
+            run: self.run.request()?,
+        })
     }
 }
 
 impl MatrixArgs {
-    pub fn request(&self) -> MatrixRequest {
-        MatrixRequest {
+    pub fn request(&self) -> Result<MatrixRequest> {
+        Ok(MatrixRequest {
             kernels: self.kernels.clone(),
             scenarios: self.scenarios.clone(),
-            run: self.run.request(),
+            run: self.run.request()?,
             junit: self.junit.clone(),
-        }
+        })
     }
 }
 
@@ -142,19 +149,27 @@ impl WatchArgs {
 }
 
 impl CheckArgs {
-    pub(crate) fn request(&self) -> CheckRequest {
-        CheckRequest { run: self.run.request(), repeat: self.repeat.max(1), junit: self.junit.clone() }
+    pub(crate) fn request(&self) -> Result<CheckRequest> {
+        Ok(CheckRequest { run: self.run.request()?, repeat: self.repeat.max(1), junit: self.junit.clone() })
     }
 }
 
 impl ReportArgs {
-    pub(crate) fn request(&self) -> ReportRequest {
-        ReportRequest {
+    pub(crate) fn request(&self) -> Result<ReportRequest> {
+        Ok(ReportRequest {
             dirs: self.dirs.clone(),
             out: self.out.clone(),
             expect: self.expect.clone(),
             logs: self.logs.clone(),
             junit: self.junit.clone(),
-        }
+            catalog: catalog()?,
+        })
     }
+}
+
+/// The catalog every command that names kernels resolves them in, loaded
+/// once per command here (a private one from $REPRO_CATALOG is read and
+/// checked once) and handed down in its request.
+pub(crate) fn catalog() -> Result<Arc<Catalog>> {
+    Catalog::builtin().map(Arc::new)
 }

@@ -97,10 +97,10 @@ pub(crate) struct Vm {
 /// Resolve the kernel and QEMU, size the guest, and note it all in `summary`.
 pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary) -> Result<Vm> {
     let memory_mib = size_memory(iterations, vm.memory, qemu::host_available_mib())?;
-    let catalog = Catalog::builtin()?;
+    let catalog = &vm.catalog;
     let cache = &vm.cache;
-    let image = vm.kernel.resolve(&catalog, cache, vm.cc.as_deref())?;
-    let qemu_bin = choose_qemu(vm.qemu.as_deref(), &vm.kernel, &catalog, cache)?;
+    let image = vm.kernel.resolve(catalog, cache, vm.cc.as_deref())?;
+    let qemu_bin = choose_qemu(vm.qemu.as_deref(), &vm.kernel, catalog, cache)?;
     summary.provenance.qemu_version = qemu::version(&qemu_bin.program);
     summary.backend = Backend::Qemu;
     summary.kernel.image = Some(image.path.display().to_string());

@@ -19,7 +19,6 @@ use crate::guest::initramfs::Entry;
 use crate::guest::request::{ExecRequest, RunRequest, VmRequest};
 use crate::guest::session::{self, StartFailure};
 use crate::guest::stream::{Decider, StreamLimits};
-use crate::kernel::catalog::Catalog;
 use crate::kernel::packaged;
 use crate::run::progress::Progress;
 use crate::run::record::Recorder;
@@ -167,17 +166,17 @@ fn checkpointable(args: &RunRequest, scenario: &Scenario, judged: bool) -> Resul
 /// the agent's cleanup barrier wherever the settle can use one; without it
 /// the settle watches the count, as before.
 fn modules_for(churn: &mut Churn, vm: &Vm, vm_req: &VmRequest) -> Result<Vec<Entry>> {
-    let catalog = Catalog::builtin()?;
+    let catalog = &vm_req.catalog;
     let mut wanted = churn.scenario.modules.clone();
     let for_barrier = churn.scenario.settles_on_barrier() && !wanted.iter().any(|m| m == "veth");
     if for_barrier {
         wanted.push("veth".into());
     }
-    let modules = match packaged::debian_modules(&vm.image, &wanted, &catalog, &vm_req.cache) {
+    let modules = match packaged::debian_modules(&vm.image, &wanted, catalog, &vm_req.cache) {
         Ok(m) => m,
         Err(e) if for_barrier && crate::error::kind_of(&e).is_none_or(|k| !k.is_kernel_independent()) => {
             tracing::warn!("{e:#}: without veth the settle cannot use its cleanup barrier and watches the count instead");
-            packaged::debian_modules(&vm.image, &churn.scenario.modules, &catalog, &vm_req.cache)?
+            packaged::debian_modules(&vm.image, &churn.scenario.modules, catalog, &vm_req.cache)?
         }
         Err(e) => return Err(e),
     };

@@ -2,6 +2,7 @@
 //! turns its clap arguments into these, and nothing below cli/ sees clap.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use repro_proto::Backend;
@@ -9,6 +10,7 @@ use repro_proto::Backend;
 use crate::guest::checkpoint::CheckpointPolicy;
 use crate::guest::qemu::AccelChoice;
 use crate::kernel::cache::Cache;
+use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 use crate::run::scenario::ScenarioSpec;
 
@@ -30,6 +32,8 @@ pub struct VmRequest {
     pub cache: Cache,
     /// A compiler for kernel builds instead of the era's.
     pub cc: Option<String>,
+    /// The catalog, loaded once by cli/ (the built-in one or $REPRO_CATALOG).
+    pub catalog: Arc<Catalog>,
 }
 
 /// One churn run: the guest, the workload and where to record it.
@@ -91,6 +95,8 @@ pub struct ResumeRequest {
     /// None: the stall timeout the run was started with.
     pub stall_timeout: Option<Duration>,
     pub json: bool,
+    /// Where this host's choice of QEMU comes from, as a run's.
+    pub catalog: Arc<Catalog>,
 }
 
 /// One command in a guest (`repro exec`).

@@ -85,6 +85,5 @@ fn this_hosts_qemu(req: &ResumeRequest) -> Result<crate::guest::qemu::Qemu> {
     let text = crate::input::Input::Summary.read_text(&req.dir.join(crate::run::record::SUMMARY))?;
     let name = serde_json::from_str::<repro_proto::Summary>(&text).map(|s| s.kernel.name).unwrap_or_default();
     let spec = crate::kernel::spec::KernelSpec::parse(std::ffi::OsStr::new(&name));
-    let catalog = crate::kernel::catalog::Catalog::builtin()?;
-    crate::guest::boot::choose_qemu(req.qemu.as_deref(), &spec, &catalog, &crate::kernel::cache::Cache::new(None))
+    crate::guest::boot::choose_qemu(req.qemu.as_deref(), &spec, &req.catalog, &crate::kernel::cache::Cache::new(None))
 }

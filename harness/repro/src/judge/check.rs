@@ -11,7 +11,6 @@ use crate::error::{kind_of, Kind};
 use crate::guest::request::RunRequest;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
-use crate::kernel::catalog::Catalog;
 
 /// What `repro check` is asked.
 pub(crate) struct CheckRequest {
@@ -82,7 +81,7 @@ pub(crate) fn check(req: &CheckRequest, quiet: bool, mut each: impl FnMut(u32, &
         };
         if req.junit.is_some() {
             cases.push(match &j.dir {
-                Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &Catalog::builtin()?)?),
+                Some(dir) => crate::judge::junit::case_of_row(&crate::judge::report::row(dir, &req.run.vm.catalog)?),
                 None => crate::judge::junit::case_without_run(&run.vm.kernel.to_string(), &run.scenario.label(), &j.verdict),
             });
         }

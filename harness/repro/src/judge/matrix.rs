@@ -13,7 +13,6 @@ use crate::guest::request::RunRequest;
 use crate::judge::judged::judge;
 use crate::judge::report::{self, Document};
 use crate::judge::verdict::{Agreement, Outcome};
-use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 use crate::run::record::SUMMARY;
 use crate::run::scenario::ScenarioSpec;
@@ -49,7 +48,7 @@ pub(crate) enum MatrixEnd {
 
 pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
     // Names that cannot work fail now, not an hour into the matrix.
-    let catalog = Catalog::builtin()?;
+    let catalog = &args.run.vm.catalog;
     for k in &args.kernels {
         if let KernelSpec::Catalog(name) = k {
             catalog.lookup(name)?;
@@ -95,7 +94,7 @@ pub(crate) fn matrix(args: &MatrixRequest, quiet: bool) -> Result<MatrixEnd> {
             }
         }
     }
-    let rows = report::rows(&dirs, &catalog)?;
+    let rows = report::rows(&dirs, catalog)?;
     let doc = Document {
         rows: &rows,
         out: &out,

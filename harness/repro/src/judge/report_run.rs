@@ -20,6 +20,8 @@ pub(crate) struct ReportRequest {
     pub expect: Option<PathBuf>,
     pub logs: Option<String>,
     pub junit: Option<PathBuf>,
+    /// What the rows' kernels are judged against (their expectations).
+    pub catalog: std::sync::Arc<Catalog>,
 }
 
 /// What a report found: the pairs that never reported, and how many
@@ -44,7 +46,7 @@ pub(crate) fn report(req: &ReportRequest) -> Result<ReportEnd> {
         }
         Err(e) => return Err(e),
     };
-    let rows = crate::judge::report::rows(&dirs, &Catalog::builtin()?)?;
+    let rows = crate::judge::report::rows(&dirs, &req.catalog)?;
     let missing = match &req.expect {
         Some(m) => crate::judge::report::missing(m, &rows)?,
         None => Vec::new(),

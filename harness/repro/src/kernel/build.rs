@@ -131,6 +131,16 @@ impl Recipe {
     }
 
     /// The cache entry (directory under images/) of the image with `key`.
+    /// A catalog build entry's own name (an alias resolved) and the cache
+    /// entry its image has (or would have) on this machine: what CI keys
+    /// its kernel cache on.
+    pub(crate) fn cache_entry_of(catalog: &Catalog, name: &str, cache: &Cache) -> Result<(String, String)> {
+        let (e, b) = catalog.build_entry(name)?;
+        let recipe = Recipe::catalog(catalog, &e.name, b, None)?;
+        let resolved = recipe.resolve(cache)?;
+        Ok((e.name.clone(), recipe.entry_name(&resolved.key)))
+    }
+
     pub(crate) fn entry_name(&self, key: &str) -> String {
         format!("{}-{}", self.name, &key[..16])
     }

@@ -228,6 +228,19 @@ impl Catalog {
             )
         })
     }
+
+    /// A catalog entry that builds a tree, and how: `repro image` works on
+    /// these alone (a packaged kernel's image is its package).
+    pub fn build_entry(&self, name: &str) -> Result<(&Entry, &BuildSource)> {
+        let e = self.lookup(name)?;
+        match &e.source {
+            Source::Build(b) => Ok((e, b)),
+            _ => Err(fail(
+                Kind::Usage,
+                format!("{name} is a prebuilt package, not a build entry: its image is the package itself (`repro fetch {name}` gets it)"),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -290,6 +290,19 @@ fn one_function_drives_every_session() {
     assert_eq!(callers, ["guest/drive.rs"], "start a session through guest::drive::drive");
 }
 
+/// The catalog is loaded once per command, by cli/requests.rs, and handed
+/// down in the request: a private $REPRO_CATALOG is read and checked once,
+/// and no layer below reads the environment for it.
+#[test]
+fn the_catalog_is_loaded_once_by_cli() {
+    let loaders: Vec<String> = host_code()
+        .into_iter()
+        .filter(|(f, code)| code.contains("Catalog::builtin(") && f != "kernel/catalog.rs" && f != "fuzzing.rs")
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(loaders, ["cli/requests.rs"], "take the catalog from the request (cli::requests::catalog)");
+}
+
 /// Every child goes through child.rs (its own process group, ended with
 /// repro; a bounded wait for short tools): a file that makes a Command
 /// hands each to `child::own`, `own_async` or `child::output` (tests aside).
