@@ -164,11 +164,18 @@ pub(crate) fn svg(chart: &Chart) -> Result<String> {
     Ok(out)
 }
 
-/// The chart as a PNG file.
+/// The chart as a PNG file: drawn into an RGB buffer by plotters, encoded
+/// by the `png` crate (plotters' own encoder would bring the whole `image`
+/// crate and its JPEG decoder into every build for this one call).
 pub(crate) fn png(chart: &Chart, path: &Path) -> Result<()> {
-    crate::atomic::write_by_path(path, |tmp| {
-        draw(BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area(), chart).with_context(|| format!("writing {}", path.display()))
-    })
+    let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+    draw(BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area(), chart)?;
+    let mut bytes = Vec::new();
+    let mut encoder = ::png::Encoder::new(&mut bytes, WIDTH, HEIGHT);
+    encoder.set_color(::png::ColorType::Rgb);
+    encoder.set_depth(::png::BitDepth::Eight);
+    encoder.write_header().and_then(|mut w| w.write_image_data(&rgb)).context("encoding the chart as PNG")?;
+    crate::atomic::write_by_path(path, |tmp| std::fs::write(tmp, &bytes).with_context(|| format!("writing {}", path.display())))
 }
 
 fn font_ref() -> FontRef<'static> {
@@ -357,8 +364,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.png");
         png(&chart(false), &p).unwrap();
-        let bytes = std::fs::read(&p).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        let mut reader = ::png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap())).read_info().unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        assert_eq!((info.width, info.height, info.color_type), (WIDTH, HEIGHT, ::png::ColorType::Rgb));
+        // A white page with dark text and two coloured series on it.
+        let pixels: Vec<&[u8]> = rgb.chunks(3).collect();
+        assert!(pixels.iter().filter(|p| p.iter().all(|&c| c < 80)).count() > 500, "no text drawn");
+        assert!(pixels.iter().filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 100).count() > 100, "no coloured series");
     }
 
     #[test]
