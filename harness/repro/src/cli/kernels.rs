@@ -5,25 +5,10 @@ use repro_proto::exit_codes;
 
 use crate::cli::args::KernelsArgs;
 
-/// `--scenarios` as a workflow input types it ("seed, held-fd"): trimmed,
-/// and a name no built-in scenario has is refused (exit 2) instead of
-/// silently matching no kernel.
-fn scenario_names(given: &[String]) -> Result<Vec<String>> {
-    let known: Vec<&str> = crate::run::scenario::BUILTIN.iter().map(|(n, _)| *n).collect();
-    let names: Vec<String> = given.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    match names.iter().find(|s| !known.contains(&s.as_str())) {
-        Some(bad) => Err(crate::error::fail(
-            crate::error::Kind::Usage,
-            format!("no scenario is named {:?}: the built-in scenarios are {}", crate::text::clip(bad, 40), known.join(", ")),
-        )),
-        None => Ok(names),
-    }
-}
-
 pub(super) fn kernels(args: &KernelsArgs) -> Result<i32> {
     let catalog = crate::cli::requests::catalog()?;
     if args.matrix {
-        let scenarios = scenario_names(&args.scenarios)?;
+        let scenarios = crate::run::scenario::builtin_names(&args.scenarios)?;
         crate::text::outln(&serde_json::to_string(&crate::kernel::ci::Matrix::of_catalog(&catalog, &scenarios, args.kernel.as_deref())?)?);
         return Ok(exit_codes::OK);
     }

@@ -6,5 +6,6 @@ pub(crate) mod progress;
 pub(crate) mod projection;
 pub(crate) mod record;
 pub(crate) mod scenario;
+pub(crate) mod scenario_toml;
 pub(crate) mod summary;
 pub(crate) mod watch;

@@ -1,15 +1,15 @@
-//! Scenario files (TOML, in scenarios/): parsing, validation with file:line
-//! errors, and the built-in set compiled into the binary.
+//! Scenarios: `--scenario`'s name-or-path (ScenarioSpec) and the built-in
+//! set compiled into the binary; the files' TOML is read by scenario_toml.rs.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use repro_proto::{ProbePath, ProbeSettings, Scenario, SettleSettings};
-use serde::Deserialize;
-use toml::Spanned;
+use repro_proto::Scenario;
 
 use crate::error::{fail, Kind};
 use crate::kernel::spec::slug;
+
+pub use crate::run::scenario_toml::parse;
 
 /// Scenarios shipped in scenarios/, compiled in so the binary works anywhere.
 pub(crate) const BUILTIN: &[(&str, &str)] = &[
@@ -19,103 +19,6 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("drop-caches", include_str!("../../../../scenarios/drop-caches.toml")),
     ("veth", include_str!("../../../../scenarios/veth.toml")),
 ];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    name: Spanned<String>,
-    #[serde(default)]
-    description: String,
-    churn: RawChurn,
-    probe: RawProbe,
-    settle: RawSettle,
-    #[serde(default)]
-    verdict: Option<Spanned<RawVerdict>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVerdict {
-    residual_regressed: f64,
-    residual_clean: f64,
-    min_iterations: u64,
-    min_windows: u32,
-    #[serde(default)]
-    settled_ratio_clean: Option<f64>,
-    #[serde(default)]
-    basis: Option<repro_proto::VerdictBasis>,
-    #[serde(default)]
-    settled_ratio_regressed: Option<f64>,
-    #[serde(default)]
-    early_margin: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChurn {
-    touch: Spanned<Vec<Spanned<String>>>,
-    /// A directory under /proc/sys read whole in each namespace.
-    #[serde(default)]
-    read_all: Option<Spanned<String>>,
-    #[serde(default)]
-    hold: Option<RawHold>,
-    #[serde(default)]
-    drop_caches_every: Option<Spanned<u64>>,
-    #[serde(default)]
-    veth: bool,
-    #[serde(default)]
-    modules: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHold {
-    paths: Spanned<Vec<Spanned<String>>>,
-    /// "never", or a duration.
-    release_after: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbe {
-    samples: Spanned<u32>,
-    budget: Spanned<String>,
-    min_samples: Spanned<u32>,
-    paths: Spanned<Vec<RawProbePath>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbePath {
-    name: Spanned<String>,
-    path: Spanned<String>,
-    #[serde(default)]
-    control: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSettle {
-    poll: Spanned<String>,
-    stable_polls: u32,
-    max: Spanned<String>,
-    baseline_tolerance: Spanned<f64>,
-    /// Adaptive end, see [`SettleSettings::flat_ms`]; "0s" turns it off.
-    #[serde(default)]
-    flat: Option<Spanned<String>>,
-    #[serde(default)]
-    flat_factor: Option<f64>,
-}
-
-/// The adaptive settle's defaults, used once cleanup has visibly started
-/// (a count flat from the first poll waits for `stable_polls`). Recorded
-/// traces (results/): fixed kernels are back at their baseline when the
-/// churn ends, or Debian 6.1's batches come 0.5 s apart; plateaus of up to
-/// ~7 s between batches were seen under TCG on a busy host. Eight seconds
-/// covers those; three times the longest gap so far covers slower batches.
-const DEFAULT_FLAT_MS: u64 = 8000;
-const DEFAULT_FLAT_FACTOR: f64 = 3.0;
-
 /// `--scenario`, decided once: a built-in name or a scenario file, by the
 /// same name-or-path rule as `--kernel` ([`crate::input::names_a_path`]),
 /// where a `.toml` ending also makes a path.
@@ -191,190 +94,25 @@ impl std::fmt::Display for ScenarioSpec {
     }
 }
 
+/// Built-in scenario names as a workflow input types them ("seed,
+/// held-fd"): trimmed, empty ones dropped, and a name no built-in scenario
+/// has refused (exit 2) instead of silently matching nothing.
+pub(crate) fn builtin_names(given: &[String]) -> Result<Vec<String>> {
+    let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+    let names: Vec<String> = given.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    match names.iter().find(|s| !known.contains(&s.as_str())) {
+        Some(bad) => Err(fail(
+            Kind::Usage,
+            format!("no scenario is named {:?}: the built-in scenarios are {}", crate::text::clip(bad, 40), known.join(", ")),
+        )),
+        None => Ok(names),
+    }
+}
+
 /// A built-in scenario by name (tests and fixed uses such as `seed`).
 #[cfg(test)]
 pub(crate) fn load(name: &str) -> Result<Scenario> {
     ScenarioSpec::parse(name).load()
-}
-
-/// Parse and validate one scenario file; errors name `origin:line:column`.
-pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
-    let f = File { origin, text };
-    let raw: RawScenario = toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_string();
-        match e.span() {
-            Some(span) => f.at(span, msg),
-            None => fail(Kind::ScenarioInvalid, format!("{origin}: {msg}")),
-        }
-    })?;
-    if raw.name.get_ref().trim().is_empty() {
-        return Err(f.at(raw.name.span(), "name must not be empty".into()));
-    }
-    let churn = f.churn(&raw.churn)?;
-    let (probes, probe) = f.probe(&raw.probe)?;
-    Ok(Scenario {
-        name: raw.name.into_inner(),
-        description: raw.description,
-        touch: churn.touch,
-        read_all: churn.read_all,
-        hold: churn.hold,
-        drop_caches_every: churn.drop_caches_every,
-        veth: raw.churn.veth,
-        modules: raw.churn.modules.clone(),
-        probes,
-        probe,
-        settle: f.settle(&raw.settle)?,
-        verdict: f.verdict(raw.verdict.as_ref())?,
-    })
-}
-
-/// The scenario file being parsed: where errors point.
-struct File<'a> {
-    origin: &'a str,
-    text: &'a str,
-}
-
-/// The churn's part of a [`Scenario`], validated.
-struct Churn {
-    touch: Vec<String>,
-    read_all: Option<String>,
-    hold: Option<repro_proto::Hold>,
-    drop_caches_every: Option<u64>,
-}
-
-impl File<'_> {
-    /// An error at `span`, as `origin:line:column: msg`.
-    fn at(&self, span: std::ops::Range<usize>, msg: String) -> anyhow::Error {
-        let (line, col) = line_col(self.text, span.start);
-        fail(Kind::ScenarioInvalid, format!("{}:{line}:{col}: {msg}", self.origin))
-    }
-
-    fn sysctl_path(&self, p: &Spanned<String>) -> Result<String> {
-        sysctl_path(p.get_ref()).map_err(|m| self.at(p.span(), m))
-    }
-
-    fn duration_ms(&self, d: &Spanned<String>) -> Result<u64> {
-        humantime::parse_duration(d.get_ref())
-            .map(|d| d.as_millis() as u64)
-            .map_err(|e| self.at(d.span(), format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"2s\", \"2m\")", d.get_ref())))
-    }
-
-    fn churn(&self, raw: &RawChurn) -> Result<Churn> {
-        if raw.touch.get_ref().is_empty() {
-            return Err(self.at(raw.touch.span(), "churn.touch needs at least one path".into()));
-        }
-        let touch = raw.touch.get_ref().iter().map(|p| self.sysctl_path(p)).collect::<Result<Vec<_>>>()?;
-        // "." is all of /proc/sys, as `sysctl -a` reads it.
-        let read_all = match &raw.read_all {
-            Some(d) if d.get_ref() == "." => Some("/proc/sys".to_string()),
-            d => d.as_ref().map(|d| self.sysctl_path(d)).transpose()?,
-        };
-        let hold = match &raw.hold {
-            None => None,
-            Some(h) => {
-                if h.paths.get_ref().is_empty() {
-                    return Err(self.at(h.paths.span(), "churn.hold.paths needs at least one directory".into()));
-                }
-                let release_after_ms =
-                    if h.release_after.get_ref().trim() == "never" { None } else { Some(self.duration_ms(&h.release_after)?) };
-                let paths = h.paths.get_ref().iter().map(|p| self.sysctl_path(p)).collect::<Result<Vec<_>>>()?;
-                Some(repro_proto::Hold { paths, release_after_ms })
-            }
-        };
-        let drop_caches_every = match &raw.drop_caches_every {
-            Some(k) if *k.get_ref() == 0 => return Err(self.at(k.span(), "churn.drop_caches_every must be at least 1".into())),
-            k => k.as_ref().map(|k| *k.get_ref()),
-        };
-        Ok(Churn { touch, read_all, hold, drop_caches_every })
-    }
-
-    fn probe(&self, raw: &RawProbe) -> Result<(Vec<ProbePath>, ProbeSettings)> {
-        if raw.paths.get_ref().is_empty() {
-            return Err(self.at(raw.paths.span(), "probe needs at least one [[probe.paths]] entry".into()));
-        }
-        let mut probes = Vec::new();
-        for p in raw.paths.get_ref() {
-            let name = p.name.get_ref().trim().to_string();
-            if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
-                return Err(self.at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
-            }
-            probes.push(ProbePath { name, path: self.sysctl_path(&p.path)?, control: p.control });
-        }
-        let samples = *raw.samples.get_ref();
-        if samples == 0 {
-            return Err(self.at(raw.samples.span(), "probe.samples must be at least 1".into()));
-        }
-        let min_samples = *raw.min_samples.get_ref();
-        if min_samples == 0 || min_samples > samples {
-            return Err(self.at(raw.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
-        }
-        Ok((probes, ProbeSettings { samples, budget_ms: self.duration_ms(&raw.budget)?, min_samples }))
-    }
-
-    fn settle(&self, raw: &RawSettle) -> Result<SettleSettings> {
-        let t = *raw.baseline_tolerance.get_ref();
-        if !(0.0..=100.0).contains(&t) {
-            return Err(self.at(raw.baseline_tolerance.span(), format!("settle.baseline_tolerance must be between 0 and 100, got {t}")));
-        }
-        Ok(SettleSettings {
-            poll_ms: self.duration_ms(&raw.poll)?.max(10),
-            stable_polls: raw.stable_polls,
-            max_ms: self.duration_ms(&raw.max)?,
-            flat_ms: match &raw.flat {
-                Some(f) => self.duration_ms(f)?,
-                None => DEFAULT_FLAT_MS,
-            },
-            flat_factor: raw.flat_factor.unwrap_or(DEFAULT_FLAT_FACTOR).max(0.0),
-            baseline_tolerance: t,
-        })
-    }
-
-    fn verdict(&self, raw: Option<&Spanned<RawVerdict>>) -> Result<repro_proto::VerdictSettings> {
-        let default = repro_proto::VerdictSettings::default();
-        let Some(v) = raw else { return Ok(default) };
-        let r = v.get_ref();
-        if r.residual_clean >= r.residual_regressed || r.residual_clean.is_nan() || r.residual_clean < 0.0 {
-            return Err(self.at(
-                v.span(),
-                format!("verdict.residual_clean ({}) must be below residual_regressed ({})", r.residual_clean, r.residual_regressed),
-            ));
-        }
-        let settled_ratio_clean = match r.settled_ratio_clean {
-            Some(x) if x.is_nan() || x < 1.0 => {
-                return Err(self.at(v.span(), format!("verdict.settled_ratio_clean ({x}) must be at least 1")))
-            }
-            Some(x) => x,
-            None => default.settled_ratio_clean,
-        };
-        Ok(repro_proto::VerdictSettings {
-            residual_regressed: r.residual_regressed,
-            residual_clean: r.residual_clean,
-            min_iterations: r.min_iterations,
-            min_windows: r.min_windows.max(1),
-            settled_ratio_clean,
-            basis: r.basis.unwrap_or_default(),
-            settled_ratio_regressed: r.settled_ratio_regressed.unwrap_or(default.settled_ratio_regressed),
-            early_margin_dentries: r.early_margin.unwrap_or(default.early_margin_dentries).max(0.0),
-        })
-    }
-}
-
-/// A path relative to /proc/sys, made absolute.
-fn sysctl_path(rel: &str) -> Result<String, String> {
-    if rel.starts_with('/') {
-        return Err(format!("{rel:?}: paths are relative to /proc/sys (write \"net/core/somaxconn\")"));
-    }
-    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(format!("{rel:?} is not a plain path below /proc/sys"));
-    }
-    Ok(format!("/proc/sys/{rel}"))
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
 }
 
 #[cfg(test)]
