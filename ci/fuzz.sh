@@ -4,7 +4,15 @@
 # "Fuzzing", says what each target feeds and what it asserts.
 #
 #   ci/fuzz.sh [--seconds N] [--keep] [TARGET...]   each target N seconds (default 60)
+#   ci/fuzz.sh --ci [TARGET...]                     CI's run: fixed seed, fixed runs
 #   ci/fuzz.sh --reproduce TARGET FILE              one input through its target
+#
+# --seconds explores: a new random seed each time, as long as asked. --ci
+# is what .ci/run gates a commit on, so it depends on the commit alone: seed
+# 1 and a fixed number of executions per target (about 20 s each on a quiet
+# 2-core machine; a busy one takes longer, never runs less). The same commit
+# and corpus give the same inputs, so a CI finding reproduces here with
+# `ci/fuzz.sh --ci TARGET`, and a pass is not luck of the clock.
 #
 # Stable Rust: cargo-fuzz with --sanitizer none needs no nightly. Coverage
 # comes from SanitizerCoverage; the findings are panics (every assertion in
@@ -21,12 +29,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fuzz="$root/harness/fuzz"
-seconds=60 keep=0 reproduce=0
+seconds=60 keep=0 reproduce=0 ci=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=${2:?--seconds N}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --ci) ci=1; shift ;;
     --reproduce) reproduce=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown option $1 (see ci/fuzz.sh --help)" >&2; exit 2 ;;
@@ -63,6 +72,18 @@ for t in "${targets[@]}"; do
   grep -qx "$t" <<<"$all" || { echo "fuzz: no target $t; the targets are: $(tr "\n" " " <<<"$all")" >&2; exit 2; }
 done
 
+# --ci's executions per target: about 20 s of each on the quiet 2-core
+# machine (TESTING.md, "Fuzzing", has the rates), the corpus replay included.
+ci_runs() {
+  case "$1" in
+    agent_stream) echo 10000 ;; checkpoint_state) echo 12000 ;; report_summary) echo 16000 ;;
+    bisect_state) echo 150000 ;; catalog_toml) echo 400000 ;; deb_package) echo 80000 ;;
+    rpm_package) echo 140000 ;; scenario_toml) echo 400000 ;; tar_unpack) echo 50000 ;;
+    *) echo "fuzz: --ci has no run count for target $1: add it to ci_runs in ci/fuzz.sh" >&2; exit 2 ;;
+  esac
+}
+for t in "${targets[@]}"; do [ "$ci" = 0 ] || ci_runs "$t" >/dev/null; done
+
 echo "fuzz: building ${#targets[@]} target(s)" >&2
 cf build >&2
 scratch=$(mktemp -d)
@@ -73,12 +94,13 @@ for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t" "$fuzz/artifacts/$t"
   log="$scratch/$t.log"
   # -timeout: one input past 30 s is a hang; -rss_limit_mb: past 2 GiB an exhaustion.
-  if ! cf run "$t" "$scratch/$t" "$fuzz/corpus/$t" -- -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
+  if [ "$ci" = 1 ]; then budget=(-seed=1 -runs="$(ci_runs "$t")"); else budget=(-max_total_time="$seconds"); fi
+  if ! cf run "$t" "$scratch/$t" "$fuzz/corpus/$t" -- "${budget[@]}" -timeout=30 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$fuzz/artifacts/$t/" >"$log" 2>&1; then
     failed+=("$t")
     grep -A3 -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | grep -v "^ *Running" | head -24 >&2 || true
     # A CI machine's artifacts are gone with it: the log carries the input.
-    for a in $(sed -n "s/.*Test unit written to //p" "$log"); do
+    sed -n "s/.*Test unit written to //p" "$log" | while IFS= read -r a; do
       if [ -f "$a" ] && [ "$(stat -c %s "$a")" -le 65536 ]; then
         echo "fuzz: the input, as base64 (base64 -d > finding; ci/fuzz.sh --reproduce $t finding):" >&2
         base64 -w 0 "$a" >&2; echo >&2
