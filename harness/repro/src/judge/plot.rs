@@ -94,7 +94,12 @@ fn bounds(chart: &Chart) -> (f64, f64, f64, f64) {
         (y0, y1) = (1.0, 10.0);
     }
     if chart.log_y {
-        (0.0, x1, y0 / 1.5, y1 * 1.5)
+        // Out to the decades around the data: plotters' log axis labels
+        // powers of ten, and a range inside one decade (a flat 25-30 us
+        // curve) drew no y label at all.
+        let decade_below = 10f64.powf((y0 / 1.5).log10().floor());
+        let decade_above = 10f64.powf((y1 * 1.5).log10().ceil());
+        (0.0, x1, decade_below.max(ProbeStats::MIN_US / 2.0), decade_above.min(ProbeStats::MAX_US * 2.0))
     } else {
         let pad = ((y1 - y0) * 0.08).max(1.0);
         (0.0, x1, (y0 - pad).max(0.0), y1 + pad)
@@ -382,6 +387,14 @@ mod tests {
         let (_, _, y0, y1) = bounds(&c);
         assert!(y0 >= ProbeStats::MIN_US / 2.0 && y1 <= ProbeStats::MAX_US * 2.0, "{y0} {y1}");
         assert!(svg(&c).is_ok());
+    }
+
+    #[test]
+    fn a_log_axis_reaches_the_decades_around_a_flat_curve() {
+        let series = vec![Series { label: "flat".into(), points: vec![(1.0, 25.0), (2.0, 30.0)] }];
+        let c = Chart { title: "t".into(), y_label: "us".into(), log_y: true, series };
+        let (_, _, y0, y1) = bounds(&c);
+        assert_eq!((y0, y1), (10.0, 100.0), "a decade boundary at each end, so the axis has labels");
     }
 
     #[test]
