@@ -7,9 +7,11 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{open, OFlag};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
-use nix::unistd::close;
-use repro_proto::{meminfo_kib, Churn, DentryState, Message, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{close, fork, ForkResult};
+use repro_proto::{meminfo_kib, Churn, DentryState, Message, Namespace, ProbeOp, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
 
 use crate::plan::SettleWatch;
 use crate::Channel;
@@ -54,8 +56,9 @@ pub(crate) fn window_now(
     })
 }
 
-/// Time open()+close() of every probe path, interleaved, up to the sample
-/// count or the per-path time budget.
+/// Time every probe's operation (an open()+close() of its path, or a
+/// namespace's life), interleaved, up to the sample count or the per-probe
+/// time budget.
 pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
     let settings = &job.scenario.probe;
     let budget = Duration::from_millis(settings.budget_ms);
@@ -67,21 +70,56 @@ pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
         if over_budget && n >= settings.min_samples {
             break;
         }
-        for (i, path) in paths.iter().enumerate() {
-            let t0 = Instant::now();
-            let fd = open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
-            let dt = t0.elapsed();
+        for (i, (path, p)) in paths.iter().zip(&job.scenario.probes).enumerate() {
+            let (ok, dt) = match &p.op {
+                ProbeOp::Open => time_open(path),
+                ProbeOp::Lifecycle { unshare } => time_lifecycle(clone_flags(unshare)),
+            };
             spent[i] += dt;
-            match fd {
-                Ok(fd) => {
-                    let _ = close(fd);
-                    samples[i].push(dt.as_nanos() as u64);
-                }
-                Err(_) => errors[i] += 1,
+            match ok {
+                true => samples[i].push(dt.as_nanos() as u64),
+                false => errors[i] += 1,
             }
         }
     }
     job.scenario.probes.iter().zip(samples.iter_mut()).zip(errors).map(|((p, s), e)| ProbeStats::from_samples_ns(&p.name, s, e)).collect()
+}
+
+/// One open() of `path`, timed; closed after the clock stops.
+fn time_open(path: &CString) -> (bool, Duration) {
+    let t0 = Instant::now();
+    let fd = open(path.as_c_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
+    let dt = t0.elapsed();
+    let ok = fd.map(close).is_ok();
+    (ok, dt)
+}
+
+/// One namespace's life, timed from fork to reaping: the child unshares
+/// `flags` and exits, and the namespaces' release runs in its exit (the
+/// IPC namespace's mqueue unmount waited a grace period there before 5.7).
+fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
+    let t0 = Instant::now();
+    // SAFETY: the child only calls unshare and _exit, both async-signal-safe.
+    let ok = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = if flags.is_empty() || unshare(flags).is_ok() { 0 } else { 1 };
+            unsafe { nix::libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
+        Err(_) => false,
+    };
+    (ok, t0.elapsed())
+}
+
+pub(crate) fn clone_flags(kinds: &[Namespace]) -> CloneFlags {
+    kinds.iter().fold(CloneFlags::empty(), |f, k| {
+        f | match k {
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Mnt => CloneFlags::CLONE_NEWNS,
+        }
+    })
 }
 
 /// Wait until namespace cleanup has finished (nr_dentry back near the

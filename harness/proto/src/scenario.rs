@@ -39,6 +39,12 @@ pub struct Scenario {
     /// How a run of this scenario is judged (`repro check`).
     #[serde(default)]
     pub verdict: VerdictSettings,
+    /// Arguments appended to the guest kernel's command line, after repro's
+    /// own (the last of a repeated parameter wins): `rcupdate.rcu_expedited=0`
+    /// for a workload that waits on RCU grace periods, which the expedited
+    /// ones repro boots with would hide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +168,68 @@ pub struct ProbePath {
     /// A control path: expected to stay flat whatever the kernel.
     #[serde(default)]
     pub control: bool,
+    /// What is timed: an open of `path` (the default), or a namespace's
+    /// whole life (`path` is then empty).
+    #[serde(default, skip_serializing_if = "ProbeOp::is_open")]
+    pub op: ProbeOp,
+}
+
+/// What one probe sample times.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProbeOp {
+    /// open() and close() of the probe's path from the initial namespace.
+    #[default]
+    Open,
+    /// fork, the child unshares these namespaces and exits, the parent
+    /// reaps it: creation and teardown of one set of namespaces, the exit's
+    /// wait for their release included (none: a plain fork, the control).
+    Lifecycle { unshare: Vec<Namespace> },
+}
+
+impl ProbeOp {
+    pub fn is_open(&self) -> bool {
+        matches!(self, ProbeOp::Open)
+    }
+
+    /// What a sample of it is, as printed and charted.
+    pub fn timed(&self) -> &'static str {
+        match self {
+            ProbeOp::Open => "open()",
+            ProbeOp::Lifecycle { .. } => "namespace life",
+        }
+    }
+}
+
+impl Scenario {
+    /// What the probe named `name` times (an open when no probe has that name).
+    pub fn op_of(&self, name: &str) -> ProbeOp {
+        self.probes.iter().find(|p| p.name == name).map(|p| p.op.clone()).unwrap_or_default()
+    }
+}
+
+/// A namespace kind a probe or a churn can unshare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    Net,
+    Ipc,
+    Uts,
+    Mnt,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 4] = [Namespace::Net, Namespace::Ipc, Namespace::Uts, Namespace::Mnt];
+
+    /// Its name in scenario files and `/proc/PID/ns/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::Net => "net",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Mnt => "mnt",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

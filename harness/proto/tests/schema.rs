@@ -68,7 +68,12 @@ fn sample_summary() -> Summary {
             drop_caches_every: None,
             veth: false,
             modules: vec![],
-            probes: vec![ProbePath { name: "ipv6".into(), path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(), control: false }],
+            probes: vec![ProbePath {
+                name: "ipv6".into(),
+                path: "/proc/sys/net/ipv6/neigh/lo/mtu".into(),
+                control: false,
+                op: Default::default(),
+            }],
             probe: ProbeSettings { samples: 10, budget_ms: 100, min_samples: 1 },
             settle: SettleSettings {
                 poll_ms: 100,
@@ -79,6 +84,7 @@ fn sample_summary() -> Summary {
                 flat_factor: 3.0,
             },
             verdict: VerdictSettings::default(),
+            kernel_args: vec![],
         },
         iterations_requested: 100,
         iterations_done: 100,

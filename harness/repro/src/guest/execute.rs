@@ -136,9 +136,10 @@ fn run_qemu(setup: &Setup, mut summary: Summary, mut job: Job) -> Result<Finishe
     let vm = boot::prepare_vm(&args.vm, args.iterations, &mut summary)?;
     let Task::Churn(churn) = &mut job.task else { unreachable!("execute builds a churn") };
     let extra = modules_for(churn, &vm, &args.vm)?;
+    let vm_req = args.vm.with_kernel_args(&churn.scenario.kernel_args);
     let (mut rec, mut progress, limits) = setup.open(summary)?;
     let checkpoint = Some(args.checkpoint).filter(CheckpointPolicy::is_on);
-    let outcome = in_guest(&args.vm, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, checkpoint);
+    let outcome = in_guest(&vm_req, &vm, agent, &job, extra, &mut rec, &mut progress, &limits, checkpoint);
     finish(&mut rec, outcome, args.json)
 }
 
@@ -272,6 +273,14 @@ fn run_host(setup: &Setup, mut summary: Summary, job: Job) -> Result<Finished> {
          on a kernel before 4.11 their dentries stay cached until memory pressure or `echo 2 > /proc/sys/vm/drop_caches`",
         args.iterations
     );
+    let Task::Churn(churn) = &job.task else { unreachable!("execute builds a churn") };
+    if !churn.scenario.kernel_args.is_empty() {
+        tracing::warn!(
+            "scenario {} asks for kernel arguments ({}), which only a guest boots with: this machine's kernel runs as it was booted",
+            churn.scenario.name,
+            churn.scenario.kernel_args.join(" ")
+        );
+    }
     summary.backend = Backend::Host;
     summary.kernel.source = "host".into();
     let (mut rec, mut progress, limits) = setup.open(summary)?;

@@ -36,6 +36,15 @@ pub struct VmRequest {
     pub catalog: Arc<Catalog>,
 }
 
+impl VmRequest {
+    /// The guest with a scenario's kernel arguments after the user's
+    /// `--append` (after repro's own too: the last of a parameter wins).
+    pub fn with_kernel_args(&self, args: &[String]) -> VmRequest {
+        let append = std::iter::once(self.append.trim()).chain(args.iter().map(String::as_str)).filter(|a| !a.is_empty());
+        VmRequest { append: append.collect::<Vec<_>>().join(" "), ..self.clone() }
+    }
+}
+
 /// One churn run: the guest, the workload and where to record it.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -108,4 +117,30 @@ pub struct ExecRequest {
     pub timeout: Duration,
     pub out: Option<PathBuf>,
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenarios_kernel_args_come_after_the_users_append() {
+        let vm = VmRequest {
+            kernel: KernelSpec::parse(std::ffi::OsStr::new("6.1")),
+            accel: AccelChoice::Tcg,
+            cpus: 1,
+            memory: None,
+            boot_timeout: Duration::from_secs(1),
+            kvm_timeout: Duration::from_secs(1),
+            append: " quiet ".into(),
+            qemu: None,
+            cache: Cache::new(None),
+            cc: None,
+            catalog: Arc::new(Catalog::builtin().unwrap()),
+        };
+        assert_eq!(vm.with_kernel_args(&["rcupdate.rcu_expedited=0".into()]).append, "quiet rcupdate.rcu_expedited=0");
+        assert_eq!(vm.with_kernel_args(&[]).append, "quiet");
+        let bare = VmRequest { append: String::new(), ..vm };
+        assert_eq!(bare.with_kernel_args(&["a=1".into(), "b".into()]).append, "a=1 b");
+    }
 }

@@ -115,9 +115,10 @@ impl XorShift {
 }
 
 /// A run's probe p50 (us) against the chain length of each window: one
-/// stale entry per namespace churned.
+/// stale entry per namespace churned. None for a probe that times no
+/// lookup (a namespace's life): there is no chain to extrapolate.
 pub(crate) fn curve(s: &repro_proto::Summary) -> Vec<(f64, f64)> {
-    let Some(probe) = s.scenario_definition.judged_probe() else { return Vec::new() };
+    let Some(probe) = s.scenario_definition.judged_probe().filter(|p| p.op.is_open()) else { return Vec::new() };
     s.windows.iter().filter_map(|w| Some((w.iteration as f64, w.probes.iter().find(|p| p.name == probe.name)?.p50_us))).collect()
 }
 
@@ -239,6 +240,24 @@ mod tests {
         assert!(lo <= f.predict(20_000.0) && f.predict(20_000.0) <= hi, "{lo} {} {hi}", f.predict(20_000.0));
         let (clo, chi) = Fit::interval(&clean, 20_000.0, 200).unwrap();
         assert!(chi - clo < hi - lo);
+    }
+
+    #[test]
+    fn only_a_lookup_has_a_chain_to_extrapolate() {
+        use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeStats, Scenario, Window};
+        let probe = |op| ProbePath { name: "p".into(), path: String::new(), control: false, op };
+        let windows: Vec<Window> = (1..=10)
+            .map(|i| Window { iteration: i * 100, probes: vec![ProbeStats::around("p", 30.0 * i as f64)], ..Default::default() })
+            .collect();
+        let of = |op| {
+            let scenario = Scenario { probes: vec![probe(op)], ..Default::default() };
+            let mut s = crate::run::summary::new_summary("d", "k", scenario, 1000, 1, 100);
+            s.windows = windows.clone();
+            s
+        };
+        assert_eq!(curve(&of(ProbeOp::Open)).len(), 10);
+        let life = of(ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc] });
+        assert!(curve(&life).is_empty() && line(&life, Some(1.0)).is_none(), "a namespace's life is no chain");
     }
 
     #[test]

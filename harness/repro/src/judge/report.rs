@@ -135,6 +135,7 @@ pub(crate) fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
         let runs: Vec<&Row> = rows.iter().filter(|r| r.summary.scenario == sc && !r.summary.windows.is_empty()).collect();
         let names = labels(&runs);
         let probe = runs.first().and_then(|r| judged_probe(&r.summary)).unwrap_or("probe").to_string();
+        let timed = runs.first().map(|r| r.summary.scenario_definition.op_of(&probe)).unwrap_or_default().timed();
         let latency = |pick: fn(&repro_proto::ProbeStats) -> f64| -> Vec<Series> {
             runs.iter()
                 .zip(&names)
@@ -150,8 +151,8 @@ pub(crate) fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
                 .collect()
         };
         let kinds: [(&str, String, String, bool, Vec<Series>); 3] = [
-            ("p50", format!("{sc}: {probe} open() p50"), "microseconds (log scale)".into(), true, latency(|p| p.p50_us)),
-            ("p99", format!("{sc}: {probe} open() p99"), "microseconds (log scale)".into(), true, latency(|p| p.p99_us)),
+            ("p50", format!("{sc}: {probe} {timed} p50"), "microseconds (log scale)".into(), true, latency(|p| p.p50_us)),
+            ("p99", format!("{sc}: {probe} {timed} p99"), "microseconds (log scale)".into(), true, latency(|p| p.p99_us)),
             (
                 "nr_dentry",
                 format!("{sc}: dentries in the dcache"),

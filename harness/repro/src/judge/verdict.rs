@@ -11,7 +11,7 @@
 
 use crate::text::first_line;
 pub(crate) use repro_proto::{Agreement, Evidence, Outcome, Rule, Verdict};
-use repro_proto::{Residual, Settled, Summary, VerdictBasis, VerdictSettings};
+use repro_proto::{ProbeOp, Residual, Settled, Summary, VerdictBasis, VerdictSettings};
 
 /// Median, or None for no values.
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -127,32 +127,46 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
         e.last_over_first.map_or("?".into(), |x| format!("{x:.2}x")),
     );
     match t.basis {
-        VerdictBasis::SettledRatio => by_settled_ratio(&e, t, &latency, verdict),
+        VerdictBasis::SettledRatio => {
+            let op = e.probe.as_deref().map(|p| s.scenario_definition.op_of(p)).unwrap_or_default();
+            by_settled_ratio(&e, t, &op, &latency, verdict)
+        }
         VerdictBasis::Residual => by_residual(s, &e, t, &latency, verdict),
     }
 }
 
 /// A scenario judged by what the probe costs against its control once
 /// cleanup settled (held fds: the stale entries are alive, not leftovers).
-fn by_settled_ratio(e: &Evidence, t: &VerdictSettings, latency: &str, verdict: impl Fn(Outcome, Rule, String) -> Verdict) -> Verdict {
+fn by_settled_ratio(
+    e: &Evidence,
+    t: &VerdictSettings,
+    op: &ProbeOp,
+    latency: &str,
+    verdict: impl Fn(Outcome, Rule, String) -> Verdict,
+) -> Verdict {
     let probe = e.probe.as_deref().unwrap_or("probe");
+    let timed = op.timed();
+    let why = match op {
+        ProbeOp::Open => "stale entries stay on the probed hash chain",
+        ProbeOp::Lifecycle { .. } => "the namespace's creation or release waits on something the control's does not",
+    };
     match e.settled_probe_over_control {
         None => verdict(Outcome::Inconclusive, Rule::NoEvidence, "no settled probe/control ratio: the settle phase did not report both".into()),
         Some(r) if r >= t.settled_ratio_regressed => verdict(
             Outcome::Regressed, Rule::RatioRegressed,
             format!(
-                "after settling the {probe} open costs {r:.2}x the control's (>= {}): stale entries stay on the probed hash chain; {latency}",
+                "after settling the {probe} {timed} costs {r:.2}x the control's (>= {}): {why}; {latency}",
                 t.settled_ratio_regressed
             ),
         ),
         Some(r) if r <= t.settled_ratio_clean => verdict(
             Outcome::Clean, Rule::RatioClean,
-            format!("after settling the {probe} open costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
+            format!("after settling the {probe} {timed} costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
         ),
         Some(r) => verdict(
             Outcome::Inconclusive, Rule::TooNoisy,
             format!(
-                "too noisy to separate: after settling the {probe} open costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
+                "too noisy to separate: after settling the {probe} {timed} costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
                 t.settled_ratio_clean, t.settled_ratio_regressed
             ),
         ),

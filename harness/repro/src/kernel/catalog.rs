@@ -14,6 +14,7 @@ pub(crate) const CATALOG_TOML: &str = include_str!("../../../../vm-images/catalo
 pub(crate) const PATCHES: &[(&str, &str)] = &[
     ("6.1-noprune.patch", include_str!("../../../../vm-images/patches/6.1-noprune.patch")),
     ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
+    ("6.1-ipc-sync.patch", include_str!("../../../../vm-images/patches/6.1-ipc-sync.patch")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,9 +154,10 @@ pub struct BuildSource {
     pub tree: String,
     #[serde(default)]
     pub patches: Vec<String>,
-    /// A config fragment instead of the era's.
+    /// Config fragments instead of the era's, merged in order (a later
+    /// one overrides an earlier): `["minimal", "mqueue"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
+    pub config: Option<Vec<String>>,
     /// A compiler instead of the era's (gcc-12, or a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc: Option<String>,

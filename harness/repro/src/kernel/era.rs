@@ -28,6 +28,7 @@ pub(crate) const CONFIGS: &[(&str, &str)] = &[
     ("minimal", include_str!("../../../../vm-images/config/minimal.config")),
     ("minimal-3.x", include_str!("../../../../vm-images/config/minimal-3.x.config")),
     ("rhel-7", include_str!("../../../../vm-images/config/rhel-7.config")),
+    ("mqueue", include_str!("../../../../vm-images/config/mqueue.config")),
 ];
 
 /// A kernel version as a tree's Makefile states it.

@@ -29,16 +29,16 @@ pub(crate) struct BuildPlan {
 }
 
 impl BuildPlan {
-    /// `cc` and `config` are the recipe's: a compiler and a named config
-    /// fragment instead of the era's.
-    pub(super) fn new(cc: Option<&str>, config: Option<&str>, src: &Path, eras: &Eras, cache: &Cache) -> Result<BuildPlan> {
+    /// `cc` and `config` are the recipe's: a compiler and named config
+    /// fragments instead of the era's.
+    pub(super) fn new(cc: Option<&str>, config: Option<&[String]>, src: &Path, eras: &Eras, cache: &Cache) -> Result<BuildPlan> {
         let version = KernelVersion::of_tree(src)?;
         let era = eras.for_version(&version)?;
         let compiler = Compiler::resolve(cc.unwrap_or(&era.cc), eras, cache)?;
         let config = match config {
-            Some(name) => {
-                let f = Fragment::parse(config_text(name)?);
-                ConfigPlan::new(&[(name, f)], &kconfig_symbols(src)?)?
+            Some(names) => {
+                let fragments = names.iter().map(|n| Ok((n.as_str(), Fragment::parse(config_text(n)?)))).collect::<Result<Vec<_>>>()?;
+                ConfigPlan::new(&fragments, &kconfig_symbols(src)?)?
             }
             None => {
                 let vendor = eras.vendor_of(src);

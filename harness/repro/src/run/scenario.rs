@@ -18,6 +18,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("held-fd", include_str!("../../../../scenarios/held-fd.toml")),
     ("drop-caches", include_str!("../../../../scenarios/drop-caches.toml")),
     ("veth", include_str!("../../../../scenarios/veth.toml")),
+    ("ipc-teardown", include_str!("../../../../scenarios/ipc-teardown.toml")),
 ];
 /// `--scenario`, decided once: a built-in name or a scenario file, by the
 /// same name-or-path rule as `--kernel` ([`crate::input::names_a_path`]),

@@ -2,7 +2,7 @@
 //! spans, validated, every error as `origin:line:column: what to fix`.
 
 use anyhow::Result;
-use repro_proto::{ProbePath, ProbeSettings, Scenario, SettleSettings};
+use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -19,6 +19,8 @@ struct RawScenario {
     settle: RawSettle,
     #[serde(default)]
     verdict: Option<Spanned<RawVerdict>>,
+    #[serde(default)]
+    kernel_args: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +78,11 @@ struct RawProbe {
 #[serde(deny_unknown_fields)]
 struct RawProbePath {
     name: Spanned<String>,
-    path: Spanned<String>,
+    /// A sysctl to open; or, instead, `unshare`: namespaces whose life is timed.
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    unshare: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     control: bool,
 }
@@ -132,6 +138,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
         probe,
         settle: f.settle(&raw.settle)?,
         verdict: f.verdict(raw.verdict.as_ref())?,
+        kernel_args: f.kernel_args(raw.kernel_args.as_ref())?,
     })
 }
 
@@ -205,7 +212,17 @@ impl File<'_> {
             if name.is_empty() || probes.iter().any(|q: &ProbePath| q.name == name) {
                 return Err(self.at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
             }
-            probes.push(ProbePath { name, path: self.sysctl_path(&p.path)?, control: p.control });
+            let (path, op) = match (&p.path, &p.unshare) {
+                (Some(path), None) => (self.sysctl_path(path)?, ProbeOp::Open),
+                (None, Some(kinds)) => (String::new(), ProbeOp::Lifecycle { unshare: self.namespaces(kinds)? }),
+                _ => {
+                    return Err(self.at(
+                        p.name.span(),
+                        format!("probe {name:?} needs either a path (a sysctl to open) or unshare (namespaces to time)"),
+                    ));
+                }
+            };
+            probes.push(ProbePath { name, path, control: p.control, op });
         }
         let samples = *raw.samples.get_ref();
         if samples == 0 {
@@ -216,6 +233,49 @@ impl File<'_> {
             return Err(self.at(raw.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
         }
         Ok((probes, ProbeSettings { samples, budget_ms: self.duration_ms(&raw.budget)?, min_samples }))
+    }
+
+    /// Namespace kinds by their /proc/PID/ns names, each once.
+    fn namespaces(&self, raw: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<Namespace>> {
+        let mut out = Vec::new();
+        for k in raw.get_ref() {
+            let Some(ns) = Namespace::ALL.into_iter().find(|n| n.name() == k.get_ref().as_str()) else {
+                let known: Vec<&str> = Namespace::ALL.iter().map(|n| n.name()).collect();
+                return Err(self.at(k.span(), format!("unshare: no namespace {:?}; the kinds are {}", k.get_ref(), known.join(", "))));
+            };
+            if out.contains(&ns) {
+                return Err(self.at(k.span(), format!("unshare names {:?} twice", k.get_ref())));
+            }
+            out.push(ns);
+        }
+        Ok(out)
+    }
+
+    /// Kernel arguments appended after repro's own: `name=value` words, at
+    /// most 16 and 200 bytes each, none of the parameters repro's boot
+    /// depends on.
+    fn kernel_args(&self, raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>> {
+        const OWNED: [&str; 5] = ["console", "rdinit", "init", "panic", "root"];
+        let Some(raw) = raw else { return Ok(Vec::new()) };
+        if raw.get_ref().len() > 16 {
+            return Err(self.at(raw.span(), "kernel_args: at most 16 arguments".into()));
+        }
+        let mut out = Vec::new();
+        for a in raw.get_ref() {
+            let word = a.get_ref();
+            let printable = !word.is_empty() && word.len() <= 200 && word.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if !printable {
+                return Err(self.at(a.span(), format!("kernel_args: {word:?} is not one word of printable ASCII up to 200 bytes")));
+            }
+            let param = word.split('=').next().unwrap_or_default();
+            if OWNED.contains(&param) {
+                return Err(
+                    self.at(a.span(), format!("kernel_args: {param}= is repro's own (the agent's console and /init); leave it out"))
+                );
+            }
+            out.push(word.clone());
+        }
+        Ok(out)
     }
 
     fn settle(&self, raw: &RawSettle) -> Result<SettleSettings> {
@@ -282,4 +342,56 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../../../../scenarios/seed.toml");
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", parse("x.toml", text).unwrap_err())
+    }
+
+    /// The seed scenario with its control probe timing namespaces instead.
+    fn lifecycle(unshare: &str) -> String {
+        SEED.replace("path = \"net/ipv4/neigh/lo/retrans_time_ms\"", &format!("unshare = {unshare}"))
+    }
+
+    #[test]
+    fn a_probe_times_an_open_or_a_namespaces_life() {
+        let s = parse("x.toml", &lifecycle("[\"ipc\", \"uts\"]")).unwrap();
+        assert_eq!(s.probes[0].op, ProbeOp::Open);
+        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc, Namespace::Uts] });
+        assert_eq!((s.probes[1].path.as_str(), s.op_of("ipv4").timed()), ("", "namespace life"));
+        // A plain fork: the control whose cost no namespace changes.
+        assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![] });
+    }
+
+    #[test]
+    fn a_probe_names_one_thing_to_time_and_known_namespaces() {
+        let both = SEED
+            .replace("path = \"net/ipv4/neigh/lo/retrans_time_ms\"", "path = \"net/ipv4/neigh/lo/retrans_time_ms\"\nunshare = [\"ipc\"]");
+        assert!(err_of(&both).contains("either a path"), "{}", err_of(&both));
+        let e = err_of(&lifecycle("[\"pid\"]"));
+        assert!(e.contains("no namespace \"pid\"") && e.contains("net, ipc, uts, mnt") && e.starts_with("x.toml:"), "{e}");
+        assert!(err_of(&lifecycle("[\"ipc\", \"ipc\"]")).contains("twice"));
+    }
+
+    #[test]
+    fn kernel_args_are_words_and_leave_repros_own_alone() {
+        let with = |args: &str| SEED.replace("[churn]", &format!("kernel_args = {args}\n\n[churn]"));
+        assert_eq!(parse("x.toml", &with("[\"rcupdate.rcu_expedited=0\"]")).unwrap().kernel_args, ["rcupdate.rcu_expedited=0"]);
+        assert!(parse("x.toml", SEED).unwrap().kernel_args.is_empty());
+        for bad in ["[\"a b\"]", "[\"\"]", "[\"x=\\\"y\\\"\"]"] {
+            assert!(err_of(&with(bad)).contains("one word of printable ASCII"), "{bad}: {}", err_of(&with(bad)));
+        }
+        for owned in ["rdinit=/bin/sh", "console=tty0", "init=/x", "panic=0"] {
+            let e = err_of(&with(&format!("[\"{owned}\"]")));
+            assert!(e.contains("is repro's own") && e.starts_with("x.toml:"), "{e}");
+        }
+        let many = format!("[{}]", vec!["\"quiet\""; 17].join(", "));
+        assert!(err_of(&with(&many)).contains("at most 16"));
+    }
 }

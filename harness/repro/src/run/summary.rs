@@ -89,8 +89,12 @@ pub(crate) fn print_report(s: &Summary, dir: &Path, to_stderr: bool) {
         for p in &first.probes {
             if let Some(l) = last.probes.iter().find(|q| q.name == p.name) {
                 text.push_str(&format!(
-                    "  {:<6} open() p50 {:>10.1}us -> {:>10.1}us  (p99 {:.1}us)\n",
-                    p.name, p.p50_us, l.p50_us, l.p99_us
+                    "  {:<6} {} p50 {:>10.1}us -> {:>10.1}us  (p99 {:.1}us)\n",
+                    p.name,
+                    s.scenario_definition.op_of(&p.name).timed(),
+                    p.p50_us,
+                    l.p50_us,
+                    l.p99_us
                 ));
             }
         }

@@ -32,6 +32,20 @@ fn held_fd_keeps_dentries_on_the_chain_with_the_4_11_prune_but_not_with_d_invali
     assert!(v["evidence"]["residual_per_iteration"].as_f64().unwrap() >= 1.0, "{v}");
 }
 
+/// A sibling bug: an IPC namespace's release waiting a grace period in the
+/// exiting task. 6.1-ipc-sync undoes the fix (e1eb26fa62d0); Debian's 6.1
+/// has it. The probe times namespaces, not opens, and the guest boots with
+/// the scenario's `rcupdate.rcu_expedited=0` after repro's own `=1`.
+#[test]
+fn ipc_teardown_tells_the_fix_from_its_undoing_by_a_ratio_in_one_guest() {
+    let (code, v) = check("6.1-ipc-sync", "ipc-teardown", "200");
+    assert_eq!(code, 1, "{v}");
+    assert!(v["evidence"]["settled_probe_over_control"].as_f64().unwrap() >= 3.0, "{v}");
+    assert_eq!(v["decided_by"], "ratio_regressed", "{v}");
+    let (code, v) = check("6.1", "ipc-teardown", "200");
+    assert_eq!(code, 0, "{v}");
+}
+
 #[test]
 fn veth_scenario_ships_and_loads_the_module_on_debian_6_1() {
     let (code, v) = check("6.1", "veth", "200");
