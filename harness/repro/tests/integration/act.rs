@@ -32,15 +32,32 @@ impl ActRun {
 
 /// Where the act runs of this test binary keep artifacts, cache and
 /// releases, and build repro (debug: the suite's own profile, in a target
-/// directory of their own, shared by every act run).
+/// directory of their own, shared by every act run). A home stays after
+/// its process ends, so a failed run's log can be read, until the next act
+/// test sweeps it: nextest runs each test in a process of its own, and the
+/// homes (~130 MB each) had filled the disk after a few dozen suites.
 fn act_home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
+        sweep_homes_of_ended_processes();
         let d = std::env::temp_dir().join(format!("repro-act-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     })
+}
+
+/// Remove the act homes whose test process is gone (a live one is another
+/// act test running beside this one).
+fn sweep_homes_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("repro-act-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn act(workflow: &str, workspace: &Path, args: &[&str]) -> ActRun {
