@@ -111,7 +111,8 @@ fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
     (ok, t0.elapsed())
 }
 
-pub(crate) fn clone_flags(kinds: &[Namespace]) -> CloneFlags {
+/// The unshare(2) flags of these namespace kinds.
+fn clone_flags(kinds: &[Namespace]) -> CloneFlags {
     kinds.iter().fold(CloneFlags::empty(), |f, k| {
         f | match k {
             Namespace::Net => CloneFlags::CLONE_NEWNET,

@@ -41,7 +41,7 @@ pub(crate) struct Recipe {
     pub name: String,
     pub tree: TreeSpec,
     pub patches: Vec<(String, String)>,
-    /// A config fragment to use instead of the era's (catalog `config`).
+    /// Config fragments to use instead of the era's (catalog `config`).
     pub config: Option<Vec<String>>,
     /// A compiler instead of the era's (`--cc`, catalog `cc`).
     pub cc: Option<String>,
@@ -130,7 +130,6 @@ impl Recipe {
         Ok(Resolved { tree_id, tree_key, key })
     }
 
-    /// The cache entry (directory under images/) of the image with `key`.
     /// A catalog build entry's own name (an alias resolved) and the cache
     /// entry its image has (or would have) on this machine: what CI keys
     /// its kernel cache on.
@@ -141,6 +140,7 @@ impl Recipe {
         Ok((e.name.clone(), recipe.entry_name(&resolved.key)))
     }
 
+    /// The cache entry (directory under images/) of the image with `key`.
     pub(crate) fn entry_name(&self, key: &str) -> String {
         format!("{}-{}", self.name, &key[..16])
     }
