@@ -11,7 +11,9 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{close, fork, ForkResult};
-use repro_proto::{meminfo_kib, Churn, DentryState, Message, Namespace, ProbeOp, ProbeStats, SettleEnd, SettlePoint, Settled, Window};
+use repro_proto::{
+    meminfo_kib, Churn, DentryState, Message, Namespace, ProbeOp, ProbeStats, SettleEnd, SettlePoint, Settled, Teardown, Window,
+};
 
 use crate::plan::SettleWatch;
 use crate::Channel;
@@ -73,7 +75,18 @@ pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
         for (i, (path, p)) in paths.iter().zip(&job.scenario.probes).enumerate() {
             let (ok, dt) = match &p.op {
                 ProbeOp::Open => time_open(path),
-                ProbeOp::Lifecycle { unshare } => time_lifecycle(clone_flags(unshare)),
+                ProbeOp::Lifecycle { unshare, after } => {
+                    // The teardown is untimed, but spends the probe's budget.
+                    let torn = after.as_ref().map(|t| {
+                        let t0 = Instant::now();
+                        (tear_down(t), t0.elapsed())
+                    });
+                    spent[i] += torn.map_or(Duration::ZERO, |(_, d)| d);
+                    match torn {
+                        Some((false, _)) => (false, Duration::ZERO),
+                        _ => time_lifecycle(clone_flags(unshare)),
+                    }
+                }
             };
             spent[i] += dt;
             match ok {
@@ -109,6 +122,41 @@ fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
         Err(_) => false,
     };
     (ok, t0.elapsed())
+}
+
+/// A child unshares the teardown's namespaces `count` times, keeping an fd
+/// on each new one, and exits: every one of them dies at once, and the
+/// kernel cleans them up together (for network namespaces, one cleanup_net
+/// batch) while the next sample runs. False if any unshare or open failed.
+fn tear_down(t: &Teardown) -> bool {
+    let flags = clone_flags(&t.unshare);
+    // SAFETY: the child only calls unshare, open of static paths and _exit,
+    // all async-signal-safe; it allocates nothing.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let mut ok = true;
+            for _ in 0..t.count {
+                ok &= unshare(flags).is_ok();
+                for k in &t.unshare {
+                    // Kept open (never closed): the exit drops them all.
+                    ok &= open(ns_path(*k), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).is_ok();
+                }
+            }
+            unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
+        Err(_) => false,
+    }
+}
+
+/// /proc/self/ns/KIND: an fd on it keeps the namespace alive.
+fn ns_path(kind: Namespace) -> &'static std::ffi::CStr {
+    match kind {
+        Namespace::Net => c"/proc/self/ns/net",
+        Namespace::Ipc => c"/proc/self/ns/ipc",
+        Namespace::Uts => c"/proc/self/ns/uts",
+        Namespace::Mnt => c"/proc/self/ns/mnt",
+    }
 }
 
 /// The unshare(2) flags of these namespace kinds.

@@ -23,7 +23,7 @@ pub use kinds::{Accel, Backend, ErrorKind};
 pub use procfs::{meminfo_kib, DentryState};
 pub use protocol::{AgentMode, Churn, HostMessage, Job, Message, Task, Window, ACK_TIMEOUT_S, MAX_LINE_BYTES};
 pub use provenance::{BuildProvenance, Verification};
-pub use scenario::{Hold, Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings, VerdictBasis, VerdictSettings};
+pub use scenario::{Hold, Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings, Teardown, VerdictBasis, VerdictSettings};
 pub use settle::{Phases, Residual, SettleEnd, SettlePoint, Settled};
 pub use source::{Expect, SourceFix};
 pub use stats::{percentile_nearest_rank, ProbeStats};

@@ -184,11 +184,46 @@ pub enum ProbeOp {
     /// fork, the child unshares these namespaces and exits, the parent
     /// reaps it: creation and teardown of one set of namespaces, the exit's
     /// wait for their release included (none: a plain fork, the control).
-    Lifecycle { unshare: Vec<Namespace> },
+    /// With `after`, each sample follows a teardown of many, untimed.
+    Lifecycle {
+        unshare: Vec<Namespace>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<Teardown>,
+    },
+}
+
+/// Namespaces torn down all at once right before a timed sample, untimed:
+/// a child unshares `unshare` `count` times, keeping each set alive (an fd
+/// on /proc/self/ns/KIND), and exits, so that they all die together and
+/// the kernel cleans them up as one batch while the sample runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Teardown {
+    pub unshare: Vec<Namespace>,
+    pub count: u32,
+}
+
+impl Teardown {
+    /// The most namespaces one teardown may hold open at once: the fds stay
+    /// under the guest's default limit of 1,024 with the agent's own.
+    pub const MAX_HELD: u32 = 512;
+
+    /// Whether the agent can hold it: at least one namespace kind and one
+    /// set, and at most [`Teardown::MAX_HELD`] fds.
+    pub fn fits(&self) -> bool {
+        !self.unshare.is_empty() && self.count >= 1 && (self.unshare.len() as u64) * u64::from(self.count) <= u64::from(Self::MAX_HELD)
+    }
 }
 
 impl ProbeOp {
     pub fn is_open(&self) -> bool {
+        matches!(self, ProbeOp::Open)
+    }
+
+    /// Whether its cost grows with the churn: an open walks the hash chain
+    /// the churned namespaces leave; a namespace's life costs what the
+    /// kernel's paths cost, however much was churned before. A curve is
+    /// extrapolated, and a ratio waits for more churn, only for the first.
+    pub fn grows_with_churn(&self) -> bool {
         matches!(self, ProbeOp::Open)
     }
 

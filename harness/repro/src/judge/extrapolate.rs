@@ -118,7 +118,7 @@ impl XorShift {
 /// stale entry per namespace churned. None for a probe that times no
 /// lookup (a namespace's life): there is no chain to extrapolate.
 pub(crate) fn curve(s: &repro_proto::Summary) -> Vec<(f64, f64)> {
-    let Some(probe) = s.scenario_definition.judged_probe().filter(|p| p.op.is_open()) else { return Vec::new() };
+    let Some(probe) = s.scenario_definition.judged_probe().filter(|p| p.op.grows_with_churn()) else { return Vec::new() };
     s.windows.iter().filter_map(|w| Some((w.iteration as f64, w.probes.iter().find(|p| p.name == probe.name)?.p50_us))).collect()
 }
 
@@ -256,7 +256,7 @@ mod tests {
             s
         };
         assert_eq!(curve(&of(ProbeOp::Open)).len(), 10);
-        let life = of(ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc] });
+        let life = of(ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc], after: None });
         assert!(curve(&life).is_empty() && line(&life, Some(1.0)).is_none(), "a namespace's life is no chain");
     }
 

@@ -84,8 +84,11 @@ pub(crate) fn evidence(s: &Summary) -> Evidence {
 /// so far, judged as if it ended with `round`'s settled state, must reach
 /// a verdict, and on the residual it rests on the verdict must hold even if
 /// `early_margin_dentries` of the count were noise (the margin per
-/// namespace shrinks as the run grows). Anything else (a verdict on the
-/// probe/control ratio, an inconclusive one) waits for more churn.
+/// namespace shrinks as the run grows). A verdict on the probe/control
+/// ratio stands at once where what the probe times does not grow with the
+/// churn (a namespace's life: the round's settled window is as good as the
+/// last); on an open's ratio it waits for more churn, as does an
+/// inconclusive one.
 pub(crate) fn decided_at_round(s: &Summary, round: &Settled) -> bool {
     let t = &s.scenario_definition.verdict;
     let mut at = s.clone();
@@ -94,11 +97,17 @@ pub(crate) fn decided_at_round(s: &Summary, round: &Settled) -> bool {
     at.iterations_done = round.window.iteration;
     at.complete = true;
     let v = decide(&at, t);
+    if v.outcome == Outcome::Inconclusive {
+        return false;
+    }
+    if t.basis == VerdictBasis::SettledRatio {
+        return s.scenario_definition.judged_probe().is_some_and(|p| !p.op.grows_with_churn());
+    }
     let Some(r) = at.residual.as_ref().map(|r| r.per_iteration) else { return false };
     let margin = t.early_margin_dentries / round.window.iteration.max(1) as f64;
     match v.outcome {
-        Outcome::Regressed => t.basis == VerdictBasis::Residual && r - margin >= t.residual_regressed,
-        Outcome::Clean => t.basis == VerdictBasis::Residual && r + margin <= t.residual_clean,
+        Outcome::Regressed => r - margin >= t.residual_regressed,
+        Outcome::Clean => r + margin <= t.residual_clean,
         Outcome::Inconclusive => false,
     }
 }
@@ -333,6 +342,24 @@ mod tests {
         assert_eq!(on_chain.decided_by, Some(Rule::RatioRegressed));
         let between = decide(&run(20, |_| 150.0, 3.0, true), &t);
         assert_eq!(between.outcome, Outcome::Inconclusive, "{}", between.rule);
+    }
+
+    #[test]
+    fn a_ratio_stops_the_churn_at_a_round_only_where_the_probe_does_not_grow_with_it() {
+        let ratio =
+            VerdictSettings { basis: VerdictBasis::SettledRatio, min_iterations: 100, min_windows: 2, ..VerdictSettings::default() };
+        let mut s = run(3, |_| 600.0, 0.0, false);
+        s.scenario_definition.verdict = ratio;
+        let round = s.settled.clone().unwrap();
+        // An open's ratio (held-fd's) grows with the churn: it waits.
+        assert!(!decided_at_round(&s, &round));
+        // A namespace's life (netns-lock, ipc-teardown) costs the same at any round.
+        s.scenario_definition.probes[0].op = ProbeOp::Lifecycle { unshare: vec![repro_proto::Namespace::Net], after: None };
+        assert!(decided_at_round(&s, &round));
+        // Between the thresholds: inconclusive, more churn.
+        let mut gray = round.clone();
+        gray.window.probes[0].p50_us = 150.0;
+        assert!(!decided_at_round(&s, &gray));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! spans, validated, every error as `origin:line:column: what to fix`.
 
 use anyhow::Result;
-use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings};
+use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings, Teardown};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -83,8 +83,18 @@ struct RawProbePath {
     path: Option<Spanned<String>>,
     #[serde(default)]
     unshare: Option<Spanned<Vec<Spanned<String>>>>,
+    /// With `unshare`: time each sample right after a teardown of many.
+    #[serde(default)]
+    after_teardown: Option<Spanned<RawTeardown>>,
     #[serde(default)]
     control: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeardown {
+    unshare: Spanned<Vec<Spanned<String>>>,
+    count: Spanned<u32>,
 }
 
 #[derive(Deserialize)]
@@ -213,8 +223,16 @@ impl File<'_> {
                 return Err(self.at(p.name.span(), format!("probe names must be unique and non-empty, got {name:?}")));
             }
             let (path, op) = match (&p.path, &p.unshare) {
-                (Some(path), None) => (self.sysctl_path(path)?, ProbeOp::Open),
-                (None, Some(kinds)) => (String::new(), ProbeOp::Lifecycle { unshare: self.namespaces(kinds)? }),
+                (Some(path), None) if p.after_teardown.is_none() => (self.sysctl_path(path)?, ProbeOp::Open),
+                (None, Some(kinds)) => {
+                    let after = p.after_teardown.as_ref().map(|t| self.teardown(t)).transpose()?;
+                    (String::new(), ProbeOp::Lifecycle { unshare: self.namespaces(kinds)?, after })
+                }
+                (Some(_), None) => {
+                    return Err(
+                        self.at(p.name.span(), format!("probe {name:?}: after_teardown times a namespace's life (unshare), not an open"))
+                    );
+                }
                 _ => {
                     return Err(self.at(
                         p.name.span(),
@@ -233,6 +251,23 @@ impl File<'_> {
             return Err(self.at(raw.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
         }
         Ok((probes, ProbeSettings { samples, budget_ms: self.duration_ms(&raw.budget)?, min_samples }))
+    }
+
+    /// A probe's `after_teardown`: namespaces to hold and drop together.
+    fn teardown(&self, raw: &Spanned<RawTeardown>) -> Result<Teardown> {
+        let t = Teardown { unshare: self.namespaces(&raw.get_ref().unshare)?, count: *raw.get_ref().count.get_ref() };
+        if !t.fits() {
+            return Err(self.at(
+                raw.span(),
+                format!(
+                    "after_teardown needs at least one namespace kind and a count of at least 1, and holds at most {} namespaces (kinds times count); got {} times {}",
+                    Teardown::MAX_HELD,
+                    t.unshare.len(),
+                    t.count
+                ),
+            ));
+        }
+        Ok(t)
     }
 
     /// Namespace kinds by their /proc/PID/ns names, each once.
@@ -363,10 +398,29 @@ mod tests {
     fn a_probe_times_an_open_or_a_namespaces_life() {
         let s = parse("x.toml", &lifecycle("[\"ipc\", \"uts\"]")).unwrap();
         assert_eq!(s.probes[0].op, ProbeOp::Open);
-        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc, Namespace::Uts] });
+        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc, Namespace::Uts], after: None });
         assert_eq!((s.probes[1].path.as_str(), s.op_of("ipv4").timed()), ("", "namespace life"));
         // A plain fork: the control whose cost no namespace changes.
-        assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![] });
+        assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![], after: None });
+    }
+
+    #[test]
+    fn a_namespace_life_may_follow_a_teardown_of_many_within_the_fd_bound() {
+        let with = |t: &str| lifecycle(&format!("[\"net\"]\nafter_teardown = {t}"));
+        let s = parse("x.toml", &with("{ unshare = [\"net\"], count = 32 }")).unwrap();
+        let after = Some(Teardown { unshare: vec![Namespace::Net], count: 32 });
+        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Net], after });
+        for bad in ["{ unshare = [\"net\"], count = 0 }", "{ unshare = [], count = 3 }", "{ unshare = [\"net\", \"ipc\"], count = 300 }"] {
+            let e = err_of(&with(bad));
+            assert!(e.starts_with("x.toml:") && e.contains("at most 512"), "{bad}: {e}");
+        }
+        assert!(err_of(&with("{ unshare = [\"pid\"], count = 1 }")).contains("no namespace \"pid\""));
+        // An open has no namespace to follow a teardown with.
+        let open = SEED.replace(
+            "path = \"net/ipv4/neigh/lo/retrans_time_ms\"",
+            "path = \"net/ipv4/neigh/lo/retrans_time_ms\"\nafter_teardown = { unshare = [\"net\"], count = 1 }",
+        );
+        assert!(err_of(&open).contains("not an open"), "{}", err_of(&open));
     }
 
     #[test]
