@@ -15,6 +15,7 @@ pub(crate) const PATCHES: &[(&str, &str)] = &[
     ("6.1-noprune.patch", include_str!("../../../../vm-images/patches/6.1-noprune.patch")),
     ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
     ("6.1-ipc-sync.patch", include_str!("../../../../vm-images/patches/6.1-ipc-sync.patch")),
+    ("6.1-netns-lock.patch", include_str!("../../../../vm-images/patches/6.1-netns-lock.patch")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

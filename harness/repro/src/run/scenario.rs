@@ -19,6 +19,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("drop-caches", include_str!("../../../../scenarios/drop-caches.toml")),
     ("veth", include_str!("../../../../scenarios/veth.toml")),
     ("ipc-teardown", include_str!("../../../../scenarios/ipc-teardown.toml")),
+    ("netns-lock", include_str!("../../../../scenarios/netns-lock.toml")),
 ];
 /// `--scenario`, decided once: a built-in name or a scenario file, by the
 /// same name-or-path rule as `--kernel` ([`crate::input::names_a_path`]),
