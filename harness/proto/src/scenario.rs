@@ -45,6 +45,11 @@ pub struct Scenario {
     /// ones repro boots with would hide.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_args: Vec<String>,
+    /// Config fragments (vm-images/config/) a kernel repro builds from a
+    /// tree on disk for this scenario merges after its era's: what the
+    /// workload needs that repro's minimal builds leave out (`mqueue`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

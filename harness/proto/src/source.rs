@@ -180,6 +180,7 @@ mod tests {
             settle: SettleSettings { poll_ms: 1, stable_polls: 1, max_ms: 1, baseline_tolerance: 0.1, flat_ms: 1, flat_factor: 1.0 },
             verdict: VerdictSettings::default(),
             kernel_args: vec![],
+            config: vec![],
         };
         assert_eq!(SourceFix::Absent.expect(&plain), Some(Expect::Regressed));
         assert_eq!(SourceFix::Prune.expect(&plain), Some(Expect::Clean));

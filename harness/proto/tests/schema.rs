@@ -85,6 +85,7 @@ fn sample_summary() -> Summary {
             },
             verdict: VerdictSettings::default(),
             kernel_args: vec![],
+            config: vec![],
         },
         iterations_requested: 100,
         iterations_done: 100,

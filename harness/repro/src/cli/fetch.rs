@@ -8,7 +8,7 @@ use crate::kernel::spec::KernelSpec;
 
 pub(super) fn fetch(args: &FetchArgs) -> Result<i32> {
     let catalog = crate::cli::requests::catalog()?;
-    let img = KernelSpec::Catalog(args.kernel.clone()).resolve(&catalog, &args.cache.cache(), args.cc.as_deref())?;
+    let img = KernelSpec::Catalog(args.kernel.clone()).resolve(&catalog, &args.cache.cache(), args.cc.as_deref(), &[])?;
     crate::text::outln(&format!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin));
     Ok(exit_codes::OK)
 }

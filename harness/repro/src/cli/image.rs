@@ -15,7 +15,7 @@ pub(super) fn image_build(args: &ImageBuildArgs) -> Result<i32> {
         (None, Some(name)) => KernelSpec::Catalog(catalog.build_entry(name)?.0.name.clone()),
         (None, None) => return Err(fail(Kind::Usage, "name a catalog build entry or pass --src DIR")),
     };
-    let img = spec.resolve(&catalog, &args.cache.cache(), args.cc.as_deref())?;
+    let img = spec.resolve(&catalog, &args.cache.cache(), args.cc.as_deref(), &[])?;
     crate::text::outln(&format!("{}\t{}\t{}", img.path.display(), img.sha256, img.origin));
     Ok(exit_codes::OK)
 }

@@ -99,7 +99,7 @@ pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary)
     let memory_mib = size_memory(iterations, vm.memory, qemu::host_available_mib())?;
     let catalog = &vm.catalog;
     let cache = &vm.cache;
-    let image = vm.kernel.resolve(catalog, cache, vm.cc.as_deref())?;
+    let image = vm.kernel.resolve(catalog, cache, vm.cc.as_deref(), &summary.scenario_definition.config)?;
     let qemu_bin = choose_qemu(vm.qemu.as_deref(), &vm.kernel, catalog, cache)?;
     summary.provenance.qemu_version = qemu::version(&qemu_bin.program);
     summary.backend = Backend::Qemu;

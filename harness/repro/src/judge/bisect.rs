@@ -130,8 +130,9 @@ impl Judge<'_> {
     fn kernel_of(&self, state: &State, rev: &str, kernel: Option<&str>) -> Result<Result<KernelSpec>> {
         match (&state.src, kernel) {
             (Some(src), _) => {
+                let extra = self.args.run.scenario.load()?.config;
                 let built = crate::kernel::build::build(
-                    &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref()),
+                    &crate::kernel::build::Recipe::local(src, self.args.run.vm.cc.as_deref(), &extra),
                     &self.args.run.vm.cache,
                 );
                 match built {

@@ -43,6 +43,9 @@ pub(crate) struct Recipe {
     pub patches: Vec<(String, String)>,
     /// Config fragments to use instead of the era's (catalog `config`).
     pub config: Option<Vec<String>>,
+    /// Fragments merged after those: what the scenario a tree on disk is
+    /// built for needs (`config` in its file: ipc-teardown's `mqueue`).
+    pub extra_config: Vec<String>,
     /// A compiler instead of the era's (`--cc`, catalog `cc`).
     pub cc: Option<String>,
 }
@@ -75,6 +78,7 @@ impl Recipe {
             tree: TreeSpec::Catalog { name: t.name.clone(), kind: t.kind.clone() },
             patches,
             config: source.config.clone(),
+            extra_config: Vec::new(),
             cc: cc.map(str::to_string).or_else(|| source.cc.clone()),
         })
     }
@@ -94,6 +98,10 @@ impl Recipe {
             self.config,
             Eras::fingerprint()
         ));
+        // Only when set, so that every key made before it stays the same.
+        if !self.extra_config.is_empty() {
+            h.update(format!("extra config {:?}\n", self.extra_config));
+        }
         h.update(crate::kernel::compat::RULES);
         for (n, t) in &self.patches {
             h.update(format!("patch {n}\n{t}\n"));
@@ -145,12 +153,14 @@ impl Recipe {
         format!("{}-{}", self.name, &key[..16])
     }
 
-    pub(crate) fn local(dir: &Path, cc: Option<&str>) -> Recipe {
+    /// `extra_config`: the fragments the run's scenario needs.
+    pub(crate) fn local(dir: &Path, cc: Option<&str>, extra_config: &[String]) -> Recipe {
         Recipe {
             name: "local".into(),
             tree: TreeSpec::Local(dir.to_path_buf()),
             patches: Vec::new(),
             config: None,
+            extra_config: extra_config.to_vec(),
             cc: cc.map(str::to_string),
         }
     }
@@ -209,7 +219,7 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
     // it), then what it needs is read from it.
     let pristine = build_root.join("pristine");
     restore_pristine(&src, &pristine)?;
-    let plan = BuildPlan::new(recipe.cc.as_deref(), recipe.config.as_deref(), &src, &eras, cache)?;
+    let plan = BuildPlan::new(recipe.cc.as_deref(), recipe.config.as_deref(), &recipe.extra_config, &src, &eras, cache)?;
     // From here on Ctrl-C/SIGTERM (the process-wide interrupt) stop make
     // and put the tree back.
     let t0 = Instant::now();
@@ -363,6 +373,11 @@ mod tests {
         assert_ne!(key(v1, gcc12), key(v2, gcc12), "a bookworm-security update of linux-source");
         assert_ne!(key(v1, gcc12), key(v1, "gcc (Debian 12.2.0-14+deb12u2) 12.2.0"), "a compiler update");
         assert_eq!(r.entry_name(&key(v1, gcc12)), format!("6.1-src-{}", &key(v1, gcc12)[..16]));
+        // A scenario's fragments make another image; none leave the key as it was.
+        let local = |extra: &[String]| Recipe::local(Path::new("/t"), None, extra).key(v1, gcc12);
+        assert_ne!(local(&["mqueue".to_string()]), local(&[]));
+        let before = Recipe { extra_config: Vec::new(), ..Recipe::local(Path::new("/t"), None, &["mqueue".to_string()]) };
+        assert_eq!(before.key(v1, gcc12), local(&[]));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::error::{fail, Kind};
-use crate::kernel::era::{config_text, Era, Vendor};
 
 /// One fragment's options and requirements.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,14 +124,6 @@ impl ConfigPlan {
         skipped.sort();
         skipped.dedup();
         Ok(ConfigPlan { name: fragments.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("+"), applied, skipped, required })
-    }
-
-    /// For an era, the tree's vendor if it has one, and the tree on disk.
-    pub(crate) fn for_tree(era: &Era, vendor: Option<&Vendor>, src: &Path) -> Result<ConfigPlan> {
-        let names = era.config.iter().chain(vendor.into_iter().flat_map(|v| &v.config));
-        let fragments: Vec<(&str, Fragment)> =
-            names.map(|n| config_text(n).map(|t| (n.as_str(), Fragment::parse(t)))).collect::<Result<_>>()?;
-        ConfigPlan::new(&fragments, &kconfig_symbols(src)?)
     }
 
     /// The fragment file handed to merge_config.sh.

@@ -30,24 +30,35 @@ pub(crate) struct BuildPlan {
 
 impl BuildPlan {
     /// `cc` and `config` are the recipe's: a compiler and named config
-    /// fragments instead of the era's.
-    pub(super) fn new(cc: Option<&str>, config: Option<&[String]>, src: &Path, eras: &Eras, cache: &Cache) -> Result<BuildPlan> {
+    /// fragments instead of the era's; `extra` fragments go after either.
+    pub(super) fn new(
+        cc: Option<&str>,
+        config: Option<&[String]>,
+        extra: &[String],
+        src: &Path,
+        eras: &Eras,
+        cache: &Cache,
+    ) -> Result<BuildPlan> {
         let version = KernelVersion::of_tree(src)?;
         let era = eras.for_version(&version)?;
         let compiler = Compiler::resolve(cc.unwrap_or(&era.cc), eras, cache)?;
-        let config = match config {
-            Some(names) => {
-                let fragments = names.iter().map(|n| Ok((n.as_str(), Fragment::parse(config_text(n)?)))).collect::<Result<Vec<_>>>()?;
-                ConfigPlan::new(&fragments, &kconfig_symbols(src)?)?
-            }
+        let names: Vec<&String> = match config {
+            Some(names) => names.iter().collect(),
             None => {
                 let vendor = eras.vendor_of(src);
                 if let Some(v) = vendor {
                     tracing::info!("a {} tree: adding config {} ({})", v.name, v.config.join(", "), v.why);
                 }
-                ConfigPlan::for_tree(era, vendor, src)?
+                era.config.iter().chain(vendor.into_iter().flat_map(|v| &v.config)).collect()
             }
         };
+        let extra: Vec<&String> = extra.iter().filter(|e| !names.contains(e)).collect();
+        if !extra.is_empty() {
+            tracing::info!("adding config {} for the scenario", extra.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        let fragments =
+            names.into_iter().chain(extra).map(|n| Ok((n.as_str(), Fragment::parse(config_text(n)?)))).collect::<Result<Vec<_>>>()?;
+        let config = ConfigPlan::new(&fragments, &kconfig_symbols(src)?)?;
         if !config.skipped.is_empty() {
             tracing::info!(
                 "config {}: skipped, not defined by this {version} tree's Kconfig: {}",

@@ -59,13 +59,15 @@ impl KernelSpec {
     /// Fetch, build or check the image; `cc` is the compiler for builds. A
     /// fetch or build that failed on a full or read-only cache is the
     /// environment's failure, not the kernel's.
-    pub fn resolve(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
-        let image = self.resolve_in(catalog, cache, cc).map_err(|e| crate::error::with_room_check(e, &cache.root))?;
+    /// `extra_config`: fragments a tree on disk is built with after its
+    /// era's (the scenario's `config`); a catalog entry's config is its own.
+    pub fn resolve(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>, extra_config: &[String]) -> Result<KernelImage> {
+        let image = self.resolve_in(catalog, cache, cc, extra_config).map_err(|e| crate::error::with_room_check(e, &cache.root))?;
         crate::kernel::verify::admit(cache, &image)?;
         Ok(image)
     }
 
-    fn resolve_in(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>) -> Result<KernelImage> {
+    fn resolve_in(&self, catalog: &Catalog, cache: &Cache, cc: Option<&str>, extra_config: &[String]) -> Result<KernelImage> {
         match self {
             KernelSpec::Image(p) => {
                 check_bzimage(p)?;
@@ -82,7 +84,7 @@ impl KernelSpec {
                     source_fix: None,
                 })
             }
-            KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc), cache),
+            KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc, extra_config), cache),
             KernelSpec::Catalog(name) => {
                 let entry = catalog.lookup(name)?;
                 match (fetch_entry(catalog, entry, cache, cc), &entry.fallback) {

@@ -21,6 +21,9 @@ struct RawScenario {
     verdict: Option<Spanned<RawVerdict>>,
     #[serde(default)]
     kernel_args: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Config fragments a tree on disk is built with for this scenario.
+    #[serde(default)]
+    config: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +152,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
         settle: f.settle(&raw.settle)?,
         verdict: f.verdict(raw.verdict.as_ref())?,
         kernel_args: f.kernel_args(raw.kernel_args.as_ref())?,
+        config: f.config(&raw.config)?,
     })
 }
 
@@ -251,6 +255,25 @@ impl File<'_> {
             return Err(self.at(raw.min_samples.span(), format!("probe.min_samples must be between 1 and samples ({samples})")));
         }
         Ok((probes, ProbeSettings { samples, budget_ms: self.duration_ms(&raw.budget)?, min_samples }))
+    }
+
+    /// Fragments of vm-images/config/ by name, each once.
+    fn config(&self, raw: &[Spanned<String>]) -> Result<Vec<String>> {
+        let known = || crate::kernel::era::CONFIGS.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        let mut out: Vec<String> = Vec::new();
+        for c in raw {
+            let name = c.get_ref();
+            if !known().contains(&name.as_str()) {
+                return Err(
+                    self.at(c.span(), format!("config: no fragment {name:?} in vm-images/config/; there are {}", known().join(", ")))
+                );
+            }
+            if out.contains(name) {
+                return Err(self.at(c.span(), format!("config names {name:?} twice")));
+            }
+            out.push(name.clone());
+        }
+        Ok(out)
     }
 
     /// A probe's `after_teardown`: namespaces to hold and drop together.
@@ -402,6 +425,16 @@ mod tests {
         assert_eq!((s.probes[1].path.as_str(), s.op_of("ipv4").timed()), ("", "namespace life"));
         // A plain fork: the control whose cost no namespace changes.
         assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![], after: None });
+    }
+
+    #[test]
+    fn a_scenario_names_the_config_fragments_its_workload_needs() {
+        let with = |c: &str| format!("config = {c}\n{SEED}");
+        assert_eq!(parse("x.toml", &with("[\"mqueue\"]")).unwrap().config, ["mqueue"]);
+        assert!(parse("x.toml", SEED).unwrap().config.is_empty());
+        let e = err_of(&with("[\"bpf\"]"));
+        assert!(e.starts_with("x.toml:1:") && e.contains("no fragment \"bpf\"") && e.contains("mqueue"), "{e}");
+        assert!(err_of(&with("[\"mqueue\", \"mqueue\"]")).contains("twice"));
     }
 
     #[test]
