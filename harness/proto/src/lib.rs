@@ -5,6 +5,7 @@
 //! Everything that crosses a process or a file boundary carries
 //! [`FORMAT_VERSION`]; bump it whenever a field changes meaning or is removed.
 
+mod bugs;
 mod checkpoint;
 pub mod exit_codes;
 mod kinds;
@@ -18,6 +19,7 @@ mod stats;
 mod summary;
 mod verdict;
 
+pub use bugs::{Bug, SourceBugs};
 pub use checkpoint::Checkpoint;
 pub use kinds::{Accel, Backend, ErrorKind};
 pub use procfs::{meminfo_kib, DentryState};

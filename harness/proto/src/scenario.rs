@@ -4,11 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::Bug;
+
 /// A workload: what each churned namespace touches, what the probe opens from
 /// the initial namespace, and how the settle phase decides cleanup is over.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     pub name: String,
+    /// The regression it tests (the dentry bug unless it says).
+    #[serde(default, skip_serializing_if = "Bug::is_default")]
+    pub bug: Bug,
     #[serde(default)]
     pub description: String,
     /// Files under /proc/sys opened and read inside every new namespace,

@@ -103,7 +103,7 @@ impl SourceFix {
 
 /// C source without its comments (string literals are not special-cased:
 /// the rules above look for identifiers).
-fn strip_c_comments(s: &str) -> String {
+pub(crate) fn strip_c_comments(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("/*").into_iter().chain(rest.find("//")).min() {
@@ -119,7 +119,7 @@ fn strip_c_comments(s: &str) -> String {
 }
 
 /// The `{...}` block at the start of `s`, braces balanced.
-fn c_block(s: &str) -> Option<&str> {
+pub(crate) fn c_block(s: &str) -> Option<&str> {
     let mut depth = 0usize;
     for (i, c) in s.char_indices() {
         match c {
@@ -168,6 +168,7 @@ mod tests {
     fn the_expected_verdict_follows_the_fix_and_whether_the_scenario_holds_a_dentry() {
         let mut plain = Scenario {
             name: "seed".into(),
+            bug: crate::Bug::ProcSysDentries,
             description: String::new(),
             touch: vec![],
             read_all: None,

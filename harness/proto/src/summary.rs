@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::SourceBugs;
 use crate::checkpoint::Checkpoint;
 use crate::kinds::{Accel, Backend, ErrorKind};
 use crate::procfs::DentryState;
@@ -35,6 +36,9 @@ pub struct KernelInfo {
     /// from the source (None where the form was not recognised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_fix: Option<SourceFix>,
+    /// For a kernel repro built: whether its source has each sibling bug.
+    #[serde(default, skip_serializing_if = "SourceBugs::is_empty")]
+    pub source_bugs: SourceBugs,
     /// Where the catalog entry's own source could not be had and its
     /// `fallback` entry was used instead: why, and which.
     #[serde(default, skip_serializing_if = "Option::is_none")]

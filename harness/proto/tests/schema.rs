@@ -41,6 +41,7 @@ fn sample_summary() -> Summary {
                 fixes: vec!["no-pie: applied (a PIE-by-default compiler)".into()],
             }),
             source_fix: Some(repro_proto::SourceFix::Absent),
+            source_bugs: repro_proto::SourceBugs { ipc_teardown: Some(true), netns_lock: Some(false) },
             fallback: None,
         },
         backend: repro_proto::Backend::Qemu,
@@ -61,6 +62,7 @@ fn sample_summary() -> Summary {
         scenario: "seed".into(),
         scenario_definition: Scenario {
             name: "seed".into(),
+            bug: repro_proto::Bug::ProcSysDentries,
             description: String::new(),
             touch: vec!["/proc/sys/net/core/somaxconn".into()],
             read_all: None,

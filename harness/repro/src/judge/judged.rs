@@ -71,6 +71,7 @@ fn record_failure(dir: &Path, run: &RunRequest, e: &anyhow::Error) -> Result<Ver
     // A tree that did not build still has a source to expect a verdict from.
     if let crate::kernel::spec::KernelSpec::Tree(src) = &run.vm.kernel {
         s.kernel.source_fix = crate::kernel::build::read_source_fix(src);
+        s.kernel.source_bugs = crate::kernel::build::read_source_bugs(src);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::atomic::write_json(&dir.join(SUMMARY), &s)?;

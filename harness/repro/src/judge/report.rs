@@ -92,11 +92,8 @@ pub(crate) fn row(dir: &Path, catalog: &Catalog) -> Result<Row> {
     let verdict = decide(&summary, &summary.scenario_definition.verdict);
     let entry = catalog.lookup(&summary.kernel.name).ok();
     let from_catalog = entry.and_then(|e| e.expect.get(&summary.scenario).copied()).map(|x| (x, "the catalog".to_string()));
-    // A kernel built from a tree (--src) says in its source which fix it has.
-    let from_source = || {
-        let fix = summary.kernel.source_fix?;
-        fix.expect(&summary.scenario_definition).map(|x| (x, format!("its source: {}", fix.describe())))
-    };
+    // A kernel built from a tree (--src) says in its source which bugs it has.
+    let from_source = || summary.kernel.expect_from_source(&summary.scenario_definition);
     let (expected, expected_from) = from_catalog.or_else(from_source).unzip();
     let known_issue = entry.and_then(|e| e.known_issue.clone());
     Ok(Row { dir: dir.to_path_buf(), summary, verdict, expected, expected_from, known_issue })

@@ -28,7 +28,7 @@ use crate::kernel::patch::{apply_edits, apply_patch, restore_pristine};
 use crate::kernel::plan::{configure, BuildPlan};
 use crate::kernel::toolchain;
 use crate::kernel::tree::{ensure_tree, local_tree_state, tree_identity};
-use repro_proto::SourceFix;
+use repro_proto::{SourceBugs, SourceFix};
 
 /// Bump when the build steps change in a way that changes the image (the
 /// compatibility fixes' text is in the key by itself: `compat::RULES`).
@@ -270,6 +270,7 @@ struct Compiled {
     /// The compatibility fixes and patches applied, by name.
     applied: Vec<String>,
     source_fix: Option<SourceFix>,
+    source_bugs: SourceBugs,
 }
 
 impl Compiled {
@@ -285,6 +286,7 @@ impl Compiled {
             patches: self.applied,
             fixes: plan.fixes.lines(),
             source_fix: self.source_fix,
+            source_bugs: self.source_bugs,
             config: plan.config.name.clone(),
             config_skipped: plan.config.skipped.clone(),
             cc: plan.compiler.version.clone(),
@@ -313,6 +315,7 @@ fn compile(recipe: &Recipe, plan: &BuildPlan, src: &Path, pristine: &Path, build
         applied.push(name.clone());
     }
     let source_fix = read_source_fix(src);
+    let source_bugs = read_source_bugs(src);
     let cfg_key =
         &hex(format!("{}\n{}\n{}", plan.config.fragment_text(), plan.make_vars.join("\n"), plan.compiler.version).as_bytes())[..16];
     let out = build_root.join(format!("out-{}-{cfg_key}", plan.config.name));
@@ -337,7 +340,7 @@ fn compile(recipe: &Recipe, plan: &BuildPlan, src: &Path, pristine: &Path, build
     );
     make(src, &out, &plan.make_vars, &["bzImage"], &log)?;
     let release = make_output(src, &out, &plan.make_vars, &["-s", "kernelrelease"])?;
-    Ok(Compiled { bz: out.join("arch/x86/boot/bzImage"), release: release.trim().to_string(), applied, source_fix })
+    Ok(Compiled { bz: out.join("arch/x86/boot/bzImage"), release: release.trim().to_string(), applied, source_fix, source_bugs })
 }
 
 /// The fix the tree at `src` has, read from its source as it will be built
@@ -351,6 +354,18 @@ pub(crate) fn read_source_fix(src: &Path) -> Option<SourceFix> {
         None => tracing::warn!("fs/proc/proc_sysctl.c: a form of the dentry prune repro does not recognise; no expected verdict"),
     }
     fix
+}
+
+/// Whether the tree at `src` has each sibling bug, read as
+/// [`read_source_fix`] reads the dentry bug's fix.
+pub(crate) fn read_source_bugs(src: &Path) -> SourceBugs {
+    let bugs = SourceBugs::read(|rel| crate::kernel::compat::read_source(src, rel));
+    for bug in repro_proto::Bug::ALL {
+        if let Some(has) = bugs.has(bug) {
+            tracing::info!("{}: {}", bug.name(), bug.describe_source(has));
+        }
+    }
+    bugs
 }
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub(crate) struct BuildInfo {
     /// The fix the tree's fs/proc/proc_sysctl.c has, after the patches.
     #[serde(default)]
     pub source_fix: Option<SourceFix>,
+    /// Whether the tree has each sibling bug, after the patches (absent in
+    /// entries built before repro read them).
+    #[serde(default)]
+    pub source_bugs: repro_proto::SourceBugs,
     pub config: String,
     /// Fragment options this tree's Kconfig does not define.
     #[serde(default)]
@@ -109,6 +113,7 @@ pub(crate) fn load_built(entry: &Path, name: &str) -> Result<Option<KernelImage>
             fixes: info.fixes.clone(),
         }),
         source_fix: info.source_fix,
+        source_bugs: info.source_bugs,
         verified: info.tree_verified.clone(),
         verification: info.tree_verification.clone(),
         name: name.to_string(),

@@ -29,6 +29,8 @@ pub struct KernelImage {
     pub build: Option<repro_proto::BuildProvenance>,
     /// The fix its source has, where repro read the source.
     pub source_fix: Option<repro_proto::SourceFix>,
+    /// Whether its source has each sibling bug, where repro read the source.
+    pub source_bugs: repro_proto::SourceBugs,
     /// Set when this is a catalog entry's fallback: why, and which.
     pub fallback: Option<String>,
 }

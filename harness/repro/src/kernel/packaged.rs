@@ -294,6 +294,7 @@ fn load_cached(dir: &Path, name: &str) -> Result<Option<KernelImage>> {
         verification: meta.verification.clone(),
         build: None,
         source_fix: None,
+        source_bugs: Default::default(),
     }))
 }
 

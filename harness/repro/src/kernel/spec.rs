@@ -82,6 +82,7 @@ impl KernelSpec {
                     verification: None,
                     build: None,
                     source_fix: None,
+                    source_bugs: Default::default(),
                 })
             }
             KernelSpec::Tree(dir) => build::build(&Recipe::local(dir, cc, extra_config), cache),

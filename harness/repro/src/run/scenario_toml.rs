@@ -24,6 +24,9 @@ struct RawScenario {
     /// Config fragments a tree on disk is built with for this scenario.
     #[serde(default)]
     config: Vec<Spanned<String>>,
+    /// The known regression it tests (the dentry bug by default).
+    #[serde(default)]
+    bug: repro_proto::Bug,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
     let (probes, probe) = f.probe(&raw.probe)?;
     Ok(Scenario {
         name: raw.name.into_inner(),
+        bug: raw.bug,
         description: raw.description,
         touch: churn.touch,
         read_all: churn.read_all,
@@ -425,6 +429,14 @@ mod tests {
         assert_eq!((s.probes[1].path.as_str(), s.op_of("ipv4").timed()), ("", "namespace life"));
         // A plain fork: the control whose cost no namespace changes.
         assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![], after: None });
+    }
+
+    #[test]
+    fn a_scenario_names_the_bug_it_tests() {
+        assert_eq!(parse("x.toml", SEED).unwrap().bug, repro_proto::Bug::ProcSysDentries);
+        assert_eq!(parse("x.toml", &format!("bug = \"netns-lock\"\n{SEED}")).unwrap().bug, repro_proto::Bug::NetnsLock);
+        let e = err_of(&format!("bug = \"mount-storm\"\n{SEED}"));
+        assert!(e.starts_with("x.toml:1:") && e.contains("ipc-teardown"), "{e}");
     }
 
     #[test]

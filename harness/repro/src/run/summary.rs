@@ -38,6 +38,7 @@ pub(crate) fn new_summary(
             verified: None,
             build: None,
             source_fix: None,
+            source_bugs: Default::default(),
             fallback: None,
         },
         backend: Backend::Qemu,
