@@ -129,6 +129,13 @@ pub struct CheckArgs {
     /// is none), failed when it contradicts it or regressed unexpectedly, error when inconclusive.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Which known namespace-churn regressions does this kernel have? Run every bug's scenario
+    /// (seed for the /proc/sys/net dentries, ipc-teardown, netns-lock) against it, one after
+    /// another, and print one table: bug, verdict, evidence, expected, agrees. Exit 1 if any bug is
+    /// regressed, else 125 if any verdict is inconclusive, else 0; --junit has one case per bug;
+    /// --out DIR puts each run in DIR/SCENARIO.
+    #[arg(long, conflicts_with_all = ["scenario", "repeat", "reverse"])]
+    pub suite: bool,
 }
 
 #[derive(Debug, Clone, Args)]

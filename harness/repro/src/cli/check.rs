@@ -18,6 +18,9 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
     }
     // With --json, stdout carries the summaries; verdict lines go to stderr.
     let say = |line: String| if args.run.json { crate::text::errln(&line) } else { crate::text::outln(&line) };
+    if args.suite {
+        return suite(args, quiet, say);
+    }
     let req = args.request()?;
     let n = req.repeat;
     let end = crate::judge::check::check(&req, quiet, |i, v| {
@@ -41,5 +44,23 @@ pub(super) fn check(args: &CheckArgs, quiet: bool) -> Result<i32> {
         (Outcome::Clean, false) | (Outcome::Regressed, true) => exit_codes::OK,
         (Outcome::Regressed, false) | (Outcome::Clean, true) => exit_codes::REGRESSED,
         (Outcome::Inconclusive, _) => exit_codes::INCONCLUSIVE,
+    })
+}
+
+/// `repro check --suite`: every bug's verdict as it comes, then the table;
+/// exit 1 if any bug is regressed, 125 if none is and any is inconclusive.
+fn suite(args: &CheckArgs, quiet: bool, say: impl Fn(String)) -> Result<i32> {
+    let req = args.suite_request()?;
+    let end = crate::judge::suite::suite(&req, quiet, |l| {
+        say(format!("{}: {} ({})", l.bug.name(), l.verdict.outcome.as_str(), l.verdict.rule));
+    })?;
+    say(String::new());
+    for line in end.table() {
+        say(line);
+    }
+    Ok(match end.outcome() {
+        Outcome::Clean => exit_codes::OK,
+        Outcome::Regressed => exit_codes::REGRESSED,
+        Outcome::Inconclusive => exit_codes::INCONCLUSIVE,
     })
 }

@@ -15,6 +15,7 @@ use crate::judge::bisect::BisectRequest;
 use crate::judge::check::CheckRequest;
 use crate::judge::matrix::MatrixRequest;
 use crate::judge::report_run::ReportRequest;
+use crate::judge::suite::SuiteRequest;
 use crate::kernel::catalog::Catalog;
 use crate::kernel::spec::KernelSpec;
 use crate::run::watch::WatchRequest;
@@ -151,6 +152,11 @@ impl WatchArgs {
 impl CheckArgs {
     pub(crate) fn request(&self) -> Result<CheckRequest> {
         Ok(CheckRequest { run: self.run.request()?, repeat: self.repeat.max(1), junit: self.junit.clone() })
+    }
+
+    /// `--suite`: the run's settings, each bug's scenario in turn.
+    pub(crate) fn suite_request(&self) -> Result<SuiteRequest> {
+        Ok(SuiteRequest { run: self.run.request()?, junit: self.junit.clone() })
     }
 }
 

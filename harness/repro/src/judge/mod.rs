@@ -14,4 +14,5 @@ pub(crate) mod report;
 pub(crate) mod report_files;
 pub(crate) mod report_md;
 pub(crate) mod report_run;
+pub(crate) mod suite;
 pub(crate) mod verdict;

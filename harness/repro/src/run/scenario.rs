@@ -111,6 +111,22 @@ pub(crate) fn builtin_names(given: &[String]) -> Result<Vec<String>> {
     }
 }
 
+/// The regression suite (`repro check --suite`): for each known bug, the
+/// first built-in scenario that tests it (seed for the dentry bug).
+pub(crate) fn suite() -> Result<Vec<(repro_proto::Bug, ScenarioSpec)>> {
+    let mut out = Vec::new();
+    for bug in repro_proto::Bug::ALL {
+        for (name, _) in BUILTIN {
+            let spec = ScenarioSpec::Named(name.to_string());
+            if spec.load()?.bug == bug {
+                out.push((bug, spec));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A built-in scenario by name (tests and fixed uses such as `seed`).
 #[cfg(test)]
 pub(crate) fn load(name: &str) -> Result<Scenario> {
@@ -120,6 +136,19 @@ pub(crate) fn load(name: &str) -> Result<Scenario> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_suite_has_one_scenario_per_known_bug() {
+        let names: Vec<(repro_proto::Bug, String)> = suite().unwrap().into_iter().map(|(b, s)| (b, s.label())).collect();
+        assert_eq!(
+            names,
+            [
+                (repro_proto::Bug::ProcSysDentries, "seed".to_string()),
+                (repro_proto::Bug::IpcTeardown, "ipc-teardown".to_string()),
+                (repro_proto::Bug::NetnsLock, "netns-lock".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn every_scenario_file_is_built_into_the_binary() {

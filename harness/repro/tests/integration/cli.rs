@@ -103,6 +103,10 @@ fn every_refusal_of_bad_command_line_input_exits_2() {
         vec!["run", "--window", "0", "--kernel", img],
         vec!["check", "-n", "0", "--kernel", img],
         vec!["check", "--repeat", "0", "--kernel", img],
+        // The suite runs every bug's scenario, once each.
+        vec!["check", "--suite", "--scenario", "held-fd", "--kernel", img],
+        vec!["check", "--suite", "--repeat", "3", "--kernel", img],
+        vec!["check", "--suite", "--reverse", "--kernel", img],
         vec!["image", "build", "6.1"],
         vec!["report", "/nonexistent/runs"],
         vec!["run", "--kernel", img, "--accel", "tcg", "-n", "10", "--out", "/proc/repro-run"],
