@@ -36,6 +36,19 @@ impl Bug {
         }
     }
 
+    /// What it is and where it was fixed, in a line (report sections, README).
+    pub fn title(self) -> &'static str {
+        match self {
+            Bug::ProcSysDentries => "a dead network namespace's /proc/sys/net dentries stay on one hash chain (fixed by d6cffbbe9a7e, v4.11)",
+            Bug::IpcTeardown => {
+                "an IPC namespace's exit waits an RCU grace period to unmount its mqueue (v3.13; fixed by e1eb26fa62d0, v5.7)"
+            }
+            Bug::NetnsLock => {
+                "a network namespace's creation waits for the cleanup of dead ones under net_mutex (fixed by the series merged as 885842d89a9b, v4.17)"
+            }
+        }
+    }
+
     pub fn is_default(&self) -> bool {
         *self == Bug::default()
     }

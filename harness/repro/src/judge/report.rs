@@ -260,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn each_sibling_bug_has_a_section_with_its_runs_settled_ratios() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
+        let catalog = Catalog::parse(crate::kernel::catalog::CATALOG_TOML).unwrap();
+        let dirs =
+            [results.join("netns-lock/6.1-netns-lock-200"), results.join("real-trees/3.17-netns-lock"), results.join("seed/6.1-3000")];
+        let rows = rows(&dirs, &catalog).unwrap();
+        let md = crate::judge::report_md::bug_sections(&rows, &results);
+        assert!(md.contains("## netns-lock: a network namespace's creation waits"), "{md}");
+        assert!(!md.contains("## ipc-teardown"), "no run of it here: {md}");
+        // The real tree is expected by what its net/core/net_namespace.c says.
+        let tree = md.lines().find(|l| l.contains("real-trees/3.17-netns-lock")).unwrap();
+        assert!(tree.contains("| regressed | regressed | its source: copy_net_ns() takes") && tree.contains("| yes |"), "{tree}");
+        assert_eq!(md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| kernel")).count(), 2, "{md}");
+    }
+
+    #[test]
     fn a_run_built_from_a_tree_is_expected_what_its_source_says() {
         // A recorded real-tree run (4.9.115, regressed), as a new summary
         // records it: with the fix read from its source and no catalog name.

@@ -237,6 +237,39 @@ pub(crate) fn md_cell(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().replace('|', "\\|")
 }
 
+/// A section per sibling bug with runs here: what each run's settled
+/// probe cost against its control, beside the scenario's thresholds.
+pub(crate) fn bug_sections(rows: &[Row], base: &Path) -> String {
+    let mut md = String::new();
+    for bug in repro_proto::Bug::ALL.into_iter().filter(|b| !b.is_default()) {
+        let of_bug: Vec<&Row> = rows.iter().filter(|r| r.summary.scenario_definition.bug == bug).collect();
+        if of_bug.is_empty() {
+            continue;
+        }
+        md.push_str(&format!("\n## {}: {}\n\n", bug.name(), bug.title()));
+        md.push_str("| kernel | release | scenario | settled probe / control | regressed at, clean at | verdict | expected | from | agrees | run |\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in of_bug {
+            let t = &r.summary.scenario_definition.verdict;
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | >= {}x, <= {}x | {} | {} | {} | {} | {} |\n",
+                md_cell(&r.summary.kernel.name),
+                md_cell(r.summary.kernel.release.as_deref().unwrap_or("-")),
+                md_cell(&r.summary.scenario),
+                r.verdict.evidence.settled_probe_over_control.map_or("-".into(), |x| format!("{x:.2}x")),
+                t.settled_ratio_regressed,
+                t.settled_ratio_clean,
+                r.verdict.outcome.as_str(),
+                expect_str(r.expected),
+                md_cell(r.expected_from.as_deref().unwrap_or("-")),
+                r.agreement().as_str(),
+                relative(&r.dir, base)
+            ));
+        }
+    }
+    md
+}
+
 pub(crate) const INTRO: &str = "Every number here comes from a real run of repro; nothing is written or edited by hand. \
 Each run directory holds its `summary.json` (with provenance: repro version, date, host CPU and kernel, QEMU \
 version, the guest's `uname -r`, the image's sha256 and where it came from, the accelerator and why), the raw \
@@ -254,6 +287,7 @@ pub(crate) fn document_markdown(doc: &Document, charts: &[(String, Chart)]) -> S
         md.push_str(&format!("\n## Runs that never reported\n\n{}", missing_section(doc.missing, doc.logs)));
     }
     md.push_str(&format!("\n{}", agreement_notes(doc.rows, doc.out)));
+    md.push_str(&bug_sections(doc.rows, doc.out));
     let x = extrapolation(doc.rows);
     if !x.is_empty() {
         md.push_str(&format!("\n## Extrapolation to 800,000 namespaces\n\n{x}"));
