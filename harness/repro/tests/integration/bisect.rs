@@ -1,7 +1,9 @@
 //! Bisection on a real kernel history: a git repository made from Debian's
 //! linux-source-6.1 with a few commits on top, one of which removes the
 //! `proc_sys_invalidate_dcache()` call (the bug) and a later one restores
-//! it (the fix). The repository lives in the kernel cache, so its O= build
+//! it (the fix); after them, the netns-lock sibling bug comes (copy_net_ns()
+//! waiting for cleanup_net() as under net_mutex) and goes again (the effect
+//! of the series merged as 885842d89a9b). The repository lives in the kernel cache, so its O= build
 //! directory stays warm between test runs: only the first run here pays for
 //! a full kernel build; every later step recompiles one or two files.
 
@@ -18,7 +20,7 @@ use crate::helpers::*;
 /// above the verdict's minimum (200).
 const N: &str = "300";
 /// Bump when the history below changes: the repository is rebuilt.
-const FIXTURE_VERSION: &str = "1";
+const FIXTURE_VERSION: &str = "2";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = StdCommand::new("git")
@@ -60,6 +62,9 @@ struct History {
     before_fix_tip: String,
     restores_call: String,
     tip: String,
+    netns_waits: String,
+    netns_fixed: String,
+    netns_tip: String,
     _lock: Flock<File>,
 }
 
@@ -81,6 +86,10 @@ fn commit(repo: &Path, msg: &str) -> String {
 const CALL: &str = "\tproc_sys_invalidate_dcache(p);\n";
 const REMOVES: &str = "proc: stop invalidating a dead namespace's sysctl dentries";
 const RESTORES: &str = "proc: invalidate a dead namespace's sysctl dentries again";
+const READER: &str = "\trv = down_read_killable(&pernet_ops_rwsem);\n";
+const WRITER: &str = "\trv = down_write_killable(&pernet_ops_rwsem);\n";
+const NETNS_WAITS: &str = "net: copy_net_ns() excludes cleanup_net() again, as net_mutex did before v4.17";
+const NETNS_FIXED: &str = "net: copy_net_ns() reads pernet_ops_rwsem, as 885842d89a9b's series made it";
 
 fn history() -> History {
     let root = cache_dir().join("fixtures/bisect-6.1");
@@ -123,6 +132,21 @@ fn history() -> History {
         git(&repo, &["commit", "-q", "--amend", "-m", RESTORES]);
         edit(&repo, "Documentation/filesystems/proc.rst", |t| format!("{t}\n.. bisect fixture: the last commit\n"));
         commit(&repo, "docs: the fixture's last commit");
+        // The netns-lock sibling: a creation takes the lock for writing (waits), then reads it again (the fix).
+        edit(&repo, "net/core/net_namespace.c", |t| {
+            t.replacen(READER, WRITER, 1).replacen(
+                "\tup_read(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
+                "\tup_write(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
+                1,
+            )
+        });
+        let waits = commit(&repo, NETNS_WAITS);
+        edit(&repo, "lib/string.c", |t| format!("// bisect fixture: unrelated, again\n{t}"));
+        commit(&repo, "lib: another comment in string.c");
+        git(&repo, &["revert", "--no-edit", &waits]);
+        git(&repo, &["commit", "-q", "--amend", "-m", NETNS_FIXED]);
+        edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: after the netns fix\n{t}"));
+        commit(&repo, "kernel/sys.c: the netns history's last commit");
         std::fs::write(&stamp, FIXTURE_VERSION).unwrap();
     }
     // A bisection or a build a killed test left behind is the fixture's, not a user's.
@@ -145,6 +169,9 @@ fn history() -> History {
         before_fix_tip: id("lib: a comment in string.c"),
         restores_call: id(RESTORES),
         tip: id("docs: the fixture's last commit"),
+        netns_waits: id(NETNS_WAITS),
+        netns_fixed: id(NETNS_FIXED),
+        netns_tip: id("kernel/sys.c: the netns history's last commit"),
         repo,
         _lock: lock,
     }
@@ -172,7 +199,7 @@ fn steps_summary(state: &Value) -> String {
         .join("\n")
 }
 
-/// `repro bisect` on the fixture with these ends; it must exit 0. The state and a summary of its steps.
+/// `repro bisect` on the fixture with these ends (and options); it must exit 0. The state and a summary of its steps.
 fn bisect_ok(repo: &Path, ends: &[&str], out: &Path) -> (Value, String) {
     let o = repro().args(["bisect", "--accel", "tcg", "-n", N]).args(ends).arg("--src").arg(repo).arg("--out").arg(out).output().unwrap();
     let state = bisect_state(out);
@@ -209,6 +236,20 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
     assert_eq!(state["result"]["first_new"], h.restores_call.as_str(), "steps:\n{steps}");
     // Every revision decided (old = unfixed, new = fixed; git was told its own words).
     assert!(state["steps"].as_array().unwrap().iter().all(|s| ["old", "new"].contains(&s["answer"].as_str().unwrap())), "{steps}");
+}
+
+/// A sibling bug's fix, named by its own scenario's verdict (a ratio of
+/// namespace lives, not dentries) over the same history.
+#[test]
+fn bisect_names_the_commit_that_let_netns_creation_stop_waiting_for_cleanup() {
+    let h = history();
+    let d = tempfile::tempdir().unwrap();
+    let ends = ["--scenario", "netns-lock", "--unfixed", &h.netns_waits, "--fixed", &h.netns_tip];
+    let (state, steps) = bisect_ok(&h.repo, &ends, &d.path().join("netns"));
+    assert_eq!(state["result"]["first_new"], h.netns_fixed.as_str(), "steps:\n{steps}");
+    assert_eq!(state["result"]["held"], true, "steps:\n{steps}");
+    let report = std::fs::read_to_string(d.path().join("netns/bisect.md")).unwrap();
+    assert!(report.contains(NETNS_FIXED), "{report}");
 }
 
 #[test]
