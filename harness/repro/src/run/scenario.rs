@@ -97,15 +97,28 @@ impl std::fmt::Display for ScenarioSpec {
 }
 
 /// Built-in scenario names as a workflow input types them ("seed,
-/// held-fd"): trimmed, empty ones dropped, and a name no built-in scenario
+/// held-fd"): trimmed, empty ones dropped, `suite` standing for the
+/// suite's (one per known bug), each once, and a name no built-in scenario
 /// has refused (exit 2) instead of silently matching nothing.
 pub(crate) fn builtin_names(given: &[String]) -> Result<Vec<String>> {
     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-    let names: Vec<String> = given.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for s in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let these = if s == "suite" { suite()?.into_iter().map(|(_, spec)| spec.label()).collect() } else { vec![s.to_string()] };
+        for n in these {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
     match names.iter().find(|s| !known.contains(&s.as_str())) {
         Some(bad) => Err(fail(
             Kind::Usage,
-            format!("no scenario is named {:?}: the built-in scenarios are {}", crate::text::clip(bad, 40), known.join(", ")),
+            format!(
+                "no scenario is named {:?}: the built-in scenarios are {}, and suite (one per known bug)",
+                crate::text::clip(bad, 40),
+                known.join(", ")
+            ),
         )),
         None => Ok(names),
     }
@@ -148,6 +161,14 @@ mod tests {
                 (repro_proto::Bug::NetnsLock, "netns-lock".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_workflow_input_may_name_the_suite() {
+        let given = |s: &str| builtin_names(&s.split(',').map(str::to_string).collect::<Vec<_>>()).unwrap();
+        assert_eq!(given("suite"), ["seed", "ipc-teardown", "netns-lock"]);
+        assert_eq!(given(" held-fd, suite,seed"), ["held-fd", "seed", "ipc-teardown", "netns-lock"]);
+        assert!(builtin_names(&["suites".into()]).is_err());
     }
 
     #[test]
