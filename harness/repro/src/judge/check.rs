@@ -11,6 +11,7 @@ use crate::error::{kind_of, Kind};
 use crate::guest::request::RunRequest;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
+use repro_proto::Rule;
 
 /// What `repro check` is asked.
 pub(crate) struct CheckRequest {
@@ -44,12 +45,20 @@ impl Repeats {
         self.agreed().unwrap_or(Outcome::Inconclusive)
     }
 
-    /// One line on what the repeats say together.
+    /// One line on what the repeats say together, with the spread of the
+    /// evidence they were decided on: the settled probe/control ratio where
+    /// a ratio rule decided every one, else the residual.
     pub(crate) fn summary(&self) -> String {
         let n = self.0.len();
-        let residuals = || self.0.iter().filter_map(|v| v.evidence.residual_per_iteration);
-        let spread = match (residuals().reduce(f64::min), residuals().reduce(f64::max)) {
-            (Some(lo), Some(hi)) => format!("residual per namespace {lo:.2} to {hi:.2}"),
+        let by_ratio = self.0.iter().all(|v| matches!(v.decided_by, Some(Rule::RatioRegressed | Rule::RatioClean)));
+        let (what, values): (&str, Vec<f64>) = if by_ratio {
+            ("settled probe/control", self.0.iter().filter_map(|v| v.evidence.settled_probe_over_control).collect())
+        } else {
+            ("residual per namespace", self.0.iter().filter_map(|v| v.evidence.residual_per_iteration).collect())
+        };
+        let spread = match (values.iter().copied().reduce(f64::min), values.iter().copied().reduce(f64::max)) {
+            (Some(lo), Some(hi)) if by_ratio => format!("{what} {lo:.2}x to {hi:.2}x"),
+            (Some(lo), Some(hi)) => format!("{what} {lo:.2} to {hi:.2}"),
             _ => "no residuals".into(),
         };
         match self.agreed() {
@@ -113,6 +122,12 @@ mod tests {
         let agree = Repeats(vec![v(Outcome::Regressed, 6.0), v(Outcome::Regressed, 6.1)]);
         assert_eq!(agree.outcome(), Outcome::Regressed);
         assert_eq!(agree.summary(), "verdict: regressed (2 of 2 runs agree; residual per namespace 6.00 to 6.10)");
+        let mut ratios = Repeats(vec![v(Outcome::Regressed, 0.05), v(Outcome::Regressed, 0.05)]);
+        for (r, x) in ratios.0.iter_mut().zip([18.3, 39.73]) {
+            r.decided_by = Some(Rule::RatioRegressed);
+            r.evidence.settled_probe_over_control = Some(x);
+        }
+        assert_eq!(ratios.summary(), "verdict: regressed (2 of 2 runs agree; settled probe/control 18.30x to 39.73x)");
         let differ = Repeats(vec![v(Outcome::Regressed, 6.0), v(Outcome::Clean, 0.0)]);
         assert_eq!(differ.outcome(), Outcome::Inconclusive);
         assert!(differ.summary().contains("the runs disagree: regressed, clean"), "{}", differ.summary());
