@@ -40,6 +40,22 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether a settled probe/control ratio decided it (rather than the
+    /// residual of stale dentries).
+    pub fn rests_on_ratio(&self) -> bool {
+        matches!(self.decided_by, Some(Rule::RatioRegressed | Rule::RatioClean))
+    }
+
+    /// The evidence it rests on, in a few words.
+    pub fn brief_evidence(&self) -> String {
+        let e = &self.evidence;
+        match (self.rests_on_ratio(), e.settled_probe_over_control, e.residual_per_iteration) {
+            (true, Some(r), _) => format!("{} {r:.1}x the control, settled", e.probe.as_deref().unwrap_or("probe")),
+            (false, _, Some(r)) => format!("{r:.2} stale dentries per namespace"),
+            _ => "-".into(),
+        }
+    }
+
     /// Nothing ran: the kernel could not be had or built (`why`).
     pub fn cannot_test(why: String) -> Verdict {
         Verdict { outcome: Outcome::Inconclusive, rule: why, decided_by: Some(Rule::CannotTest), evidence: Evidence::default() }

@@ -11,7 +11,6 @@ use crate::error::{kind_of, Kind};
 use crate::guest::request::RunRequest;
 use crate::judge::judged::judge;
 use crate::judge::verdict::{Outcome, Verdict};
-use repro_proto::Rule;
 
 /// What `repro check` is asked.
 pub(crate) struct CheckRequest {
@@ -50,7 +49,7 @@ impl Repeats {
     /// a ratio rule decided every one, else the residual.
     pub(crate) fn summary(&self) -> String {
         let n = self.0.len();
-        let by_ratio = self.0.iter().all(|v| matches!(v.decided_by, Some(Rule::RatioRegressed | Rule::RatioClean)));
+        let by_ratio = self.0.iter().all(Verdict::rests_on_ratio);
         let (what, values): (&str, Vec<f64>) = if by_ratio {
             ("settled probe/control", self.0.iter().filter_map(|v| v.evidence.settled_probe_over_control).collect())
         } else {
@@ -106,7 +105,7 @@ pub(crate) fn check(req: &CheckRequest, quiet: bool, mut each: impl FnMut(u32, &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repro_proto::Evidence;
+    use repro_proto::{Evidence, Rule};
 
     fn v(outcome: Outcome, residual: f64) -> Verdict {
         Verdict {

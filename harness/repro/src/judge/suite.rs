@@ -29,18 +29,6 @@ pub(crate) struct SuiteLine {
 }
 
 impl SuiteLine {
-    /// The evidence in a few words: the settled ratio or the residual.
-    pub(crate) fn evidence(&self) -> String {
-        let e = &self.verdict.evidence;
-        match (e.settled_probe_over_control, e.residual_per_iteration, self.bug) {
-            (Some(r), _, Bug::IpcTeardown | Bug::NetnsLock) => {
-                format!("{} {r:.1}x the control, settled", e.probe.as_deref().unwrap_or("probe"))
-            }
-            (_, Some(r), _) => format!("{r:.2} stale dentries per namespace"),
-            _ => "-".into(),
-        }
-    }
-
     pub(crate) fn agreement(&self) -> Agreement {
         self.row.as_ref().map_or(Agreement::NoExpectation, Row::agreement)
     }
@@ -74,7 +62,7 @@ impl SuiteEnd {
                 l.bug.name(),
                 l.scenario,
                 l.verdict.outcome.as_str(),
-                l.evidence(),
+                l.verdict.brief_evidence(),
                 expected,
                 l.agreement().as_str()
             ));
@@ -119,7 +107,11 @@ mod tests {
     use repro_proto::Evidence;
 
     fn line(bug: Bug, outcome: Outcome, evidence: Evidence) -> SuiteLine {
-        let verdict = Verdict { outcome, rule: String::new(), decided_by: None, evidence };
+        let decided_by = match (outcome, evidence.probe.is_some()) {
+            (Outcome::Regressed, true) => Some(repro_proto::Rule::RatioRegressed),
+            _ => None,
+        };
+        let verdict = Verdict { outcome, rule: String::new(), decided_by, evidence };
         SuiteLine { bug, scenario: bug.name().into(), row: None, verdict }
     }
 
