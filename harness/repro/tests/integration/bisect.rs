@@ -3,7 +3,10 @@
 //! `proc_sys_invalidate_dcache()` call (the bug) and a later one restores
 //! it (the fix); after them, the netns-lock sibling bug comes (copy_net_ns()
 //! waiting for cleanup_net() as under net_mutex) and goes again (the effect
-//! of the series merged as 885842d89a9b). The repository lives in the kernel cache, so its O= build
+//! of the series merged as 885842d89a9b), then the ipc-teardown one
+//! (put_ipc_ns() freeing in the exiting task) and its fix, e1eb26fa62d0. An
+//! ipc-teardown step is built with the scenario's mqueue fragment: its own
+//! O= directory, so one more full build on a cold cache. The repository lives in the kernel cache, so its O= build
 //! directory stays warm between test runs: only the first run here pays for
 //! a full kernel build; every later step recompiles one or two files.
 
@@ -20,7 +23,7 @@ use crate::helpers::*;
 /// above the verdict's minimum (200).
 const N: &str = "300";
 /// Bump when the history below changes: the repository is rebuilt.
-const FIXTURE_VERSION: &str = "2";
+const FIXTURE_VERSION: &str = "3";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = StdCommand::new("git")
@@ -65,6 +68,9 @@ struct History {
     netns_waits: String,
     netns_fixed: String,
     netns_tip: String,
+    ipc_waits: String,
+    ipc_fixed: String,
+    ipc_tip: String,
     _lock: Flock<File>,
 }
 
@@ -90,6 +96,9 @@ const READER: &str = "\trv = down_read_killable(&pernet_ops_rwsem);\n";
 const WRITER: &str = "\trv = down_write_killable(&pernet_ops_rwsem);\n";
 const NETNS_WAITS: &str = "net: copy_net_ns() excludes cleanup_net() again, as net_mutex did before v4.17";
 const NETNS_FIXED: &str = "net: copy_net_ns() reads pernet_ops_rwsem, as 885842d89a9b's series made it";
+const IPC_WORK: &str = "\t\tif (llist_add(&ns->mnt_llist, &free_ipc_list))\n\t\t\tschedule_work(&free_ipc_work);\n";
+const IPC_WAITS: &str = "ipc: free the namespace in the exiting task again, through kern_unmount()'s grace period";
+const IPC_FIXED: &str = "ipc/namespace.c: use a work queue to free_ipc (as e1eb26fa62d0)";
 
 fn history() -> History {
     let root = cache_dir().join("fixtures/bisect-6.1");
@@ -147,6 +156,21 @@ fn history() -> History {
         git(&repo, &["commit", "-q", "--amend", "-m", NETNS_FIXED]);
         edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: after the netns fix\n{t}"));
         commit(&repo, "kernel/sys.c: the netns history's last commit");
+        // The ipc-teardown sibling: the exiting task frees the namespace (waits), then a work item does (the fix).
+        edit(&repo, "ipc/namespace.c", |t| {
+            t.replacen(IPC_WORK, "\t\tfree_ipc_ns(ns);\n", 1).replacen(
+                "static DECLARE_WORK(free_ipc_work, free_ipc);",
+                "static __maybe_unused DECLARE_WORK(free_ipc_work, free_ipc);",
+                1,
+            )
+        });
+        let ipc = commit(&repo, IPC_WAITS);
+        edit(&repo, "lib/string.c", |t| format!("// bisect fixture: unrelated, a third time\n{t}"));
+        commit(&repo, "lib: a third comment in string.c");
+        git(&repo, &["revert", "--no-edit", &ipc]);
+        git(&repo, &["commit", "-q", "--amend", "-m", IPC_FIXED]);
+        edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: after the ipc fix\n{t}"));
+        commit(&repo, "kernel/sys.c: the ipc history's last commit");
         std::fs::write(&stamp, FIXTURE_VERSION).unwrap();
     }
     // A bisection or a build a killed test left behind is the fixture's, not a user's.
@@ -172,6 +196,9 @@ fn history() -> History {
         netns_waits: id(NETNS_WAITS),
         netns_fixed: id(NETNS_FIXED),
         netns_tip: id("kernel/sys.c: the netns history's last commit"),
+        ipc_waits: id(IPC_WAITS),
+        ipc_fixed: id(IPC_FIXED),
+        ipc_tip: id("kernel/sys.c: the ipc history's last commit"),
         repo,
         _lock: lock,
     }
@@ -238,18 +265,23 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
     assert!(state["steps"].as_array().unwrap().iter().all(|s| ["old", "new"].contains(&s["answer"].as_str().unwrap())), "{steps}");
 }
 
-/// A sibling bug's fix, named by its own scenario's verdict (a ratio of
-/// namespace lives, not dentries) over the same history.
+/// The sibling bugs' fixes, each named by its own scenario's verdict (a
+/// ratio of namespace lives, not dentries) over the same history.
 #[test]
-fn bisect_names_the_commit_that_let_netns_creation_stop_waiting_for_cleanup() {
+fn bisect_names_the_commits_that_fixed_the_netns_lock_and_the_ipc_teardown() {
     let h = history();
     let d = tempfile::tempdir().unwrap();
-    let ends = ["--scenario", "netns-lock", "--unfixed", &h.netns_waits, "--fixed", &h.netns_tip];
-    let (state, steps) = bisect_ok(&h.repo, &ends, &d.path().join("netns"));
-    assert_eq!(state["result"]["first_new"], h.netns_fixed.as_str(), "steps:\n{steps}");
-    assert_eq!(state["result"]["held"], true, "steps:\n{steps}");
-    let report = std::fs::read_to_string(d.path().join("netns/bisect.md")).unwrap();
-    assert!(report.contains(NETNS_FIXED), "{report}");
+    for (scenario, unfixed, fixed, tip, subject) in [
+        ("netns-lock", &h.netns_waits, &h.netns_fixed, &h.netns_tip, NETNS_FIXED),
+        ("ipc-teardown", &h.ipc_waits, &h.ipc_fixed, &h.ipc_tip, IPC_FIXED),
+    ] {
+        let out = d.path().join(scenario);
+        let (state, steps) = bisect_ok(&h.repo, &["--scenario", scenario, "--unfixed", unfixed, "--fixed", tip], &out);
+        assert_eq!(state["result"]["first_new"], fixed.as_str(), "{scenario} steps:\n{steps}");
+        assert_eq!(state["result"]["held"], true, "{scenario} steps:\n{steps}");
+        let report = std::fs::read_to_string(out.join("bisect.md")).unwrap();
+        assert!(report.contains(subject), "{report}");
+    }
 }
 
 #[test]
