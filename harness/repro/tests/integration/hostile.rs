@@ -152,6 +152,7 @@ fn checkpointed_run(qmp: &str, d: &Path) -> (std::process::Child, PathBuf) {
         .env("REPRO_QEMU", double())
         .env("HOSTILE_SCRIPT", &script_file)
         .env("HOSTILE_QMP", qmp)
+        .env("HOSTILE_QMP_SEEN", d.join("save-began"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -168,8 +169,11 @@ fn a_qemu_that_never_answers_a_save_does_not_outlast_a_signal() {
     for qmp in ["silent", "events"] {
         let d = tempfile::tempdir().unwrap();
         let (mut child, out) = checkpointed_run(qmp, d.path());
-        wait_until("the run to reach its save", Duration::from_secs(30), || sample_lines(&out, "round") > 0);
-        std::thread::sleep(Duration::from_millis(500));
+        // A signal before the save began asks for the save (then a stop): wait
+        // until QEMU has the save's first command, however busy the host (a
+        // fixed half second was not enough beside kernel builds).
+        wait_until("the save to begin", Duration::from_secs(60), || d.path().join("save-began").exists());
+        assert!(sample_lines(&out, "round") > 0);
         let t0 = Instant::now();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
         wait_until("repro to end after SIGTERM", Duration::from_secs(15), || child.try_wait().unwrap().is_some());
