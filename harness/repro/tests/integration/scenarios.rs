@@ -46,15 +46,16 @@ fn ipc_teardown_tells_the_fix_from_its_undoing_by_a_ratio_in_one_guest() {
     assert_eq!(code, 0, "{v}");
 }
 
-/// The suite: every known bug's scenario against one kernel. 6.1-netns-lock
-/// has the netns-lock bug (creation waits for cleanup_net, as under
-/// net_mutex before v4.17) and neither of the others; Debian's 6.1 has none.
+/// The suite: every known bug's scenario against one kernel. 6.1-ipc-sync
+/// has the ipc-teardown bug (the exiting task waits a grace period) and
+/// neither of the others. (Not 6.1-netns-lock: netns-lock's verdict races
+/// the cleanup's start on a busy host, issue 34.)
 #[test]
 fn the_suite_names_the_one_bug_a_kernel_has_in_a_table_and_a_junit_case_per_bug() {
     let d = tempfile::tempdir().unwrap();
     let junit = d.path().join("suite.xml");
     let o = repro()
-        .args(["check", "--suite", "--accel", "tcg", "--kernel", "6.1-netns-lock", "--out"])
+        .args(["check", "--suite", "--accel", "tcg", "--kernel", "6.1-ipc-sync", "--out"])
         .arg(d.path().join("runs"))
         .arg("--junit")
         .arg(&junit)
@@ -62,9 +63,9 @@ fn the_suite_names_the_one_bug_a_kernel_has_in_a_table_and_a_junit_case_per_bug(
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr_of(&o));
-    assert!(out.contains("| netns-lock | netns-lock | regressed | net "), "{out}");
+    assert!(out.contains("| ipc-teardown | ipc-teardown | regressed | ipc "), "{out}");
     assert!(out.contains("| proc-sys-dentries | seed | clean |"), "{out}");
-    assert!(out.contains("| ipc-teardown | ipc-teardown | clean |"), "{out}");
+    assert!(out.contains("| netns-lock | netns-lock | "), "{out}");
     for scenario in ["seed", "ipc-teardown", "netns-lock"] {
         assert!(d.path().join("runs").join(scenario).join("verdict.json").is_file(), "{scenario}");
     }
