@@ -77,14 +77,13 @@ pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
                 ProbeOp::Open => time_open(path),
                 ProbeOp::Lifecycle { unshare, after } => {
                     // The teardown is untimed, but spends the probe's budget.
-                    let torn = after.as_ref().map(|t| {
-                        let t0 = Instant::now();
-                        (tear_down(t), t0.elapsed())
-                    });
-                    spent[i] += torn.map_or(Duration::ZERO, |(_, d)| d);
-                    match torn {
-                        Some((false, _)) => (false, Duration::ZERO),
-                        _ => time_lifecycle(clone_flags(unshare)),
+                    let t0 = Instant::now();
+                    let torn = after.as_ref().is_none_or(tear_down);
+                    spent[i] += t0.elapsed();
+                    if torn {
+                        time_lifecycle(clone_flags(unshare))
+                    } else {
+                        (false, Duration::ZERO)
                     }
                 }
             };
@@ -112,16 +111,23 @@ fn time_open(path: &CString) -> (bool, Duration) {
 /// IPC namespace's mqueue unmount waited a grace period there before 5.7).
 fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
     let t0 = Instant::now();
-    // SAFETY: the child only calls unshare and _exit, both async-signal-safe.
-    let ok = match unsafe { fork() } {
+    let ok = in_child(|| flags.is_empty() || unshare(flags).is_ok());
+    (ok, t0.elapsed())
+}
+
+/// Fork; the child runs `f` and exits 0 if it held, and the parent reaps
+/// it: whether the child exited 0. `f` must be async-signal-safe (no
+/// allocation): the agent may have threads when it forks.
+fn in_child(f: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the child runs only `f`, async-signal-safe by contract, and _exit.
+    match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            let code = if flags.is_empty() || unshare(flags).is_ok() { 0 } else { 1 };
+            let code = if f() { 0 } else { 1 };
             unsafe { nix::libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
         Err(_) => false,
-    };
-    (ok, t0.elapsed())
+    }
 }
 
 /// A child unshares the teardown's namespaces `count` times, keeping an fd
@@ -130,23 +136,18 @@ fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
 /// batch) while the next sample runs. False if any unshare or open failed.
 fn tear_down(t: &Teardown) -> bool {
     let flags = clone_flags(&t.unshare);
-    // SAFETY: the child only calls unshare, open of static paths and _exit,
-    // all async-signal-safe; it allocates nothing.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let mut ok = true;
-            for _ in 0..t.count {
-                ok &= unshare(flags).is_ok();
-                for k in &t.unshare {
-                    // Kept open (never closed): the exit drops them all.
-                    ok &= open(ns_path(*k), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).is_ok();
-                }
+    // unshare and open of static paths only: nothing allocates.
+    in_child(|| {
+        let mut ok = true;
+        for _ in 0..t.count {
+            ok &= unshare(flags).is_ok();
+            for k in &t.unshare {
+                // Kept open (never closed): the exit drops them all.
+                ok &= open(ns_path(*k), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).is_ok();
             }
-            unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
         }
-        Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
-        Err(_) => false,
-    }
+        ok
+    })
 }
 
 /// /proc/self/ns/KIND: an fd on it keeps the namespace alive.

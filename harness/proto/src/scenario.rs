@@ -237,6 +237,15 @@ impl ProbeOp {
         matches!(self, ProbeOp::Open)
     }
 
+    /// Why its settled cost over the control's would be high on a kernel
+    /// with the bug (the settled-ratio verdict's words).
+    pub fn slower_because(&self) -> &'static str {
+        match self {
+            ProbeOp::Open => "stale entries stay on the probed hash chain",
+            ProbeOp::Lifecycle { .. } => "the namespace's creation or release waits on something the control's does not",
+        }
+    }
+
     /// What a sample of it is, as printed and charted.
     pub fn timed(&self) -> &'static str {
         match self {

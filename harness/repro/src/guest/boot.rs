@@ -109,12 +109,7 @@ pub(crate) fn prepare_vm(vm: &VmRequest, iterations: u64, summary: &mut Summary)
     summary.kernel.verified = image.verified.clone();
     summary.kernel.build = image.build.clone();
     summary.kernel.source_fix = image.source_fix;
-    // An image built before repro read the sibling bugs: a tree on disk is
-    // read now (its compatibility fixes touch none of those files).
-    summary.kernel.source_bugs = match &vm.kernel {
-        crate::kernel::spec::KernelSpec::Tree(src) if image.source_bugs.is_empty() => crate::kernel::build::read_source_bugs(src),
-        _ => image.source_bugs,
-    };
+    summary.kernel.source_bugs = image.source_bugs;
     summary.kernel.fallback = image.fallback.clone();
     summary.guest_cpus = Some(vm.cpus);
     summary.guest_memory_mib = Some(memory_mib);

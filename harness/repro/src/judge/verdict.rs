@@ -155,10 +155,7 @@ fn by_settled_ratio(
 ) -> Verdict {
     let probe = e.probe.as_deref().unwrap_or("probe");
     let timed = op.timed();
-    let why = match op {
-        ProbeOp::Open => "stale entries stay on the probed hash chain",
-        ProbeOp::Lifecycle { .. } => "the namespace's creation or release waits on something the control's does not",
-    };
+    let why = op.slower_because();
     match e.settled_probe_over_control {
         None => verdict(Outcome::Inconclusive, Rule::NoEvidence, "no settled probe/control ratio: the settle phase did not report both".into()),
         Some(r) if r >= t.settled_ratio_regressed => verdict(

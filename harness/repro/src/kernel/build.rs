@@ -197,8 +197,13 @@ pub(crate) fn build(recipe: &Recipe, cache: &Cache) -> Result<KernelImage> {
         Err(e) => return Err(e),
     };
     let entry = images.join(recipe.entry_name(&key));
-    if let Some(img) = load_built(&entry, &recipe.name)? {
+    if let Some(mut img) = load_built(&entry, &recipe.name)? {
         tracing::info!("using the cached build of {} ({})", recipe.name, entry.display());
+        // An entry built before repro read the sibling bugs: a tree on disk
+        // is read now (its compatibility fixes touch none of those files).
+        if let (TreeSpec::Local(src), true) = (&recipe.tree, img.source_bugs.is_empty()) {
+            img.source_bugs = read_source_bugs(src);
+        }
         return Ok(img);
     }
 
