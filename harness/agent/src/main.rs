@@ -11,6 +11,7 @@
 mod barrier;
 mod chain;
 mod measure;
+mod mounts;
 mod plan;
 mod veth;
 mod workload;

@@ -79,6 +79,9 @@ pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
                     // The teardown is untimed, but spends the probe's budget.
                     let t0 = Instant::now();
                     let torn = after.as_ref().is_none_or(tear_down);
+                    if after.is_some() {
+                        std::thread::sleep(Duration::from_millis(Teardown::PAUSE_MS));
+                    }
                     spent[i] += t0.elapsed();
                     if torn {
                         time_lifecycle(clone_flags(unshare))
@@ -197,7 +200,8 @@ pub(crate) fn settle(
             let settle_s = t0.elapsed().as_secs_f64();
             let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
             let trace = vec![SettlePoint { t_s: settle_s, nr_dentry }];
-            return Ok(Settled { settle_s, stable: true, ended: Some(SettleEnd::Cleaned), trace, window, barrier_failed: None });
+            let mounts = propagation(job)?;
+            return Ok(Settled { settle_s, stable: true, ended: Some(SettleEnd::Cleaned), trace, window, barrier_failed: None, mounts });
         }
         Some(Err(why)) => Some(why),
         None => None,
@@ -220,7 +224,14 @@ pub(crate) fn settle(
     let stable = ended != SettleEnd::MaxTime;
     let settle_s = t0.elapsed().as_secs_f64();
     let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
-    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window, barrier_failed })
+    let mounts = propagation(job)?;
+    Ok(Settled { settle_s, stable, ended: Some(ended), trace, window, barrier_failed, mounts })
+}
+
+/// The scenario's propagation, grown once the settled window is taken (its
+/// teardown would disturb the count the window reads).
+fn propagation(job: &Churn) -> Result<Option<repro_proto::MountReach>, String> {
+    job.scenario.propagation.as_ref().map(crate::mounts::reach).transpose()
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {

@@ -390,6 +390,7 @@ mod tests {
             trace: vec![],
             window: w,
             barrier_failed: None,
+            mounts: None,
         });
         let line = encode(&msg).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");

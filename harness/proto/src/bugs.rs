@@ -22,10 +22,13 @@ pub enum Bug {
     /// A network namespace's creation waits for cleanup_net (net_mutex,
     /// before the series merged as 885842d89a9b, v4.17).
     NetnsLock,
+    /// Mount propagation grows one mount namespace without bound (CVE-2016-6213,
+    /// before d29216842a85, v4.9, and its stable backports).
+    MountLimit,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [Bug::ProcSysDentries, Bug::IpcTeardown, Bug::NetnsLock];
+    pub const ALL: [Bug; 4] = [Bug::ProcSysDentries, Bug::IpcTeardown, Bug::NetnsLock, Bug::MountLimit];
 
     /// Its name in scenario files and tables.
     pub fn name(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Bug {
             Bug::ProcSysDentries => "proc-sys-dentries",
             Bug::IpcTeardown => "ipc-teardown",
             Bug::NetnsLock => "netns-lock",
+            Bug::MountLimit => "mount-limit",
         }
     }
 
@@ -45,6 +49,9 @@ impl Bug {
             }
             Bug::NetnsLock => {
                 "a network namespace's creation waits for the cleanup of dead ones under net_mutex (fixed by the series merged as 885842d89a9b, v4.17)"
+            }
+            Bug::MountLimit => {
+                "bind mounts of a shared mount multiply through propagation with no limit per mount namespace (CVE-2016-6213; fixed by d29216842a85, v4.9, and stable backports)"
             }
         }
     }
@@ -63,6 +70,10 @@ impl Bug {
             }
             (Bug::NetnsLock, true) => "copy_net_ns() takes the lock cleanup_net() holds exclusively (net_mutex, before v4.17)",
             (Bug::NetnsLock, false) => "copy_net_ns() is a reader of pernet_ops_rwsem, as cleanup_net() is (v4.17+)",
+            (Bug::MountLimit, true) => "attach_recursive_mnt() attaches every propagated copy without counting them (before v4.9)",
+            (Bug::MountLimit, false) => {
+                "attach_recursive_mnt() counts the copies against fs.mount-max, 100,000 by default (d29216842a85, v4.9, and backports)"
+            }
         }
     }
 }
@@ -75,6 +86,8 @@ pub struct SourceBugs {
     pub ipc_teardown: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_lock: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_limit: Option<bool>,
 }
 
 impl SourceBugs {
@@ -87,6 +100,7 @@ impl SourceBugs {
         SourceBugs {
             ipc_teardown: file("ipc/namespace.c").zip(file("fs/namespace.c")).and_then(|(i, f)| ipc_teardown_of(&i, &f)),
             netns_lock: file("net/core/net_namespace.c").and_then(|n| netns_lock_of(&n)),
+            mount_limit: file("fs/namespace.c").and_then(|f| mount_limit_of(&f)),
         }
     }
 
@@ -96,6 +110,7 @@ impl SourceBugs {
             Bug::ProcSysDentries => None,
             Bug::IpcTeardown => self.ipc_teardown,
             Bug::NetnsLock => self.netns_lock,
+            Bug::MountLimit => self.mount_limit,
         }
     }
 }
@@ -134,6 +149,21 @@ fn netns_lock_of(net_namespace: &str) -> Option<bool> {
         Some(true)
     } else if copy.contains("down_read") {
         Some(false)
+    } else {
+        None
+    }
+}
+
+/// fs/namespace.c: attach_recursive_mnt() refuses an attach that would take
+/// a namespace past fs.mount-max where it calls count_mounts() (defined in
+/// the same file); where it propagates without, every copy is attached.
+fn mount_limit_of(fs_namespace: &str) -> Option<bool> {
+    let code = strip_c_comments(fs_namespace);
+    let attach = body(&code, "static int attach_recursive_mnt(")?;
+    if attach.contains("count_mounts(") && body(&code, "int count_mounts(struct mnt_namespace").is_some() {
+        Some(false)
+    } else if attach.contains("propagate_mnt(") {
+        Some(true)
     } else {
         None
     }
@@ -191,6 +221,21 @@ mod tests {
         assert_eq!(netns_lock_of("struct net *copy_net_ns(void)\n{\n\treturn old;\n}\n"), None);
     }
 
+    const ATTACH_OPEN: &str = "static int attach_recursive_mnt(struct mount *source_mnt,\n\t\t\tstruct mount *dest_mnt)\n{\n\tif (IS_MNT_SHARED(dest_mnt)) {\n\t\terr = propagate_mnt(dest_mnt, dest_mp, source_mnt, &tree_list);\n\t}\n}\n";
+    const COUNT: &str =
+        "int count_mounts(struct mnt_namespace *ns, struct mount *mnt)\n{\n\tif (ns->mounts >= max)\n\t\treturn -ENOSPC;\n}\n";
+
+    #[test]
+    fn the_mount_limit_is_read_from_what_attach_recursive_mnt_counts() {
+        assert_eq!(mount_limit_of(ATTACH_OPEN), Some(true), "before v4.9: every copy attached");
+        let counted = ATTACH_OPEN.replace("\tif (IS_MNT_SHARED", "\terr = count_mounts(ns, source_mnt);\n\tif (IS_MNT_SHARED");
+        assert_eq!(mount_limit_of(&format!("{COUNT}{counted}")), Some(false), "v4.9+ and backports");
+        // A comment naming the call is not the call (6.1-mount-nolimit leaves none).
+        let commented = ATTACH_OPEN.replace("\tif (IS_MNT_SHARED", "\t/* count_mounts(ns, source_mnt); */\n\tif (IS_MNT_SHARED");
+        assert_eq!(mount_limit_of(&format!("{COUNT}{commented}")), Some(true));
+        assert_eq!(mount_limit_of("static int attach_recursive_mnt(void)\n{\n\treturn 0;\n}\n"), None, "a form not known");
+    }
+
     #[test]
     fn a_kernel_is_expected_by_the_bug_its_scenario_tests() {
         let files = |name: &str| match name {
@@ -200,7 +245,7 @@ mod tests {
             _ => None,
         };
         let bugs = SourceBugs::read(files);
-        assert_eq!(bugs, SourceBugs { ipc_teardown: Some(false), netns_lock: Some(true) });
+        assert_eq!(bugs, SourceBugs { ipc_teardown: Some(false), netns_lock: Some(true), mount_limit: None });
         let mut k: KernelInfo =
             serde_json::from_str(r#"{"name":"src:/t","release":null,"image":null,"image_sha256":null,"source":"x"}"#).unwrap();
         k.source_fix = Some(SourceFix::Absent);

@@ -38,6 +38,10 @@ pub struct Scenario {
     /// (`veth`): repro ships them from the kernel's package and loads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
+    /// A bind-mount tree grown by propagation, counted after each settle
+    /// (the mount-limit bug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<crate::Propagation>,
     pub probes: Vec<ProbePath>,
     pub probe: ProbeSettings,
     pub settle: SettleSettings,
@@ -78,6 +82,10 @@ pub enum VerdictBasis {
     /// dentries allocated on purpose (held fds), where only whether they
     /// stay on the probed hash chain tells the kernels apart.
     SettledRatio,
+    /// How far the scenario's propagation grew one mount namespace
+    /// ([`crate::MountReach::judge`]): a count, past the fix's limit or
+    /// refused at it.
+    Mounts,
 }
 
 /// Thresholds of the verdict: stale dentries per churned namespace left
@@ -217,6 +225,17 @@ impl Teardown {
     /// under the guest's default limit of 1,024 with the agent's own.
     pub const MAX_HELD: u32 = 512;
 
+    /// How long the probe waits after the teardown before the timed sample:
+    /// the kernel's cleanup worker, woken by the exit, gets to start first.
+    /// Without it the timed creation could take net_mutex before
+    /// cleanup_net did and never wait (a locked kernel read 4.93x once on a
+    /// busy host, and 5-7 ms samples beside 60-90 ms ones on a quiet one);
+    /// with it no sample of a locked kernel escaped the wait in 75, busy or
+    /// quiet (BENCHMARKS.md, "netns-lock"). 20 ms is several scheduler
+    /// ticks of the guest, and a fraction of the cleanup it must overlap
+    /// (50-150 ms under TCG for 32 namespaces).
+    pub const PAUSE_MS: u64 = 20;
+
     /// Whether the agent can hold it: at least one namespace kind and one
     /// set, and at most [`Teardown::MAX_HELD`] fds.
     pub fn fits(&self) -> bool {
@@ -243,6 +262,28 @@ impl ProbeOp {
         match self {
             ProbeOp::Open => "stale entries stay on the probed hash chain",
             ProbeOp::Lifecycle { .. } => "the namespace's creation or release waits on something the control's does not",
+        }
+    }
+
+    /// The figure of a settled window that its ratio against the control
+    /// compares (the same figure of both). After a teardown, the least
+    /// sample: a kernel with the bug makes every sample wait for the
+    /// cleanup, so the wait is a floor no sample escapes, while a busy
+    /// host only ever adds time (a preempted vCPU, a lock holder's), and
+    /// least against least drops that noise on both sides; a fixed
+    /// kernel's least is its creation unhindered. Otherwise the median.
+    pub fn settled_us(&self, stats: &crate::ProbeStats) -> f64 {
+        match self {
+            ProbeOp::Lifecycle { after: Some(_), .. } => stats.min_us,
+            _ => stats.p50_us,
+        }
+    }
+
+    /// [`ProbeOp::settled_us`]'s figure, in the verdict's words.
+    pub fn settled_figure(&self) -> &'static str {
+        match self {
+            ProbeOp::Lifecycle { after: Some(_), .. } => "least sample",
+            _ => "median",
         }
     }
 

@@ -21,6 +21,23 @@ pub struct Settled {
     /// Why the cleanup barrier could not run (then the count decided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub barrier_failed: Option<String>,
+    /// The scenario's propagation, measured after the settle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<crate::MountReach>,
+}
+
+impl Settled {
+    /// Whether a guest's settle is one `scenario` could have produced: its
+    /// window's figures, and the mount count exactly where it asked for one.
+    pub fn check(&self, scenario: &crate::Scenario) -> Result<(), String> {
+        self.window.check()?;
+        match (&scenario.propagation, &self.mounts) {
+            (Some(asked), Some(m)) => m.check(asked),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err("a settle without the mount count the scenario asks for".into()),
+            (None, Some(_)) => Err("a mount count the scenario did not ask for".into()),
+        }
+    }
 }
 
 /// Where a run's time went, in seconds: the host's clock, except the

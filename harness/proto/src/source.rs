@@ -176,6 +176,7 @@ mod tests {
             drop_caches_every: None,
             veth: false,
             modules: vec![],
+            propagation: None,
             probes: vec![],
             probe: ProbeSettings { samples: 1, budget_ms: 1, min_samples: 1 },
             settle: SettleSettings { poll_ms: 1, stable_polls: 1, max_ms: 1, baseline_tolerance: 0.1, flat_ms: 1, flat_factor: 1.0 },

@@ -49,6 +49,9 @@ impl Verdict {
     /// The evidence it rests on, in a few words.
     pub fn brief_evidence(&self) -> String {
         let e = &self.evidence;
+        if let Some(m) = e.mounts {
+            return m.brief();
+        }
         match (self.rests_on_ratio(), e.settled_probe_over_control, e.residual_per_iteration) {
             (true, Some(r), _) => format!("{} {r:.1}x the control, settled", e.probe.as_deref().unwrap_or("probe")),
             (false, _, Some(r)) => format!("{r:.2} stale dentries per namespace"),
@@ -92,6 +95,10 @@ pub enum Rule {
     RatioClean,
     /// Between the thresholds, and nothing else separates them.
     TooNoisy,
+    /// One mount namespace grew past the limit the fix sets.
+    MountsRegressed,
+    /// A bind was refused with ENOSPC at or under that limit.
+    MountsClean,
 }
 
 /// A verdict against the catalog's expectation for its kernel and scenario.
@@ -149,6 +156,10 @@ pub struct Evidence {
     /// A round decided the verdict before `--iterations` were churned.
     #[serde(default)]
     pub stopped_early: bool,
+    /// How far one mount namespace grew, in the settled window (scenarios
+    /// with a propagation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<crate::MountReach>,
 }
 
 #[cfg(test)]

@@ -63,7 +63,11 @@ pub(crate) fn evidence(s: &Summary) -> Evidence {
     let last = s.windows.last().and_then(|w| p50(w, &probe));
     let last_control = s.windows.last().and_then(|w| p50(w, &control));
     let settled = s.settled.as_ref().map(|st| &st.window);
-    let settled_ratio = settled.and_then(|w| p50(w, &probe).zip(p50(w, &control))).filter(|(_, c)| *c > 0.0).map(|(p, c)| p / c);
+    let op = probe.as_deref().map(|p| s.scenario_definition.op_of(p)).unwrap_or_default();
+    let figure = |w: &repro_proto::Window, name: &Option<String>| {
+        name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| op.settled_us(p))
+    };
+    let settled_ratio = settled.and_then(|w| figure(w, &probe).zip(figure(w, &control))).filter(|(_, c)| *c > 0.0).map(|(p, c)| p / c);
     Evidence {
         residual_per_iteration: s.residual.as_ref().map(|r| r.per_iteration),
         slope_us_per_1k: theil_sen(&points),
@@ -77,6 +81,7 @@ pub(crate) fn evidence(s: &Summary) -> Evidence {
         iterations: s.iterations_done,
         seconds: s.duration_s,
         stopped_early: s.stopped_early,
+        mounts: s.settled.as_ref().and_then(|st| st.mounts),
     }
 }
 
@@ -102,6 +107,10 @@ pub(crate) fn decided_at_round(s: &Summary, round: &Settled) -> bool {
     }
     if t.basis == VerdictBasis::SettledRatio {
         return s.scenario_definition.judged_probe().is_some_and(|p| !p.op.grows_with_churn());
+    }
+    if t.basis == VerdictBasis::Mounts {
+        // A count that more churn does not change.
+        return true;
     }
     let Some(r) = at.residual.as_ref().map(|r| r.per_iteration) else { return false };
     let margin = t.early_margin_dentries / round.window.iteration.max(1) as f64;
@@ -141,7 +150,35 @@ pub(crate) fn decide(s: &Summary, t: &VerdictSettings) -> Verdict {
             by_settled_ratio(&e, t, &op, &latency, verdict)
         }
         VerdictBasis::Residual => by_residual(s, &e, t, &latency, verdict),
+        VerdictBasis::Mounts => by_mounts(&e, verdict),
     }
+}
+
+/// A scenario judged by how far its propagation grew one mount namespace
+/// ([`repro_proto::MountReach::judge`]); the words here.
+fn by_mounts(e: &Evidence, verdict: impl Fn(Outcome, Rule, String) -> Verdict) -> Verdict {
+    let limit = repro_proto::MountReach::FIX_LIMIT;
+    let Some(m) = e.mounts else {
+        return verdict(Outcome::Inconclusive, Rule::NoEvidence, "no mount count: the settle did not grow the propagation tree".into());
+    };
+    let (outcome, rule) = m.judge();
+    let words = match rule {
+        Rule::MountsRegressed => format!(
+            "{} binds of a shared mount made {} mounts in one namespace, past the {limit} the fix allows (fs.mount-max): \
+             propagation is unbounded",
+            m.binds, m.mounts
+        ),
+        Rule::MountsClean => {
+            format!("bind {} was refused with ENOSPC at {} mounts, within the fix's limit of {limit} (fs.mount-max)", m.binds + 1, m.mounts)
+        }
+        _ => format!(
+            "the propagation tree stopped at {} mounts after {} binds{}, neither past the fix's limit nor refused by it",
+            m.mounts,
+            m.binds,
+            m.refused.map_or(String::new(), |e| format!(" (errno {e})"))
+        ),
+    };
+    verdict(outcome, rule, words)
 }
 
 /// A scenario judged by what the probe costs against its control once
@@ -156,23 +193,24 @@ fn by_settled_ratio(
     let probe = e.probe.as_deref().unwrap_or("probe");
     let timed = op.timed();
     let why = op.slower_because();
+    let figure = op.settled_figure();
     match e.settled_probe_over_control {
         None => verdict(Outcome::Inconclusive, Rule::NoEvidence, "no settled probe/control ratio: the settle phase did not report both".into()),
         Some(r) if r >= t.settled_ratio_regressed => verdict(
             Outcome::Regressed, Rule::RatioRegressed,
             format!(
-                "after settling the {probe} {timed} costs {r:.2}x the control's (>= {}): {why}; {latency}",
+                "after settling the {probe} {timed} costs {r:.2}x the control's ({figure}s, >= {}): {why}; {latency}",
                 t.settled_ratio_regressed
             ),
         ),
         Some(r) if r <= t.settled_ratio_clean => verdict(
             Outcome::Clean, Rule::RatioClean,
-            format!("after settling the {probe} {timed} costs {r:.2}x the control's (<= {}); {latency}", t.settled_ratio_clean),
+            format!("after settling the {probe} {timed} costs {r:.2}x the control's ({figure}s, <= {}); {latency}", t.settled_ratio_clean),
         ),
         Some(r) => verdict(
             Outcome::Inconclusive, Rule::TooNoisy,
             format!(
-                "too noisy to separate: after settling the {probe} {timed} costs {r:.2}x the control's, between clean (<= {}) and regressed (>= {})",
+                "too noisy to separate: after settling the {probe} {timed} costs {r:.2}x the control's ({figure}s), between clean (<= {}) and regressed (>= {})",
                 t.settled_ratio_clean, t.settled_ratio_regressed
             ),
         ),

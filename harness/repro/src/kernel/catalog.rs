@@ -16,6 +16,7 @@ pub(crate) const PATCHES: &[(&str, &str)] = &[
     ("6.1-prune-aliases.patch", include_str!("../../../../vm-images/patches/6.1-prune-aliases.patch")),
     ("6.1-ipc-sync.patch", include_str!("../../../../vm-images/patches/6.1-ipc-sync.patch")),
     ("6.1-netns-lock.patch", include_str!("../../../../vm-images/patches/6.1-netns-lock.patch")),
+    ("6.1-mount-nolimit.patch", include_str!("../../../../vm-images/patches/6.1-mount-nolimit.patch")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -215,7 +215,7 @@ impl Recorder {
             Message::Settled(st) if st.window.iteration > asked || st.window.iteration < last_window => {
                 Some(format!("a settle at iteration {} (the run asked {asked}, its windows reached {last_window})", st.window.iteration))
             }
-            Message::Settled(st) => st.window.check().err(),
+            Message::Settled(st) | Message::Round(st) => st.check(&s.scenario_definition).err(),
             Message::Done { iterations_done, .. } if *iterations_done > asked => {
                 Some(format!("Done after {iterations_done} iterations of a run of {asked}"))
             }
@@ -413,6 +413,7 @@ mod tests {
                 trace: vec![],
                 window: Window { iteration: i, elapsed_s: 1.0, ..Window::default() },
                 barrier_failed: None,
+                mounts: None,
             })
         };
         assert!(r.violation(&settled(1_000_000_000_000)).unwrap().contains("settle at iteration"));

@@ -20,6 +20,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("veth", include_str!("../../../../scenarios/veth.toml")),
     ("ipc-teardown", include_str!("../../../../scenarios/ipc-teardown.toml")),
     ("netns-lock", include_str!("../../../../scenarios/netns-lock.toml")),
+    ("mount-propagation", include_str!("../../../../scenarios/mount-propagation.toml")),
 ];
 /// `--scenario`, decided once: a built-in name or a scenario file, by the
 /// same name-or-path rule as `--kernel` ([`crate::input::names_a_path`]),
@@ -158,7 +159,8 @@ mod tests {
             [
                 (repro_proto::Bug::ProcSysDentries, "seed".to_string()),
                 (repro_proto::Bug::IpcTeardown, "ipc-teardown".to_string()),
-                (repro_proto::Bug::NetnsLock, "netns-lock".to_string())
+                (repro_proto::Bug::NetnsLock, "netns-lock".to_string()),
+                (repro_proto::Bug::MountLimit, "mount-propagation".to_string())
             ]
         );
     }
@@ -166,8 +168,8 @@ mod tests {
     #[test]
     fn a_workflow_input_may_name_the_suite() {
         let given = |s: &str| builtin_names(&s.split(',').map(str::to_string).collect::<Vec<_>>()).unwrap();
-        assert_eq!(given("suite"), ["seed", "ipc-teardown", "netns-lock"]);
-        assert_eq!(given(" held-fd, suite,seed"), ["held-fd", "seed", "ipc-teardown", "netns-lock"]);
+        assert_eq!(given("suite"), ["seed", "ipc-teardown", "netns-lock", "mount-propagation"]);
+        assert_eq!(given(" held-fd, suite,seed"), ["held-fd", "seed", "ipc-teardown", "netns-lock", "mount-propagation"]);
         assert!(builtin_names(&["suites".into()]).is_err());
     }
 

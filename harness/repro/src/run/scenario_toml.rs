@@ -2,7 +2,7 @@
 //! spans, validated, every error as `origin:line:column: what to fix`.
 
 use anyhow::Result;
-use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeSettings, Scenario, SettleSettings, Teardown};
+use repro_proto::{Namespace, ProbeOp, ProbePath, ProbeSettings, Propagation, Scenario, SettleSettings, Teardown};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -27,6 +27,15 @@ struct RawScenario {
     /// The known regression it tests (the dentry bug by default).
     #[serde(default)]
     bug: repro_proto::Bug,
+    /// A bind-mount tree grown by propagation after each settle.
+    #[serde(default)]
+    propagation: Option<Spanned<RawPropagation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPropagation {
+    binds: u32,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +150,8 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
     }
     let churn = f.churn(&raw.churn)?;
     let (probes, probe) = f.probe(&raw.probe)?;
+    let verdict = f.verdict(raw.verdict.as_ref())?;
+    let propagation = f.propagation(raw.propagation.as_ref(), &verdict, raw.verdict.as_ref().map(|v| v.span()))?;
     Ok(Scenario {
         name: raw.name.into_inner(),
         bug: raw.bug,
@@ -154,7 +165,8 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario> {
         probes,
         probe,
         settle: f.settle(&raw.settle)?,
-        verdict: f.verdict(raw.verdict.as_ref())?,
+        verdict,
+        propagation,
         kernel_args: f.kernel_args(raw.kernel_args.as_ref())?,
         config: f.config(&raw.config)?,
     })
@@ -297,6 +309,33 @@ impl File<'_> {
         Ok(t)
     }
 
+    /// `[propagation]`: enough binds to pass the fix's limit, few enough for
+    /// the guest's memory; and the mounts basis judges only with one.
+    fn propagation(
+        &self,
+        raw: Option<&Spanned<RawPropagation>>,
+        verdict: &repro_proto::VerdictSettings,
+        verdict_at: Option<std::ops::Range<usize>>,
+    ) -> Result<Option<Propagation>> {
+        let p = raw.map(|r| (r.span(), Propagation { binds: r.get_ref().binds }));
+        match p {
+            Some((span, p)) if !p.fits() => Err(self.at(
+                span,
+                format!(
+                    "propagation.binds must make more mounts than the fix's limit ({}) and be at most {}: 17 or 18, got {}",
+                    repro_proto::MountReach::FIX_LIMIT,
+                    Propagation::MAX_BINDS,
+                    p.binds
+                ),
+            )),
+            None if verdict.basis == repro_proto::VerdictBasis::Mounts => Err(self.at(
+                verdict_at.unwrap_or(0..0),
+                "verdict.basis = \"mounts\" judges a [propagation] section, and this scenario has none (add one with binds = 17)".into(),
+            )),
+            p => Ok(p.map(|(_, p)| p)),
+        }
+    }
+
     /// Namespace kinds by their /proc/PID/ns names, each once.
     fn namespaces(&self, raw: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<Namespace>> {
         let mut out = Vec::new();
@@ -407,90 +446,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SEED: &str = include_str!("../../../../scenarios/seed.toml");
-
-    fn err_of(text: &str) -> String {
-        format!("{:#}", parse("x.toml", text).unwrap_err())
-    }
-
-    /// The seed scenario with its control probe timing namespaces instead.
-    fn lifecycle(unshare: &str) -> String {
-        SEED.replace("path = \"net/ipv4/neigh/lo/retrans_time_ms\"", &format!("unshare = {unshare}"))
-    }
-
-    #[test]
-    fn a_probe_times_an_open_or_a_namespaces_life() {
-        let s = parse("x.toml", &lifecycle("[\"ipc\", \"uts\"]")).unwrap();
-        assert_eq!(s.probes[0].op, ProbeOp::Open);
-        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Ipc, Namespace::Uts], after: None });
-        assert_eq!((s.probes[1].path.as_str(), s.op_of("ipv4").timed()), ("", "namespace life"));
-        // A plain fork: the control whose cost no namespace changes.
-        assert_eq!(parse("x.toml", &lifecycle("[]")).unwrap().probes[1].op, ProbeOp::Lifecycle { unshare: vec![], after: None });
-    }
-
-    #[test]
-    fn a_scenario_names_the_bug_it_tests() {
-        assert_eq!(parse("x.toml", SEED).unwrap().bug, repro_proto::Bug::ProcSysDentries);
-        assert_eq!(parse("x.toml", &format!("bug = \"netns-lock\"\n{SEED}")).unwrap().bug, repro_proto::Bug::NetnsLock);
-        let e = err_of(&format!("bug = \"mount-storm\"\n{SEED}"));
-        assert!(e.starts_with("x.toml:1:") && e.contains("ipc-teardown"), "{e}");
-    }
-
-    #[test]
-    fn a_scenario_names_the_config_fragments_its_workload_needs() {
-        let with = |c: &str| format!("config = {c}\n{SEED}");
-        assert_eq!(parse("x.toml", &with("[\"mqueue\"]")).unwrap().config, ["mqueue"]);
-        assert!(parse("x.toml", SEED).unwrap().config.is_empty());
-        let e = err_of(&with("[\"bpf\"]"));
-        assert!(e.starts_with("x.toml:1:") && e.contains("no fragment \"bpf\"") && e.contains("mqueue"), "{e}");
-        assert!(err_of(&with("[\"mqueue\", \"mqueue\"]")).contains("twice"));
-    }
-
-    #[test]
-    fn a_namespace_life_may_follow_a_teardown_of_many_within_the_fd_bound() {
-        let with = |t: &str| lifecycle(&format!("[\"net\"]\nafter_teardown = {t}"));
-        let s = parse("x.toml", &with("{ unshare = [\"net\"], count = 32 }")).unwrap();
-        let after = Some(Teardown { unshare: vec![Namespace::Net], count: 32 });
-        assert_eq!(s.probes[1].op, ProbeOp::Lifecycle { unshare: vec![Namespace::Net], after });
-        for bad in ["{ unshare = [\"net\"], count = 0 }", "{ unshare = [], count = 3 }", "{ unshare = [\"net\", \"ipc\"], count = 300 }"] {
-            let e = err_of(&with(bad));
-            assert!(e.starts_with("x.toml:") && e.contains("at most 512"), "{bad}: {e}");
-        }
-        assert!(err_of(&with("{ unshare = [\"pid\"], count = 1 }")).contains("no namespace \"pid\""));
-        // An open has no namespace to follow a teardown with.
-        let open = SEED.replace(
-            "path = \"net/ipv4/neigh/lo/retrans_time_ms\"",
-            "path = \"net/ipv4/neigh/lo/retrans_time_ms\"\nafter_teardown = { unshare = [\"net\"], count = 1 }",
-        );
-        assert!(err_of(&open).contains("not an open"), "{}", err_of(&open));
-    }
-
-    #[test]
-    fn a_probe_names_one_thing_to_time_and_known_namespaces() {
-        let both = SEED
-            .replace("path = \"net/ipv4/neigh/lo/retrans_time_ms\"", "path = \"net/ipv4/neigh/lo/retrans_time_ms\"\nunshare = [\"ipc\"]");
-        assert!(err_of(&both).contains("either a path"), "{}", err_of(&both));
-        let e = err_of(&lifecycle("[\"pid\"]"));
-        assert!(e.contains("no namespace \"pid\"") && e.contains("net, ipc, uts, mnt") && e.starts_with("x.toml:"), "{e}");
-        assert!(err_of(&lifecycle("[\"ipc\", \"ipc\"]")).contains("twice"));
-    }
-
-    #[test]
-    fn kernel_args_are_words_and_leave_repros_own_alone() {
-        let with = |args: &str| SEED.replace("[churn]", &format!("kernel_args = {args}\n\n[churn]"));
-        assert_eq!(parse("x.toml", &with("[\"rcupdate.rcu_expedited=0\"]")).unwrap().kernel_args, ["rcupdate.rcu_expedited=0"]);
-        assert!(parse("x.toml", SEED).unwrap().kernel_args.is_empty());
-        for bad in ["[\"a b\"]", "[\"\"]", "[\"x=\\\"y\\\"\"]"] {
-            assert!(err_of(&with(bad)).contains("one word of printable ASCII"), "{bad}: {}", err_of(&with(bad)));
-        }
-        for owned in ["rdinit=/bin/sh", "console=tty0", "init=/x", "panic=0"] {
-            let e = err_of(&with(&format!("[\"{owned}\"]")));
-            assert!(e.contains("is repro's own") && e.starts_with("x.toml:"), "{e}");
-        }
-        let many = format!("[{}]", vec!["\"quiet\""; 17].join(", "));
-        assert!(err_of(&with(&many)).contains("at most 16"));
-    }
-}
+mod tests;

@@ -133,6 +133,7 @@ fn round(iteration: u64) -> String {
         trace: vec![],
         window: Window { iteration, elapsed_s: iteration as f64, churn_rate: 100.0, nr_dentry: 1000, ..Window::default() },
         barrier_failed: None,
+        mounts: None,
     }))
 }
 
