@@ -442,12 +442,20 @@ mod tests {
     fn patches_apply_and_pristine_restores_the_tree() {
         let d = fixture_tree();
         let (src, pristine) = (d.path().join("src"), d.path().join("pristine"));
+        // An old tree's files, as a tarball leaves them.
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_400_000_000);
+        std::fs::OpenOptions::new().write(true).open(src.join("fs/proc/a.c")).unwrap().set_modified(old).unwrap();
+        let before = crate::kernel::tree::Listing::of(&src).hash;
         apply_patch(&src, &pristine, "t.patch", PATCH).unwrap();
         assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\nTWO\nthree\n");
         assert!(src.join("fs/proc/new.c").exists());
         restore_pristine(&src, &pristine).unwrap();
         assert_eq!(std::fs::read_to_string(src.join("fs/proc/a.c")).unwrap(), "one\ntwo\nthree\n");
         assert!(!src.join("fs/proc/new.c").exists() && !pristine.exists());
+        // Given back as it was: a tree without git keys its cache entry on
+        // its files' mtimes, and a new one made every build a full rebuild.
+        assert_eq!(std::fs::metadata(src.join("fs/proc/a.c")).unwrap().modified().unwrap(), old);
+        assert_eq!(crate::kernel::tree::Listing::of(&src).hash, before, "the tree's cache key changed");
     }
 
     #[test]

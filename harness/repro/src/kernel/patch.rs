@@ -22,6 +22,16 @@ pub(crate) fn patched_files(patch: &str) -> Vec<String> {
         .collect()
 }
 
+/// A copy of `from` at `to` with `from`'s modification time: a tree given
+/// back after a build looks as it did, to make and to the cache key of a
+/// tree without git (its files' sizes and mtimes), so the next build of the
+/// same tree is a cache hit, not a full rebuild.
+fn copy_with_mtime(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to)?;
+    let mtime = std::fs::metadata(from)?.modified()?;
+    std::fs::OpenOptions::new().write(true).open(to)?.set_modified(mtime)
+}
+
 /// Keep a pristine copy of `rel` (or a marker that it did not exist).
 fn save(src: &Path, pristine: &Path, rel: &Path) -> Result<()> {
     let saved = pristine.join(rel);
@@ -29,7 +39,7 @@ fn save(src: &Path, pristine: &Path, rel: &Path) -> Result<()> {
         std::fs::create_dir_all(saved.parent().unwrap())?;
         let orig = src.join(rel);
         if orig.exists() {
-            std::fs::copy(&orig, &saved).with_context(|| format!("saving {}", orig.display()))?;
+            copy_with_mtime(&orig, &saved).with_context(|| format!("saving {}", orig.display()))?;
         } else {
             // Created by the change: restoring means deleting it.
             std::fs::write(absent_marker(&saved), b"")?;
@@ -133,7 +143,7 @@ pub(crate) fn restore_pristine(src: &Path, pristine: &Path) -> Result<()> {
                     let _ = std::fs::set_permissions(src.join(file), std::fs::Permissions::from_mode(mode & 0o7777));
                 }
             } else {
-                std::fs::copy(&p, src.join(rel)).with_context(|| format!("restoring {}", rel.display()))?;
+                copy_with_mtime(&p, &src.join(rel)).with_context(|| format!("restoring {}", rel.display()))?;
             }
         }
     }
