@@ -133,6 +133,17 @@ fn default_settled_ratio_clean() -> f64 {
     2.0
 }
 
+impl VerdictSettings {
+    /// Where its basis turns regressed and clean, in a table's words.
+    pub fn thresholds(&self) -> String {
+        match self.basis {
+            VerdictBasis::SettledRatio => format!(">= {}x, <= {}x", self.settled_ratio_regressed, self.settled_ratio_clean),
+            VerdictBasis::Residual => format!(">= {}, <= {} per namespace", self.residual_regressed, self.residual_clean),
+            VerdictBasis::Mounts => format!("> {} mounts; ENOSPC at or under", crate::MountReach::FIX_LIMIT),
+        }
+    }
+}
+
 impl Default for VerdictSettings {
     fn default() -> Self {
         VerdictSettings {

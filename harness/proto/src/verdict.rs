@@ -162,6 +162,18 @@ pub struct Evidence {
     pub mounts: Option<crate::MountReach>,
 }
 
+impl Evidence {
+    /// The figure a verdict on `basis` compares with its thresholds, for
+    /// tables (the settled ratio of a residual verdict's gray zone too).
+    pub fn judged_figure(&self, basis: crate::VerdictBasis) -> String {
+        match (basis, self.mounts) {
+            (crate::VerdictBasis::Mounts, Some(m)) => m.brief(),
+            (crate::VerdictBasis::Mounts, None) => "-".into(),
+            _ => self.settled_probe_over_control.map_or("-".into(), |x| format!("{x:.2}x")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,18 +247,19 @@ pub(crate) fn bug_sections(rows: &[Row], base: &Path) -> String {
             continue;
         }
         md.push_str(&format!("\n## {}: {}\n\n", bug.name(), bug.title()));
-        md.push_str("| kernel | release | scenario | settled probe / control | regressed at, clean at | verdict | expected | from | agrees | run |\n");
+        md.push_str(
+            "| kernel | release | scenario | judged figure | regressed at, clean at | verdict | expected | from | agrees | run |\n",
+        );
         md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
         for r in of_bug {
             let t = &r.summary.scenario_definition.verdict;
             md.push_str(&format!(
-                "| {} | {} | {} | {} | >= {}x, <= {}x | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 md_cell(&r.summary.kernel.name),
                 md_cell(r.summary.kernel.release.as_deref().unwrap_or("-")),
                 md_cell(&r.summary.scenario),
-                r.verdict.evidence.settled_probe_over_control.map_or("-".into(), |x| format!("{x:.2}x")),
-                t.settled_ratio_regressed,
-                t.settled_ratio_clean,
+                r.verdict.evidence.judged_figure(t.basis),
+                t.thresholds(),
                 r.verdict.outcome.as_str(),
                 expect_str(r.expected),
                 md_cell(r.expected_from.as_deref().unwrap_or("-")),
