@@ -200,7 +200,7 @@ pub(crate) fn settle(
             let settle_s = t0.elapsed().as_secs_f64();
             let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
             let trace = vec![SettlePoint { t_s: settle_s, nr_dentry }];
-            let mounts = propagation(job)?;
+            let mounts = propagation(job, ch, iterations, churn_s + settle_s, errors)?;
             return Ok(Settled { settle_s, stable: true, ended: Some(SettleEnd::Cleaned), trace, window, barrier_failed: None, mounts });
         }
         Some(Err(why)) => Some(why),
@@ -224,14 +224,23 @@ pub(crate) fn settle(
     let stable = ended != SettleEnd::MaxTime;
     let settle_s = t0.elapsed().as_secs_f64();
     let window = window_now(job, prober, iterations, churn_s + settle_s, 0.0, errors)?;
-    let mounts = propagation(job)?;
+    let mounts = propagation(job, ch, iterations, churn_s + settle_s, errors)?;
     Ok(Settled { settle_s, stable, ended: Some(ended), trace, window, barrier_failed, mounts })
 }
 
 /// The scenario's propagation, grown once the settled window is taken (its
-/// teardown would disturb the count the window reads).
-fn propagation(job: &Churn) -> Result<Option<repro_proto::MountReach>, String> {
-    job.scenario.propagation.as_ref().map(crate::mounts::reach).transpose()
+/// teardown would disturb the count the window reads), with heartbeats.
+fn propagation(
+    job: &Churn,
+    ch: &mut Channel,
+    iteration: u64,
+    elapsed_s: f64,
+    errors: u64,
+) -> Result<Option<repro_proto::MountReach>, String> {
+    let Some(p) = job.scenario.propagation.as_ref() else { return Ok(None) };
+    let t0 = Instant::now();
+    let beat = || ch.send(&Message::Progress { iteration, elapsed_s: elapsed_s + t0.elapsed().as_secs_f64(), churn_errors: errors });
+    crate::mounts::reach(p, beat).map(Some)
 }
 
 pub fn dentry_state() -> Result<DentryState, String> {
