@@ -4,7 +4,9 @@
 //! it (the fix); after them, the netns-lock sibling bug comes (copy_net_ns()
 //! waiting for cleanup_net() as under net_mutex) and goes again (the effect
 //! of the series merged as 885842d89a9b), then the ipc-teardown one
-//! (put_ipc_ns() freeing in the exiting task) and its fix, e1eb26fa62d0. An
+//! (put_ipc_ns() freeing in the exiting task) and its fix, e1eb26fa62d0,
+//! then the mount-limit one (no count of an attach's mounts) and its fix,
+//! d29216842a85. An
 //! ipc-teardown step is built with the scenario's mqueue fragment: its own
 //! O= directory, so one more full build on a cold cache. The repository lives in the kernel cache, so its O= build
 //! directory stays warm between test runs: only the first run here pays for
@@ -23,7 +25,7 @@ use crate::helpers::*;
 /// above the verdict's minimum (200).
 const N: &str = "300";
 /// Bump when the history below changes: the repository is rebuilt.
-const FIXTURE_VERSION: &str = "3";
+const FIXTURE_VERSION: &str = "4";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = StdCommand::new("git")
@@ -71,6 +73,9 @@ struct History {
     ipc_waits: String,
     ipc_fixed: String,
     ipc_tip: String,
+    mount_unlimited: String,
+    mount_limited: String,
+    mount_tip: String,
     _lock: Flock<File>,
 }
 
@@ -99,6 +104,38 @@ const NETNS_FIXED: &str = "net: copy_net_ns() reads pernet_ops_rwsem, as 885842d
 const IPC_WORK: &str = "\t\tif (llist_add(&ns->mnt_llist, &free_ipc_list))\n\t\t\tschedule_work(&free_ipc_work);\n";
 const IPC_WAITS: &str = "ipc: free the namespace in the exiting task again, through kern_unmount()'s grace period";
 const IPC_FIXED: &str = "ipc/namespace.c: use a work queue to free_ipc (as e1eb26fa62d0)";
+const NETNS_TIP: &str = "kernel/sys.c: the netns history's last commit";
+const IPC_TIP: &str = "kernel/sys.c: the ipc history's last commit";
+const MOUNT_COUNT: &str =
+    "\t/* Is there space to add these mounts to the mount namespace? */\n\tif (!moving) {\n\t\terr = count_mounts(ns, source_mnt);\n\t\tif (err)\n\t\t\tgoto out;\n\t}\n\n";
+const MOUNT_UNLIMITED: &str = "mnt: attach propagated mounts uncounted again, as before v4.9";
+const MOUNT_LIMITED: &str = "mnt: Add a per mount namespace limit on the number of mounts (as d29216842a85)";
+const MOUNT_TIP: &str = "kernel/sys.c: the mount history's last commit";
+
+/// A sibling bug's stretch of the history: `bring` makes the bug (committed
+/// as `waits`), an unrelated commit to lib/string.c follows (`filler`),
+/// the fix reverts the bug's commit (`fixed`), and a comment in
+/// kernel/sys.c ends it (`tip`).
+struct Stretch {
+    waits: &'static str,
+    fixed: &'static str,
+    filler: &'static str,
+    tip: &'static str,
+}
+
+impl Stretch {
+    fn commit(&self, repo: &Path, filler_line: &str, bring: impl FnOnce(&Path)) {
+        bring(repo);
+        let waits = commit(repo, self.waits);
+        edit(repo, "lib/string.c", |t| format!("{filler_line}{t}"));
+        commit(repo, self.filler);
+        git(repo, &["revert", "--no-edit", &waits]);
+        git(repo, &["commit", "-q", "--amend", "-m", self.fixed]);
+        let tip = self.tip.split(": ").nth(1).unwrap_or(self.tip);
+        edit(repo, "kernel/sys.c", |t| format!("// bisect fixture: {tip}\n{t}"));
+        commit(repo, self.tip);
+    }
+}
 
 fn history() -> History {
     let root = cache_dir().join("fixtures/bisect-6.1");
@@ -142,35 +179,33 @@ fn history() -> History {
         edit(&repo, "Documentation/filesystems/proc.rst", |t| format!("{t}\n.. bisect fixture: the last commit\n"));
         commit(&repo, "docs: the fixture's last commit");
         // The netns-lock sibling: a creation takes the lock for writing (waits), then reads it again (the fix).
-        edit(&repo, "net/core/net_namespace.c", |t| {
-            t.replacen(READER, WRITER, 1).replacen(
-                "\tup_read(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
-                "\tup_write(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
-                1,
-            )
+        let netns = Stretch { waits: NETNS_WAITS, fixed: NETNS_FIXED, filler: "lib: another comment in string.c", tip: NETNS_TIP };
+        netns.commit(&repo, "// bisect fixture: unrelated, again\n", |repo| {
+            edit(repo, "net/core/net_namespace.c", |t| {
+                t.replacen(READER, WRITER, 1).replacen(
+                    "\tup_read(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
+                    "\tup_write(&pernet_ops_rwsem);\n\n\tif (rv < 0) {",
+                    1,
+                )
+            })
         });
-        let waits = commit(&repo, NETNS_WAITS);
-        edit(&repo, "lib/string.c", |t| format!("// bisect fixture: unrelated, again\n{t}"));
-        commit(&repo, "lib: another comment in string.c");
-        git(&repo, &["revert", "--no-edit", &waits]);
-        git(&repo, &["commit", "-q", "--amend", "-m", NETNS_FIXED]);
-        edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: after the netns fix\n{t}"));
-        commit(&repo, "kernel/sys.c: the netns history's last commit");
         // The ipc-teardown sibling: the exiting task frees the namespace (waits), then a work item does (the fix).
-        edit(&repo, "ipc/namespace.c", |t| {
-            t.replacen(IPC_WORK, "\t\tfree_ipc_ns(ns);\n", 1).replacen(
-                "static DECLARE_WORK(free_ipc_work, free_ipc);",
-                "static __maybe_unused DECLARE_WORK(free_ipc_work, free_ipc);",
-                1,
-            )
+        let ipc = Stretch { waits: IPC_WAITS, fixed: IPC_FIXED, filler: "lib: a third comment in string.c", tip: IPC_TIP };
+        ipc.commit(&repo, "// bisect fixture: unrelated, a third time\n", |repo| {
+            edit(repo, "ipc/namespace.c", |t| {
+                t.replacen(IPC_WORK, "\t\tfree_ipc_ns(ns);\n", 1).replacen(
+                    "static DECLARE_WORK(free_ipc_work, free_ipc);",
+                    "static __maybe_unused DECLARE_WORK(free_ipc_work, free_ipc);",
+                    1,
+                )
+            })
         });
-        let ipc = commit(&repo, IPC_WAITS);
-        edit(&repo, "lib/string.c", |t| format!("// bisect fixture: unrelated, a third time\n{t}"));
-        commit(&repo, "lib: a third comment in string.c");
-        git(&repo, &["revert", "--no-edit", &ipc]);
-        git(&repo, &["commit", "-q", "--amend", "-m", IPC_FIXED]);
-        edit(&repo, "kernel/sys.c", |t| format!("// bisect fixture: after the ipc fix\n{t}"));
-        commit(&repo, "kernel/sys.c: the ipc history's last commit");
+        // The mount-limit sibling: nothing counts an attach's mounts (unbounded), then both counts return (the fix).
+        let mounts = Stretch { waits: MOUNT_UNLIMITED, fixed: MOUNT_LIMITED, filler: "lib: a fourth comment in string.c", tip: MOUNT_TIP };
+        mounts.commit(&repo, "// bisect fixture: unrelated, a fourth time\n", |repo| {
+            edit(repo, "fs/namespace.c", |t| t.replacen(MOUNT_COUNT, "", 1));
+            edit(repo, "fs/pnode.c", |t| t.replacen("\treturn count_mounts(m->mnt_ns, child);\n", "\treturn 0;\n", 1));
+        });
         std::fs::write(&stamp, FIXTURE_VERSION).unwrap();
     }
     // A bisection or a build a killed test left behind is the fixture's, not a user's.
@@ -195,10 +230,13 @@ fn history() -> History {
         tip: id("docs: the fixture's last commit"),
         netns_waits: id(NETNS_WAITS),
         netns_fixed: id(NETNS_FIXED),
-        netns_tip: id("kernel/sys.c: the netns history's last commit"),
+        netns_tip: id(NETNS_TIP),
         ipc_waits: id(IPC_WAITS),
         ipc_fixed: id(IPC_FIXED),
-        ipc_tip: id("kernel/sys.c: the ipc history's last commit"),
+        ipc_tip: id(IPC_TIP),
+        mount_unlimited: id(MOUNT_UNLIMITED),
+        mount_limited: id(MOUNT_LIMITED),
+        mount_tip: id(MOUNT_TIP),
         repo,
         _lock: lock,
     }
@@ -266,7 +304,7 @@ fn bisect_names_the_commit_that_removed_the_invalidate_call_and_the_one_that_res
 }
 
 /// A sibling bug's fix, named by its own scenario's verdict (a ratio of
-/// namespace lives, not dentries) over the same history.
+/// namespace lives, or a mount count; not dentries) over the same history.
 fn bisect_names_a_sibling_fix(h: &History, scenario: &str, unfixed: &str, fixed: &str, tip: &str, subject: &str) {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join(scenario);
@@ -283,15 +321,16 @@ fn bisect_names_the_commit_that_fixed_the_ipc_teardown() {
     bisect_names_a_sibling_fix(&h, "ipc-teardown", &h.ipc_waits, &h.ipc_fixed, &h.ipc_tip, IPC_FIXED);
 }
 
-/// Passed here twice, but two fresh-clone CI runs saw netns-lock's verdict
-/// go wrong both ways (a fixed revision at 8.08x, a locked one at 4.93x on
-/// re-check): its measurement races the batch cleanup's start (issue 34;
-/// BENCHMARKS.md, "netns-lock"). Run it with --run-ignored.
 #[test]
-#[ignore = "netns-lock's verdict races the cleanup's start on a busy host (issue 34)"]
 fn bisect_names_the_commit_that_fixed_the_netns_lock() {
     let h = history();
     bisect_names_a_sibling_fix(&h, "netns-lock", &h.netns_waits, &h.netns_fixed, &h.netns_tip, NETNS_FIXED);
+}
+
+#[test]
+fn bisect_names_the_commit_that_limited_a_namespaces_mounts() {
+    let h = history();
+    bisect_names_a_sibling_fix(&h, "mount-propagation", &h.mount_unlimited, &h.mount_limited, &h.mount_tip, MOUNT_LIMITED);
 }
 
 #[test]

@@ -65,15 +65,27 @@ fn the_suite_names_the_one_bug_a_kernel_has_in_a_table_and_a_junit_case_per_bug(
     assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr_of(&o));
     assert!(out.contains("| ipc-teardown | ipc-teardown | regressed | ipc "), "{out}");
     assert!(out.contains("| proc-sys-dentries | seed | clean |"), "{out}");
-    assert!(out.contains("| netns-lock | netns-lock | "), "{out}");
-    for scenario in ["seed", "ipc-teardown", "netns-lock"] {
+    assert!(out.contains("| netns-lock | netns-lock | clean | net "), "{out}");
+    assert!(out.contains("| mount-limit | mount-propagation | clean | refused at 65535 mounts (ENOSPC) |"), "{out}");
+    for scenario in ["seed", "ipc-teardown", "netns-lock", "mount-propagation"] {
         assert!(d.path().join("runs").join(scenario).join("verdict.json").is_file(), "{scenario}");
     }
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
     let (code, v) = check("6.1", "netns-lock", "1000");
     assert_eq!(code, 0, "{v}");
     assert!(v["evidence"]["settled_probe_over_control"].as_f64().unwrap() <= 10.0, "{v}");
+}
+
+#[test]
+fn mount_propagation_passes_the_limit_only_where_the_fix_is_undone() {
+    let (code, v) = check("6.1-mount-nolimit", "mount-propagation", "100");
+    assert_eq!((code, &v["decided_by"]), (1, &serde_json::json!("mounts_regressed")), "{v}");
+    assert_eq!((v["evidence"]["mounts"]["binds"].as_u64(), v["evidence"]["mounts"]["mounts"].as_u64()), (Some(17), Some(131_071)), "{v}");
+    // Debian's own kernel: the 17th bind is refused at 2^16 - 1.
+    let (code, v) = check("6.1", "mount-propagation", "100");
+    assert_eq!((code, v["evidence"]["mounts"]["refused"].as_i64()), (0, Some(28)), "{v}");
+    assert_eq!(v["evidence"]["mounts"]["mounts"].as_u64(), Some(65_535), "{v}");
 }
 
 #[test]
