@@ -241,10 +241,10 @@ impl Teardown {
     /// Without it the timed creation could take net_mutex before
     /// cleanup_net did and never wait (a locked kernel read 4.93x once on a
     /// busy host, and 5-7 ms samples beside 60-90 ms ones on a quiet one);
-    /// with it no sample of a locked kernel escaped the wait in 75, busy or
-    /// quiet (BENCHMARKS.md, "netns-lock"). 20 ms is several scheduler
-    /// ticks of the guest, and a fraction of the cleanup it must overlap
-    /// (50-150 ms under TCG for 32 namespaces).
+    /// with it none of 285 samples of a locked kernel escaped the wait,
+    /// quiet or beside four CPU hogs (BENCHMARKS.md, "netns-lock"). 20 ms
+    /// is several scheduler ticks of the guest, and a fraction of the
+    /// cleanup it must overlap (30-150 ms under TCG for 32 namespaces).
     pub const PAUSE_MS: u64 = 20;
 
     /// Whether the agent can hold it: at least one namespace kind and one
