@@ -118,4 +118,27 @@ proptest! {
         }
         prop_assert!(!Path::new("/abs").exists() && !Path::new("/x").exists());
     }
+
+    #[test]
+    fn a_guests_mount_count_is_accepted_only_as_binds_could_make_it(
+        asked in 17u32..=18, binds in 0u32..24, mounts in 0u64..300_000, refused in proptest::option::of(prop_oneof![Just(28i32), any::<i32>()]),
+    ) {
+        use repro_proto::{MountReach, Outcome, Propagation};
+        let asked = Propagation { binds: asked };
+        let reach = MountReach { binds, mounts, refused };
+        if reach.check(&asked).is_ok() {
+            prop_assert!(binds <= asked.binds && mounts <= Propagation::mounts_after(binds));
+            prop_assert!(refused.is_some() == (binds < asked.binds), "{reach:?}");
+            // Only a count past the limit is the bug; the fix shows only as ENOSPC.
+            match reach.judge().0 {
+                Outcome::Regressed => prop_assert!(mounts > MountReach::FIX_LIMIT),
+                Outcome::Clean => prop_assert!(refused == Some(MountReach::ENOSPC) && mounts <= MountReach::FIX_LIMIT),
+                Outcome::Inconclusive => {}
+            }
+        }
+        // What a kernel does, limited or not, always passes.
+        let limited = MountReach { binds: 16, mounts: Propagation::mounts_after(16), refused: Some(MountReach::ENOSPC) };
+        let unbounded = MountReach { binds: asked.binds, mounts: Propagation::mounts_after(asked.binds), refused: None };
+        prop_assert!(limited.check(&asked).is_ok() && unbounded.check(&asked).is_ok());
+    }
 }
