@@ -52,21 +52,20 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
     median(&mut slopes)
 }
 
-pub(crate) fn evidence(s: &Summary) -> Evidence {
-    let probe = s.scenario_definition.judged_probe().map(|p| p.name.clone());
+pub(crate) fn evidence<'a>(s: &'a Summary) -> Evidence {
+    let judged = s.scenario_definition.judged_probe();
+    let probe = judged.map(|p| p.name.clone());
     let control = s.scenario_definition.control_probe().map(|p| p.name.clone());
-    let p50 = |w: &repro_proto::Window, name: &Option<String>| {
-        name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| p.p50_us)
-    };
+    let stats = |w: &'a repro_proto::Window, name: &Option<String>| name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n));
+    let p50 = |w, name: &Option<String>| stats(w, name).map(|p| p.p50_us);
     let points: Vec<(f64, f64)> = s.windows.iter().filter_map(|w| Some((w.iteration as f64 / 1000.0, p50(w, &probe)?))).collect();
     let first = s.windows.first().and_then(|w| p50(w, &probe));
     let last = s.windows.last().and_then(|w| p50(w, &probe));
     let last_control = s.windows.last().and_then(|w| p50(w, &control));
     let settled = s.settled.as_ref().map(|st| &st.window);
-    let op = probe.as_deref().map(|p| s.scenario_definition.op_of(p)).unwrap_or_default();
-    let figure = |w: &repro_proto::Window, name: &Option<String>| {
-        name.as_ref().and_then(|n| w.probes.iter().find(|p| &p.name == n)).map(|p| op.settled_us(p))
-    };
+    // The settled ratio compares the figure the judged probe's kind calls for, on both sides.
+    let op = judged.map(|p| p.op.clone()).unwrap_or_default();
+    let figure = |w, name: &Option<String>| stats(w, name).map(|p| op.settled_us(p));
     let settled_ratio = settled.and_then(|w| figure(w, &probe).zip(figure(w, &control))).filter(|(_, c)| *c > 0.0).map(|(p, c)| p / c);
     Evidence {
         residual_per_iteration: s.residual.as_ref().map(|r| r.per_iteration),
