@@ -304,8 +304,9 @@ mod tests {
         // Settled: the probe where the last window left it, the control flat.
         let st = s.settled.as_mut().unwrap();
         st.stable = true;
-        st.window.probes[0].p50_us = ipv6(n);
-        st.window.probes[1].p50_us = 50.0;
+        // A flat window: every sample the same, so both figures agree.
+        (st.window.probes[0].min_us, st.window.probes[0].p50_us) = (ipv6(n), ipv6(n));
+        (st.window.probes[1].min_us, st.window.probes[1].p50_us) = (50.0, 50.0);
         s.residual = Residual::compute(10_000, 10_000 + (residual * (n * 100) as f64) as u64, n * 100);
         s
     }
@@ -392,8 +393,31 @@ mod tests {
         assert!(decided_at_round(&s, &round));
         // Between the thresholds: inconclusive, more churn.
         let mut gray = round.clone();
-        gray.window.probes[0].p50_us = 150.0;
+        (gray.window.probes[0].min_us, gray.window.probes[0].p50_us) = (150.0, 150.0);
         assert!(!decided_at_round(&s, &gray));
+    }
+
+    #[test]
+    fn a_namespace_life_is_judged_by_its_least_samples_and_an_open_by_its_median() {
+        let ratio = VerdictSettings { basis: VerdictBasis::SettledRatio, settled_ratio_regressed: 3.0, ..VerdictSettings::default() };
+        let mut s = run(20, |_| 60.0, 0.0, true);
+        s.scenario_definition.verdict = ratio.clone();
+        // Beside a CI run, a fixed kernel (6.1-ipc-src at load 7): the busy
+        // host lifted most IPC samples, the floors are the same.
+        let st = &mut s.settled.as_mut().unwrap().window;
+        (st.probes[0].min_us, st.probes[0].p50_us) = (1_520.0, 9_350.0);
+        (st.probes[1].min_us, st.probes[1].p50_us) = (1_320.0, 1_630.0);
+        let open = decide(&s, &ratio);
+        assert_eq!(open.outcome, Outcome::Regressed, "an open's median: {}", open.rule);
+        s.scenario_definition.probes[0].op = ProbeOp::Lifecycle { unshare: vec![repro_proto::Namespace::Ipc], after: None };
+        let life = decide(&s, &ratio);
+        assert_eq!(life.outcome, Outcome::Clean, "{}", life.rule);
+        assert!(life.rule.contains("least samples"), "{}", life.rule);
+        assert!((life.evidence.settled_probe_over_control.unwrap() - 1_520.0 / 1_320.0).abs() < 1e-9);
+        // With the bug every IPC life waits a grace period: the floor moves.
+        let st = &mut s.settled.as_mut().unwrap().window;
+        (st.probes[0].min_us, st.probes[0].p50_us) = (15_200.0, 22_100.0);
+        assert_eq!(decide(&s, &ratio).outcome, Outcome::Regressed);
     }
 
     #[test]
