@@ -4,13 +4,14 @@
 //! it stops falling).
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{open, OFlag};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{close, fork, ForkResult};
+use nix::unistd::{close, dup2, fork, ForkResult};
 use repro_proto::{
     meminfo_kib, Churn, DentryState, Message, Namespace, ProbeOp, ProbeStats, SettleEnd, SettlePoint, Settled, Teardown, Window,
 };
@@ -59,45 +60,82 @@ pub(crate) fn window_now(
 }
 
 /// Time every probe's operation (an open()+close() of its path, or a
-/// namespace's life), interleaved, up to the sample count or the per-probe
-/// time budget.
+/// namespace's life), interleaved within each of the scenario's
+/// [`repro_proto::Scenario::probe_phases`], up to the sample count or the
+/// per-probe time budget. Where lives are paced by a teardown
+/// ([`repro_proto::Scenario::lives_paced_by_teardown`]) each keeps its
+/// namespaces until the next teardown begins.
 pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
-    let settings = &job.scenario.probe;
-    let budget = Duration::from_millis(settings.budget_ms);
-    let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(settings.samples as usize); paths.len()];
-    let mut spent = vec![Duration::ZERO; paths.len()];
-    let mut errors = vec![0u32; paths.len()];
-    for n in 0..settings.samples {
-        let over_budget = spent.iter().all(|s| *s >= budget);
-        if over_budget && n >= settings.min_samples {
-            break;
-        }
-        for (i, (path, p)) in paths.iter().zip(&job.scenario.probes).enumerate() {
-            let (ok, dt) = match &p.op {
-                ProbeOp::Open => time_open(path),
-                ProbeOp::Lifecycle { unshare, after } => {
-                    // The teardown is untimed, but spends the probe's budget.
-                    let t0 = Instant::now();
-                    let torn = after.as_ref().is_none_or(tear_down);
-                    if after.is_some() {
-                        std::thread::sleep(Duration::from_millis(Teardown::PAUSE_MS));
-                    }
-                    spent[i] += t0.elapsed();
-                    if torn {
-                        time_lifecycle(clone_flags(unshare))
-                    } else {
-                        (false, Duration::ZERO)
-                    }
+    let mut sampler = Sampler {
+        job,
+        paced: job.scenario.lives_paced_by_teardown(),
+        samples: vec![Vec::with_capacity(job.scenario.probe.samples as usize); paths.len()],
+        spent: vec![Duration::ZERO; paths.len()],
+        errors: vec![0u32; paths.len()],
+        held: Vec::new(),
+    };
+    for phase in job.scenario.probe_phases() {
+        sampler.phase(paths, &phase);
+    }
+    let Sampler { samples, errors, .. } = sampler;
+    job.scenario.probes.iter().zip(samples).zip(errors).map(|((p, mut s), e)| ProbeStats::from_samples_ns(&p.name, &mut s, e)).collect()
+}
+
+/// One probe call's samples so far, per probe.
+struct Sampler<'a> {
+    job: &'a Churn,
+    paced: bool,
+    samples: Vec<Vec<u64>>,
+    spent: Vec<Duration>,
+    errors: Vec<u32>,
+    /// The namespaces paced lives left alive; dropping an fd lets one die.
+    held: Vec<OwnedFd>,
+}
+
+impl Sampler<'_> {
+    /// Sample these probes, interleaved, until each has its count or all
+    /// have spent the budget with at least `min_samples`.
+    fn phase(&mut self, paths: &[CString], phase: &[usize]) {
+        let settings = &self.job.scenario.probe;
+        let budget = Duration::from_millis(settings.budget_ms);
+        for n in 0..settings.samples {
+            let over_budget = phase.iter().all(|&i| self.spent[i] >= budget);
+            if over_budget && n >= settings.min_samples {
+                break;
+            }
+            for &i in phase {
+                let (ok, dt) = self.sample(i, &paths[i]);
+                self.spent[i] += dt;
+                match ok {
+                    true => self.samples[i].push(dt.as_nanos() as u64),
+                    false => self.errors[i] += 1,
                 }
-            };
-            spent[i] += dt;
-            match ok {
-                true => samples[i].push(dt.as_nanos() as u64),
-                false => errors[i] += 1,
             }
         }
     }
-    job.scenario.probes.iter().zip(samples.iter_mut()).zip(errors).map(|((p, s), e)| ProbeStats::from_samples_ns(&p.name, s, e)).collect()
+
+    /// One timed operation of probe `i`: whether it held, and its time.
+    fn sample(&mut self, i: usize, path: &CString) -> (bool, Duration) {
+        let ProbeOp::Lifecycle { unshare, after } = &self.job.scenario.probes[i].op else {
+            return time_open(path);
+        };
+        // The teardown and the pause are untimed, but spend the probe's budget.
+        let t0 = Instant::now();
+        if after.is_some() {
+            // Their cleanup overlaps the teardown's creations, untimed.
+            self.held.clear();
+        }
+        let torn = after.as_ref().is_none_or(tear_down);
+        if after.is_some() {
+            std::thread::sleep(Duration::from_millis(Teardown::PAUSE_MS));
+        }
+        self.spent[i] += t0.elapsed();
+        match (torn, self.paced) {
+            (false, _) => (false, Duration::ZERO),
+            (true, false) => time_lifecycle(clone_flags(unshare)),
+            (true, true) => time_held_life(unshare, &mut self.held),
+        }
+    }
 }
 
 /// One open() of `path`, timed; closed after the clock stops.
@@ -116,6 +154,54 @@ fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
     let t0 = Instant::now();
     let ok = in_child(|| flags.is_empty() || unshare(flags).is_ok());
     (ok, t0.elapsed())
+}
+
+/// A namespace's life as [`time_lifecycle`] times it, but its namespaces
+/// outlive it: the child shares the agent's fd table and puts an fd on each
+/// new namespace in a slot the agent opened for it, which `held` keeps.
+fn time_held_life(kinds: &[Namespace], held: &mut Vec<OwnedFd>) -> (bool, Duration) {
+    let slots: Vec<OwnedFd> = kinds
+        .iter()
+        .filter_map(|_| open(c"/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok())
+        .map(|fd| {
+            // SAFETY: open returned it and nothing else owns it.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        })
+        .collect();
+    if slots.len() != kinds.len() {
+        return (false, Duration::ZERO);
+    }
+    let targets: Vec<(Namespace, RawFd)> = kinds.iter().copied().zip(slots.iter().map(|s| s.as_raw_fd())).collect();
+    let flags = clone_flags(kinds);
+    let mut stack = vec![0u8; 64 * 1024];
+    let t0 = Instant::now();
+    // unshare, open, dup2 and close: nothing allocates in the child.
+    let ok = in_child_sharing_files(&mut stack, || {
+        unshare(flags).is_ok()
+            && targets.iter().all(|&(k, slot)| match open(ns_path(k), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+                Ok(fd) => {
+                    let put = dup2(fd, slot).is_ok();
+                    let _ = close(fd);
+                    put
+                }
+                Err(_) => false,
+            })
+    });
+    let dt = t0.elapsed();
+    held.extend(slots);
+    (ok, dt)
+}
+
+/// [`in_child`], but the child shares the agent's fd table (CLONE_FILES),
+/// so what it opens outlives it. fork() cannot share one, hence clone.
+fn in_child_sharing_files(stack: &mut [u8], mut f: impl FnMut() -> bool) -> bool {
+    let cb = Box::new(move || if f() { 0 } else { 1 });
+    // SAFETY: the child runs only `f`, async-signal-safe by contract, on
+    // `stack` (64 KiB, for a few syscalls), and returns to clone's exit.
+    match unsafe { nix::sched::clone(cb, stack, CloneFlags::CLONE_FILES, Some(nix::libc::SIGCHLD)) } {
+        Ok(child) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
+        Err(_) => false,
+    }
 }
 
 /// Fork; the child runs `f` and exits 0 if it held, and the parent reaps

@@ -99,3 +99,16 @@ fn a_propagation_passes_the_fixs_limit_and_the_mounts_basis_needs_one() {
     let e = err_of(&with("", "basis = \"mounts\""));
     assert!(e.contains("has none") && e.contains("binds = 17"), "{e}");
 }
+
+#[test]
+fn lives_after_a_teardown_are_paced_and_their_control_sampled_first() {
+    let netns = parse("netns-lock.toml", include_str!("../../../../../scenarios/netns-lock.toml")).unwrap();
+    assert!(netns.lives_paced_by_teardown());
+    // The control ("alone", second in the file) while nothing is dying, then the timed lives.
+    assert_eq!(netns.probe_phases(), [vec![1], vec![0]]);
+    // Where the bug is in the release, each life is its own: interleaved, unpaced.
+    let ipc = parse("ipc-teardown.toml", include_str!("../../../../../scenarios/ipc-teardown.toml")).unwrap();
+    assert!(!ipc.lives_paced_by_teardown());
+    assert_eq!(ipc.probe_phases(), [vec![0, 1]]);
+    assert_eq!(parse("x.toml", SEED).unwrap().probe_phases(), [vec![0, 1]]);
+}
