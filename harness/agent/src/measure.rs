@@ -121,14 +121,16 @@ impl Sampler<'_> {
         };
         // The teardown and the pause are untimed, but spend the probe's budget.
         let t0 = Instant::now();
-        if after.is_some() {
-            // Their cleanup overlaps the teardown's creations, untimed.
-            self.held.clear();
-        }
-        let torn = after.as_ref().is_none_or(tear_down);
-        if after.is_some() {
-            std::thread::sleep(Duration::from_millis(Teardown::PAUSE_MS));
-        }
+        let torn = match after {
+            Some(t) => {
+                // The held namespaces die first; their cleanup overlaps the teardown's creations.
+                self.held.clear();
+                let torn = tear_down(t);
+                std::thread::sleep(Duration::from_millis(Teardown::PAUSE_MS));
+                torn
+            }
+            None => true,
+        };
         self.spent[i] += t0.elapsed();
         match (torn, self.paced) {
             (false, _) => (false, Duration::ZERO),
