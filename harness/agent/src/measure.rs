@@ -73,6 +73,7 @@ pub(crate) fn probe(job: &Churn, paths: &[CString]) -> Vec<ProbeStats> {
         spent: vec![Duration::ZERO; paths.len()],
         errors: vec![0u32; paths.len()],
         held: Vec::new(),
+        stack: Vec::new(),
     };
     for phase in job.scenario.probe_phases() {
         sampler.phase(paths, &phase);
@@ -90,6 +91,8 @@ struct Sampler<'a> {
     errors: Vec<u32>,
     /// The namespaces paced lives left alive; dropping an fd lets one die.
     held: Vec<OwnedFd>,
+    /// The stack a paced life's child runs on, allocated at its first use.
+    stack: Vec<u8>,
 }
 
 impl Sampler<'_> {
@@ -135,7 +138,10 @@ impl Sampler<'_> {
         match (torn, self.paced) {
             (false, _) => (false, Duration::ZERO),
             (true, false) => time_lifecycle(clone_flags(unshare)),
-            (true, true) => time_held_life(unshare, &mut self.held),
+            (true, true) => {
+                self.stack.resize(CHILD_STACK, 0);
+                time_held_life(unshare, &mut self.held, &mut self.stack)
+            }
         }
     }
 }
@@ -161,7 +167,7 @@ fn time_lifecycle(flags: CloneFlags) -> (bool, Duration) {
 /// A namespace's life as [`time_lifecycle`] times it, but its namespaces
 /// outlive it: the child shares the agent's fd table and puts an fd on each
 /// new namespace in a slot the agent opened for it, which `held` keeps.
-fn time_held_life(kinds: &[Namespace], held: &mut Vec<OwnedFd>) -> (bool, Duration) {
+fn time_held_life(kinds: &[Namespace], held: &mut Vec<OwnedFd>, stack: &mut [u8]) -> (bool, Duration) {
     let slots: Vec<OwnedFd> = kinds
         .iter()
         .filter_map(|_| open(c"/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok())
@@ -175,10 +181,9 @@ fn time_held_life(kinds: &[Namespace], held: &mut Vec<OwnedFd>) -> (bool, Durati
     }
     let targets: Vec<(Namespace, RawFd)> = kinds.iter().copied().zip(slots.iter().map(|s| s.as_raw_fd())).collect();
     let flags = clone_flags(kinds);
-    let mut stack = vec![0u8; 64 * 1024];
     let t0 = Instant::now();
     // unshare, open, dup2 and close: nothing allocates in the child.
-    let ok = in_child_sharing_files(&mut stack, || {
+    let ok = in_child_sharing_files(stack, || {
         unshare(flags).is_ok()
             && targets.iter().all(|&(k, slot)| match open(ns_path(k), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
                 Ok(fd) => {
@@ -194,12 +199,15 @@ fn time_held_life(kinds: &[Namespace], held: &mut Vec<OwnedFd>) -> (bool, Durati
     (ok, dt)
 }
 
+/// The stack of a child [`in_child_sharing_files`] starts: a few syscalls.
+const CHILD_STACK: usize = 64 * 1024;
+
 /// [`in_child`], but the child shares the agent's fd table (CLONE_FILES),
 /// so what it opens outlives it. fork() cannot share one, hence clone.
 fn in_child_sharing_files(stack: &mut [u8], mut f: impl FnMut() -> bool) -> bool {
     let cb = Box::new(move || if f() { 0 } else { 1 });
     // SAFETY: the child runs only `f`, async-signal-safe by contract, on
-    // `stack` (64 KiB, for a few syscalls), and returns to clone's exit.
+    // `stack` (CHILD_STACK, for a few syscalls), and returns to clone's exit.
     match unsafe { nix::sched::clone(cb, stack, CloneFlags::CLONE_FILES, Some(nix::libc::SIGCHLD)) } {
         Ok(child) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
         Err(_) => false,

@@ -187,7 +187,7 @@ impl Scenario {
     /// release (ipc-teardown) no probe follows a teardown and each
     /// namespace dies in its own life.
     pub fn lives_paced_by_teardown(&self) -> bool {
-        self.probes.iter().any(|p| matches!(p.op, ProbeOp::Lifecycle { after: Some(_), .. }))
+        self.probes.iter().any(|p| p.op.follows_teardown())
     }
 
     /// The probes' indices in the order the agent samples them: each
@@ -208,8 +208,7 @@ impl Scenario {
         if !self.lives_paced_by_teardown() {
             return vec![all];
         }
-        let follows = |i: &usize| matches!(self.probes[*i].op, ProbeOp::Lifecycle { after: Some(_), .. });
-        let (after, before): (Vec<usize>, Vec<usize>) = all.into_iter().partition(follows);
+        let (after, before): (Vec<usize>, Vec<usize>) = all.into_iter().partition(|&i| self.probes[i].op.follows_teardown());
         vec![before, after]
     }
 
@@ -292,6 +291,11 @@ impl Teardown {
 impl ProbeOp {
     pub fn is_open(&self) -> bool {
         matches!(self, ProbeOp::Open)
+    }
+
+    /// Whether each sample follows a teardown (`after_teardown`).
+    pub fn follows_teardown(&self) -> bool {
+        matches!(self, ProbeOp::Lifecycle { after: Some(_), .. })
     }
 
     /// Whether its cost grows with the churn: an open walks the hash chain
